@@ -1,0 +1,144 @@
+"""Configuration from the environment and a `.env` file (DESIGN.md §3).
+
+Every variable has a default that runs the bot offline (local provider, SQLite under ./data).
+A bad value becomes one `ConfigError` line naming the variable and what it allows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+ProviderName = Literal["local", "anyfast", "runware", "magnific", "hiapi"]
+PROVIDER_NAMES: tuple[str, ...] = ("local", "anyfast", "runware", "magnific", "hiapi")
+
+DEFAULT_BASE_URLS = {
+    "anyfast": "https://www.anyfast.ai",
+    "runware": "https://api.runware.ai",
+    "magnific": "https://api.magnific.com",
+    "hiapi": "https://api.hiapi.ai",
+}
+
+#: Credits per second of video by resolution: 1 credit = 1 s of 480p (DESIGN.md §3).
+DEFAULT_PRICES = {"480p": 1, "720p": 2, "1080p": 4}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    discord_token: str | None = None
+    seedance_dev_guild_id: int | None = None
+    seedance_provider: ProviderName = "local"
+    seedance_model: str | None = None
+    seedance_data_dir: Path = Path("./data")
+
+    anyfast_api_key: str | None = None
+    anyfast_base_url: str = DEFAULT_BASE_URLS["anyfast"]
+    runware_api_key: str | None = None
+    runware_base_url: str = DEFAULT_BASE_URLS["runware"]
+    magnific_api_key: str | None = None
+    magnific_base_url: str = DEFAULT_BASE_URLS["magnific"]
+    hiapi_api_key: str | None = None
+    hiapi_base_url: str = DEFAULT_BASE_URLS["hiapi"]
+    hiapi_callback_secret: str | None = None
+
+    seedance_user_daily_credits: int = Field(default=60, ge=0)
+    seedance_guild_monthly_credits: int = Field(default=3000, ge=0)
+    #: Optional price table, e.g. "480p=1,720p=2,1080p=4".
+    seedance_prices: str | None = None
+
+    seedance_webhook_base_url: str | None = None
+    seedance_webhook_port: int = Field(default=8080, ge=1, le=65535)
+    seedance_webhook_secret: str | None = None
+
+    #: Simulated seconds the local provider takes, for demos and benchmarks.
+    seedance_local_delay: float = Field(default=0.0, ge=0)
+    #: Largest file the bot will download from anywhere, in bytes.
+    seedance_max_download_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    #: Days finished files are kept under the data dir.
+    seedance_retention_days: int = Field(default=7, ge=0)
+
+    @field_validator(
+        "anyfast_base_url", "runware_base_url", "magnific_base_url", "hiapi_base_url"
+    )
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with https:// (or http:// for a local test server)")
+        return v.rstrip("/")
+
+    @field_validator("seedance_webhook_base_url")
+    @classmethod
+    def _webhook_url(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must be the public https:// URL that reaches the callback port")
+        return v.rstrip("/") if v else v
+
+    @field_validator("seedance_prices")
+    @classmethod
+    def _prices(cls, v: str | None) -> str | None:
+        if v:
+            parse_prices(v)
+        return v
+
+    @property
+    def data_dir(self) -> Path:
+        return self.seedance_data_dir
+
+    @property
+    def database_path(self) -> Path:
+        return self.seedance_data_dir / "seedance.sqlite3"
+
+    @property
+    def prices(self) -> dict[str, int]:
+        return parse_prices(self.seedance_prices) if self.seedance_prices else dict(DEFAULT_PRICES)
+
+    def api_key(self, provider: str) -> str | None:
+        value = getattr(self, f"{provider}_api_key", None)
+        return value if isinstance(value, str) else None
+
+    def base_url(self, provider: str) -> str:
+        return str(getattr(self, f"{provider}_base_url"))
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value, so messages and logs can be scrubbed of them."""
+        values = [
+            self.discord_token,
+            self.anyfast_api_key,
+            self.runware_api_key,
+            self.magnific_api_key,
+            self.hiapi_api_key,
+            self.hiapi_callback_secret,
+            self.seedance_webhook_secret,
+        ]
+        return tuple(v for v in values if v)
+
+
+def parse_prices(text: str) -> dict[str, int]:
+    prices = dict(DEFAULT_PRICES)
+    for part in text.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep or key.strip() not in DEFAULT_PRICES or not value.strip().isdigit():
+            raise ValueError("use the form 480p=1,720p=2,1080p=4 (whole credits per second)")
+        prices[key.strip()] = int(value)
+    return prices
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings, turning pydantic's report into one line per bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else "configuration"
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{name}: {msg}, got {err.get('input')!r}")
+        raise ConfigError("; ".join(lines)) from None

@@ -1,0 +1,244 @@
+"""The request and result vocabulary shared by the CLI, the engine, the providers and the cogs.
+
+Names follow the gateways' own pages (see DESIGN.md §2) so a reader can hold a request next to
+a seed page and compare them field by field.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class MediaKind(StrEnum):
+    IMAGE = "image"
+    VIDEO = "video"
+    AUDIO = "audio"
+
+
+class Role(StrEnum):
+    FIRST_FRAME = "first_frame"
+    LAST_FRAME = "last_frame"
+    REFERENCE_IMAGE = "reference_image"
+    REFERENCE_VIDEO = "reference_video"
+    REFERENCE_AUDIO = "reference_audio"
+
+
+class Mode(StrEnum):
+    """A resolved input mode. Edit and extend are reference mode with their own checks."""
+
+    TEXT = "text"
+    FIRST_FRAME = "first_frame"
+    FIRST_LAST_FRAME = "first_last_frame"
+    REFERENCE = "reference"
+    EDIT = "edit"
+    EXTEND = "extend"
+
+
+class RequestedMode(StrEnum):
+    """What a user may ask for: a mode, or `auto` to let the role mapper decide."""
+
+    AUTO = "auto"
+    TEXT = "text"
+    FIRST_FRAME = "first_frame"
+    FIRST_LAST_FRAME = "first_last_frame"
+    REFERENCE = "reference"
+    EDIT = "edit"
+    EXTEND = "extend"
+
+
+class Resolution(StrEnum):
+    P480 = "480p"
+    P720 = "720p"
+    P1080 = "1080p"
+
+
+class Ratio(StrEnum):
+    R16_9 = "16:9"
+    R4_3 = "4:3"
+    R1_1 = "1:1"
+    R3_4 = "3:4"
+    R9_16 = "9:16"
+    R21_9 = "21:9"
+    ADAPTIVE = "adaptive"
+
+
+#: Exact output sizes from the seeds' resolution table (width, height).
+SIZE_TABLE: dict[Resolution, dict[Ratio, tuple[int, int]]] = {
+    Resolution.P480: {
+        Ratio.R16_9: (864, 496),
+        Ratio.R4_3: (752, 560),
+        Ratio.R1_1: (640, 640),
+        Ratio.R3_4: (560, 752),
+        Ratio.R9_16: (496, 864),
+        Ratio.R21_9: (992, 432),
+    },
+    Resolution.P720: {
+        Ratio.R16_9: (1280, 720),
+        Ratio.R4_3: (1112, 834),
+        Ratio.R1_1: (960, 960),
+        Ratio.R3_4: (834, 1112),
+        Ratio.R9_16: (720, 1280),
+        Ratio.R21_9: (1470, 630),
+    },
+    Resolution.P1080: {
+        Ratio.R16_9: (1920, 1080),
+        Ratio.R4_3: (1664, 1248),
+        Ratio.R1_1: (1440, 1440),
+        Ratio.R3_4: (1248, 1664),
+        Ratio.R9_16: (1080, 1920),
+        Ratio.R21_9: (2208, 944),
+    },
+}
+
+FIXED_RATIOS: tuple[Ratio, ...] = tuple(r for r in Ratio if r is not Ratio.ADAPTIVE)
+
+
+def nearest_ratio(width: int, height: int) -> Ratio:
+    """The table ratio closest to a picture's shape (used for `adaptive`)."""
+    target = width / height
+
+    def distance(r: Ratio) -> float:
+        w, h = (int(x) for x in r.value.split(":"))
+        return abs(w / h - target)
+
+    return min(FIXED_RATIOS, key=distance)
+
+
+def output_size(resolution: Resolution, ratio: Ratio, first_image: tuple[int, int] | None) -> (
+    tuple[int, int]
+):
+    """Pixel size for a resolution and ratio; adaptive follows the first image, else 16:9."""
+    if ratio is Ratio.ADAPTIVE:
+        ratio = nearest_ratio(*first_image) if first_image else Ratio.R16_9
+    return SIZE_TABLE[resolution][ratio]
+
+
+class SourceKind(StrEnum):
+    PATH = "path"
+    URL = "url"
+    ASSET = "asset"
+    DATA_URI = "data_uri"
+
+
+def source_kind(source: str) -> SourceKind:
+    if source.startswith("asset://"):
+        return SourceKind.ASSET
+    if source.startswith("data:"):
+        return SourceKind.DATA_URI
+    if re.match(r"^https?://", source, re.IGNORECASE):
+        return SourceKind.URL
+    return SourceKind.PATH
+
+
+class MediaFacts(BaseModel):
+    """What was measured from the real bytes (never from a name or a declared type)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: MediaKind
+    format: str  # e.g. "png", "jpeg", "mp4", "mov", "wav", "mp3"
+    size_bytes: int
+    width: int | None = None
+    height: int | None = None
+    duration: float | None = None  # seconds (video/audio)
+    fps: float | None = None
+    has_audio: bool = False  # a video with an audio track
+
+
+class Reference(BaseModel):
+    """One input file, in the order the user gave it, with the role it was mapped to."""
+
+    kind: MediaKind
+    source: str  # local path, https URL, asset://ID
+    name: str  # what a person calls it: a filename or a short URL
+    role: Role | None = None
+    facts: MediaFacts | None = None  # None only for asset:// sources (already at the gateway)
+    local_path: str | None = None  # cached bytes, for base64 or the local provider
+
+    @property
+    def source_kind(self) -> SourceKind:
+        return source_kind(self.source)
+
+
+class GenerationRequest(BaseModel):
+    """A validated request: roles assigned, media ordered images → videos → audios."""
+
+    prompt: str = ""
+    references: list[Reference] = Field(default_factory=list)
+    mode: Mode = Mode.TEXT
+    duration: int = 5
+    resolution: Resolution = Resolution.P720
+    ratio: Ratio = Ratio.ADAPTIVE
+    audio: bool = True
+    seed: int | None = None
+    camera_fixed: bool = False
+    web_search: bool = False
+    watermark: bool = False
+    return_last_frame: bool = False
+    provider: str = "local"
+    model: str | None = None
+
+    def of_kind(self, kind: MediaKind) -> list[Reference]:
+        return [r for r in self.references if r.kind is kind]
+
+    def with_role(self, role: Role) -> list[Reference]:
+        return [r for r in self.references if r.role is role]
+
+    @property
+    def images(self) -> list[Reference]:
+        return self.of_kind(MediaKind.IMAGE)
+
+    @property
+    def videos(self) -> list[Reference]:
+        return self.of_kind(MediaKind.VIDEO)
+
+    @property
+    def audios(self) -> list[Reference]:
+        return self.of_kind(MediaKind.AUDIO)
+
+    def first_image_size(self) -> tuple[int, int] | None:
+        for ref in self.images:
+            if ref.facts and ref.facts.width and ref.facts.height:
+                return ref.facts.width, ref.facts.height
+        return None
+
+    def output_size(self) -> tuple[int, int]:
+        return output_size(self.resolution, self.ratio, self.first_image_size())
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"  # accepted, not started
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class ProviderResult(BaseModel):
+    """What a finished task gave back, the same for every gateway."""
+
+    video_urls: list[str] = Field(default_factory=list)
+    last_frame_url: str | None = None
+    seed: int | None = None
+    cost: float | None = None  # the gateway's own unit (USD for Runware)
+    expires_at: float | None = None  # unix time when the URLs stop working, if known
+
+
+class TaskState(BaseModel):
+    """One look at a task: from a poll, a create answer or a callback."""
+
+    task_id: str
+    status: TaskStatus
+    progress: float | None = None  # 0–100
+    result: ProviderResult | None = None
+    error: Any = None  # a GatewayError when status is FAILED
+    retry_after: float | None = None  # the gateway's hint for the next poll, seconds
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    @property
+    def done(self) -> bool:
+        return self.status in (TaskStatus.SUCCEEDED, TaskStatus.FAILED)

@@ -1,0 +1,155 @@
+"""The one protocol every gateway module implements, and the capability table validation reads.
+
+A provider turns a validated `GenerationRequest` into a gateway task (`submit`), looks at that
+task (`poll`), and reads the gateway's callbacks (`parse_callback`). Everything a gateway can and
+cannot do is declared in its `Capabilities`, so no code outside the provider's own module needs
+to know which gateway it talks to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from bot.models import (
+    GenerationRequest,
+    MediaKind,
+    Mode,
+    Ratio,
+    Resolution,
+    SourceKind,
+    TaskState,
+)
+
+ALL_MODES = frozenset(Mode)
+ALL_RATIOS = frozenset(Ratio)
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """Per-file and per-kind limits. Defaults are HiAPI's page, the strictest one (DESIGN.md §2)."""
+
+    image_formats: frozenset[str] = frozenset({"jpeg", "png", "webp", "bmp", "tiff", "gif"})
+    image_min_aspect: float = 0.4
+    image_max_aspect: float = 2.5
+    image_min_edge: int = 300
+    image_max_edge: int = 6000
+    image_max_bytes: int = 30 * 1024 * 1024  # "< 30 MB"
+
+    video_formats: frozenset[str] = frozenset({"mp4", "mov"})
+    video_min_seconds: float = 2.0
+    video_max_seconds: float = 15.0
+    video_total_seconds: float = 15.0
+    video_min_pixels: int = 409_600
+    video_max_pixels: int = 927_408
+    video_min_fps: float = 24.0
+    video_max_fps: float = 60.0
+    video_min_aspect: float = 0.4
+    video_max_aspect: float = 2.5
+    video_max_bytes: int = 50 * 1024 * 1024
+
+    audio_formats: frozenset[str] = frozenset({"wav", "mp3"})
+    audio_min_seconds: float = 2.0
+    audio_max_seconds: float = 15.0
+    audio_total_seconds: float = 15.0
+    audio_max_bytes: int = 15 * 1024 * 1024
+
+    max_images: int = 9
+    max_videos: int = 3
+    max_audios: int = 3
+
+    def max_bytes(self, kind: MediaKind) -> int:
+        return {
+            MediaKind.IMAGE: self.image_max_bytes,
+            MediaKind.VIDEO: self.video_max_bytes,
+            MediaKind.AUDIO: self.audio_max_bytes,
+        }[kind]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What one model on one gateway accepts. Validation reads this and nothing else."""
+
+    provider: str
+    model: str
+    resolutions: frozenset[Resolution] = frozenset({Resolution.P480, Resolution.P720})
+    durations: frozenset[int] = frozenset(range(4, 16))
+    ratios: frozenset[Ratio] = ALL_RATIOS
+    modes: frozenset[Mode] = ALL_MODES
+    limits: MediaLimits = field(default_factory=MediaLimits)
+    audio_generation: bool = True
+    web_search: bool = True
+    last_frame: bool = True
+    seed: bool = True
+    camera_fixed: bool = False
+    watermark: bool = True
+    webhooks: bool = False
+    results_per_task: int = 1
+    prompt_max_chars: int | None = 2000
+    prompt_required: bool = False
+    #: How each media kind may reach the gateway. A local file needs DATA_URI (base64) or ASSET.
+    accepts: Mapping[MediaKind, frozenset[SourceKind]] = field(
+        default_factory=lambda: {
+            MediaKind.IMAGE: frozenset({SourceKind.URL, SourceKind.DATA_URI}),
+            MediaKind.VIDEO: frozenset({SourceKind.URL}),
+            MediaKind.AUDIO: frozenset({SourceKind.URL, SourceKind.DATA_URI}),
+        }
+    )
+    #: Typical seconds from submit to success, for the first poll and ETAs before history exists.
+    typical_seconds: float = 90.0
+    #: Hosts result files may be downloaded from (suffix match); empty = any https host.
+    result_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """The gateway accepted a task. `state` is set when the create answer already says more."""
+
+    task_id: str
+    state: TaskState | None = None
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A gateway (or the embedded local renderer) behind one interface."""
+
+    name: str
+
+    def capabilities(self, model: str | None = None) -> Capabilities:
+        """The capability table of `model` (the provider's default model when None)."""
+        ...
+
+    @property
+    def default_model(self) -> str: ...
+
+    async def submit(
+        self,
+        request: GenerationRequest,
+        *,
+        idempotency_key: str,
+        callback_url: str | None = None,
+    ) -> SubmitResult:
+        """Create the task. Retries only when the request provably did not reach the gateway.
+
+        `idempotency_key` is stable for one job (Runware uses it as `taskUUID`).
+        """
+        ...
+
+    async def poll(self, task_id: str) -> TaskState:
+        """Look at a task once. Raises `GatewayError` for transport or HTTP errors."""
+        ...
+
+    async def cancel(self, task_id: str) -> bool:
+        """Ask the gateway to stop a task. False when it cannot (the work is still billed)."""
+        ...
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> TaskState:
+        """Read a callback's body (after the receiver authenticated it)."""
+        ...
+
+    def verify_callback(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """Check a callback's signature where the gateway signs them."""
+        ...
+
+    async def aclose(self) -> None: ...

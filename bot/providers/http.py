@@ -1,0 +1,197 @@
+"""HTTP transport shared by the gateway modules: retries that cannot double-bill.
+
+A create is retried only when it provably did not reach the gateway (connect errors) or the
+gateway said 429/503 (it did not accept the work). A read timeout after sending could mean the
+task exists, so it is retried only for idempotent calls (polls, or Runware's create, whose
+`taskUUID` makes a repeat harmless). `Retry-After` is honoured; backoff is exponential with
+jitter and bounded; `sleep` is injectable so tests run in milliseconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import httpx
+
+from bot.errors import (
+    AuthenticationError,
+    GatewayError,
+    GatewayUnavailableError,
+    InsufficientBalanceError,
+    InvalidRequestError,
+    RateLimitError,
+    TaskNotFoundError,
+    scrub,
+)
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+ErrorParser = Callable[[httpx.Response], GatewayError]
+
+#: Statuses after which the gateway provably did not take the work.
+NOT_ACCEPTED = frozenset({429, 503})
+TRANSIENT = frozenset({429, 500, 502, 503, 504})
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, parsed.timestamp() - (now if now is not None else time.time()))
+
+
+def default_error(
+    response: httpx.Response, *, provider: str, message: str, code: str | None = None
+) -> GatewayError:
+    """The error class for an HTTP status, for gateways whose bodies say little more."""
+    status = response.status_code
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    kwargs: dict[str, Any] = {"provider": provider, "status": status, "code": code}
+    if status == 429:
+        return RateLimitError(message, retry_after=retry_after, **kwargs)
+    if status == 402:
+        return InsufficientBalanceError(message, **kwargs)
+    if status in (401, 403):
+        return AuthenticationError(message, **kwargs)
+    if status == 404:
+        return TaskNotFoundError(message, **kwargs)
+    if status >= 500:
+        return GatewayUnavailableError(message, retry_after=retry_after, **kwargs)
+    return InvalidRequestError(message, **kwargs)
+
+
+class Backoff:
+    """Exponential backoff with full jitter, capped, honouring a server hint when given."""
+
+    def __init__(self, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None):
+        self.base = base
+        self.cap = cap
+        self.rng = rng or random.Random()
+
+    def delay(self, attempt: int, hint: float | None = None) -> float:
+        if hint is not None:
+            return min(max(hint, 0.0), 300.0)  # honour the gateway, within reason
+        return self.rng.uniform(self.base / 2, min(self.cap, self.base * 2**attempt))
+
+
+class HttpTransport:
+    """One gateway's HTTP session: base URL, auth headers, retries, error mapping."""
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        headers: Mapping[str, str],
+        parse_error: ErrorParser,
+        *,
+        client: httpx.AsyncClient | None = None,
+        sleep: Sleep = asyncio.sleep,
+        max_attempts: int = 5,
+        backoff: Backoff | None = None,
+        timeout: float = 30.0,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self.headers = dict(headers)
+        self.parse_error = parse_error
+        self._own_client = client is None
+        self.client = client or httpx.AsyncClient(timeout=timeout)
+        self.sleep = sleep
+        self.max_attempts = max_attempts
+        self.backoff = backoff or Backoff()
+        self.secrets = tuple(s for s in (*secrets, *self.headers.values()) if s)
+        self.requests_sent = 0  # for benchmarks: gateway requests per job
+
+    def url(self, path: str) -> str:
+        return path if path.startswith("http") else f"{self.base_url}{path}"
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        idempotent: bool,
+    ) -> httpx.Response:
+        """Send, retrying only where it cannot double-bill. Returns a 2xx response."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self.requests_sent += 1
+                response = await self.client.request(
+                    method, self.url(path), json=json, headers=self.headers
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # Never reached the gateway: always safe to repeat.
+                error: GatewayError = GatewayUnavailableError(
+                    f"could not connect ({type(exc).__name__})", provider=self.provider
+                )
+                if attempt >= self.max_attempts:
+                    raise error from None
+            except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                error = GatewayUnavailableError(
+                    f"no answer from the gateway ({type(exc).__name__})", provider=self.provider
+                )
+                if not idempotent or attempt >= self.max_attempts:
+                    # The request may have created a task: repeating could bill twice.
+                    raise error from None
+            else:
+                if response.is_success:
+                    return response
+                error = self._error(response)
+                retry = response.status_code in NOT_ACCEPTED or (
+                    idempotent and response.status_code in TRANSIENT
+                )
+                if not retry or attempt >= self.max_attempts:
+                    raise error
+            delay = self.backoff.delay(attempt, error.retry_after)
+            log.info(
+                "%s %s %s: %s; retry %d in %.1fs",
+                self.provider, method, path, error.kind, attempt, delay,
+            )
+            await self.sleep(delay)
+
+    def _error(self, response: httpx.Response) -> GatewayError:
+        try:
+            error = self.parse_error(response)
+        except Exception:  # a malformed error body must still become a typed error
+            error = default_error(
+                response, provider=self.provider, message=response.text[:300] or "no details"
+            )
+        error.reason = scrub(error.reason, self.secrets)
+        error.args = (error.describe(),)
+        if error.retry_after is None:
+            error.retry_after = parse_retry_after(response.headers.get("retry-after"))
+        return error
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self.client.aclose()
+
+
+def json_body(response: httpx.Response, provider: str) -> Any:
+    """Parse a 2xx body; malformed JSON is a transient gateway fault, not a crash."""
+    try:
+        return response.json()
+    except ValueError:
+        raise GatewayUnavailableError(
+            f"malformed JSON in a {response.status_code} answer", provider=provider
+        ) from None

@@ -1,0 +1,87 @@
+"""Real media made on the fly with Pillow and PyAV, so tests never need checked-in blobs."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+
+def make_image(
+    path: Path, width: int = 640, height: int = 480, fmt: str = "PNG",
+    color: tuple[int, int, int] = (200, 40, 40),
+) -> Path:
+    """A solid image with a gradient stripe, in `fmt` (PNG, JPEG, WEBP, BMP, TIFF, GIF)."""
+    img = Image.new("RGB", (width, height), color)
+    for x in range(0, width, max(1, width // 16)):
+        for y in range(0, min(height, 8)):
+            img.putpixel((x, y), (255, 255, 255))
+    img.save(path, format=fmt)
+    return path
+
+
+def make_video(
+    path: Path, width: int = 832, height: int = 480, seconds: float = 3.0, fps: int = 24,
+    audio: bool = False, fmt: str = "mp4", color: tuple[int, int, int] = (30, 90, 200),
+) -> Path:
+    """An H.264 clip of `seconds` at `fps`, optionally with an AAC track."""
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast"}
+        astream = out.add_stream("aac", rate=44100, layout="mono") if audio else None
+        frames = round(seconds * fps)
+        base = np.zeros((height, width, 3), dtype=np.uint8)
+        base[:, :] = color
+        for i in range(frames):
+            arr = base.copy()
+            x = int(i / max(1, frames - 1) * (width - 16))
+            arr[:, x : x + 16] = 255
+            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+        if astream is not None:
+            _write_tone(out, astream, seconds)
+    return path
+
+
+def make_audio(path: Path, seconds: float = 3.0, fmt: str = "wav") -> Path:
+    """A 440 Hz tone as WAV (PCM) or MP3."""
+    codec = {"wav": "pcm_s16le", "mp3": "libmp3lame"}[fmt]
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=44100, layout="mono")
+        _write_tone(out, stream, seconds)
+    return path
+
+
+def _write_tone(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream,
+                seconds: float) -> None:
+    rate = 44100
+    total = int(seconds * rate)
+    frame_size = stream.codec_context.frame_size or 1024
+    fmt = stream.codec_context.format.name if stream.codec_context.format else "s16"
+    pts = 0
+    while pts < total:
+        n = min(frame_size, total - pts)
+        t = (np.arange(pts, pts + n) / rate).astype(np.float32)
+        wave = 0.3 * np.sin(2 * math.pi * 440 * t)
+        if fmt.startswith("flt"):
+            data = wave.astype(np.float32).reshape(1, -1)
+        elif fmt.startswith("s32"):
+            data = (wave * 2**31 * 0.99).astype(np.int32).reshape(1, -1)
+        else:
+            data = (wave * 32767).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(data, format=fmt, layout="mono")
+        frame.sample_rate = rate
+        frame.pts = pts
+        frame.time_base = Fraction(1, rate)
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        pts += n
+    for packet in stream.encode():
+        out.mux(packet)
