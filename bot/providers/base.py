@@ -8,6 +8,7 @@ to know which gateway it talks to.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -17,6 +18,7 @@ from bot.models import (
     MediaKind,
     Mode,
     Ratio,
+    Reference,
     Resolution,
     SourceKind,
     TaskState,
@@ -153,3 +155,43 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+_MIME = {
+    "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "bmp": "image/bmp",
+    "tiff": "image/tiff", "gif": "image/gif", "mp4": "video/mp4", "mov": "video/quicktime",
+    "wav": "audio/wav", "mp3": "audio/mpeg",
+}
+
+
+def unreachable_reason(ref: Reference, caps: Capabilities) -> str | None:
+    """Why `ref` cannot reach this gateway as it is (None when it can)."""
+    allowed = caps.accepts.get(ref.kind, frozenset())
+    kind = ref.source_kind
+    if kind is SourceKind.PATH:
+        if SourceKind.DATA_URI in allowed:
+            return None
+        return (
+            f"{caps.provider} only takes a {ref.kind.value} as a public https URL, "
+            "not as an uploaded local file; pass an https URL instead"
+        )
+    if kind not in allowed:
+        how = " or ".join(sorted(k.value for k in allowed)) or "nothing"
+        return f"{caps.provider} takes a {ref.kind.value} only as {how}, not as {kind.value}"
+    return None
+
+
+def media_source(ref: Reference, caps: Capabilities) -> str:
+    """The string a gateway receives for `ref`: its URL, its asset id, or a base64 data URI.
+
+    Validation has already refused what `unreachable_reason` reports, so this does not fail
+    on a validated request.
+    """
+    if ref.source_kind is not SourceKind.PATH:
+        return ref.source
+    path = ref.local_path or ref.source
+    fmt = ref.facts.format if ref.facts else "octet-stream"
+    mime = _MIME.get(fmt, "application/octet-stream")
+    with open(path, "rb") as fh:
+        data = base64.b64encode(fh.read()).decode("ascii")
+    return f"data:{mime};base64,{data}"
