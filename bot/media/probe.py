@@ -1,0 +1,203 @@
+"""Measure a file from its real bytes: kind, format, size, dimensions, duration, fps, audio.
+
+Names and declared content types lie (a PNG renamed `.jpg`, a text file renamed `.mp4`), and
+the gateways refuse by real format, so every fact here comes from Pillow or PyAV reading the
+bytes. Only headers and the first decodable frame are read; a video is never held in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from pathlib import Path
+from typing import Any
+
+import av
+from PIL import Image
+
+from bot.errors import SeedanceError
+from bot.models import MediaFacts, MediaKind
+
+
+class UnreadableMedia(SeedanceError):
+    """The bytes are not an image, video or audio file we can read (or are damaged)."""
+
+
+#: Pillow formats with a strong signature. Weak-signature plugins (TGA, MPEG, …) are left out so
+#: that a video's first bytes can never be mistaken for an image.
+_PILLOW_FORMATS = (
+    "AVIF", "BMP", "DDS", "GIF", "ICNS", "ICO", "JPEG", "JPEG2000", "MPO", "PNG", "PPM", "PSD",
+    "QOI", "TIFF", "WEBP",
+)
+#: Pillow names that are another format in disguise. MPO is the multi-picture JPEG phones write.
+_PILLOW_ALIASES = {"mpo": "jpeg"}
+
+#: FFmpeg demuxers that read images (Pillow failed on them, but they are still images).
+_IMAGE_DEMUXERS = {"image2", "gif", "apng", "webp_pipe", "jpegxl_anim"}
+#: Demuxers/codecs that "open" plain text; such a file is not media.
+_TEXT_DEMUXERS = {"tty", "txt"}
+_TEXT_CODECS = {"ansi", "bintext", "xbin", "idf"}
+
+#: `ftyp` major brands that mean QuickTime or 3GPP rather than MP4.
+_MOV_BRANDS = {b"qt  "}
+_3GP_PREFIX = b"3g"
+_WEBM_CODECS = {"vp8", "vp9", "av1", "vorbis", "opus"}
+
+_NOT_MEDIA = "is not an image, video or audio file we can read"
+
+
+def probe_file(path: Path) -> MediaFacts:
+    """Facts about `path` from its bytes; raises `UnreadableMedia` when nothing can read it."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise UnreadableMedia(f"{path.name} cannot be opened ({exc.strerror or exc})") from exc
+    if size == 0:
+        raise UnreadableMedia(f"{path.name} is empty")
+    facts = _probe_image(path, size)
+    if facts is not None:
+        return facts
+    return _probe_av(path, size)
+
+
+async def probe_file_async(path: Path) -> MediaFacts:
+    """`probe_file` off the event loop: decoding headers can take tens of milliseconds."""
+    return await asyncio.to_thread(probe_file, path)
+
+
+def _probe_image(path: Path, size: int) -> MediaFacts | None:
+    """Image facts via Pillow, or None when Pillow does not recognise the bytes."""
+    with warnings.catch_warnings():
+        # Probing reads headers only, so a huge image is not a memory risk here; validation
+        # refuses it by its edges instead.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(path, formats=_pillow_formats())
+        except Image.DecompressionBombError as exc:
+            raise UnreadableMedia(f"{path.name} is an image too large to read") from exc
+        except (OSError, SyntaxError, ValueError):
+            return None
+        with img:
+            fmt = (img.format or "").lower()
+            width, height = img.size
+            try:
+                img.verify()  # cheap integrity checks (PNG CRCs, truncation) without decoding
+            except Exception as exc:
+                raise UnreadableMedia(f"{path.name} is a damaged {fmt} image") from exc
+    fmt = _PILLOW_ALIASES.get(fmt, fmt)
+    return MediaFacts(kind=MediaKind.IMAGE, format=fmt, size_bytes=size, width=width,
+                      height=height)
+
+
+def _pillow_formats() -> list[str]:
+    Image.init()
+    return [f for f in _PILLOW_FORMATS if f in Image.OPEN]
+
+
+def _probe_av(path: Path, size: int) -> MediaFacts:
+    """Video/audio facts via PyAV, opened from a file object so no name or protocol is used."""
+    try:
+        with path.open("rb") as fh, av.open(fh, mode="r") as container:
+            return _facts_from_container(container, path, size)
+    except UnreadableMedia:
+        raise
+    except (av.FFmpegError, OSError, ValueError, EOFError, IndexError) as exc:
+        raise UnreadableMedia(f"{path.name} {_NOT_MEDIA}") from exc
+
+
+def _facts_from_container(container: Any, path: Path, size: int) -> MediaFacts:
+    demuxer = container.format.name
+    if demuxer in _TEXT_DEMUXERS:
+        raise UnreadableMedia(f"{path.name} {_NOT_MEDIA}")
+    videos = [
+        s for s in container.streams.video
+        if not s.disposition & av.stream.Disposition.attached_pic  # cover art is not a video
+        and s.codec_context.name not in _TEXT_CODECS
+        and s.codec_context.width and s.codec_context.height
+    ]
+    audios = list(container.streams.audio)
+    if demuxer in _IMAGE_DEMUXERS or demuxer.endswith("_pipe"):
+        if not videos:
+            raise UnreadableMedia(f"{path.name} {_NOT_MEDIA}")
+        _first_frame(container, videos[0], path)
+        fmt = demuxer.removesuffix("_pipe")
+        return MediaFacts(kind=MediaKind.IMAGE, format=fmt, size_bytes=size,
+                          width=videos[0].codec_context.width,
+                          height=videos[0].codec_context.height)
+    if videos:
+        stream = videos[0]
+        _first_frame(container, stream, path)
+        codecs = {s.codec_context.name for s in (*videos, *audios)}
+        return MediaFacts(
+            kind=MediaKind.VIDEO,
+            format=_container_name(demuxer, path, audio_only=False, codecs=codecs),
+            size_bytes=size,
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            duration=_duration(stream, container),
+            fps=_fps(stream),
+            has_audio=bool(audios),
+        )
+    if audios:
+        stream = audios[0]
+        _first_frame(container, stream, path)
+        codecs = {s.codec_context.name for s in audios}
+        return MediaFacts(
+            kind=MediaKind.AUDIO,
+            format=_container_name(demuxer, path, audio_only=True, codecs=codecs),
+            size_bytes=size,
+            duration=_duration(stream, container),
+        )
+    raise UnreadableMedia(f"{path.name} {_NOT_MEDIA}")
+
+
+def _first_frame(container: Any, stream: Any, path: Path) -> None:
+    """Decode one frame: a header alone does not prove the stream is readable."""
+    try:
+        for _frame in container.decode(stream):
+            return
+    except av.FFmpegError as exc:
+        raise UnreadableMedia(f"{path.name} is damaged: its {stream.type} cannot be decoded") from (
+            exc
+        )
+    raise UnreadableMedia(f"{path.name} has no {stream.type} frames we can decode")
+
+
+def _container_name(demuxer: str, path: Path, *, audio_only: bool, codecs: set[str]) -> str:
+    """A short, honest format name ("mp4", "mov", "m4a", "wav", "mp3", "webm", …)."""
+    if demuxer.startswith("mov,mp4"):
+        if audio_only:
+            return "m4a"
+        return _iso_bmff_name(path)
+    if demuxer == "matroska,webm":
+        return "webm" if codecs <= _WEBM_CODECS else "mkv"
+    return demuxer.split(",")[0]
+
+
+def _iso_bmff_name(path: Path) -> str:
+    """mp4 vs mov vs 3gp by the `ftyp` major brand; QuickTime files may have no `ftyp` at all."""
+    with path.open("rb") as fh:
+        head = fh.read(12)
+    if len(head) < 12 or head[4:8] != b"ftyp":
+        return "mov"
+    brand = head[8:12]
+    if brand in _MOV_BRANDS:
+        return "mov"
+    if brand.startswith(_3GP_PREFIX):
+        return "3gp"
+    return "mp4"
+
+
+def _duration(stream: Any, container: Any) -> float | None:
+    """Stream duration when the container states it, else the container's own."""
+    if stream.duration is not None and stream.time_base is not None and stream.duration > 0:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and container.duration > 0:
+        return float(container.duration / av.time_base)
+    return None
+
+
+def _fps(stream: Any) -> float | None:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return float(rate) if rate else None
