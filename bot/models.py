@@ -179,6 +179,9 @@ class GenerationRequest(BaseModel):
     web_search: bool = False
     watermark: bool = False
     return_last_frame: bool = False
+    #: Videos wanted from one task (gateways with `results_per_task` > 1, e.g. Runware's
+    #: numberResults); validation checks it against the capability table.
+    results: int = Field(default=1, ge=1)
     provider: str = "local"
     model: str | None = None
 

@@ -60,6 +60,8 @@ class MediaLimits:
     max_images: int = 9
     max_videos: int = 3
     max_audios: int = 3
+    #: Fewest images multimodal reference mode takes (Anyfast's Seedance 2.0 says 1–9).
+    min_reference_images: int = 0
 
     def max_bytes(self, kind: MediaKind) -> int:
         return {
