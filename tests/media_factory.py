@@ -25,7 +25,7 @@ def make_image(
 
 
 def make_video(
-    path: Path, width: int = 832, height: int = 480, seconds: float = 3.0, fps: int = 24,
+    path: Path, width: int = 864, height: int = 496, seconds: float = 3.0, fps: int = 24,
     audio: bool = False, fmt: str = "mp4", color: tuple[int, int, int] = (30, 90, 200),
 ) -> Path:
     """An H.264 clip of `seconds` at `fps`, optionally with an AAC track."""

@@ -1,0 +1,172 @@
+"""`seedance-bot`: run the Discord bot, or make one video from the command line.
+
+Exit codes (DESIGN.md §3): 0 the video is written; 2 invalid input or configuration — nothing
+was sent to any gateway; 1 the gateway or the network failed, with the gateway's reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.config import PROVIDER_NAMES, Settings, load_settings
+from bot.errors import ConfigError, GatewayError, InvalidInput, SeedanceError, scrub
+from bot.intake import MediaInput, RequestOptions
+from bot.models import MediaKind, Ratio, RequestedMode, Resolution, Role
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+TOKEN_HELP = (
+    "DISCORD_TOKEN is not set: create an application at https://discord.com/developers/"
+    "applications, open Bot → Reset Token, and put DISCORD_TOKEN=... in .env or the environment."
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on bad usage already; keep its message to one clear line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_INVALID, f"{self.prog}: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="seedance-bot", description=__doc__.splitlines()[0] if __doc__ else "")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="start the Discord bot")
+
+    gen = sub.add_parser("generate", help="make one video without Discord")
+    gen.add_argument("prompt", help="what the video shows (may use @image1, @video1, @audio1)")
+    gen.add_argument("--out", required=True, type=Path, help="where to write the MP4")
+    gen.add_argument("--provider", choices=PROVIDER_NAMES, help="gateway (default: "
+                     "SEEDANCE_PROVIDER, else local)")
+    gen.add_argument("--model", help="model id on that gateway")
+    gen.add_argument("--first-frame", metavar="SRC", help="image for the first frame")
+    gen.add_argument("--last-frame", metavar="SRC", help="image for the last frame")
+    gen.add_argument("--image", metavar="SRC", action="append", default=[],
+                     help="reference image (repeatable)")
+    gen.add_argument("--video", metavar="SRC", action="append", default=[],
+                     help="reference video (repeatable)")
+    gen.add_argument("--audio", metavar="SRC", action="append", default=[],
+                     help="reference audio clip (repeatable)")
+    gen.add_argument("--mode", choices=[m.value for m in RequestedMode], default="auto")
+    gen.add_argument("--duration", type=int, help="seconds")
+    gen.add_argument("--resolution", choices=[r.value for r in Resolution])
+    gen.add_argument("--ratio", choices=[r.value for r in Ratio], default="adaptive")
+    gen.add_argument("--no-audio", action="store_true", help="no generated sound")
+    gen.add_argument("--seed", type=int)
+    gen.add_argument("--camera-fixed", action="store_true")
+    gen.add_argument("--web-search", action="store_true")
+    gen.add_argument("--watermark", action="store_true")
+    gen.add_argument("--last-frame-out", metavar="FILE", type=Path,
+                     help="also write the video's last frame as PNG")
+    return parser
+
+
+def _inputs(args: argparse.Namespace) -> list[MediaInput]:
+    items: list[MediaInput] = []
+    if args.first_frame:
+        items.append(MediaInput(args.first_frame, declared_kind=MediaKind.IMAGE,
+                                role_hint=Role.FIRST_FRAME))
+    if args.last_frame:
+        items.append(MediaInput(args.last_frame, declared_kind=MediaKind.IMAGE,
+                                role_hint=Role.LAST_FRAME))
+    for flag, kind in (("image", MediaKind.IMAGE), ("video", MediaKind.VIDEO),
+                       ("audio", MediaKind.AUDIO)):
+        items.extend(MediaInput(src, declared_kind=kind) for src in getattr(args, flag))
+    return items
+
+
+def _options(args: argparse.Namespace, provider: str) -> RequestOptions:
+    return RequestOptions(
+        prompt=args.prompt,
+        mode=RequestedMode(args.mode),
+        duration=args.duration,
+        resolution=Resolution(args.resolution) if args.resolution else None,
+        ratio=Ratio(args.ratio),
+        audio=False if args.no_audio else None,
+        seed=args.seed,
+        camera_fixed=args.camera_fixed,
+        web_search=args.web_search,
+        watermark=args.watermark,
+        return_last_frame=args.last_frame_out is not None,
+        provider=provider,
+        model=args.model,
+    )
+
+
+def _say(message: str, settings: Settings | None = None) -> None:
+    secrets = settings.secrets() if settings else ()
+    print(scrub(message, secrets), file=sys.stderr)
+
+
+def _check_out(path: Path, flag: str) -> str | None:
+    if path.is_dir():
+        return f"{flag} {path} is a directory; give a file name."
+    if not path.parent.exists():
+        return f"{flag} {path}: the folder {path.parent} does not exist."
+    return None
+
+
+async def _generate(args: argparse.Namespace) -> int:
+    from bot.oneshot import run_one  # the engine and providers load only when needed
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        _say(f"seedance-bot: configuration: {exc}")
+        return EXIT_INVALID
+    for path, flag in ((args.out, "--out"), (args.last_frame_out, "--last-frame-out")):
+        problem = path and _check_out(path, flag)
+        if problem:
+            _say(f"seedance-bot: {problem}")
+            return EXIT_INVALID
+    provider = args.provider or settings.seedance_provider
+    try:
+        return await run_one(settings, provider, _inputs(args), _options(args, provider),
+                             out=args.out, last_frame_out=args.last_frame_out,
+                             progress=sys.stderr.isatty())
+    except InvalidInput as exc:
+        _say("seedance-bot: the request is not valid; nothing was sent:")
+        for problem in exc.problems:
+            _say(f"  - {problem}", settings)
+        return EXIT_INVALID
+    except ConfigError as exc:
+        _say(f"seedance-bot: configuration: {exc}", settings)
+        return EXIT_INVALID
+    except GatewayError as exc:
+        _say(f"seedance-bot: generation failed: {exc}", settings)
+        return EXIT_FAILED
+    except SeedanceError as exc:
+        _say(f"seedance-bot: failed: {exc}", settings)
+        return EXIT_FAILED
+
+
+def _run_bot() -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        _say(f"seedance-bot: configuration: {exc}")
+        return EXIT_INVALID
+    if not settings.discord_token:
+        _say(TOKEN_HELP)
+        return EXIT_INVALID
+    from cogs.app import run_bot  # the only place the core hands over to the Discord layer
+
+    return run_bot(settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.command == "run" else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "run":
+        return _run_bot()
+    try:
+        return asyncio.run(_generate(args))
+    except KeyboardInterrupt:
+        _say("seedance-bot: interrupted")
+        return EXIT_FAILED

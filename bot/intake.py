@@ -1,0 +1,213 @@
+"""From what a person gave (prompt, files, options) to a validated `GenerationRequest`.
+
+The CLI and the Discord layer both come through here, so both get the same rules and the
+same messages. Files are fetched with a size cap, measured from their real bytes, mapped to
+roles, then every rule is checked; all problems are raised together as one `InvalidInput`
+before anything reaches a gateway.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bot.errors import DownloadError, InvalidInput, Problem, ResultExpiredError
+from bot.media.fetch import download
+from bot.media.probe import UnreadableMedia, probe_file_async
+from bot.models import (
+    GenerationRequest,
+    MediaKind,
+    Mode,
+    Ratio,
+    Reference,
+    RequestedMode,
+    Resolution,
+    Role,
+    SourceKind,
+    source_kind,
+)
+from bot.providers.base import Capabilities
+from bot.roles import assign_roles
+from bot.validation import validate
+
+
+@dataclass
+class MediaInput:
+    """One file as the user gave it."""
+
+    source: str  # local path, https URL, or asset://ID
+    name: str | None = None  # how the user knows it, e.g. "file2 (cat.png)"
+    declared_kind: MediaKind | None = None  # from a CLI flag; required for asset://
+    role_hint: Role | None = None  # --first-frame / --last-frame
+    local_path: Path | None = None  # bytes already fetched (the Discord layer does this)
+
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        if source_kind(self.source) is SourceKind.URL:
+            return self.source.split("?", 1)[0].rsplit("/", 1)[-1] or self.source
+        return self.source
+
+
+@dataclass
+class RequestOptions:
+    """Settings a person may give; None means "the provider's default"."""
+
+    prompt: str = ""
+    mode: RequestedMode = RequestedMode.AUTO
+    duration: int | None = None
+    resolution: Resolution | None = None
+    ratio: Ratio = Ratio.ADAPTIVE
+    audio: bool | None = None
+    seed: int | None = None
+    camera_fixed: bool = False
+    web_search: bool = False
+    watermark: bool = False
+    return_last_frame: bool = False
+    provider: str = "local"
+    model: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def _defaults(options: RequestOptions, caps: Capabilities) -> tuple[int, Resolution, bool]:
+    duration = options.duration
+    if duration is None:
+        duration = 5 if 5 in caps.durations else min(caps.durations)
+    resolution = options.resolution
+    if resolution is None:
+        resolution = Resolution.P720 if Resolution.P720 in caps.resolutions else min(
+            caps.resolutions, key=lambda r: r.value
+        )
+    audio = caps.audio_generation if options.audio is None else options.audio
+    return duration, resolution, audio
+
+
+async def _materialize(
+    item: MediaInput,
+    *,
+    http: httpx.AsyncClient | None,
+    cache_dir: Path,
+    max_bytes: int,
+    allowed_hosts: Sequence[str],
+) -> tuple[Path | None, Problem | None]:
+    """Where the bytes of `item` are on disk (None for asset://), or why they cannot be had."""
+    label = item.label
+    if item.local_path is not None:
+        return item.local_path, None
+    kind = source_kind(item.source)
+    if kind is SourceKind.ASSET:
+        if item.declared_kind is None:
+            return None, Problem(label, "an asset:// reference needs its kind; pass it with "
+                                        "--image, --video or --audio.")
+        return None, None
+    if kind is SourceKind.DATA_URI:
+        return None, Problem(label, "data: URIs are not taken here; save the file and pass "
+                                    "its path or an https URL.")
+    if kind is SourceKind.PATH:
+        path = Path(item.source).expanduser()
+        if not path.is_file():
+            return None, Problem(label, "no such file; check the path.")
+        if path.stat().st_size > max_bytes:
+            return None, Problem(label, f"is larger than {max_bytes // (1024 * 1024)} MB, the "
+                                        "most any input may be; compress or trim it.")
+        return path, None
+    if http is None:
+        return None, Problem(label, "URLs cannot be fetched here.")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    dest = cache_dir / hashlib.sha256(item.source.encode()).hexdigest()[:24]
+    try:
+        await download(http, item.source, dest, max_bytes=max_bytes, allowed_hosts=allowed_hosts)
+    except ResultExpiredError:
+        return None, Problem(label, "the link has expired or is not public; upload the file "
+                                    "again or use a fresh link.")
+    except DownloadError as exc:
+        return None, Problem(label, f"could not be downloaded ({exc}); check the link.")
+    return dest, None
+
+
+async def prepare(
+    inputs: Sequence[MediaInput],
+    options: RequestOptions,
+    caps: Capabilities,
+    *,
+    http: httpx.AsyncClient | None = None,
+    cache_dir: Path,
+    max_bytes: int | None = None,
+    allowed_hosts: Sequence[str] = (),
+) -> GenerationRequest:
+    """Fetch, measure, map and validate. Raises `InvalidInput` with every problem found."""
+    limits = caps.limits
+    cap = max_bytes or max(limits.image_max_bytes, limits.video_max_bytes, limits.audio_max_bytes)
+    problems: list[Problem] = []
+    refs: list[Reference] = []
+    hints: dict[int, Role] = {}
+    for item in inputs:
+        path, problem = await _materialize(
+            item, http=http, cache_dir=cache_dir, max_bytes=cap, allowed_hosts=allowed_hosts
+        )
+        if problem:
+            problems.append(problem)
+            continue
+        facts = None
+        if path is not None:
+            try:
+                facts = await probe_file_async(path)
+            except UnreadableMedia:
+                problems.append(Problem(item.label, "is not an image, video or audio file we "
+                                                    "can read; attach a JPEG/PNG/WebP image, an "
+                                                    "MP4/MOV video or a WAV/MP3 clip."))
+                continue
+            if item.declared_kind and facts.kind is not item.declared_kind:
+                flag = {"image": "--image", "video": "--video", "audio": "--audio"}
+                problems.append(Problem(item.label, f"was given as {item.declared_kind.value} "
+                                                    f"but is {facts.kind.value}; pass it with "
+                                                    f"{flag[facts.kind.value]}."))
+                continue
+        kind = facts.kind if facts else item.declared_kind
+        assert kind is not None
+        ref = Reference(kind=kind, source=item.source, name=item.label, facts=facts,
+                        local_path=str(path) if path else None)
+        if item.role_hint:
+            hints[id(ref)] = item.role_hint
+        refs.append(ref)
+
+    requested: RequestedMode | Mode = options.mode
+    if hints:
+        roles = set(hints.values())
+        if Role.LAST_FRAME in roles and Role.FIRST_FRAME not in roles:
+            problems.append(Problem("last frame", "a last frame needs a first frame too; add "
+                                                  "--first-frame."))
+        if requested == RequestedMode.AUTO:
+            requested = Mode.FIRST_LAST_FRAME if Role.LAST_FRAME in roles else Mode.FIRST_FRAME
+        # The first-frame image goes before the last-frame image whatever the argument order.
+        rank = {Role.FIRST_FRAME: 0, Role.LAST_FRAME: 1}
+        refs.sort(key=lambda r: rank.get(hints.get(id(r), Role.REFERENCE_IMAGE), 2))
+
+    mode, assigned, role_problems = assign_roles(options.prompt, refs, requested)
+    problems.extend(role_problems)
+    duration, resolution, audio = _defaults(options, caps)
+    request = GenerationRequest(
+        prompt=options.prompt,
+        references=assigned,
+        mode=mode,
+        duration=duration,
+        resolution=resolution,
+        ratio=options.ratio,
+        audio=audio,
+        seed=options.seed,
+        camera_fixed=options.camera_fixed,
+        web_search=options.web_search,
+        watermark=options.watermark,
+        return_last_frame=options.return_last_frame,
+        provider=caps.provider,
+        model=caps.model,
+    )
+    problems.extend(validate(request, caps))
+    if problems:
+        raise InvalidInput(problems)
+    return request

@@ -1,0 +1,194 @@
+"""Every rule checked before a credit or a cent is spent.
+
+Rules come from two places: the media limits all gateways share (DESIGN.md §2, HiAPI's page
+being the strictest) and the chosen model's capability table. Facts come from the real bytes
+(bot.media.probe), never from names or declared types. Every problem is collected, each a
+sentence a Discord user understands: what is wrong, the rule, and the fix.
+"""
+
+from __future__ import annotations
+
+from bot.errors import Problem
+from bot.models import GenerationRequest, MediaKind, Mode, Reference
+from bot.providers.base import Capabilities, MediaLimits, unreachable_reason
+from bot.roles import placeholders
+
+MAX_SEED = 4_294_967_295
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.0f} MB"
+
+
+def _secs(x: float) -> str:
+    return f"{x:.1f} s"
+
+
+def _subject(ref: Reference) -> str:
+    return ref.name
+
+
+def check_file(ref: Reference, limits: MediaLimits) -> list[Problem]:
+    """The per-file rules for one measured reference."""
+    facts = ref.facts
+    if facts is None:  # asset:// — already stored at the gateway, measured there
+        return []
+    s = _subject(ref)
+    out: list[Problem] = []
+    if facts.kind is MediaKind.IMAGE:
+        if facts.format not in limits.image_formats:
+            out.append(Problem(s, f"is a {facts.format.upper()} image; use JPEG, PNG, WebP, BMP, "
+                                  "TIFF or GIF."))
+        if facts.size_bytes >= limits.image_max_bytes:
+            out.append(Problem(s, f"is {_mb(facts.size_bytes)}; images must be under "
+                                  f"{_mb(limits.image_max_bytes)}, so compress or resize it."))
+        if facts.width and facts.height:
+            w, h = facts.width, facts.height
+            if min(w, h) < limits.image_min_edge or max(w, h) > limits.image_max_edge:
+                out.append(Problem(s, f"is {w}x{h} px; each side must be "
+                                      f"{limits.image_min_edge}–{limits.image_max_edge} px, so "
+                                      "resize it."))
+            aspect = w / h
+            if not limits.image_min_aspect <= aspect <= limits.image_max_aspect:
+                out.append(Problem(s, f"has a width/height ratio of {aspect:.2f}; it must be "
+                                      f"{limits.image_min_aspect}–{limits.image_max_aspect}, so "
+                                      "crop it closer to square."))
+    elif facts.kind is MediaKind.VIDEO:
+        if facts.format not in limits.video_formats:
+            out.append(Problem(s, f"is a {facts.format.upper()} video; use MP4 or MOV."))
+        if facts.size_bytes >= limits.video_max_bytes:
+            out.append(Problem(s, f"is {_mb(facts.size_bytes)}; videos must be under "
+                                  f"{_mb(limits.video_max_bytes)}, so trim or compress it."))
+        d = facts.duration or 0.0
+        if not limits.video_min_seconds <= d <= limits.video_max_seconds + 0.05:
+            out.append(Problem(s, f"lasts {_secs(d)}; each video must last "
+                                  f"{limits.video_min_seconds:g}–{limits.video_max_seconds:g} s, "
+                                  "so trim or replace it."))
+        if facts.width and facts.height:
+            w, h = facts.width, facts.height
+            px = w * h
+            if not limits.video_min_pixels <= px <= limits.video_max_pixels:
+                out.append(Problem(s, f"is {w}x{h} ({px:,} pixels); videos must have "
+                                      f"{limits.video_min_pixels:,}–{limits.video_max_pixels:,} "
+                                      "pixels (480p or 720p), so re-export it at 480p or 720p."))
+            aspect = w / h
+            if not limits.video_min_aspect <= aspect <= limits.video_max_aspect:
+                out.append(Problem(s, f"has a width/height ratio of {aspect:.2f}; it must be "
+                                      f"{limits.video_min_aspect}–{limits.video_max_aspect}."))
+        fps = facts.fps or 0.0
+        if not limits.video_min_fps - 0.01 <= fps <= limits.video_max_fps + 0.01:
+            out.append(Problem(s, f"runs at {fps:.1f} fps; videos must be "
+                                  f"{limits.video_min_fps:g}–{limits.video_max_fps:g} fps, so "
+                                  "re-export it at 24, 30 or 60 fps."))
+    else:
+        if facts.format not in limits.audio_formats:
+            out.append(Problem(s, f"is {facts.format.upper()} audio; use WAV or MP3."))
+        if facts.size_bytes >= limits.audio_max_bytes:
+            out.append(Problem(s, f"is {_mb(facts.size_bytes)}; audio must be under "
+                                  f"{_mb(limits.audio_max_bytes)}, so trim or compress it."))
+        d = facts.duration or 0.0
+        if not limits.audio_min_seconds <= d <= limits.audio_max_seconds + 0.05:
+            out.append(Problem(s, f"lasts {_secs(d)}; each audio clip must last "
+                                  f"{limits.audio_min_seconds:g}–{limits.audio_max_seconds:g} s, "
+                                  "so trim or replace it."))
+    return out
+
+
+def check_collection(req: GenerationRequest, limits: MediaLimits) -> list[Problem]:
+    """Counts, totals, placeholders, and combinations across all files."""
+    out: list[Problem] = []
+    images, videos, audios = req.images, req.videos, req.audios
+    for refs, most, word in (
+        (images, limits.max_images, "images"),
+        (videos, limits.max_videos, "videos"),
+        (audios, limits.max_audios, "audio clips"),
+    ):
+        if len(refs) > most:
+            out.append(Problem("files", f"{len(refs)} {word} were given; at most {most} are "
+                                        f"allowed, so remove {len(refs) - most}."))
+    for refs, total, word in (
+        (videos, limits.video_total_seconds, "videos"),
+        (audios, limits.audio_total_seconds, "audio clips"),
+    ):
+        seconds = sum((r.facts.duration or 0.0) for r in refs if r.facts)
+        if len(refs) > 1 and seconds > total + 0.05:
+            out.append(Problem("files", f"the {word} last {_secs(seconds)} together; the total "
+                                        f"must be at most {total:g} s, so trim or drop one."))
+    if audios and not images and not videos:
+        out.append(Problem("files", "audio alone is not enough; add at least one image or video "
+                                    "for the audio to go with."))
+    counts = {MediaKind.IMAGE: len(images), MediaKind.VIDEO: len(videos),
+              MediaKind.AUDIO: len(audios)}
+    missing = sorted({f"@{k.value}{n}" for k, n in placeholders(req.prompt)
+                      if n < 1 or n > counts[k]})
+    for tag in missing:
+        kind = MediaKind(tag[1:].rstrip("0123456789"))
+        have = counts[kind]
+        out.append(Problem("prompt", f"{tag} points at no file: there "
+                                     f"{'is' if have == 1 else 'are'} {have} {kind.value}"
+                                     f"{'' if have == 1 else 's'}; number them from @"
+                                     f"{kind.value}1 in the order you attached them."))
+    return out
+
+
+def check_capabilities(req: GenerationRequest, caps: Capabilities) -> list[Problem]:
+    """What the chosen provider and model can do."""
+    who = f"{caps.provider} ({caps.model})"
+    out: list[Problem] = []
+    if req.mode not in caps.modes:
+        allowed = ", ".join(m.value for m in Mode if m in caps.modes)
+        out.append(Problem("mode", f"{who} does not do {req.mode.value}; it does {allowed}."))
+    if req.resolution not in caps.resolutions:
+        allowed = ", ".join(sorted(r.value for r in caps.resolutions))
+        out.append(Problem("resolution", f"{who} does not make {req.resolution.value}; "
+                                         f"choose {allowed}."))
+    if req.duration not in caps.durations:
+        ds = sorted(caps.durations)
+        span = (f"{ds[0]}–{ds[-1]} s" if ds == list(range(ds[0], ds[-1] + 1))
+                else " or ".join(f"{d} s" for d in ds))
+        out.append(Problem("duration", f"{req.duration} s is not available on {who}; choose "
+                                       f"{span}."))
+    if req.ratio not in caps.ratios:
+        allowed = ", ".join(r.value for r in caps.ratios)
+        out.append(Problem("ratio", f"{who} does not take {req.ratio.value}; choose {allowed}."))
+    if req.audio and not caps.audio_generation:
+        out.append(Problem("audio", f"{who} cannot generate sound; turn audio off."))
+    if req.web_search:
+        if not caps.web_search:
+            out.append(Problem("web_search", f"{who} has no web search; turn it off."))
+        elif req.mode is not Mode.TEXT:
+            out.append(Problem("web_search", "web search works only for text-to-video; remove "
+                                             "the files or turn web search off."))
+    if req.return_last_frame and not caps.last_frame:
+        out.append(Problem("last_frame", f"{who} cannot return the last frame; turn it off."))
+    if req.seed is not None:
+        if not caps.seed:
+            out.append(Problem("seed", f"{who} does not take a seed; leave it empty."))
+        elif not 0 <= req.seed <= MAX_SEED:
+            out.append(Problem("seed", f"{req.seed} is out of range; use 0–{MAX_SEED}."))
+    if req.camera_fixed and not caps.camera_fixed:
+        out.append(Problem("camera_fixed", f"{who} has no fixed-camera option; turn it off."))
+    if req.watermark and not caps.watermark:
+        out.append(Problem("watermark", f"{who} cannot add a watermark; turn it off."))
+    prompt = req.prompt.strip()
+    needs_text = caps.prompt_required or req.mode in (Mode.TEXT, Mode.EDIT, Mode.EXTEND)
+    if needs_text and not prompt:
+        out.append(Problem("prompt", "a prompt is needed here; describe the video you want."))
+    if caps.prompt_max_chars is not None and len(req.prompt) > caps.prompt_max_chars:
+        out.append(Problem("prompt", f"is {len(req.prompt):,} characters; {who} takes at most "
+                                     f"{caps.prompt_max_chars:,}, so shorten it."))
+    for ref in req.references:
+        reason = unreachable_reason(ref, caps)
+        if reason:
+            out.append(Problem(_subject(ref), reason + "."))
+    return out
+
+
+def validate(req: GenerationRequest, caps: Capabilities) -> list[Problem]:
+    """All problems with a request whose roles are assigned; empty means it may be sent."""
+    problems: list[Problem] = []
+    for ref in req.references:
+        problems.extend(check_file(ref, caps.limits))
+    problems.extend(check_collection(req, caps.limits))
+    problems.extend(check_capabilities(req, caps))
+    return problems

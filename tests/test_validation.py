@@ -1,0 +1,210 @@
+"""Each validation rule, broken by a real file measured from its bytes (issue 2, point 4)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+
+from bot.errors import InvalidInput
+from bot.intake import MediaInput, RequestOptions, prepare
+from bot.models import MediaKind, Mode, Ratio, RequestedMode, Resolution, Role, SourceKind
+from bot.providers.base import Capabilities, MediaLimits
+from tests.media_factory import make_audio, make_image, make_video
+
+ANY = frozenset(SourceKind)
+CAPS = Capabilities(
+    provider="test", model="m", resolutions=frozenset(Resolution),
+    accepts={k: ANY for k in MediaKind},
+)
+
+
+async def problems_for(tmp: Path, files: list[Path | MediaInput], prompt: str = "a fox",
+                       caps: Capabilities = CAPS, **opts: object) -> list[str]:
+    inputs = [f if isinstance(f, MediaInput) else MediaInput(str(f), name=f.name) for f in files]
+    try:
+        await prepare(inputs, RequestOptions(prompt=prompt, **opts),  # type: ignore[arg-type]
+                      caps, cache_dir=tmp / "cache")
+    except InvalidInput as exc:
+        return [str(p) for p in exc.problems]
+    return []
+
+
+def one(problems: list[str], *needles: str) -> str:
+    hits = [p for p in problems if all(n in p for n in needles)]
+    assert hits, f"no problem with {needles} in {problems}"
+    return hits[0]
+
+
+async def test_valid_reference_request_passes(tmp_path: Path) -> None:
+    img = make_image(tmp_path / "cat.png")
+    vid = make_video(tmp_path / "clip.mp4")
+    aud = make_audio(tmp_path / "song.wav")
+    req = await prepare(
+        [MediaInput(str(aud), name="song.wav"), MediaInput(str(img), name="cat.png"),
+         MediaInput(str(vid), name="clip.mp4")],
+        RequestOptions(prompt="@image1 dances in @video1 to @audio1"), CAPS,
+        cache_dir=tmp_path)
+    assert req.mode is Mode.REFERENCE
+    assert [r.kind for r in req.references] == [MediaKind.IMAGE, MediaKind.VIDEO, MediaKind.AUDIO]
+    assert req.references[1].facts is not None and req.references[1].facts.fps == 24
+
+
+async def test_kind_comes_from_bytes_not_name(tmp_path: Path) -> None:
+    png = make_image(tmp_path / "real.png")
+    liar = tmp_path / "looks_like_video.mp4"
+    shutil.copy(png, liar)
+    req = await prepare([MediaInput(str(liar), name=liar.name)], RequestOptions(prompt="fox"),
+                        CAPS, cache_dir=tmp_path)
+    assert req.mode is Mode.FIRST_FRAME and req.references[0].kind is MediaKind.IMAGE
+
+
+async def test_unreadable_file(tmp_path: Path) -> None:
+    junk = tmp_path / "movie.mp4"
+    junk.write_text("this is not a video at all")
+    one(await problems_for(tmp_path, [junk]), "movie.mp4", "not an image, video or audio")
+
+
+async def test_image_rules(tmp_path: Path) -> None:
+    small = make_image(tmp_path / "small.png", 200, 200)
+    wide = make_image(tmp_path / "wide.png", 1500, 400)
+    problems = await problems_for(tmp_path, [small, wide], "@image1 @image2")
+    one(problems, "small.png", "300–6000 px")
+    one(problems, "wide.png", "ratio of 3.75", "0.4–2.5")
+    tiny_limit = dataclasses.replace(CAPS, limits=MediaLimits(image_max_bytes=1000))
+    big = make_image(tmp_path / "big.bmp", 640, 480, fmt="BMP")
+    one(await problems_for(tmp_path, [big], caps=tiny_limit), "big.bmp", "under 0 MB")
+
+
+async def test_image_format_rule(tmp_path: Path) -> None:
+    ico = tmp_path / "icon.ico"
+    from PIL import Image
+
+    Image.new("RGB", (256, 256), (1, 2, 3)).save(ico, format="ICO")
+    one(await problems_for(tmp_path, [ico]), "icon.ico", "use JPEG, PNG")
+
+
+async def test_video_rules(tmp_path: Path) -> None:
+    short = make_video(tmp_path / "short.mp4", seconds=1.0)
+    slow = make_video(tmp_path / "slow.mp4", fps=15)
+    tiny = make_video(tmp_path / "tiny.mp4", width=320, height=240)
+    problems = await problems_for(tmp_path, [short, slow, tiny], "@video1")
+    one(problems, "short.mp4", "lasts 1.0 s", "2–15 s")
+    one(problems, "slow.mp4", "15.0 fps", "24–60 fps")
+    one(problems, "tiny.mp4", "76,800 pixels")
+
+
+async def test_video_total_and_count(tmp_path: Path) -> None:
+    clips = [make_video(tmp_path / f"c{i}.mp4", seconds=6.0) for i in range(4)]
+    problems = await problems_for(tmp_path, clips)
+    one(problems, "4 videos", "at most 3")
+    one(problems, "videos last 24.0 s together", "at most 15 s")
+
+
+async def test_video_size_and_format(tmp_path: Path) -> None:
+    mkv = make_video(tmp_path / "clip.mkv", fmt="matroska")
+    caps = dataclasses.replace(CAPS, limits=MediaLimits(video_max_bytes=2000))
+    problems = await problems_for(tmp_path, [mkv], caps=caps)
+    one(problems, "clip.mkv", "use MP4 or MOV")
+    one(problems, "clip.mkv", "videos must be under")
+
+
+async def test_audio_rules(tmp_path: Path) -> None:
+    img = make_image(tmp_path / "a.png")
+    short = make_audio(tmp_path / "blip.wav", seconds=1.0)
+    long1 = make_audio(tmp_path / "l1.mp3", seconds=9.0, fmt="mp3")
+    long2 = make_audio(tmp_path / "l2.mp3", seconds=9.0, fmt="mp3")
+    problems = await problems_for(tmp_path, [img, short, long1, long2])
+    one(problems, "blip.wav", "lasts 1.0 s")
+    one(problems, "audio clips last 19.0 s together")
+    assert not any("at most 3 are allowed" in p for p in problems)
+
+
+async def test_audio_alone_refused(tmp_path: Path) -> None:
+    song = make_audio(tmp_path / "song.wav")
+    one(await problems_for(tmp_path, [song]), "audio alone is not enough")
+
+
+async def test_placeholder_must_point_at_a_file(tmp_path: Path) -> None:
+    a, b = make_image(tmp_path / "a.png"), make_image(tmp_path / "b.png")
+    problems = await problems_for(tmp_path, [a, b], "@image3 and @video1 and @image0")
+    one(problems, "@image3 points at no file", "there are 2 images")
+    one(problems, "@video1 points at no file")
+    one(problems, "@image0")
+
+
+async def test_prompt_length_and_required(tmp_path: Path) -> None:
+    one(await problems_for(tmp_path, [], "x" * 2001), "prompt", "2,001 characters")
+    one(await problems_for(tmp_path, [], ""), "prompt", "a prompt is needed")
+
+
+async def test_capability_table(tmp_path: Path) -> None:
+    caps = dataclasses.replace(
+        CAPS, resolutions=frozenset({Resolution.P480, Resolution.P720}),
+        durations=frozenset({5, 10}), web_search=False, seed=False, audio_generation=False,
+        modes=frozenset({Mode.TEXT, Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME}),
+    )
+    vid = make_video(tmp_path / "v.mp4")
+    problems = await problems_for(
+        tmp_path, [vid], caps=caps, resolution=Resolution.P1080, duration=7, web_search=True,
+        seed=3, audio=True)
+    one(problems, "resolution", "1080p", "480p, 720p")
+    one(problems, "duration", "7 s", "5 s or 10 s")
+    one(problems, "mode", "reference")
+    one(problems, "web_search")
+    one(problems, "seed", "does not take a seed")
+    one(problems, "audio", "cannot generate sound")
+
+
+async def test_web_search_only_in_text_mode(tmp_path: Path) -> None:
+    img = make_image(tmp_path / "a.png")
+    one(await problems_for(tmp_path, [img], web_search=True), "only for text-to-video")
+    assert await problems_for(tmp_path, [], web_search=True) == []
+
+
+async def test_local_file_unreachable_for_url_only_gateway(tmp_path: Path) -> None:
+    caps = dataclasses.replace(CAPS, provider="urlonly",
+                               accepts={k: frozenset({SourceKind.URL}) for k in MediaKind})
+    img = make_image(tmp_path / "a.png")
+    one(await problems_for(tmp_path, [img], caps=caps), "a.png", "public https URL")
+
+
+async def test_all_problems_collected(tmp_path: Path) -> None:
+    small = make_image(tmp_path / "small.png", 100, 100)
+    short = make_video(tmp_path / "short.mp4", seconds=1.0)
+    problems = await problems_for(tmp_path, [small, short], "@image2 " + "y" * 2100,
+                                  duration=20)
+    assert len(problems) >= 5
+
+
+async def test_explicit_roles_from_flags(tmp_path: Path) -> None:
+    a, b = make_image(tmp_path / "a.png"), make_image(tmp_path / "b.png", color=(0, 200, 0))
+    req = await prepare(
+        [MediaInput(str(b), declared_kind=MediaKind.IMAGE, role_hint=Role.LAST_FRAME),
+         MediaInput(str(a), declared_kind=MediaKind.IMAGE, role_hint=Role.FIRST_FRAME)],
+        RequestOptions(prompt="morph", mode=RequestedMode.AUTO, ratio=Ratio.R16_9), CAPS,
+        cache_dir=tmp_path)
+    assert req.mode is Mode.FIRST_LAST_FRAME
+    assert [(Path(r.source).name, r.role) for r in req.references] == [
+        ("a.png", Role.FIRST_FRAME), ("b.png", Role.LAST_FRAME)]
+
+
+async def test_declared_kind_must_match_bytes(tmp_path: Path) -> None:
+    vid = make_video(tmp_path / "v.mp4")
+    inp = MediaInput(str(vid), declared_kind=MediaKind.IMAGE)
+    one(await problems_for(tmp_path, [inp]), "was given as image but is video", "--video")
+
+
+async def test_asset_needs_no_bytes(tmp_path: Path) -> None:
+    inp = MediaInput("asset://asset-123", declared_kind=MediaKind.IMAGE)
+    req = await prepare([inp], RequestOptions(prompt="@image1 walks"), CAPS, cache_dir=tmp_path)
+    assert req.references[0].facts is None and req.mode is Mode.REFERENCE
+    missing = await problems_for(tmp_path, [MediaInput("asset://x")])
+    one(missing, "needs its kind")
+
+
+@pytest.mark.parametrize("missing", ["/nonexistent/file.png"])
+async def test_missing_file(tmp_path: Path, missing: str) -> None:
+    one(await problems_for(tmp_path, [MediaInput(missing)]), "no such file")
