@@ -138,6 +138,12 @@ def check_capabilities(req: GenerationRequest, caps: Capabilities) -> list[Probl
     if req.mode not in caps.modes:
         allowed = ", ".join(m.value for m in Mode if m in caps.modes)
         out.append(Problem("mode", f"{who} does not do {req.mode.value}; it does {allowed}."))
+    if req.mode is Mode.REFERENCE and len(req.images) < caps.limits.min_reference_images:
+        out.append(Problem("files", f"{who} needs at least {caps.limits.min_reference_images} "
+                                    "image(s) in reference mode; add an image."))
+    if req.results > caps.results_per_task:
+        out.append(Problem("results", f"{who} makes at most {caps.results_per_task} video(s) "
+                                      f"per request; ask for {caps.results_per_task} or fewer."))
     if req.resolution not in caps.resolutions:
         allowed = ", ".join(sorted(r.value for r in caps.resolutions))
         out.append(Problem("resolution", f"{who} does not make {req.resolution.value}; "

@@ -208,3 +208,15 @@ async def test_asset_needs_no_bytes(tmp_path: Path) -> None:
 @pytest.mark.parametrize("missing", ["/nonexistent/file.png"])
 async def test_missing_file(tmp_path: Path, missing: str) -> None:
     one(await problems_for(tmp_path, [MediaInput(missing)]), "no such file")
+
+
+async def test_results_and_min_reference_images(tmp_path: Path) -> None:
+    from bot.models import GenerationRequest
+    from bot.validation import check_capabilities
+
+    caps = dataclasses.replace(CAPS, results_per_task=1,
+                               limits=MediaLimits(min_reference_images=1))
+    req = GenerationRequest(prompt="@video1 again", mode=Mode.REFERENCE, results=3)
+    problems = [str(p) for p in check_capabilities(req, caps)]
+    one(problems, "results", "at most 1 video")
+    one(problems, "at least 1 image")
