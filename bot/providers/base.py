@@ -171,7 +171,9 @@ def unreachable_reason(ref: Reference, caps: Capabilities) -> str | None:
     allowed = caps.accepts.get(ref.kind, frozenset())
     kind = ref.source_kind
     if kind is SourceKind.PATH:
-        if SourceKind.DATA_URI in allowed:
+        # A file on disk goes up as base64, or is read in place by a provider that takes paths
+        # (the embedded local renderer).
+        if SourceKind.DATA_URI in allowed or SourceKind.PATH in allowed:
             return None
         return (
             f"{caps.provider} only takes a {ref.kind.value} as a public https URL, "
