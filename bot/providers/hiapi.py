@@ -1,0 +1,412 @@
+"""HiAPI gateway for Seedance 2.0 Mini (`seedance-2.0-mini`) through its unified task API.
+
+Every model on HiAPI is one `POST /v1/tasks` with model-specific `input`; results are listed in
+`output[]` by type with their own expiry. Media reach HiAPI only as URLs (no base64 is
+documented), so a local file cannot be sent. Callbacks may be HMAC-signed.
+See /work/shared/providers/seeds/hiapi-seedance-2.0-mini.md and CONTRACTS.md §4.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from bot.config import Settings
+from bot.errors import (
+    ConfigError,
+    ContentRejectedError,
+    GatewayError,
+    GatewayUnavailableError,
+    InsufficientBalanceError,
+    InvalidInput,
+    Problem,
+    classify_failure,
+)
+from bot.models import (
+    GenerationRequest,
+    MediaKind,
+    Mode,
+    ProviderResult,
+    Resolution,
+    Role,
+    SourceKind,
+    TaskState,
+    TaskStatus,
+)
+from bot.providers.base import (
+    ALL_RATIOS,
+    Capabilities,
+    MediaLimits,
+    SubmitResult,
+    media_source,
+    unreachable_reason,
+)
+from bot.providers.http import HttpTransport, Sleep, default_error, json_body
+
+log = logging.getLogger(__name__)
+
+NAME = "hiapi"
+MODEL = "seedance-2.0-mini"
+#: Callbacks signed longer ago than this are refused (replays).
+SIGNATURE_MAX_AGE = 300.0
+
+#: Every status spelling the page lists (compared lower-cased).
+STATUSES: dict[str, TaskStatus] = {
+    "queued": TaskStatus.PENDING,
+    "handling": TaskStatus.RUNNING,
+    "archiving": TaskStatus.RUNNING,  # still writing the outputs: not terminal
+    "success": TaskStatus.SUCCEEDED,
+    "fail": TaskStatus.FAILED,
+}
+
+CAPABILITIES = Capabilities(
+    provider=NAME,
+    model=MODEL,
+    resolutions=frozenset({Resolution.P480, Resolution.P720}),
+    durations=frozenset(range(4, 16)),
+    ratios=ALL_RATIOS,
+    # Edit (images + videos) is left out: the page makes reference images and reference videos
+    # mutually exclusive ("First frame, reference images, and reference videos are mutually
+    # exclusive modes").
+    modes=frozenset(
+        {Mode.TEXT, Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME, Mode.REFERENCE, Mode.EXTEND}
+    ),
+    limits=MediaLimits(),  # the defaults are this page's limits
+    audio_generation=True,
+    web_search=False,
+    # No input asks for a last frame; one is read from output[] when HiAPI happens to give it.
+    last_frame=False,
+    seed=False,
+    camera_fixed=False,
+    watermark=False,
+    webhooks=True,
+    results_per_task=1,
+    prompt_max_chars=None,  # the page states no limit
+    prompt_required=True,
+    accepts={
+        MediaKind.IMAGE: frozenset({SourceKind.URL}),
+        MediaKind.VIDEO: frozenset({SourceKind.URL}),
+        MediaKind.AUDIO: frozenset({SourceKind.URL}),
+    },
+    typical_seconds=90.0,
+)
+
+_BALANCE_WORDS = ("BALANCE", "CREDIT", "QUOTA", "INSUFFICIENT", "PAYMENT")
+
+
+def _error_from(
+    status: int, body: Any, headers: httpx.Headers | None = None
+) -> GatewayError:
+    """Map `{"code","message","data":null,"error_code"}` (code = HTTP status) to an error kind."""
+    if not isinstance(body, dict):
+        raise ValueError("error body is not an object")
+    message = str(body.get("message") or "").strip() or f"HTTP {status}"
+    code = body.get("error_code")
+    code = str(code) if code else None
+    if status == 402 or (code and any(w in code.upper() for w in _BALANCE_WORDS)):
+        return InsufficientBalanceError(message, provider=NAME, status=status, code=code)
+    if 400 <= status < 500 and status not in (401, 403, 404, 429):
+        judged = classify_failure(message, code, provider=NAME)
+        if isinstance(judged, ContentRejectedError):
+            return type(judged)(message, provider=NAME, status=status, code=code)
+    response = httpx.Response(status, headers=headers)
+    return default_error(response, provider=NAME, message=message, code=code)
+
+
+def parse_error(response: httpx.Response) -> GatewayError:
+    body = response.json()
+    return _error_from(response.status_code, body, response.headers)
+
+
+def _payload(response: httpx.Response) -> Any:
+    """The `data` of a 2xx answer; an answer whose `code` says failure is that failure."""
+    body = json_body(response, NAME)
+    if not isinstance(body, dict):
+        raise GatewayUnavailableError("unexpected answer: not an object", provider=NAME)
+    code = body.get("code")
+    if isinstance(code, int) and code >= 400:
+        raise _error_from(code, body, response.headers)
+    return body.get("data")
+
+
+def _epoch(value: Any) -> float | None:
+    """expireAt as unix seconds, from seconds, milliseconds or an ISO 8601 string."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value) / 1000.0 if value > 1e12 else float(value)
+    if isinstance(value, str) and value.strip():
+        text = value.strip()
+        if text.replace(".", "", 1).isdigit():
+            return _epoch(float(text))
+        try:
+            return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            return None
+    return None
+
+
+def task_state(data: Any, *, task_id: str | None = None) -> TaskState:
+    """Map a HiAPI task (`data` of the detail answer, or a callback body) to a TaskState."""
+    if not isinstance(data, dict):
+        raise ValueError("task is not an object")
+    tid = data.get("taskId") or task_id
+    if not tid:
+        raise ValueError("task without taskId")
+    raw = str(data.get("status", "")).strip().lower()
+    if raw not in STATUSES:
+        if not raw:
+            raise ValueError("task without status")
+        log.warning("hiapi: unknown task status %r, treating it as running", raw)
+    status = STATUSES.get(raw, TaskStatus.RUNNING)
+    if status is TaskStatus.FAILED:
+        raw_error = data.get("error")
+        err: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
+        message = str(err.get("message") or "HiAPI reported the task as failed")
+        code = err.get("code")
+        return TaskState(
+            task_id=str(tid), status=status,
+            error=classify_failure(message, str(code) if code else None, provider=NAME),
+        )
+    if status is not TaskStatus.SUCCEEDED:
+        return TaskState(task_id=str(tid), status=status)
+    videos: list[str] = []
+    expiries: list[float] = []
+    last_frame: str | None = None
+    for item in data.get("output") or []:
+        if not isinstance(item, dict) or not isinstance(item.get("url"), str):
+            continue
+        kind = str(item.get("type") or "video").lower()
+        if kind == "video":
+            videos.append(item["url"])
+            expiry = _epoch(item.get("expireAt"))
+            if expiry is not None:
+                expiries.append(expiry)
+        elif kind == "last_frame":
+            last_frame = item["url"]
+    if not videos:
+        return TaskState(
+            task_id=str(tid), status=TaskStatus.FAILED,
+            error=classify_failure("HiAPI reported success but listed no video", None,
+                                   provider=NAME),
+        )
+    result = ProviderResult(
+        video_urls=videos, last_frame_url=last_frame,
+        expires_at=min(expiries) if expiries else None,
+    )
+    return TaskState(task_id=str(tid), status=status, progress=100.0, result=result)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """A header by name, whatever the mapping's case handling."""
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    for key, val in headers.items():
+        if key.lower() == lowered:
+            return val
+    return None
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """hex(HMAC_SHA256(secret, timestamp + "." + body)), as HiAPI signs callbacks."""
+    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+class HiApiProvider:
+    """Seedance 2.0 Mini through HiAPI's unified async task API."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        *,
+        callback_secret: str | None = None,
+        client: httpx.AsyncClient | None = None,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.callback_secret = callback_secret
+        self.clock = clock
+        self.http = HttpTransport(
+            NAME,
+            base_url,
+            {"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+            parse_error,
+            client=client,
+            sleep=sleep,
+            secrets=tuple(s for s in (api_key, callback_secret) if s),
+        )
+
+    @property
+    def default_model(self) -> str:
+        return MODEL
+
+    def capabilities(self, model: str | None = None) -> Capabilities:
+        if model not in (None, MODEL):
+            raise InvalidInput(
+                [Problem("model", f"HiAPI offers only {MODEL} here; leave --model out or use it")]
+            )
+        return CAPABILITIES
+
+    def build_body(
+        self, request: GenerationRequest, *, callback_url: str | None = None
+    ) -> dict[str, Any]:
+        """The create body, field by field as the page lists them. Raises InvalidInput."""
+        caps = self.capabilities(request.model)
+        _check(request, caps)
+        inp: dict[str, Any] = {
+            "prompt": request.prompt,
+            "resolution": request.resolution.value,
+            "duration": request.duration,
+            "aspect_ratio": request.ratio.value,
+            "generate_audio": request.audio,
+        }
+        if request.mode in (Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME):
+            inp["first_frame_url"] = media_source(request.with_role(Role.FIRST_FRAME)[0], caps)
+        if request.mode is Mode.FIRST_LAST_FRAME:
+            inp["last_frame_url"] = media_source(request.with_role(Role.LAST_FRAME)[0], caps)
+        for role, key in (
+            (Role.REFERENCE_IMAGE, "reference_image_urls"),
+            (Role.REFERENCE_VIDEO, "reference_video_urls"),
+            (Role.REFERENCE_AUDIO, "reference_audio_urls"),
+        ):
+            refs = request.with_role(role)
+            if refs:
+                inp[key] = [media_source(r, caps) for r in refs]
+        body: dict[str, Any] = {"model": caps.model, "input": inp}
+        if callback_url:
+            body["callback"] = {"url": callback_url, "when": "final"}
+        return body
+
+    async def submit(
+        self,
+        request: GenerationRequest,
+        *,
+        idempotency_key: str,
+        callback_url: str | None = None,
+    ) -> SubmitResult:
+        """Create the task. HiAPI has no idempotency key, so a read timeout is not retried."""
+        body = self.build_body(request, callback_url=callback_url)
+        response = await self.http.request("POST", "/v1/tasks", json=body, idempotent=False)
+        data = _payload(response)
+        task_id = data.get("taskId") if isinstance(data, dict) else None
+        if not task_id:
+            raise GatewayUnavailableError("create answer without data.taskId", provider=NAME)
+        return SubmitResult(
+            task_id=str(task_id), state=TaskState(task_id=str(task_id), status=TaskStatus.PENDING)
+        )
+
+    async def poll(self, task_id: str) -> TaskState:
+        response = await self.http.request("GET", f"/v1/tasks/{task_id}", idempotent=True)
+        try:
+            return task_state(_payload(response), task_id=task_id)
+        except ValueError as exc:
+            raise GatewayUnavailableError(f"unexpected task answer: {exc}", provider=NAME) from None
+
+    async def cancel(self, task_id: str) -> bool:
+        """HiAPI documents no way to cancel: the task runs on and is still billed."""
+        return False
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> TaskState:
+        """The callback body is exactly the detail answer's `data` (a wrapped one is accepted)."""
+        data = json.loads(body)
+        if isinstance(data, dict) and "taskId" not in data and isinstance(data.get("data"), dict):
+            data = data["data"]
+        return task_state(data)
+
+    def verify_callback(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """Check HiAPI's HMAC over `timestamp.body` when a signing secret is configured.
+
+        Without a secret the unguessable per-job callback URL is the authentication.
+        """
+        if not self.callback_secret:
+            return True
+        timestamp = _header(headers, "X-HiAPI-Timestamp")
+        signature = _header(headers, "X-HiAPI-Signature")
+        if not timestamp or not signature:
+            return False
+        try:
+            sent = float(timestamp)
+        except ValueError:
+            return False
+        if sent > 1e12:  # milliseconds
+            sent /= 1000.0
+        if abs(self.clock() - sent) > SIGNATURE_MAX_AGE:
+            return False
+        expected = sign(self.callback_secret, timestamp, body)
+        return hmac.compare_digest(expected, signature.strip().lower())
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def _check(request: GenerationRequest, caps: Capabilities) -> None:
+    """Refuse what HiAPI cannot take before anything is sent (validation does this too)."""
+    problems: list[Problem] = []
+    if request.mode not in caps.modes:
+        problems.append(Problem(
+            "mode", "HiAPI cannot mix reference images with reference videos (video editing); "
+            "send images or videos, or use another provider",
+        ))
+    if request.resolution not in caps.resolutions:
+        problems.append(Problem("resolution", "HiAPI makes 480p or 720p; pick one"))
+    if request.duration not in caps.durations:
+        problems.append(Problem("duration", "HiAPI makes 4 to 15 second videos; pick one"))
+    if not request.prompt.strip():
+        problems.append(Problem("prompt", "HiAPI needs a prompt; describe the video"))
+    firsts = request.with_role(Role.FIRST_FRAME)
+    lasts = request.with_role(Role.LAST_FRAME)
+    frame_modes = {Mode.FIRST_FRAME: (1, 0), Mode.FIRST_LAST_FRAME: (1, 1)}
+    wanted = frame_modes.get(request.mode, (0, 0))
+    if (len(firsts), len(lasts)) != wanted:
+        problems.append(Problem(
+            "files", f"{request.mode.value} on HiAPI takes {wanted[0]} first-frame and "
+            f"{wanted[1]} last-frame image",
+        ))
+    references = [r for r in request.references if r.role not in (Role.FIRST_FRAME,
+                                                                   Role.LAST_FRAME)]
+    if request.mode in frame_modes and references:
+        problems.append(Problem(
+            "files", "HiAPI never mixes a first/last frame with reference media; drop one",
+        ))
+    if request.with_role(Role.REFERENCE_IMAGE) and request.with_role(Role.REFERENCE_VIDEO):
+        problems.append(Problem(
+            "files", "HiAPI takes reference images or reference videos, not both; drop one kind",
+        ))
+    for ref in request.references:
+        reason = unreachable_reason(ref, caps)
+        if reason:
+            problems.append(Problem(ref.name, reason))
+    if problems:
+        raise InvalidInput(problems)
+
+
+def build(
+    settings: Settings,
+    *,
+    client: httpx.AsyncClient | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> HiApiProvider:
+    key = settings.api_key(NAME)
+    if not key:
+        raise ConfigError(
+            "HIAPI_API_KEY is not set; create a key in your HiAPI console "
+            "and put it in the environment or .env"
+        )
+    return HiApiProvider(
+        key, settings.base_url(NAME), callback_secret=settings.hiapi_callback_secret,
+        client=client, sleep=sleep,
+    )

@@ -1,0 +1,352 @@
+"""Magnific (Freepik) gateway for Seedance 2.0 Mini (`seedance-2-mini`).
+
+Magnific is the narrowest gateway: text, first frame and first + last frame only, 5 or 10 s,
+no audio at all, and the resolution is chosen by the create path, not the body. Create and poll
+answer the same task object; no failure reason is documented, so a failure says so plainly.
+See /work/shared/providers/seeds/magnific-seedance-2.0-mini.md and CONTRACTS.md §3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from bot.config import Settings
+from bot.errors import (
+    ConfigError,
+    ContentRejectedError,
+    GatewayError,
+    GatewayUnavailableError,
+    InvalidInput,
+    Problem,
+    classify_failure,
+)
+from bot.models import (
+    FIXED_RATIOS,
+    GenerationRequest,
+    MediaKind,
+    Mode,
+    ProviderResult,
+    Ratio,
+    Reference,
+    Resolution,
+    Role,
+    SourceKind,
+    TaskState,
+    TaskStatus,
+)
+from bot.providers.base import (
+    Capabilities,
+    MediaLimits,
+    SubmitResult,
+    media_source,
+    unreachable_reason,
+)
+from bot.providers.http import HttpTransport, Sleep, default_error, json_body
+
+log = logging.getLogger(__name__)
+
+NAME = "magnific"
+MODEL = "seedance-2-mini"
+CREATE_PATH = "/v1/ai/video/seedance-2-mini-{resolution}"  # resolution is the path
+TASK_PATH = "/v1/ai/video/seedance-2-mini/{task_id}"
+RESULT_LIFETIME = 24 * 3600.0  # "a URL valid for 24 hours"
+SEED_MAX = 4_294_967_295
+
+#: Our ratios to the page's aspect names (`adaptive` has none; 9:21 is not one of ours).
+ASPECT_NAMES: dict[Ratio, str] = {
+    Ratio.R21_9: "film_horizontal_21_9",
+    Ratio.R16_9: "widescreen_16_9",
+    Ratio.R4_3: "classic_4_3",
+    Ratio.R1_1: "square_1_1",
+    Ratio.R3_4: "traditional_3_4",
+    Ratio.R9_16: "social_story_9_16",
+}
+
+#: Every status spelling the gateway uses (compared upper-cased).
+STATUSES: dict[str, TaskStatus] = {
+    "CREATED": TaskStatus.PENDING,
+    "IN_PROGRESS": TaskStatus.RUNNING,
+    "COMPLETED": TaskStatus.SUCCEEDED,
+    "FAILED": TaskStatus.FAILED,
+}
+
+NO_REASON = (
+    "Magnific reported the task as FAILED and gives no reason; "
+    "try another prompt or image, or another provider"
+)
+
+CAPABILITIES = Capabilities(
+    provider=NAME,
+    model=MODEL,
+    resolutions=frozenset({Resolution.P480, Resolution.P720}),
+    durations=frozenset({5, 10}),
+    ratios=frozenset(FIXED_RATIOS),
+    modes=frozenset({Mode.TEXT, Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME}),
+    # Only a first and a last frame; the page states no image limits of its own.
+    limits=MediaLimits(max_images=2, max_videos=0, max_audios=0),
+    audio_generation=False,
+    web_search=False,
+    last_frame=False,
+    seed=True,
+    camera_fixed=True,
+    watermark=False,
+    webhooks=True,
+    results_per_task=1,
+    prompt_max_chars=2000,
+    prompt_required=True,
+    accepts={
+        MediaKind.IMAGE: frozenset({SourceKind.URL, SourceKind.DATA_URI}),
+        MediaKind.VIDEO: frozenset(),
+        MediaKind.AUDIO: frozenset(),
+    },
+    typical_seconds=60.0,
+)
+
+
+def _error_text(body: Any) -> tuple[str, str | None]:
+    """The message of any documented error shape, naming invalid params when listed."""
+    if not isinstance(body, dict):
+        raise ValueError("error body is not an object")
+    problem = body.get("problem")
+    inner: dict[str, Any] = problem if isinstance(problem, dict) else body
+    message = str(inner.get("message") or body.get("message") or "").strip()
+    code = inner.get("code") or body.get("code")
+    params = inner.get("invalid_params") or []
+    named = [
+        f"{p.get('name')}: {p.get('reason')}" if p.get("reason") else str(p.get("name"))
+        for p in params
+        if isinstance(p, dict) and p.get("name")
+    ]
+    if named:
+        message = f"{message or 'invalid parameters'} ({'; '.join(named)})"
+    elif ":attribute" in message:
+        # The gateway's template was not filled in; say so rather than show a riddle.
+        message = f"{message} (Magnific did not say which parameter)"
+    if not message:
+        raise ValueError("error body has no message")
+    return message, str(code) if code is not None else None
+
+
+def parse_error(response: httpx.Response) -> GatewayError:
+    """Read `{"message"}`, `{"problem":{…}}` or the unwrapped problem body into an error kind."""
+    message, code = _error_text(response.json())
+    status = response.status_code
+    if 400 <= status < 500 and status not in (401, 402, 403, 404, 429):
+        judged = classify_failure(message, code, provider=NAME)
+        if isinstance(judged, ContentRejectedError):
+            return type(judged)(message, provider=NAME, status=status, code=code)
+    return default_error(response, provider=NAME, message=message, code=code)
+
+
+def _task_object(body: Any) -> dict[str, Any]:
+    """The task, from a `{"data": task}` answer or a bare task (the webhook shape)."""
+    if isinstance(body, dict) and isinstance(body.get("data"), dict):
+        body = body["data"]
+    if not isinstance(body, dict) or "status" not in body:
+        raise ValueError("no task object with a status")
+    return body
+
+
+def task_state(task: Mapping[str, Any], *, task_id: str | None = None) -> TaskState:
+    """Map a Magnific task object to a TaskState (no progress is documented)."""
+    tid = task.get("task_id") or task_id
+    if not tid:
+        raise ValueError("task object without task_id")
+    raw = str(task.get("status", "")).strip().upper()
+    status = STATUSES.get(raw)
+    if status is None:
+        log.warning("magnific: unknown task status %r, treating it as running", raw)
+        status = TaskStatus.RUNNING
+    generated = task.get("generated") or []
+    urls = [u for u in generated if isinstance(u, str) and u]
+    if status is TaskStatus.SUCCEEDED and not urls:
+        return TaskState(
+            task_id=str(tid), status=TaskStatus.FAILED,
+            error=classify_failure(
+                "Magnific marked the task COMPLETED but listed no video", None, provider=NAME
+            ),
+        )
+    if status is TaskStatus.SUCCEEDED:
+        # Seen at or after completion, so this is an upper bound on the URL's life.
+        result = ProviderResult(video_urls=urls, expires_at=time.time() + RESULT_LIFETIME)
+        return TaskState(task_id=str(tid), status=status, progress=100.0, result=result)
+    if status is TaskStatus.FAILED:
+        return TaskState(
+            task_id=str(tid), status=status, error=classify_failure(NO_REASON, None, provider=NAME)
+        )
+    return TaskState(task_id=str(tid), status=status)
+
+
+class MagnificProvider:
+    """Seedance 2.0 Mini through Magnific's per-resolution endpoints."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        *,
+        client: httpx.AsyncClient | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.http = HttpTransport(
+            NAME,
+            base_url,
+            {"x-magnific-api-key": api_key, "Accept": "application/json"},
+            parse_error,
+            client=client,
+            sleep=sleep,
+            secrets=(api_key,),
+        )
+
+    @property
+    def default_model(self) -> str:
+        return MODEL
+
+    def capabilities(self, model: str | None = None) -> Capabilities:
+        if model not in (None, MODEL):
+            raise InvalidInput(
+                [Problem("model", f"Magnific offers only {MODEL}; leave --model out or use it")]
+            )
+        return CAPABILITIES
+
+    def build_body(
+        self, request: GenerationRequest, *, callback_url: str | None = None
+    ) -> dict[str, Any]:
+        """The create body, field by field as the page lists them. Raises InvalidInput."""
+        caps = self.capabilities(request.model)
+        _check(request, caps)
+        body: dict[str, Any] = {"prompt": request.prompt}
+        firsts = request.with_role(Role.FIRST_FRAME)
+        lasts = request.with_role(Role.LAST_FRAME)
+        if request.mode in (Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME):
+            body["image"] = _image_value(firsts[0], caps)
+        if request.mode is Mode.FIRST_LAST_FRAME:
+            body["image_end"] = _image_value(lasts[0], caps)
+        body["duration"] = request.duration
+        body["aspect_ratio"] = ASPECT_NAMES[request.ratio]
+        body["camera_fixed"] = request.camera_fixed
+        body["seed"] = -1 if request.seed is None else request.seed
+        body["enable_safety_checker"] = True
+        if callback_url:
+            body["webhook_url"] = callback_url
+        return body
+
+    async def submit(
+        self,
+        request: GenerationRequest,
+        *,
+        idempotency_key: str,
+        callback_url: str | None = None,
+    ) -> SubmitResult:
+        """Create the task. Magnific has no idempotency key, so a read timeout is not retried."""
+        body = self.build_body(request, callback_url=callback_url)
+        path = CREATE_PATH.format(resolution=request.resolution.value)
+        response = await self.http.request("POST", path, json=body, idempotent=False)
+        try:
+            state = task_state(_task_object(json_body(response, NAME)))
+        except ValueError as exc:
+            raise GatewayUnavailableError(
+                f"unexpected create answer: {exc}", provider=NAME
+            ) from None
+        return SubmitResult(task_id=state.task_id, state=state)
+
+    async def poll(self, task_id: str) -> TaskState:
+        response = await self.http.request(
+            "GET", TASK_PATH.format(task_id=task_id), idempotent=True
+        )
+        try:
+            return task_state(_task_object(json_body(response, NAME)), task_id=task_id)
+        except ValueError as exc:
+            raise GatewayUnavailableError(f"unexpected task answer: {exc}", provider=NAME) from None
+
+    async def cancel(self, task_id: str) -> bool:
+        """Magnific documents no way to cancel: the task runs on and is still billed."""
+        return False
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> TaskState:
+        """The webhook body is the task object without the `data` wrapper (both accepted)."""
+        return task_state(_task_object(json.loads(body)))
+
+    def verify_callback(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """Magnific's webhook signing is unverified; the per-job URL authenticates the call."""
+        return True
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def _image_value(ref: Reference, caps: Capabilities) -> str:
+    """A URL as is; a local file as a raw base64 string.
+
+    The page says "as a public URL or Base64 string" / "a Base64-encoded string", not a data
+    URI, so the `data:<mime>;base64,` prefix that media_source() adds is stripped.
+    """
+    value = media_source(ref, caps)
+    if value.startswith("data:"):
+        return value.split(",", 1)[1]
+    return value
+
+
+def _check(request: GenerationRequest, caps: Capabilities) -> None:
+    """Refuse what Magnific cannot take before anything is sent (validation does this too)."""
+    problems: list[Problem] = []
+    if request.mode not in caps.modes:
+        problems.append(Problem(
+            "mode", f"Magnific does text, first_frame and first_last_frame only, "
+            f"not {request.mode.value}; pick one of those or another provider",
+        ))
+    if request.resolution not in caps.resolutions:
+        problems.append(Problem("resolution", "Magnific makes 480p or 720p; pick one"))
+    if request.duration not in caps.durations:
+        problems.append(Problem("duration", "Magnific makes 5 or 10 second videos; pick one"))
+    if request.ratio not in caps.ratios:
+        problems.append(Problem(
+            "ratio", "Magnific has no adaptive ratio; pick 16:9, 4:3, 1:1, 3:4, 9:16 or 21:9"
+        ))
+    if not request.prompt.strip():
+        problems.append(Problem("prompt", "Magnific needs a prompt; describe the video"))
+    elif caps.prompt_max_chars and len(request.prompt) > caps.prompt_max_chars:
+        problems.append(Problem(
+            "prompt", f"Magnific takes at most {caps.prompt_max_chars} characters; shorten it"
+        ))
+    if request.seed is not None and not 0 <= request.seed <= SEED_MAX:
+        problems.append(Problem("seed", f"Magnific takes a seed from 0 to {SEED_MAX}"))
+    firsts = request.with_role(Role.FIRST_FRAME)
+    lasts = request.with_role(Role.LAST_FRAME)
+    wanted = {Mode.FIRST_FRAME: (1, 0), Mode.FIRST_LAST_FRAME: (1, 1)}.get(request.mode, (0, 0))
+    others = [r for r in request.references if r.role not in (Role.FIRST_FRAME, Role.LAST_FRAME)]
+    if request.mode in caps.modes and ((len(firsts), len(lasts)) != wanted or others):
+        problems.append(Problem(
+            "files", f"{request.mode.value} on Magnific takes "
+            f"{wanted[0]} first-frame and {wanted[1]} last-frame image and nothing else",
+        ))
+    for ref in request.references:
+        reason = unreachable_reason(ref, caps)
+        if reason:
+            problems.append(Problem(ref.name, reason))
+    if problems:
+        raise InvalidInput(problems)
+
+
+def build(
+    settings: Settings,
+    *,
+    client: httpx.AsyncClient | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> MagnificProvider:
+    key = settings.api_key(NAME)
+    if not key:
+        raise ConfigError(
+            "MAGNIFIC_API_KEY is not set; create a key in your Magnific dashboard "
+            "and put it in the environment or .env"
+        )
+    return MagnificProvider(key, settings.base_url(NAME), client=client, sleep=sleep)
