@@ -85,3 +85,52 @@ def _write_tone(out: av.container.OutputContainer, stream: av.audio.stream.Audio
         pts += n
     for packet in stream.encode():
         out.mux(packet)
+
+
+def make_noisy_video(
+    path: Path, width: int = 320, height: int = 240, seconds: float = 2.0, fps: int = 24,
+    audio: bool = True, seed: int = 7,
+) -> Path:
+    """Random-noise frames at near-lossless quality: a clip far larger than its length needs,
+    the worst case for fitting under an upload limit."""
+    rng = np.random.default_rng(seed)
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "ultrafast", "crf": "4"}
+        astream = out.add_stream("aac", rate=44100, layout="mono") if audio else None
+        for _ in range(round(seconds * fps)):
+            arr = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+        if astream is not None:
+            _write_tone(out, astream, seconds)
+    return path
+
+
+def ramp_color(i: int) -> tuple[int, int, int]:
+    """The solid colour of frame `i` in `make_color_ramp_video`: every frame differs."""
+    return (min(255, 20 + i * 3), max(0, 230 - i * 3), 60 + (i * 7) % 120)
+
+
+def make_color_ramp_video(
+    path: Path, width: int = 320, height: int = 240, frames: int = 60, fps: int = 24,
+    gop: int = 12,
+) -> Path:
+    """Each frame a different solid colour (`ramp_color(i)`), a keyframe every `gop` frames,
+    and B-frames, so a seek lands mid-clip, decode order differs from display order, and only
+    the true last frame has the last colour."""
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "veryfast", "g": str(gop), "bf": "3", "crf": "10"}
+        for i in range(frames):
+            arr = np.zeros((height, width, 3), dtype=np.uint8)
+            arr[:, :] = ramp_color(i)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
