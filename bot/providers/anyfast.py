@@ -1,0 +1,415 @@
+"""Anyfast: Seedance 2.0 Mini (`seedance-2.0-mini`) and Seedance 2.0 (`seedance`).
+
+Anyfast wraps ByteDance's Ark API behind an OpenAI-style task gateway, so two error shapes
+reach us (its own `{"code","message","data"}` and Ark's `{"error":{...}}`), and the poll answer
+nests the upstream task inside Anyfast's own (`data.data`). See CONTRACTS.md §1 and §5.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from bot.config import Settings
+from bot.errors import (
+    ConfigError,
+    ContentRejectedError,
+    GatewayError,
+    GatewayUnavailableError,
+    InsufficientBalanceError,
+    InvalidRequestError,
+    TaskFailedError,
+    classify_failure,
+)
+from bot.models import (
+    GenerationRequest,
+    MediaKind,
+    Mode,
+    ProviderResult,
+    Reference,
+    Resolution,
+    Role,
+    SourceKind,
+    TaskState,
+    TaskStatus,
+)
+from bot.providers.base import Capabilities, MediaLimits, SubmitResult, media_source
+from bot.providers.http import HttpTransport, Sleep, default_error, json_body
+
+log = logging.getLogger(__name__)
+
+NAME = "anyfast"
+MINI = "seedance-2.0-mini"
+FULL = "seedance"
+MODELS = (MINI, FULL)
+
+#: Result URLs live 12 h (one page says 24 h; CONTRACTS.md says assume the shorter).
+RESULT_TTL = 12 * 3600.0
+
+#: Codes that mean "out of balance" whatever the HTTP status (403 on this gateway, not 402).
+BALANCE_CODES = frozenset({"insufficient_user_quota", "accountoverdueerror", "insufficient_quota"})
+
+_PENDING = frozenset({"", "NOT_START", "SUBMITTED", "QUEUED", "PENDING"})
+_RUNNING = frozenset({"IN_PROGRESS", "RUNNING", "PROCESSING"})
+# UNKNOWN is the gateway losing sight of the upstream task for a moment: keep polling.
+_KEEP_POLLING = frozenset({"UNKNOWN"})
+_SUCCEEDED = frozenset({"SUCCESS", "SUCCEEDED"})
+_FAILED = frozenset({"FAILURE", "FAILED", "CANCELLED", "CANCELED", "EXPIRED"})
+
+_ACCEPTS = {
+    MediaKind.IMAGE: frozenset({SourceKind.URL, SourceKind.DATA_URI, SourceKind.ASSET}),
+    MediaKind.VIDEO: frozenset({SourceKind.URL, SourceKind.ASSET}),  # no base64 for videos
+    MediaKind.AUDIO: frozenset({SourceKind.URL, SourceKind.DATA_URI, SourceKind.ASSET}),
+}
+
+_CAPS = {
+    MINI: Capabilities(
+        provider=NAME,
+        model=MINI,
+        resolutions=frozenset({Resolution.P480, Resolution.P720}),
+        seed=False,  # not a documented request field (the upstream result carries one)
+        camera_fixed=False,
+        webhooks=False,
+        # "500 Chinese chars / 1000 English words" cannot be said in characters; the gateway's
+        # own 400 reaches the user when a prompt is too long.
+        prompt_max_chars=None,
+        accepts=_ACCEPTS,
+        typical_seconds=150.0,
+    ),
+    FULL: Capabilities(
+        provider=NAME,
+        model=FULL,
+        resolutions=frozenset(Resolution),
+        limits=MediaLimits(min_reference_images=1),
+        seed=False,
+        camera_fixed=False,
+        webhooks=False,
+        prompt_max_chars=None,
+        accepts=_ACCEPTS,
+        typical_seconds=180.0,
+    ),
+}
+
+_ROLE_BY_KIND = {
+    MediaKind.IMAGE: Role.REFERENCE_IMAGE,
+    MediaKind.VIDEO: Role.REFERENCE_VIDEO,
+    MediaKind.AUDIO: Role.REFERENCE_AUDIO,
+}
+_ITEM_TYPE = {MediaKind.IMAGE: "image_url", MediaKind.VIDEO: "video_url",
+              MediaKind.AUDIO: "audio_url"}
+_KIND_ORDER = {MediaKind.IMAGE: 0, MediaKind.VIDEO: 1, MediaKind.AUDIO: 2}
+
+
+def parse_error(response: httpx.Response) -> GatewayError:
+    """Read both error shapes Anyfast answers with and map them to our error kinds."""
+    code, message = _error_fields(_safe_json(response))
+    message = message or response.reason_phrase or f"HTTP {response.status_code}"
+    status = response.status_code
+    if (code or "").lower() in BALANCE_CODES or status == 402:
+        return InsufficientBalanceError(message, provider=NAME, status=status, code=code)
+    if status == 400 and code:
+        judged = classify_failure(message, code, provider=NAME)
+        if isinstance(judged, ContentRejectedError):
+            judged.status = status
+            judged.args = (judged.describe(),)
+            return judged
+    return default_error(response, provider=NAME, message=message, code=code)
+
+
+def _safe_json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:300]
+
+
+def _error_fields(body: Any) -> tuple[str | None, str]:
+    """(code, message) from `{"code","message"}`, `{"error":{...}}` or plain text."""
+    if isinstance(body, str):
+        return None, body.strip()
+    if not isinstance(body, dict):
+        return None, ""
+    inner = body.get("error")
+    if isinstance(inner, dict):
+        code = inner.get("code") or inner.get("type")
+        return (str(code) if code else None), str(inner.get("message") or "")
+    if isinstance(inner, str):
+        return None, inner
+    code = body.get("code")
+    return (str(code) if code not in (None, "") else None), str(body.get("message") or "")
+
+
+def _progress(value: Any) -> float | None:
+    """`"50%"`, `50` or `"50"` → 50.0; anything else → None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return max(0.0, min(100.0, float(value)))
+    if isinstance(value, str):
+        text = value.strip().rstrip("%").strip()
+        try:
+            return max(0.0, min(100.0, float(text)))
+        except ValueError:
+            return None
+    return None
+
+
+def _dig(obj: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+class AnyfastProvider:
+    """Anyfast's `/v1/video/generations` task API, plus its asset API for `asset://` ids."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        *,
+        model: str | None = None,
+        client: httpx.AsyncClient | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if model is not None and model not in _CAPS:
+            raise ValueError(f"anyfast has no model {model!r}; choose {' or '.join(MODELS)}")
+        self._model = model or MINI
+        self.http = HttpTransport(
+            NAME, base_url, {"Authorization": f"Bearer {api_key}"}, parse_error,
+            client=client, sleep=sleep, secrets=(api_key,),
+        )
+
+    @property
+    def default_model(self) -> str:
+        return self._model
+
+    def capabilities(self, model: str | None = None) -> Capabilities:
+        model = model or self._model
+        if model not in _CAPS:
+            raise ValueError(f"anyfast has no model {model!r}; choose {' or '.join(MODELS)}")
+        return _CAPS[model]
+
+    # ---- create ---------------------------------------------------------------------------
+    def build_body(self, request: GenerationRequest) -> dict[str, Any]:
+        """The create body exactly as the seed pages document it, field by field."""
+        model = request.model or self._model
+        caps = self.capabilities(model)
+        content: list[dict[str, Any]] = []
+        if request.prompt.strip():
+            content.append({"type": "text", "text": request.prompt})
+        # Strict order text → image → video → audio; validation already ordered them, and a
+        # stable sort keeps the user's order within each kind.
+        refs = sorted(request.references, key=lambda r: _KIND_ORDER[r.kind])
+        for index, ref in enumerate(refs):
+            kind = _ITEM_TYPE[ref.kind]
+            content.append(
+                {"type": kind, kind: {"url": media_source(ref, caps)},
+                 "role": self._role(ref, request.mode, index).value}
+            )
+        body: dict[str, Any] = {
+            "model": model,
+            "content": content,
+            "generate_audio": request.audio,
+            "resolution": request.resolution.value,
+            "ratio": request.ratio.value,
+            "duration": request.duration,
+            "watermark": request.watermark,
+        }
+        if request.web_search:
+            body["tools"] = [{"type": "web_search"}]
+        if request.return_last_frame:
+            body["return_last_frame"] = True
+        return body
+
+    @staticmethod
+    def _role(ref: Reference, mode: Mode, index: int) -> Role:
+        """The assigned role; a request built without roles gets the one its mode implies."""
+        if ref.role is not None:
+            return ref.role
+        if ref.kind is MediaKind.IMAGE and mode in (Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME):
+            return Role.LAST_FRAME if index == 1 else Role.FIRST_FRAME
+        return _ROLE_BY_KIND[ref.kind]
+
+    async def submit(
+        self,
+        request: GenerationRequest,
+        *,
+        idempotency_key: str,
+        callback_url: str | None = None,
+    ) -> SubmitResult:
+        """Create the task. Anyfast has no idempotency key and no callbacks, so a create that
+        timed out after sending is never repeated (it may already be running and billed)."""
+        body = self.build_body(request)
+        response = await self.http.request(
+            "POST", "/v1/video/generations", json=body, idempotent=False
+        )
+        answer = json_body(response, NAME)
+        if not isinstance(answer, dict):
+            raise GatewayUnavailableError("create answer is not a JSON object", provider=NAME)
+        task_id = answer.get("task_id") or answer.get("id")
+        if not task_id:
+            data = answer.get("data")
+            task_id = _dig(data, "task_id") or _dig(data, "id")
+        if not task_id:
+            code, message = _error_fields(answer)
+            raise InvalidRequestError(
+                message or "the create answer carried no task id", provider=NAME, code=code,
+                status=response.status_code,
+            )
+        state = TaskState(task_id=str(task_id), status=TaskStatus.PENDING,
+                          progress=_progress(answer.get("progress")))
+        return SubmitResult(task_id=str(task_id), state=state)
+
+    # ---- poll -----------------------------------------------------------------------------
+    async def poll(self, task_id: str) -> TaskState:
+        response = await self.http.request(
+            "GET", f"/v1/video/generations/{task_id}", idempotent=True
+        )
+        return self.parse_task(task_id, json_body(response, NAME))
+
+    def parse_task(self, task_id: str, answer: Any) -> TaskState:
+        """One poll answer (`{"code","message","data":{task}}`) → TaskState."""
+        if not isinstance(answer, dict):
+            raise GatewayUnavailableError("poll answer is not a JSON object", provider=NAME)
+        task = answer.get("data")
+        if not isinstance(task, dict):
+            if "status" in answer:  # a bare task object
+                task = answer
+            else:
+                code, message = _error_fields(answer)
+                raise GatewayUnavailableError(
+                    message or "poll answer carried no task", provider=NAME, code=code
+                )
+        status = str(task.get("status") or "").strip().upper()
+        nested = task.get("data")
+        upstream: dict[str, Any] = nested if isinstance(nested, dict) else {}
+        progress = _progress(task.get("progress"))
+        tid = str(task.get("task_id") or task_id)
+
+        if status in _SUCCEEDED:
+            return self._succeeded(tid, task, upstream)
+        if status in _FAILED:
+            return self._failed(tid, task, upstream, progress)
+        if status in _RUNNING or status in _KEEP_POLLING:
+            return TaskState(task_id=tid, status=TaskStatus.RUNNING, progress=progress)
+        if status not in _PENDING:
+            log.warning("anyfast task %s: unknown status %r, polling on", tid, status)
+            return TaskState(task_id=tid, status=TaskStatus.RUNNING, progress=progress)
+        return TaskState(task_id=tid, status=TaskStatus.PENDING, progress=progress)
+
+    def _succeeded(self, tid: str, task: dict[str, Any], upstream: dict[str, Any]) -> TaskState:
+        # `fail_reason` may hold a copy of the URL on success (legacy quirk): not read here.
+        url = task.get("result_url") or _dig(upstream, "content", "video_url")
+        if not url:
+            error = TaskFailedError("the gateway reported success without a video URL",
+                                    provider=NAME, refunded=False)
+            return TaskState(task_id=tid, status=TaskStatus.FAILED, progress=100.0, error=error)
+        seed = upstream.get("seed")
+        finished = task.get("finish_time")
+        base = float(finished) if isinstance(finished, int | float) and finished > 0 else None
+        result = ProviderResult(
+            video_urls=[str(url)],
+            last_frame_url=_dig(upstream, "content", "last_frame_url") or None,
+            seed=int(seed) if isinstance(seed, int | float) and not isinstance(seed, bool)
+            else None,
+            expires_at=(base or time.time()) + RESULT_TTL,
+        )
+        return TaskState(task_id=tid, status=TaskStatus.SUCCEEDED, progress=100.0,
+                         result=result)
+
+    def _failed(self, tid: str, task: dict[str, Any], upstream: dict[str, Any],
+                progress: float | None) -> TaskState:
+        raw_error = upstream.get("error")
+        up_error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
+        code = up_error.get("code") or None
+        reason = str(task.get("fail_reason") or up_error.get("message") or "").strip()
+        error = classify_failure(reason or "the task failed", code, provider=NAME)
+        if type(error) is TaskFailedError and progress is not None and progress >= 100:
+            # The seed's own note: reaching 100% and then failing is the provider's moderation.
+            error = ContentRejectedError(
+                f"{reason or 'the task failed'} (it failed at 100%, which on this gateway "
+                "usually means content moderation blocked the result)",
+                provider=NAME, code=code,
+            )
+        return TaskState(task_id=tid, status=TaskStatus.FAILED, progress=progress, error=error)
+
+    # ---- the rest of the protocol --------------------------------------------------------
+    async def cancel(self, task_id: str) -> bool:
+        """Anyfast documents no way to cancel a task: it runs on and is billed."""
+        return False
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> TaskState:
+        """Anyfast documents no callbacks; a body shaped like a poll answer is read as one."""
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            raise InvalidRequestError("callback body is not JSON", provider=NAME) from None
+        task = answer.get("data") if isinstance(answer, dict) else None
+        tid = str(_dig(answer, "data", "task_id") or _dig(answer, "task_id") or "")
+        if not tid and not isinstance(task, dict):
+            raise InvalidRequestError("callback body names no task", provider=NAME)
+        return self.parse_task(tid, answer)
+
+    def verify_callback(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """Nothing is signed here; the receiver's unguessable per-job URL authenticates."""
+        return True
+
+    # ---- assets (asset://<id> references) --------------------------------------------------
+    async def create_asset_group(self, name: str) -> str:
+        """Create an asset group; returns its id (`group-…`)."""
+        response = await self.http.request(
+            "POST", "/volc/asset/CreateAssetGroup",
+            json={"model": "volc-asset", "Name": name}, idempotent=False,
+        )
+        return self._asset_id(json_body(response, NAME))
+
+    async def create_asset(
+        self, group_id: str, name: str, url: str, asset_type: str = "Image"
+    ) -> str:
+        """Register a public URL as a persistent asset; use it as `asset://<returned id>`."""
+        response = await self.http.request(
+            "POST", "/volc/asset/CreateAsset",
+            json={"model": "volc-asset", "GroupId": group_id, "Name": name,
+                  "AssetType": asset_type, "URL": url},
+            idempotent=False,
+        )
+        return self._asset_id(json_body(response, NAME))
+
+    @staticmethod
+    def _asset_id(answer: Any) -> str:
+        ident = _dig(answer, "Id") or _dig(answer, "Result", "Id") or _dig(answer, "data", "Id")
+        if not ident:
+            code, message = _error_fields(answer)
+            raise InvalidRequestError(message or "the asset answer carried no Id",
+                                      provider=NAME, code=code)
+        return str(ident)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def build(
+    settings: Settings,
+    *,
+    client: httpx.AsyncClient | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> AnyfastProvider:
+    key = settings.api_key(NAME)
+    if not key:
+        raise ConfigError(
+            "ANYFAST_API_KEY is not set; create a key at https://www.anyfast.ai and put it "
+            "in the environment or .env"
+        )
+    model = settings.seedance_model if settings.seedance_model in _CAPS else None
+    return AnyfastProvider(key, settings.base_url(NAME), model=model, client=client, sleep=sleep)
