@@ -1,0 +1,146 @@
+"""The CLI as DESIGN.md §3 promises: exit codes 0/1/2, messages, and the video it writes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.cli import main
+from tests.media_factory import make_image, make_video
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDANCE_")}
+    full_env.update({"SEEDANCE_DATA_DIR": str(cwd / "data")}, **(env or {}))
+    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def measure(path: Path) -> dict[str, object]:
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        return {"size": (v.width, v.height), "fps": float(v.average_rate),
+                "duration": c.duration / 1e6, "frames": len(frames),
+                "audio": len(c.streams.audio), "first": frames[0], "last": frames[-1],
+                "codec": v.codec_context.name}
+
+
+def test_text_to_video_with_no_configuration(tmp_path: Path) -> None:
+    result = run_cli("generate", "a red fox running through snow", "--out", "fox.mp4",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    m = measure(tmp_path / "fox.mp4")
+    assert m["codec"] == "h264" and m["size"] == (1280, 720) and m["audio"] == 1
+
+
+def test_resolution_ratio_duration_and_no_audio(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fox.mp4"
+    code = main(["generate", "a red fox", "--out", str(out), "--resolution", "480p",
+                 "--ratio", "9:16", "--duration", "4", "--no-audio"])
+    assert code == 0
+    m = measure(out)
+    assert m["size"] == (496, 864)
+    assert m["fps"] == 24.0 and m["frames"] == 96
+    assert abs(float(m["duration"]) - 4.0) < 0.05  # type: ignore[arg-type]
+    assert m["audio"] == 0
+
+
+def _scaled(path: Path, size: tuple[int, int]) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB").resize(size), dtype=np.int16)
+
+
+def test_first_and_last_frames_match_the_images(data_dir: Path, tmp_path: Path) -> None:
+    a = make_image(tmp_path / "a.png", 800, 450, color=(220, 30, 30))
+    b = make_image(tmp_path / "b.png", 800, 450, color=(20, 40, 220))
+    out, last = tmp_path / "morph.mp4", tmp_path / "last.png"
+    code = main(["generate", "red becomes blue", "--first-frame", str(a), "--last-frame", str(b),
+                 "--out", str(out), "--resolution", "480p", "--duration", "4",
+                 "--last-frame-out", str(last)])
+    assert code == 0
+    m = measure(out)
+    assert m["size"] == (864, 496)  # adaptive follows the 16:9 first image
+    first = np.asarray(m["first"], dtype=np.int16)
+    final = np.asarray(m["last"], dtype=np.int16)
+    assert np.abs(first - _scaled(a, (864, 496))).mean() < 12
+    assert np.abs(final - _scaled(b, (864, 496))).mean() < 12
+    assert np.abs(first - _scaled(b, (864, 496))).mean() > 60  # they really differ
+    assert Image.open(last).size == (864, 496)
+
+
+def test_reference_mode_with_image_and_video(data_dir: Path, tmp_path: Path) -> None:
+    img = make_image(tmp_path / "cat.png")
+    vid = make_video(tmp_path / "clip.mp4", seconds=2.5)
+    out = tmp_path / "ref.mp4"
+    code = main(["generate", "@image1 walks into @video1", "--image", str(img),
+                 "--video", str(vid), "--out", str(out), "--resolution", "480p",
+                 "--duration", "4", "--ratio", "1:1"])
+    assert code == 0
+    assert measure(out)["size"] == (640, 640)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--duration", "30"], "duration: 30 s is not available"),
+        (["--first-frame", "missing.png"], "no such file"),
+        (["--mode", "first_frame"], "first_frame needs exactly one image"),
+        (["--resolution", "1080p", "--provider", "magnific"], "MAGNIFIC_API_KEY"),
+        (["--seed", "-5"], "seed: -5 is out of range"),
+    ],
+)
+def test_invalid_input_exits_2_and_writes_nothing(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+    needle: str,
+) -> None:
+    out = tmp_path / "never.mp4"
+    code = main(["generate", "a fox", "--out", str(out), *args])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert needle in err
+    assert not out.exists()
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    result = run_cli("generate", "a fox", "--out", "x.mp4", "--ratio", "5:4", cwd=tmp_path)
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+    result = run_cli("generate", "no out flag", cwd=tmp_path)
+    assert result.returncode == 2 and "--out" in result.stderr
+
+
+def test_bad_configuration_exits_2_naming_the_variable(tmp_path: Path) -> None:
+    result = run_cli("generate", "a fox", "--out", "x.mp4", cwd=tmp_path,
+                     env={"SEEDANCE_PROVIDER": "sora"})
+    assert result.returncode == 2
+    assert "SEEDANCE_PROVIDER" in result.stderr and "'local'" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_dotenv_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("SEEDANCE_USER_DAILY_CREDITS=-3\n")
+    result = run_cli("generate", "a fox", "--out", "x.mp4", cwd=tmp_path)
+    assert result.returncode == 2 and "SEEDANCE_USER_DAILY_CREDITS" in result.stderr
+
+
+def test_run_without_token_exits_2_with_how_to(tmp_path: Path) -> None:
+    result = run_cli("run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "DISCORD_TOKEN" in result.stderr and "discord.com/developers" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_gateway_failure_exits_1_with_reason(data_dir: Path, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "x.mp4"
+    code = main(["generate", "a fox [local:fail:real_face]", "--out", str(out),
+                 "--resolution", "480p", "--duration", "4"])
+    err = capsys.readouterr().err
+    assert code == 1 and "failed" in err
+    assert not out.exists()
