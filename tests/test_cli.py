@@ -16,7 +16,9 @@ from bot.cli import main
 from tests.media_factory import make_image, make_video
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDANCE_")}
     full_env.update({"SEEDANCE_DATA_DIR": str(cwd / "data")}, **(env or {}))
     return subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd, env=full_env,
