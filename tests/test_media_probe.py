@@ -1,0 +1,180 @@
+"""Probing real files: the bytes decide kind and format, never the name."""
+
+from __future__ import annotations
+
+import shutil
+import zlib
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.media.probe import UnreadableMedia, probe_file, probe_file_async
+from bot.models import MediaKind
+from tests.media_factory import _write_tone, make_audio, make_image, make_video
+
+
+@pytest.mark.parametrize(("fmt", "name"), [
+    ("PNG", "png"), ("JPEG", "jpeg"), ("WEBP", "webp"), ("BMP", "bmp"), ("TIFF", "tiff"),
+    ("GIF", "gif"),
+])
+def test_every_image_format(tmp_path: Path, fmt: str, name: str) -> None:
+    path = make_image(tmp_path / "picture.bin", 700, 350, fmt=fmt)
+    facts = probe_file(path)
+    assert facts.kind is MediaKind.IMAGE
+    assert facts.format == name
+    assert (facts.width, facts.height) == (700, 350)
+    assert facts.size_bytes == path.stat().st_size
+    assert facts.duration is None and facts.fps is None
+
+
+def test_png_renamed_jpg_is_png(tmp_path: Path) -> None:
+    png = make_image(tmp_path / "a.png", 320, 200, fmt="PNG")
+    fake = tmp_path / "holiday.jpg"
+    shutil.copy(png, fake)
+    facts = probe_file(fake)
+    assert (facts.kind, facts.format) == (MediaKind.IMAGE, "png")
+
+
+def test_animated_gif_is_an_image(tmp_path: Path) -> None:
+    frames = [Image.new("RGB", (300, 300), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255))]
+    path = tmp_path / "anim.mp4"
+    frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    facts = probe_file(path)
+    assert (facts.kind, facts.format, facts.width) == (MediaKind.IMAGE, "gif", 300)
+
+
+def test_phone_mpo_jpeg_is_reported_as_jpeg(tmp_path: Path) -> None:
+    path = tmp_path / "camera.jpg"
+    left, right = Image.new("RGB", (640, 480), (9, 9, 9)), Image.new("RGB", (640, 480))
+    left.save(path, format="MPO", save_all=True, append_images=[right])
+    with Image.open(path) as img:
+        assert img.format == "MPO"  # what Pillow calls it
+    assert probe_file(path).format == "jpeg"
+
+
+def test_mp4_with_audio(tmp_path: Path) -> None:
+    path = make_video(tmp_path / "clip.mp4", 864, 496, seconds=2.5, fps=30, audio=True)
+    facts = probe_file(path)
+    assert facts.kind is MediaKind.VIDEO
+    assert facts.format == "mp4"
+    assert (facts.width, facts.height) == (864, 496)
+    assert facts.fps == 30
+    assert facts.duration is not None and abs(facts.duration - 2.5) < 0.05
+    assert facts.has_audio is True
+
+
+def test_mov_is_mov_and_names_do_not_matter(tmp_path: Path) -> None:
+    mov = make_video(tmp_path / "clip.mp4", 640, 480, seconds=2.0, fmt="mov")
+    facts = probe_file(mov)
+    assert (facts.kind, facts.format, facts.has_audio) == (MediaKind.VIDEO, "mov", False)
+    assert facts.fps == 24
+    mp4 = make_video(tmp_path / "clip.mov", 640, 480, seconds=2.0, fmt="mp4")
+    assert probe_file(mp4).format == "mp4"
+
+
+def test_3gp_and_mkv_and_webm_named_honestly(tmp_path: Path) -> None:
+    assert probe_file(make_video(tmp_path / "a.mp4", 320, 240, 1.0, fmt="3gp")).format == "3gp"
+    assert probe_file(make_video(tmp_path / "b.mp4", 320, 240, 1.0,
+                                 fmt="matroska")).format == "mkv"
+    webm = tmp_path / "c.mp4"
+    with av.open(str(webm), "w", format="webm") as out:
+        stream = out.add_stream("libvpx-vp9", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for _ in range(24):
+            frame = av.VideoFrame.from_ndarray(np.zeros((240, 320, 3), np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    facts = probe_file(webm)
+    assert (facts.kind, facts.format) == (MediaKind.VIDEO, "webm")
+    assert facts.duration is not None and abs(facts.duration - 1.0) < 0.1
+
+
+def test_m4a_audio_only_is_audio(tmp_path: Path) -> None:
+    path = tmp_path / "voice.mp4"
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("aac", rate=44100, layout="mono")
+        _write_tone(out, stream, 2.5)
+    facts = probe_file(path)
+    assert (facts.kind, facts.format) == (MediaKind.AUDIO, "m4a")
+    assert facts.duration is not None and abs(facts.duration - 2.5) < 0.05
+    assert facts.width is None and facts.has_audio is False
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mp3"])
+def test_wav_and_mp3(tmp_path: Path, fmt: str) -> None:
+    path = make_audio(tmp_path / "sound.mp4", seconds=3.0, fmt=fmt)
+    facts = probe_file(path)
+    assert (facts.kind, facts.format) == (MediaKind.AUDIO, fmt)
+    assert facts.duration is not None and abs(facts.duration - 3.0) < 0.1
+
+
+@pytest.mark.parametrize(("fmt", "codec", "rate"), [
+    ("flac", "flac", 44100), ("ogg", "libopus", 48000),
+])
+def test_other_audio_reported_by_name(tmp_path: Path, fmt: str, codec: str, rate: int) -> None:
+    path = tmp_path / "sound.wav"
+    with av.open(str(path), "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        assert isinstance(stream, av.audio.stream.AudioStream)
+        _write_tone(out, stream, 2.0)
+    facts = probe_file(path)
+    assert (facts.kind, facts.format) == (MediaKind.AUDIO, fmt)
+
+
+def test_text_renamed_mp4_is_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "movie.mp4"
+    path.write_text("this is not a movie\n" * 200)
+    with pytest.raises(UnreadableMedia, match="is not an image, video or audio file we can read"):
+        probe_file(path)
+
+
+def test_ansi_text_is_not_media(tmp_path: Path) -> None:
+    # FFmpeg's "tty" demuxer will happily "play" text files; they are still not media.
+    path = tmp_path / "notes.txt"
+    path.write_text("\x1b[31mred\x1b[0m plain words\n" * 300)
+    with pytest.raises(UnreadableMedia):
+        probe_file(path)
+
+
+@pytest.mark.parametrize("content", [b"", bytes(range(256)) * 400])
+def test_empty_and_random_bytes(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "x.png"
+    path.write_bytes(content)
+    with pytest.raises(UnreadableMedia):
+        probe_file(path)
+
+
+def test_truncated_mp4_is_unreadable(tmp_path: Path) -> None:
+    whole = make_video(tmp_path / "whole.mp4", 320, 240, seconds=2.0)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(UnreadableMedia):
+        probe_file(cut)
+
+
+def test_png_with_broken_checksum_is_damaged(tmp_path: Path) -> None:
+    data = bytearray(make_image(tmp_path / "a.png", 320, 200).read_bytes())
+    idat = data.index(b"IDAT")
+    length = int.from_bytes(data[idat - 4 : idat], "big")
+    data[idat + 4] ^= 0xFF  # flip a data byte; the chunk's CRC no longer matches
+    assert zlib.crc32(bytes(data[idat : idat + 4 + length])) != int.from_bytes(
+        data[idat + 4 + length : idat + 8 + length], "big")
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(UnreadableMedia, match="damaged png"):
+        probe_file(bad)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(UnreadableMedia, match="cannot be opened"):
+        probe_file(tmp_path / "nope.mp4")
+
+
+async def test_probe_file_async(tmp_path: Path) -> None:
+    facts = await probe_file_async(make_video(tmp_path / "v.mp4", 320, 240, 1.0, audio=True))
+    assert (facts.kind, facts.format, facts.has_audio) == (MediaKind.VIDEO, "mp4", True)
