@@ -66,12 +66,14 @@ def test_fit_to_size_tight_limit_scales_down_with_even_edges(noisy: Path,
     assert out.width % 2 == 0 and out.height % 2 == 0
 
 
-def test_fit_to_size_without_audio(tmp_path: Path) -> None:
-    src = make_noisy_video(tmp_path / "silent.mp4", seconds=1.0, audio=False)
+def test_fit_to_size_without_audio_keeps_the_source_fps(tmp_path: Path) -> None:
+    src = make_noisy_video(tmp_path / "silent.mp4", seconds=1.0, fps=30, audio=False)
     dest = tmp_path / "fit.mp4"
     assert fit_to_size(src, dest, 80_000) is True
     out = probe_file(dest)
     assert out.size_bytes <= 80_000 and not out.has_audio
+    assert out.fps == 30
+    assert out.duration is not None and abs(out.duration - 1.0) <= 0.1
 
 
 def test_fit_to_size_that_cannot_fit_leaves_nothing(noisy: Path, tmp_path: Path) -> None:
