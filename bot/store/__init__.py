@@ -1,0 +1,36 @@
+"""Durable state: the one home of SQL (numbered migrations in `migrations/`, WAL, aiosqlite)."""
+
+from bot.store.db import Store, migrations
+from bot.store.records import (
+    ACTIVE_STATES,
+    IN_FLIGHT_STATES,
+    RUNNING_STATES,
+    TERMINAL_STATES,
+    WAITING_STATES,
+    CheckResult,
+    JobState,
+    JobView,
+    LedgerLine,
+    NewJob,
+    QuotaLimitRow,
+    Transition,
+    UsageCheck,
+)
+
+__all__ = [
+    "ACTIVE_STATES",
+    "IN_FLIGHT_STATES",
+    "RUNNING_STATES",
+    "TERMINAL_STATES",
+    "WAITING_STATES",
+    "CheckResult",
+    "JobState",
+    "JobView",
+    "LedgerLine",
+    "NewJob",
+    "QuotaLimitRow",
+    "Store",
+    "Transition",
+    "UsageCheck",
+    "migrations",
+]

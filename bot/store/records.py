@@ -1,0 +1,153 @@
+"""The plain records the store hands out: a job as a row, a quota check, a ledger line.
+
+They live beside the store (not in the engine) so the store never imports the engine; the
+engine re-exports them as its public vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from bot.models import GenerationRequest
+
+
+class JobState(StrEnum):
+    """A job's durable state. Each one is written before the side effect it names."""
+
+    AWAITING_APPROVAL = "awaiting_approval"
+    QUEUED = "queued"
+    SUBMITTING = "submitting"  # the create call may be on its way to the gateway
+    GENERATING = "generating"  # the gateway task id is stored
+    DOWNLOADING = "downloading"  # result URLs stored; fetching them
+    HELD = "held"  # file on disk, waiting for a moderator before posting
+    READY = "ready"  # file on disk, to be posted
+    DELIVERED = "delivered"  # posted; delivery reference stored
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+
+TERMINAL_STATES = frozenset(
+    {JobState.DELIVERED, JobState.FAILED, JobState.CANCELLED, JobState.REJECTED}
+)
+#: States holding a gateway slot (the create may be in flight, or the task exists).
+IN_FLIGHT_STATES = frozenset({JobState.SUBMITTING, JobState.GENERATING})
+#: States that count as "running" for the per-guild and per-user caps.
+RUNNING_STATES = frozenset({JobState.SUBMITTING, JobState.GENERATING, JobState.DOWNLOADING})
+#: States a runner task drives forward (resumed on start).
+ACTIVE_STATES = frozenset(
+    {JobState.SUBMITTING, JobState.GENERATING, JobState.DOWNLOADING, JobState.READY}
+)
+WAITING_STATES = frozenset({JobState.AWAITING_APPROVAL, JobState.QUEUED})
+
+
+@dataclass(frozen=True)
+class JobView:
+    """One job as stored. Immutable: re-read it from the store to see a newer state."""
+
+    id: str
+    guild_id: str
+    channel_id: str
+    user_id: str
+    role_ids: tuple[str, ...]
+    request: GenerationRequest
+    provider: str
+    model: str | None
+    state: JobState
+    seq: int
+    not_before: float = 0.0
+    task_id: str | None = None
+    attempts: int = 0
+    audio_retried: bool = False
+    hold_result: bool = False
+    credits_estimate: int = 0
+    credits_charged: int = 0
+    result_path: str | None = None
+    last_frame_path: str | None = None
+    result_meta: dict[str, Any] = field(default_factory=dict)
+    delivery_ref: str | None = None
+    error_kind: str | None = None
+    error_message: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    event_id: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+
+@dataclass(frozen=True)
+class Transition:
+    job_id: str
+    from_state: str | None
+    to_state: str
+    at: float
+    detail: str
+
+
+@dataclass(frozen=True)
+class LedgerLine:
+    job_id: str
+    user_id: str
+    guild_id: str
+    event_id: str | None
+    kind: str  # reserve | commit | release
+    credits: int
+    at: float
+    reserved_at: float
+
+
+@dataclass(frozen=True)
+class UsageCheck:
+    """One quota window to check inside the reservation transaction.
+
+    Usage is the sum of reservations minus releases whose reservation time is at or after
+    `since`, filtered by guild (always), by user (when set) and by event (when set).
+    """
+
+    name: str  # "user daily", "guild monthly", "event"
+    guild_id: str
+    limit: int  # < 0: unlimited
+    since: float = 0.0
+    user_id: str | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: UsageCheck
+    used: int
+
+
+@dataclass(frozen=True)
+class QuotaLimitRow:
+    scope: str  # user | guild | role | event
+    guild_id: str
+    subject_id: str
+    credits: int
+    window: str  # day | month | event
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """What `Store.create_job` needs; the store assigns `seq` and writes the first transition."""
+
+    id: str
+    guild_id: str
+    channel_id: str
+    user_id: str
+    role_ids: tuple[str, ...]
+    request: GenerationRequest
+    provider: str
+    model: str | None
+    state: JobState
+    credits_estimate: int
+    context: dict[str, Any] = field(default_factory=dict)
+    event_id: str | None = None
+    hold_result: bool = False
