@@ -42,7 +42,7 @@ from bot.models import (
 from bot.providers import create_provider
 from bot.providers.base import Provider, unreachable_reason
 from bot.providers.local import LocalProvider, task_id_for
-from tests.media_factory import make_image, make_video
+from tests.media_factory import make_audio, make_image, make_video
 
 RED = (220, 30, 30)
 BLUE = (20, 40, 220)
@@ -206,6 +206,30 @@ def test_same_seed_same_pixels_other_seed_differs(tmp_path: Path) -> None:
     assert all(np.array_equal(x, y) for x, y in same)
     assert any(mad(x, y) > 5 for x, y in zip(decoded(paths["a"]), decoded(paths["c"]),
                                             strict=True))
+
+
+def power_at(path: Path, hz: float) -> float:
+    """Spectral magnitude of the left channel at `hz`, over 0.5–2.5 s."""
+    with av.open(str(path)) as c:
+        stream = c.streams.audio[0]
+        rate = stream.codec_context.sample_rate
+        left = np.concatenate([f.to_ndarray()[0] for f in c.decode(stream)])
+    window = left[rate // 2 : rate * 5 // 2]
+    spectrum = np.abs(np.fft.rfft(window * np.hanning(len(window))))
+    freqs = np.fft.rfftfreq(len(window), 1 / rate)
+    return float(spectrum[np.abs(freqs - hz) < 3].max())
+
+
+def test_reference_audio_is_heard(tmp_path: Path) -> None:
+    clip = make_audio(tmp_path / "tone.wav", seconds=3.0)  # 440 Hz
+    plain = tmp_path / "plain.mp4"
+    heard = tmp_path / "heard.mp4"
+    render_video(request(audio=True), plain, seed=21)
+    render_video(request(audio=True, mode=Mode.REFERENCE,
+                         references=[ref(clip, Role.REFERENCE_AUDIO)]), heard, seed=21)
+    assert power_at(heard, 440) > 3 * power_at(plain, 440)
+    with av.open(str(heard)) as c:
+        assert c.duration is not None and abs(c.duration / 1_000_000 - 4.0) < 0.05
 
 
 # -- provider protocol -------------------------------------------------------------------------

@@ -68,7 +68,10 @@ def render_video(
     rng = np.random.default_rng(seed % 2**64)
     frames = _picture(request, (width, height), total, rng)
     overlay = _watermark((width, height)) if request.watermark else None
-    tone = _Tone(rng, request.duration) if request.audio else None
+    tone = None
+    if request.audio:
+        clips = [_local_path(r) for r in request.audios]
+        tone = _Tone(rng, request.duration, _RefAudio(clips) if clips else None)
     last: Frame | None = None
     try:
         with av.open(str(dest), "w", format="mp4") as out:
@@ -107,6 +110,8 @@ def render_video(
                     out.mux(packet)
     finally:
         frames.close()
+        if tone is not None:
+            tone.close()
     if last_frame_dest is not None and last is not None:
         Image.fromarray(last).save(last_frame_dest, format="PNG")
 
@@ -415,10 +420,53 @@ def _watermark(size: tuple[int, int]) -> _Overlay:
 # Sound
 
 
-class _Tone:
-    """A soft seed-dependent major or minor chord with a slow swell, stereo, full duration."""
+class _RefAudio:
+    """Reference clips played one after another, decoded and resampled as they are needed."""
 
-    def __init__(self, rng: np.random.Generator, seconds: float) -> None:
+    def __init__(self, paths: list[Path]) -> None:
+        self._chunks = self._decode(paths)
+        self._buffer = np.zeros((2, 0), dtype=np.float32)
+
+    @staticmethod
+    def _decode(paths: list[Path]) -> Generator[np.ndarray, None, None]:
+        for path in paths:
+            resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
+            try:
+                with av.open(str(path)) as src:
+                    for frame in src.decode(audio=0):
+                        for out in resampler.resample(frame):
+                            yield out.to_ndarray()
+                    for out in resampler.resample(None):
+                        yield out.to_ndarray()
+            except av.FFmpegError as exc:
+                raise RenderError(f"cannot read audio {path.name}: {exc}") from exc
+
+    def take(self, n: int) -> np.ndarray:
+        """The next `n` stereo samples, silence once every clip has played."""
+        while self._buffer.shape[1] < n:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                pad = np.zeros((2, n - self._buffer.shape[1]), dtype=np.float32)
+                self._buffer = np.concatenate([self._buffer, pad], axis=1)
+                break
+            self._buffer = np.concatenate([self._buffer, chunk.astype(np.float32)], axis=1)
+        taken, self._buffer = self._buffer[:, :n], self._buffer[:, n:]
+        return taken
+
+    def close(self) -> None:
+        self._chunks.close()
+
+
+class _Tone:
+    """A soft seed-dependent major or minor chord with a slow swell, stereo, full duration.
+
+    Reference audio clips, when given, play over a quieter chord: the soundtrack uses them as
+    the real model is asked to.
+    """
+
+    def __init__(
+        self, rng: np.random.Generator, seconds: float, reference: _RefAudio | None = None
+    ) -> None:
         root = 196.0 * 2 ** (int(rng.integers(0, 12)) / 12)  # G3 .. F#4
         third = 4 if rng.integers(0, 2) else 3
         self.notes = [root, root * 2 ** (third / 12), root * 2 ** (7 / 12), root * 2]
@@ -426,6 +474,11 @@ class _Tone:
         self.swell = float(rng.uniform(0.1, 0.3))
         self.total = round(seconds * AUDIO_RATE)
         self.pts = 0
+        self.reference = reference
+
+    def close(self) -> None:
+        if self.reference is not None:
+            self.reference.close()
 
     def until(self, seconds: float) -> Iterator[Any]:
         """Audio frames covering up to `seconds` (whole AAC frames, a short last one at the end)."""
@@ -445,7 +498,12 @@ class _Tone:
             np.sin(2 * math.pi * (f + self.detune) * t) / (i + 1)
             for i, f in enumerate(self.notes)
         )
-        data = (np.stack([left, right]) * env * 0.12).astype(np.float32)
+        chord = np.stack([left, right]) * env
+        if self.reference is None:
+            data = (chord * 0.12).astype(np.float32)
+        else:
+            mixed = chord * 0.04 + self.reference.take(n) * 0.8 * fade
+            data = np.clip(mixed, -1.0, 1.0).astype(np.float32)
         frame = av.AudioFrame.from_ndarray(data, format="fltp", layout="stereo")
         frame.sample_rate = AUDIO_RATE
         frame.pts = self.pts
