@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     seedance_local_delay: float = Field(default=0.0, ge=0)
     #: Largest file the bot will download from anywhere, in bytes.
     seedance_max_download_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    #: Extra hosts attachments may be downloaded from, comma-separated (a test CDN, a proxy);
+    #: Discord's own CDN hosts are always allowed.
+    seedance_cdn_hosts: str = ""
     #: Days finished files are kept under the data dir.
     seedance_retention_days: int = Field(default=7, ge=0)
 

@@ -44,6 +44,7 @@ class MediaInput:
     declared_kind: MediaKind | None = None  # from a CLI flag; required for asset://
     role_hint: Role | None = None  # --first-frame / --last-frame
     local_path: Path | None = None  # bytes already fetched (the Discord layer does this)
+    declared_size: int | None = None  # what the sender says (Discord does); checked pre-fetch
 
     @property
     def label(self) -> str:
@@ -99,6 +100,10 @@ async def _materialize(
     label = item.label
     if item.local_path is not None:
         return item.local_path, None
+    if item.declared_size is not None and item.declared_size > max_bytes:
+        return None, Problem(label, f"is {item.declared_size / (1024 * 1024):.0f} MB, more than "
+                                    f"the {max_bytes // (1024 * 1024)} MB any input may be; "
+                                    "compress or trim it.")
     kind = source_kind(item.source)
     if kind is SourceKind.ASSET:
         if item.declared_kind is None:

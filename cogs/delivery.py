@@ -1,0 +1,186 @@
+"""The engine's delivery port, implemented for Discord.
+
+- One status message per job, edited as the job moves, at most one edit every few seconds
+  (terminal news is never held back). While the interaction token is young the edit goes
+  through the interaction webhook; after ~14 minutes (the token dies at 15) it goes through
+  the channel API, which works for as long as the message exists.
+- The finished video is posted in the job's channel (threads too) within the upload limit the
+  interaction reported; a bigger file is transcoded to fit; if it still cannot fit, a link with
+  its expiry and a last-frame thumbnail is posted instead.
+- Posting is idempotent per job: the message nonce is derived from the job id (Discord returns
+  the first message for a repeated nonce), and before posting we look for a message of ours
+  carrying the job's buttons, for a crash that happened longer ago than Discord remembers nonces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.engine import EventKind, JobEvent, JobResult
+from bot.media.transcode import fit_to_size, thumbnail
+from bot.store import JobView
+from cogs.buttons import result_view, status_view
+from cogs.texts import result_embed, status_text
+
+if TYPE_CHECKING:
+    from cogs.app import SeedanceBot
+
+log = logging.getLogger(__name__)
+
+STATUS_EDIT_INTERVAL = 3.0
+#: Interaction tokens live 15 minutes; switch to the channel API a minute before.
+TOKEN_SAFE_SECONDS = 14 * 60
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+#: Room for multipart overhead and the embed next to the file.
+UPLOAD_MARGIN = 256 * 1024
+TERMINAL = frozenset({EventKind.FAILED, EventKind.CANCELLED, EventKind.REJECTED,
+                      EventKind.DELIVERED, EventKind.HELD, EventKind.SUCCEEDED})
+
+
+def job_nonce(job_id: str) -> str:
+    """Discord nonces are at most 25 characters; a job id (uuid4 hex) keeps 100 bits in 25."""
+    return job_id.replace("-", "")[:25]
+
+
+class DiscordDelivery:
+    """Status edits and result posts for the engine (see `bot.engine.Delivery`)."""
+
+    def __init__(self, bot: SeedanceBot) -> None:
+        self.bot = bot
+        self._last_edit: dict[str, float] = {}
+        self._latest: dict[str, tuple[JobView, str, bool]] = {}
+        self._timers: dict[str, asyncio.Task[None]] = {}
+
+    # ---- status message -------------------------------------------------------------------
+    async def on_event(self, job: JobView, event: JobEvent) -> None:
+        await self.edit_status(job, status_text(job, event), final=event.kind in TERMINAL)
+
+    async def edit_status(self, job: JobView, text: str, *, final: bool = False) -> None:
+        if not job.context.get("status_message_id"):
+            return
+        self._latest[job.id] = (job, text, final)
+        wait = self._last_edit.get(job.id, 0.0) + STATUS_EDIT_INTERVAL - time.monotonic()
+        if wait > 0 and not final:
+            if job.id not in self._timers:
+                self._timers[job.id] = asyncio.create_task(self._flush_later(job.id, wait))
+            return
+        timer = self._timers.pop(job.id, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+        await self._flush(job.id)
+
+    async def _flush_later(self, job_id: str, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self._timers.pop(job_id, None)
+        await self._flush(job_id)
+
+    async def _flush(self, job_id: str) -> None:
+        item = self._latest.pop(job_id, None)
+        if item is None:
+            return
+        job, text, final = item
+        self._last_edit[job_id] = time.monotonic()
+        view = None if final else status_view(job)
+        try:
+            await self._edit_message(job, text, view)
+        except discord.HTTPException as exc:
+            log.warning("status edit for job %s failed: %s", job_id, exc)
+        if final:
+            self._last_edit.pop(job_id, None)
+
+    async def _edit_message(self, job: JobView, text: str, view: discord.ui.View | None) -> None:
+        ctx = job.context
+        message_id = int(ctx["status_message_id"])
+        token = ctx.get("interaction_token")
+        issued = float(ctx.get("token_issued_at") or 0)
+        kwargs: dict[str, Any] = {"content": text, "view": view}
+        if token and time.time() - issued < TOKEN_SAFE_SECONDS:
+            webhook = discord.Webhook.partial(int(ctx["application_id"]), token, client=self.bot)
+            try:
+                await webhook.edit_message(message_id, **kwargs)
+                return
+            except (discord.NotFound, discord.Forbidden, discord.HTTPException) as exc:
+                # An expired or revoked token: the channel API still works.
+                if getattr(exc, "status", 0) not in (401, 404):
+                    raise
+        channel = self.bot.get_partial_messageable(int(job.channel_id))
+        await channel.get_partial_message(message_id).edit(**kwargs)
+
+    # ---- the finished video ---------------------------------------------------------------
+    async def deliver(self, job: JobView, result: JobResult) -> str:
+        channel = self.bot.get_partial_messageable(int(job.channel_id))
+        existing = await self._already_posted(channel, job.id)
+        if existing is not None:
+            return str(existing)
+        limit = int(job.context.get("filesize_limit") or DEFAULT_UPLOAD_LIMIT)
+        message = await self._post_within(channel, job, result, limit)
+        await self.edit_status(job, status_text(job, JobEvent(EventKind.DELIVERED),
+                                                jump_url=message.jump_url), final=True)
+        return str(message.id)
+
+    async def _post_within(self, channel: discord.PartialMessageable, job: JobView,
+                           result: JobResult, limit: int) -> discord.Message:
+        for attempt_limit in (limit, limit // 2):
+            path = await self._fit(result.video_path, attempt_limit - UPLOAD_MARGIN)
+            if path is None:
+                break
+            try:
+                return await channel.send(
+                    content=f"<@{job.user_id}>",
+                    embed=result_embed(job, result),
+                    file=discord.File(path, filename=f"seedance-{job.id[:8]}.mp4"),
+                    view=result_view(job),
+                    nonce=job_nonce(job.id),
+                )
+            except discord.HTTPException as exc:
+                if exc.status != 413 and exc.code != 40005:
+                    raise
+                log.info("upload of job %s refused as too large; trying smaller", job.id)
+        return await self._post_link(channel, job, result, limit)
+
+    async def _fit(self, src: Path, max_bytes: int) -> Path | None:
+        if src.stat().st_size <= max_bytes:
+            return src
+        dest = src.with_name(f"{src.stem}.fit{max_bytes}.mp4")
+        if dest.exists():
+            return dest
+        fitted = await asyncio.to_thread(fit_to_size, src, dest, max_bytes)
+        return dest if fitted else None
+
+    async def _post_link(self, channel: discord.PartialMessageable, job: JobView,
+                         result: JobResult, limit: int) -> discord.Message:
+        thumb_src = result.last_frame_path or result.video_path
+        thumb = await asyncio.to_thread(
+            thumbnail, thumb_src, result.video_path.with_name("thumbnail.jpg"))
+        embed = result_embed(job, result, too_large_for=limit)
+        embed.set_image(url="attachment://thumbnail.jpg")
+        return await channel.send(
+            content=f"<@{job.user_id}>",
+            embed=embed,
+            file=discord.File(thumb, filename="thumbnail.jpg"),
+            view=result_view(job),
+            nonce=job_nonce(job.id),
+        )
+
+    async def _already_posted(self, channel: discord.PartialMessageable,
+                              job_id: str) -> int | None:
+        """A message of ours carrying this job's result buttons, if a crash hid it from us."""
+        me = self.bot.user
+        try:
+            async for message in channel.history(limit=50):
+                if me is not None and message.author.id != me.id:
+                    continue
+                for row in message.components:
+                    for item in getattr(row, "children", ()):
+                        custom_id = getattr(item, "custom_id", None) or ""
+                        if custom_id.endswith(job_id) and custom_id.startswith("sd:reroll:"):
+                            return message.id
+        except (discord.Forbidden, discord.NotFound):
+            return None
+        return None

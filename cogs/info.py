@@ -1,0 +1,67 @@
+"""`/queue` and `/quota`: where things stand, for the person asking (ephemeral)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from cogs.texts import clip, duration_words, settings_line, timestamp
+
+if TYPE_CHECKING:
+    from cogs.app import SeedanceBot
+
+
+class Info(commands.Cog):
+    def __init__(self, bot: SeedanceBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="queue", description="This server's video queue and your place")
+    @app_commands.guild_only()
+    async def queue(self, interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        entries = await self.bot.engine.queue(str(interaction.guild_id))
+        me = str(interaction.user.id)
+        running = [e for e in entries if e.position == 0]
+        waiting = [e for e in entries if e.position > 0]
+        lines = [f"**{len(running)} running, {len(waiting)} waiting** on this server."]
+        for e in entries[:15]:
+            where = "running" if e.position == 0 else f"#{e.position}"
+            mine = " ← yours" if e.job.user_id == me else ""
+            lines.append(
+                f"`{where:>7}` <@{e.job.user_id}> · {settings_line(e.job.request)} · ready in "
+                f"~{duration_words(e.eta)}{mine}"
+            )
+        mine_left = [e for e in entries[15:] if e.job.user_id == me]
+        lines += [f"`#{e.position}` yours · ready in ~{duration_words(e.eta)}" for e in mine_left]
+        if not entries:
+            lines = ["The queue is empty: a new `/video` starts right away."]
+        await interaction.followup.send(clip("\n".join(lines), 2000), ephemeral=True,
+                                        allowed_mentions=discord.AllowedMentions.none())
+
+    @app_commands.command(name="quota", description="Your credits: used, left, and when they reset")
+    @app_commands.guild_only()
+    async def quota(self, interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        roles = [str(r.id) for r in getattr(interaction.user, "roles", [])]
+        status = await self.bot.engine.remaining(str(interaction.user.id),
+                                                 str(interaction.guild_id), roles)
+        lines = []
+        for window in status.windows:
+            line = window.describe()
+            if window.resets_at:
+                line += f" ({timestamp(window.resets_at)})"
+            lines.append(f"• {line[0].upper()}{line[1:]}")
+        left = status.left
+        prices = self.bot.settings.prices
+        head = ("You can spend **unlimited** credits." if left is None
+                else f"You can spend **{left}** more credits now.")
+        price = ", ".join(f"{res} = {per}/s" for res, per in prices.items())
+        await interaction.followup.send(f"{head}\n" + "\n".join(lines) +
+                                        f"\n-# Prices: {price}.", ephemeral=True)
+
+
+async def setup(bot: SeedanceBot) -> None:
+    await bot.add_cog(Info(bot))

@@ -1,0 +1,197 @@
+"""`/video`: a prompt and up to twelve files in, a Seedance video out.
+
+The interaction is deferred before anything slow. Declared attachment sizes are checked first
+(no download of a file that is too big anyway), then each file is fetched from Discord's CDN
+with a cap, measured from its real bytes, mapped to a role, and checked against every rule and
+the chosen model's capability table. The user sees the mapping, the credits and the queue
+position before anything is spent; invalid input gets an ephemeral list of every problem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.engine import QueueFull, QuotaExceeded
+from bot.errors import ConfigError, InvalidInput
+from bot.intake import MediaInput, RequestOptions, prepare
+from bot.models import Ratio, RequestedMode, Resolution
+from cogs.texts import problems_text, utc
+
+if TYPE_CHECKING:
+    from cogs.app import SeedanceBot
+
+log = logging.getLogger(__name__)
+
+#: Where Discord serves attachments; downloads from anywhere else are refused.
+DISCORD_CDN_HOSTS = ("cdn.discordapp.com", "media.discordapp.net")
+FILE_OPTIONS = tuple(f"file{i}" for i in range(1, 13))
+
+ModeChoice = Literal["auto", "text", "first_frame", "first_last_frame", "reference", "edit",
+                     "extend"]
+ResolutionChoice = Literal["480p", "720p", "1080p"]
+RatioChoice = Literal["adaptive", "16:9", "4:3", "1:1", "3:4", "9:16", "21:9"]
+ProviderChoice = Literal["local", "anyfast", "runware", "magnific", "hiapi"]
+
+
+def cdn_hosts(bot: SeedanceBot) -> tuple[str, ...]:
+    extra = bot.settings.seedance_cdn_hosts
+    return DISCORD_CDN_HOSTS + tuple(h.strip() for h in extra.split(",") if h.strip())
+
+
+async def guild_defaults(bot: SeedanceBot, guild_id: int | None) -> dict[str, Any]:
+    return await bot.store.guild_settings(str(guild_id)) if guild_id else {}
+
+
+def access_problem(interaction: discord.Interaction[Any], settings: dict[str, Any]) -> str | None:
+    """Allowed channels and roles set by the server's admins."""
+    channels = [str(c) for c in settings.get("allowed_channels", [])]
+    channel_id = str(interaction.channel_id)
+    parent = str(getattr(interaction.channel, "parent_id", "") or "")
+    if channels and channel_id not in channels and parent not in channels:
+        where = ", ".join(f"<#{c}>" for c in channels)
+        return f"Videos can be made only in {where} on this server."
+    roles = [str(r) for r in settings.get("allowed_roles", [])]
+    member_roles = {str(r.id) for r in getattr(interaction.user, "roles", [])}
+    if roles and not member_roles.intersection(roles):
+        names = ", ".join(f"<@&{r}>" for r in roles)
+        return f"Making videos here needs one of these roles: {names}."
+    return None
+
+
+async def send_private(interaction: discord.Interaction[Any], text: str) -> None:
+    """An ephemeral answer, replacing the public 'thinking…' placeholder if there is one."""
+    if not interaction.response.is_done():
+        await interaction.response.send_message(text, ephemeral=True)
+        return
+    with contextlib.suppress(discord.HTTPException):
+        await interaction.delete_original_response()
+    await interaction.followup.send(text, ephemeral=True)
+
+
+async def launch_job(bot: SeedanceBot, interaction: discord.Interaction[Any],
+                     inputs: list[MediaInput], options: RequestOptions) -> None:
+    """Shared by /video and the buttons: validate, reserve, queue, show the status message."""
+    if not interaction.response.is_done():
+        await interaction.response.defer(thinking=True)
+    token_issued = time.time()
+    settings = await guild_defaults(bot, interaction.guild_id)
+    denied = access_problem(interaction, settings)
+    if denied:
+        await send_private(interaction, denied)
+        return
+    options.provider = (options.provider or settings.get("provider")
+                        or bot.settings.seedance_provider)
+    options.model = options.model or settings.get("model") or bot.settings.seedance_model
+    try:
+        provider = bot.provider(options.provider)
+        caps = provider.capabilities(options.model)
+    except (ConfigError, KeyError, ValueError) as exc:
+        await send_private(interaction, f"The {options.provider} gateway is not available: {exc}")
+        return
+    if options.duration is None and settings.get("duration"):
+        options.duration = int(settings["duration"])
+    if options.resolution is None and settings.get("resolution"):
+        options.resolution = Resolution(settings["resolution"])
+    if options.audio is None and "audio" in settings:
+        options.audio = bool(settings["audio"]) and caps.audio_generation
+    try:
+        request = await prepare(inputs, options, caps, http=bot.http_client,
+                                cache_dir=bot.settings.data_dir / "cache",
+                                allowed_hosts=cdn_hosts(bot))
+    except InvalidInput as exc:
+        await send_private(interaction, problems_text(exc.problems))
+        return
+    status = await interaction.original_response()
+    context = {
+        "status_message_id": str(status.id),
+        "interaction_token": interaction.token,
+        "application_id": str(interaction.application_id),
+        "token_issued_at": token_issued,
+        "filesize_limit": interaction.filesize_limit,
+    }
+    role_ids = [str(r.id) for r in getattr(interaction.user, "roles", [])]
+    try:
+        job = await bot.engine.enqueue(
+            request,
+            guild_id=str(interaction.guild_id or "dm"),
+            channel_id=str(interaction.channel_id),
+            user_id=str(interaction.user.id),
+            role_ids=role_ids,
+            context=context,
+        )
+    except QuotaExceeded as exc:
+        when = f" It resets {utc(exc.resets_at)}." if exc.resets_at else ""
+        await send_private(interaction, f"Not enough credits: {exc}{when} Nothing was spent.")
+        return
+    except QueueFull as exc:
+        await send_private(interaction, str(exc))
+        return
+    # From here the delivery port renders the status message (mapping, credits, position).
+    log.info("job %s queued for user %s in guild %s", job.id, job.user_id, job.guild_id)
+
+
+class Video(commands.Cog):
+    def __init__(self, bot: SeedanceBot) -> None:
+        self.bot = bot
+
+    @app_commands.command(name="video", description="Make a short video with Seedance")
+    @app_commands.guild_only()
+    @app_commands.describe(
+        prompt="What the video shows; refer to files as @image1, @video1, @audio1",
+        mode="How files are used (auto picks from what you attach)",
+        duration="Length in seconds",
+        resolution="Output resolution",
+        ratio="Aspect ratio (adaptive follows the first image)",
+        audio="Generate sound (on by default where the model can)",
+        seed="Seed for a repeatable result",
+        provider="Gateway to use (default: the server's)",
+        **{f: f"Image (JPEG/PNG/WebP…), video (MP4/MOV) or audio (WAV/MP3) #{i}"
+           for i, f in enumerate(FILE_OPTIONS, 1)},
+    )
+    async def video(
+        self,
+        interaction: discord.Interaction[Any],
+        prompt: str,
+        file1: discord.Attachment | None = None,
+        file2: discord.Attachment | None = None,
+        file3: discord.Attachment | None = None,
+        file4: discord.Attachment | None = None,
+        mode: ModeChoice = "auto",
+        duration: app_commands.Range[int, 4, 15] | None = None,
+        resolution: ResolutionChoice | None = None,
+        ratio: RatioChoice = "adaptive",
+        audio: bool | None = None,
+        seed: app_commands.Range[int, 0, 4294967295] | None = None,
+        provider: ProviderChoice | None = None,
+        file5: discord.Attachment | None = None,
+        file6: discord.Attachment | None = None,
+        file7: discord.Attachment | None = None,
+        file8: discord.Attachment | None = None,
+        file9: discord.Attachment | None = None,
+        file10: discord.Attachment | None = None,
+        file11: discord.Attachment | None = None,
+        file12: discord.Attachment | None = None,
+    ) -> None:
+        await interaction.response.defer(thinking=True)  # first: Discord allows 3 s
+        files = [file1, file2, file3, file4, file5, file6, file7, file8, file9, file10,
+                 file11, file12]
+        attached = [(f"file{i}", a) for i, a in enumerate(files, 1) if a is not None]
+        options = RequestOptions(
+            prompt=prompt, mode=RequestedMode(mode), duration=duration,
+            resolution=Resolution(resolution) if resolution else None, ratio=Ratio(ratio),
+            audio=audio, seed=seed, provider=provider or "",
+        )
+        inputs = [MediaInput(att.url, name=f"{opt} ({att.filename})", declared_size=att.size)
+                  for opt, att in attached]
+        await launch_job(self.bot, interaction, inputs, options)
+
+
+async def setup(bot: SeedanceBot) -> None:
+    await bot.add_cog(Video(bot))
