@@ -1,0 +1,399 @@
+"""Runware: Seedance 2.0 Mini (`bytedance:seedance@2.0-mini`) over Runware's task-array API.
+
+Every call is a POST of a JSON array to `{base}/v1`. The `taskUUID` we send is derived from the
+job's idempotency key, so repeating a create (even after a read timeout) names the same task
+instead of starting a second, billed one. Results may come in several items (numberResults),
+in `data`, in `errors`, or both (CONTRACTS.md §2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from bot.config import Settings
+from bot.errors import (
+    AuthenticationError,
+    ConfigError,
+    ContentRejectedError,
+    GatewayError,
+    GatewayUnavailableError,
+    InsufficientBalanceError,
+    InvalidRequestError,
+    classify_failure,
+)
+from bot.models import (
+    GenerationRequest,
+    MediaKind,
+    Mode,
+    ProviderResult,
+    Ratio,
+    Resolution,
+    Role,
+    SourceKind,
+    TaskState,
+    TaskStatus,
+)
+from bot.providers.base import Capabilities, SubmitResult, media_source
+from bot.providers.http import HttpTransport, Sleep, default_error, json_body
+
+log = logging.getLogger(__name__)
+
+NAME = "runware"
+MODEL = "bytedance:seedance@2.0-mini"
+SAFETY_MODES = ("none", "fast", "full")  # off, key frames, all frames
+
+CAPS = Capabilities(
+    provider=NAME,
+    model=MODEL,
+    resolutions=frozenset({Resolution.P480, Resolution.P720}),
+    audio_generation=True,
+    web_search=False,  # not on Runware's page
+    last_frame=False,  # not on Runware's page
+    seed=False,  # no seed field documented (each result gets its own, reported back)
+    camera_fixed=False,
+    watermark=False,
+    webhooks=True,
+    results_per_task=4,
+    prompt_max_chars=10_000,
+    prompt_required=True,
+    accepts={
+        MediaKind.IMAGE: frozenset({SourceKind.URL, SourceKind.DATA_URI}),
+        MediaKind.VIDEO: frozenset({SourceKind.URL}),
+        MediaKind.AUDIO: frozenset({SourceKind.URL}),
+    },
+    typical_seconds=120.0,
+)
+
+_BALANCE_CODES = ("insufficientcredits", "insufficientbalance", "notenoughcredits")
+_AUTH_CODES = ("invalidapikey", "missingapikey", "unauthorized")
+_RUNNING = frozenset({"processing", "pending", "queued", "running", "in_progress", "started"})
+_SUCCESS = frozenset({"success", "succeeded", "completed", "done"})
+_ERROR = frozenset({"error", "failed", "failure"})
+
+
+def task_uuid(idempotency_key: str) -> str:
+    """The job's taskUUID: the key itself when it is a UUID4, else a UUID4-shaped digest of it.
+
+    The page asks for a v4 UUID, so a key that is not one is hashed into one deterministically
+    (same key, same taskUUID) rather than turned into a v5 the gateway may refuse.
+    """
+    try:
+        parsed = uuid.UUID(idempotency_key)
+        if parsed.version == 4:
+            return str(parsed)
+    except ValueError:
+        pass
+    digest = hashlib.sha256(f"seedance-bot/runware/{idempotency_key}".encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+def parse_error(response: httpx.Response) -> GatewayError:
+    """`{"errors":[{"code","message","parameter","taskUUID"}]}` → our error kinds."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        body = response.text[:300]
+    code, message = _first_error(body)
+    message = message or response.reason_phrase or f"HTTP {response.status_code}"
+    status = response.status_code
+    low = (code or "").lower()
+    if status == 402 or any(c in low for c in _BALANCE_CODES):
+        return InsufficientBalanceError(message, provider=NAME, status=status, code=code)
+    if any(c in low for c in _AUTH_CODES):
+        return AuthenticationError(message, provider=NAME, status=status, code=code)
+    if status == 400 and code:
+        judged = classify_failure(message, code, provider=NAME)
+        if isinstance(judged, ContentRejectedError):
+            judged.status = status
+            judged.args = (judged.describe(),)
+            return judged
+    return default_error(response, provider=NAME, message=message, code=code)
+
+
+def _first_error(body: Any) -> tuple[str | None, str]:
+    if isinstance(body, str):
+        return None, body.strip()
+    if not isinstance(body, dict):
+        return None, ""
+    errors = body.get("errors") or body.get("error")
+    if isinstance(errors, dict):
+        errors = [errors]
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        first = errors[0]
+        message = str(first.get("message") or "")
+        if first.get("parameter"):
+            message = f"{message} (parameter: {first['parameter']})"
+        return (str(first["code"]) if first.get("code") else None), message
+    return None, str(body.get("message") or "")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+class RunwareProvider:
+    """Runware's `videoInference` (async delivery) and `getResponse` tasks."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        *,
+        client: httpx.AsyncClient | None = None,
+        sleep: Sleep = asyncio.sleep,
+        safety_mode: str = "fast",
+        number_results: int = 1,
+        ttl: int | None = None,
+    ) -> None:
+        if safety_mode not in SAFETY_MODES:
+            raise ValueError(f"safety mode must be one of {', '.join(SAFETY_MODES)}")
+        if not 1 <= number_results <= CAPS.results_per_task:
+            raise ValueError(f"number_results must be 1-{CAPS.results_per_task}")
+        if ttl is not None and ttl < 60:
+            raise ValueError("ttl must be at least 60 seconds")
+        self.safety_mode = safety_mode
+        self.number_results = number_results
+        self.ttl = ttl
+        self.http = HttpTransport(
+            NAME, base_url, {"Authorization": f"Bearer {api_key}"}, parse_error,
+            client=client, sleep=sleep, secrets=(api_key,),
+        )
+        # Results expected per task, to tell "one of three finished" from "done". In memory
+        # only: after a restart a task counts as done when nothing is still processing.
+        self._expected: dict[str, int] = {}
+        # Distinct webhook items per task, so the n-th of n results completes the task.
+        self._delivered: dict[str, dict[str, dict[str, Any]]] = {}
+
+    @property
+    def default_model(self) -> str:
+        return MODEL
+
+    def capabilities(self, model: str | None = None) -> Capabilities:
+        if model not in (None, MODEL):
+            raise ValueError(f"runware has no model {model!r}; it runs {MODEL}")
+        return CAPS
+
+    # ---- create ---------------------------------------------------------------------------
+    def build_task(
+        self, request: GenerationRequest, *, idempotency_key: str, callback_url: str | None = None
+    ) -> dict[str, Any]:
+        """The `videoInference` task object as the page documents it, field by field."""
+        caps = self.capabilities(request.model)
+        task: dict[str, Any] = {
+            "taskType": "videoInference",
+            "taskUUID": task_uuid(idempotency_key),
+            "model": MODEL,
+            "deliveryMethod": "async",
+            "positivePrompt": request.prompt,
+            "duration": request.duration,
+        }
+        frames = [r for r in request.images if r.role in (Role.FIRST_FRAME, Role.LAST_FRAME)]
+        if request.mode in (Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME) and not frames:
+            frames = request.images[:2]  # a request built without roles
+        inputs: dict[str, Any] = {}
+        if frames:
+            inputs["frameImages"] = [
+                {"image": media_source(ref, caps),
+                 "frame": "last" if (ref.role is Role.LAST_FRAME or i == 1) else "first"}
+                for i, ref in enumerate(frames)
+            ]
+        else:
+            for key, refs in (("referenceImages", request.images),
+                              ("referenceVideos", request.videos),
+                              ("referenceAudios", request.audios)):
+                if refs:
+                    inputs[key] = [media_source(ref, caps) for ref in refs]
+        if frames and request.ratio is Ratio.ADAPTIVE:
+            # The page: `resolution` with input frames follows the input's aspect ratio.
+            task["resolution"] = request.resolution.value
+        else:
+            task["width"], task["height"] = request.output_size()
+        task["settings"] = {"audio": request.audio}
+        task["numberResults"] = (request.results if "results" in request.model_fields_set
+                                 else self.number_results)
+        task["includeCost"] = True
+        task["safety"] = {"checkContent": self.safety_mode != "none", "mode": self.safety_mode}
+        if self.ttl is not None:
+            task["ttl"] = self.ttl
+        if inputs:
+            task["inputs"] = inputs
+        if callback_url:
+            task["webhookURL"] = callback_url
+        return task
+
+    async def submit(
+        self,
+        request: GenerationRequest,
+        *,
+        idempotency_key: str,
+        callback_url: str | None = None,
+    ) -> SubmitResult:
+        """Create the task. Safe to repeat (same taskUUID), so read timeouts are retried too."""
+        task = self.build_task(request, idempotency_key=idempotency_key,
+                               callback_url=callback_url)
+        uid = task["taskUUID"]
+        self._expected[uid] = task["numberResults"]
+        response = await self.http.request("POST", "/v1", json=[task], idempotent=True)
+        answer = json_body(response, NAME)
+        state = self._read(uid, answer, creating=True)
+        return SubmitResult(task_id=uid, state=state)
+
+    # ---- poll -----------------------------------------------------------------------------
+    async def poll(self, task_id: str) -> TaskState:
+        response = await self.http.request(
+            "POST", "/v1", json=[{"taskType": "getResponse", "taskUUID": task_id}],
+            idempotent=True,
+        )
+        state = self._read(task_id, json_body(response, NAME))
+        if state.status is TaskStatus.RUNNING and state.retry_after is None:
+            hint = response.headers.get("retry-after")
+            if hint and hint.replace(".", "", 1).isdigit():
+                state.retry_after = float(hint)
+        return state
+
+    def _read(self, task_id: str, answer: Any, *, creating: bool = False) -> TaskState:
+        """Fold `data` items and `errors` for one taskUUID into one TaskState."""
+        if isinstance(answer, list):
+            answer = {"data": answer}
+        if not isinstance(answer, dict):
+            raise GatewayUnavailableError("answer is not a JSON object", provider=NAME)
+        items = [i for i in (answer.get("data") or []) if isinstance(i, dict)]
+        errors = [e for e in (answer.get("errors") or []) if isinstance(e, dict)]
+        if "taskUUID" in answer and not items and not errors:
+            items = [answer]  # a flat result object (webhook body)
+        mine = [i for i in items if i.get("taskUUID") in (None, task_id)]
+        failed = [e for e in errors if e.get("taskUUID") in (None, task_id)]
+        failed += [i for i in mine if str(i.get("status", "")).lower() in _ERROR]
+        for item in mine:
+            if (str(item.get("status", "")).lower() in _SUCCESS and not item.get("videoURL")
+                    and item not in failed):
+                failed.append({"code": "noVideoURL", "message": "the task reported success "
+                               "without a video URL"})
+        done = [i for i in mine if i.get("videoURL") and i not in failed]
+        running = [i for i in mine if str(i.get("status", "")).lower() in _RUNNING]
+
+        if creating:
+            if failed and not done:
+                raise self._create_error(failed[0])
+            return TaskState(task_id=task_id, status=TaskStatus.PENDING)
+
+        expected = self._expected.get(task_id)
+        progress = max((p for p in (_number(i.get("progress")) for i in running)
+                        if p is not None), default=None)
+        settled = len(done) + len(failed)
+        finished = (settled >= expected) if expected else (bool(done or failed) and not running)
+        if done and finished:
+            return TaskState(task_id=task_id, status=TaskStatus.SUCCEEDED, progress=100.0,
+                             result=self._result(done))
+        if failed and finished:
+            return TaskState(task_id=task_id, status=TaskStatus.FAILED, progress=progress,
+                             error=self._task_error(failed[0]))
+        if expected and settled and progress is None:
+            progress = 100.0 * settled / expected
+        status = TaskStatus.RUNNING if (running or done or progress) else TaskStatus.PENDING
+        partial = self._result(done) if done else None
+        return TaskState(task_id=task_id, status=status, progress=progress, result=partial)
+
+    def _result(self, done: list[dict[str, Any]]) -> ProviderResult:
+        costs = [c for c in (_number(i.get("cost")) for i in done) if c is not None]
+        seed = _number(done[0].get("seed"))
+        return ProviderResult(
+            video_urls=[str(i["videoURL"]) for i in done],
+            seed=int(seed) if seed is not None else None,
+            cost=sum(costs) if costs else None,
+            expires_at=time.time() + self.ttl if self.ttl else None,
+        )
+
+    @staticmethod
+    def _error_fields(item: dict[str, Any]) -> tuple[str | None, str]:
+        nested = item.get("error")
+        source = nested if isinstance(nested, dict) else item
+        code = source.get("code") or item.get("code")
+        message = str(source.get("message") or item.get("message") or "the task failed")
+        return (str(code) if code else None), message
+
+    def _task_error(self, item: dict[str, Any]) -> GatewayError:
+        code, message = self._error_fields(item)
+        return classify_failure(message, code, provider=NAME)
+
+    def _create_error(self, item: dict[str, Any]) -> GatewayError:
+        """An `errors` entry inside a 2xx create answer: the task was not accepted."""
+        code, message = self._error_fields(item)
+        judged = classify_failure(message, code, provider=NAME)
+        if isinstance(judged, ContentRejectedError):
+            return judged
+        return InvalidRequestError(message, provider=NAME, code=code)
+
+    # ---- the rest of the protocol --------------------------------------------------------
+    async def cancel(self, task_id: str) -> bool:
+        """Runware documents no way to cancel a video task: it runs on and is billed."""
+        return False
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> TaskState:
+        """One webhook call: the flat result object of ONE result (no `data` wrapper).
+
+        With numberResults > 1 each result arrives in its own call; until all are in, the
+        state is RUNNING with the results so far. Deduplication is the receiver's job.
+        """
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            raise InvalidRequestError("webhook body is not JSON", provider=NAME) from None
+        if isinstance(answer, list):
+            answer = {"data": answer}
+        if not isinstance(answer, dict):
+            raise InvalidRequestError("webhook body is not an object", provider=NAME)
+        uid = answer.get("taskUUID")
+        for key in ("data", "errors"):
+            group = answer.get(key)
+            if not uid and isinstance(group, list) and group and isinstance(group[0], dict):
+                uid = group[0].get("taskUUID")
+        if not uid:
+            raise InvalidRequestError("webhook body names no taskUUID", provider=NAME)
+        uid = str(uid)
+        items = [i for i in (answer.get("data") or []) if isinstance(i, dict)]
+        items += [{**e, "status": "error"} for e in (answer.get("errors") or [])
+                  if isinstance(e, dict)]
+        if not items and "taskUUID" in answer:
+            items = [answer]
+        seen = self._delivered.setdefault(uid, {})
+        for item in items:
+            key = str(item.get("videoUUID") or item.get("videoURL")
+                      or json.dumps(item, sort_keys=True))
+            seen[key] = item
+        return self._read(uid, {"data": list(seen.values())})
+
+    def verify_callback(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """Runware does not sign webhooks; the receiver's unguessable per-job URL authenticates."""
+        return True
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+def build(
+    settings: Settings,
+    *,
+    client: httpx.AsyncClient | None = None,
+    sleep: Sleep = asyncio.sleep,
+) -> RunwareProvider:
+    key = settings.api_key(NAME)
+    if not key:
+        raise ConfigError(
+            "RUNWARE_API_KEY is not set; create a key at https://my.runware.ai and put it in "
+            "the environment or .env"
+        )
+    return RunwareProvider(key, settings.base_url(NAME), client=client, sleep=sleep)
