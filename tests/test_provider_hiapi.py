@@ -66,8 +66,9 @@ def settings_for(fake: FakeHiAPI, key: str | None = None, secret: str | None = N
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeHiAPI]:
-    async with FakeHiAPI() as server:
-        yield server  # type: ignore[misc]
+    server = FakeHiAPI()
+    async with server:
+        yield server
 
 
 @pytest.fixture

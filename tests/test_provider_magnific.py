@@ -65,8 +65,9 @@ def settings_for(fake: FakeMagnific, key: str | None = None) -> Settings:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeMagnific]:
-    async with FakeMagnific() as server:
-        yield server  # type: ignore[misc]
+    server = FakeMagnific()
+    async with server:
+        yield server
 
 
 @pytest.fixture
