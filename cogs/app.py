@@ -16,9 +16,12 @@ from discord.ext import commands
 
 from bot.config import PROVIDER_NAMES, Settings
 from bot.engine import Engine
+from bot.engine.engine import CallbackUrls
+from bot.models import TaskState
 from bot.providers import create_provider
 from bot.providers.base import Provider
 from bot.store import Store
+from bot.webhooks import CallbackReceiver, load_or_create_secret
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ class SeedanceBot(commands.AutoShardedBot):
         )
         self.settings = settings
         self._providers: dict[str, Provider] = {}
-        self._receiver: object | None = None
+        self._receiver: CallbackReceiver | None = None
 
     def provider(self, name: str) -> Provider:
         """One provider instance per gateway, sharing the bot's HTTP client."""
@@ -71,13 +74,11 @@ class SeedanceBot(commands.AutoShardedBot):
         await self.engine.start()
         await self._sync_commands()
 
-    async def _start_receiver(self) -> object | None:
+    async def _start_receiver(self) -> CallbackUrls | None:
         if not self.settings.seedance_webhook_base_url:
             return None
-        from bot.webhooks import CallbackReceiver, load_or_create_secret
-
-        async def sink(job_id: str, state: object) -> None:
-            await self.engine.on_callback(job_id, state)  # type: ignore[arg-type]
+        async def sink(job_id: str, state: TaskState) -> None:
+            await self.engine.on_callback(job_id, state)
 
         configured = {
             name: self.provider(name)
@@ -114,7 +115,7 @@ class SeedanceBot(commands.AutoShardedBot):
         if engine is not None:
             await engine.stop()
         if self._receiver is not None:
-            await self._receiver.stop()  # type: ignore[attr-defined]
+            await self._receiver.stop()
         for provider in self._providers.values():
             await provider.aclose()
         if getattr(self, "store", None) is not None:

@@ -37,7 +37,7 @@ def describe(error: app_commands.AppCommandError) -> str:
 class Errors(commands.Cog):
     def __init__(self, bot: SeedanceBot) -> None:
         self.bot = bot
-        bot.tree.on_error = self.on_app_command_error
+        bot.tree.error(self.on_app_command_error)
 
     async def on_app_command_error(self, interaction: discord.Interaction[Any],
                                    error: app_commands.AppCommandError) -> None:

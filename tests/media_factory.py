@@ -55,6 +55,7 @@ def make_audio(path: Path, seconds: float = 3.0, fmt: str = "wav") -> Path:
     codec = {"wav": "pcm_s16le", "mp3": "libmp3lame"}[fmt]
     with av.open(str(path), "w", format=fmt) as out:
         stream = out.add_stream(codec, rate=44100, layout="mono")
+        assert isinstance(stream, av.audio.stream.AudioStream)
         _write_tone(out, stream, seconds)
     return path
 
