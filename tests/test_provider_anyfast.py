@@ -334,7 +334,14 @@ async def test_auth_error(fake: FakeAnyfast, sleeps: SleepLog) -> None:
         await provider.submit(GenerationRequest(prompt="a b"), idempotency_key="k")
     await provider.aclose()
     assert info.value.status == 401 and len(fake.requests) == 1
-    assert "wrong-key-123456" not in str(info.value)
+    # a gateway echoing the key back never puts it in front of a person
+    echo = make_provider(fake, sleeps, key="echoed-key-98765")
+    fake.fail_next(401, {"code": "invalid_api_key", "message": "token echoed-key-98765 is "
+                         "disabled", "data": None})
+    with pytest.raises(AuthenticationError) as echoed:
+        await echo.submit(GenerationRequest(prompt="a b"), idempotency_key="k")
+    await echo.aclose()
+    assert "echoed-key-98765" not in str(echoed.value) and "disabled" in str(echoed.value)
 
 
 async def test_balance_403_insufficient_user_quota(fake: FakeAnyfast,
@@ -403,8 +410,12 @@ async def test_poll_retries_transient_errors(fake: FakeAnyfast, provider: Anyfas
     assert state.status is TaskStatus.PENDING and sleeps.delays == [3.0]
 
 
-async def test_task_not_found(provider: AnyfastProvider) -> None:
+async def test_task_not_found(fake: FakeAnyfast, provider: AnyfastProvider) -> None:
     with pytest.raises(TaskNotFoundError, match="task_not_exist"):
+        await provider.poll("cgt-does-not-exist")
+    fake.fail_next(200, {"code": "task_not_exist", "message": "task_not_exist", "data": None},
+                   method="GET")
+    with pytest.raises(TaskNotFoundError):
         await provider.poll("cgt-does-not-exist")
 
 

@@ -324,7 +324,12 @@ async def test_auth_error(fake: FakeRunware, sleeps: SleepLog) -> None:
         await provider.submit(GenerationRequest(prompt="a cat"), idempotency_key=JOB)
     await provider.aclose()
     assert info.value.code == "invalidApiKey" and len(fake.requests) == 1
-    assert "wrong-key-abcdef" not in str(info.value)
+    echo = make_provider(fake, sleeps, key="echoed-key-98765")
+    fake.fail_next(403, _errors("invalidApiKey", "key echoed-key-98765 is revoked"))
+    with pytest.raises(AuthenticationError) as echoed:
+        await echo.submit(GenerationRequest(prompt="a cat"), idempotency_key=JOB)
+    await echo.aclose()
+    assert "echoed-key-98765" not in str(echoed.value) and "revoked" in str(echoed.value)
 
 
 async def test_balance_402(fake: FakeRunware, provider: RunwareProvider) -> None:

@@ -25,6 +25,7 @@ from bot.errors import (
     InsufficientBalanceError,
     InvalidRequestError,
     TaskFailedError,
+    TaskNotFoundError,
     classify_failure,
 )
 from bot.models import (
@@ -288,6 +289,9 @@ class AnyfastProvider:
                 task = answer
             else:
                 code, message = _error_fields(answer)
+                if code and ("not_exist" in code or "not_found" in code):
+                    # the gateway sometimes says "no such task" inside a 200
+                    raise TaskNotFoundError(message or code, provider=NAME, code=code)
                 raise GatewayUnavailableError(
                     message or "poll answer carried no task", provider=NAME, code=code
                 )
