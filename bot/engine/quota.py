@@ -1,0 +1,176 @@
+"""Which credit limits apply to a user in a guild, and when their windows roll over.
+
+Windows are UTC: a day is a UTC calendar day, a month a UTC calendar month, an event has no
+end. Limits come from `quota_limits` rows, most specific first, falling back to the settings:
+
+- user (daily by default): a row for this user > the most generous row among the user's roles
+  (a role override replaces the user default) > the guild's default user row > settings;
+- guild (monthly): the guild's row > settings;
+- event: a row for the event id; it caps each user's spending inside that event.
+
+A negative limit means unlimited. The checks themselves run inside the store's reservation
+transaction, so nothing here can race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bot.errors import SeedanceError
+from bot.store import QuotaLimitRow, UsageCheck
+
+USER_WINDOW = "user"
+GUILD_WINDOW = "guild"
+EVENT_WINDOW = "event"
+
+
+def window_bounds(window: str, now: float) -> tuple[float, float | None]:
+    """(start, reset) of the window containing `now`; an event window never resets."""
+    moment = datetime.fromtimestamp(now, UTC)
+    if window == "day":
+        start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        return start.timestamp(), (start + timedelta(days=1)).timestamp()
+    if window == "month":
+        start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        if start.month == 12:
+            reset = start.replace(year=start.year + 1, month=1)
+        else:
+            reset = start.replace(month=start.month + 1)
+        return start.timestamp(), reset.timestamp()
+    if window == "event":
+        return 0.0, None
+    raise ValueError(f"unknown quota window {window!r}; use day, month or event")
+
+
+@dataclass(frozen=True)
+class QuotaWindow:
+    """One limit as a person sees it in /quota."""
+
+    name: str  # user | guild | event
+    window: str  # day | month | event
+    used: int
+    limit: int | None  # None: unlimited
+    resets_at: float | None  # unix time; None for an event (or unlimited)
+
+    @property
+    def left(self) -> int | None:
+        return None if self.limit is None else max(0, self.limit - self.used)
+
+    def describe(self) -> str:
+        label = {"user": "your", "guild": "this server's", "event": "this event's"}[self.name]
+        period = {"day": "daily", "month": "monthly", "event": "event"}[self.window]
+        if self.limit is None:
+            return f"{label} {period} credits: {self.used} used, no limit"
+        when = ""
+        if self.resets_at is not None:
+            stamp = datetime.fromtimestamp(self.resets_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            when = f", resets {stamp}"
+        return f"{label} {period} credits: {self.used} of {self.limit} used, {self.left} left{when}"
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    windows: tuple[QuotaWindow, ...]
+
+    @property
+    def left(self) -> int | None:
+        """What can still be spent now: the tightest window (None when none is limited)."""
+        lefts = [w.left for w in self.windows if w.left is not None]
+        return min(lefts) if lefts else None
+
+    @property
+    def resets_at(self) -> float | None:
+        """When the tightest window resets."""
+        limited = [w for w in self.windows if w.left is not None]
+        if not limited:
+            return None
+        return min(limited, key=lambda w: (w.left, w.resets_at or float("inf"))).resets_at
+
+    def window(self, name: str) -> QuotaWindow | None:
+        return next((w for w in self.windows if w.name == name), None)
+
+
+class QuotaExceeded(SeedanceError):
+    """A job would spend more than a limit allows; nothing was written or reserved."""
+
+    def __init__(self, window: QuotaWindow, needed: int) -> None:
+        self.window = window
+        self.needed = needed
+        self.left = window.left or 0
+        self.resets_at = window.resets_at
+        super().__init__(
+            f"This video costs {needed} credits but {window.describe()}."
+        )
+
+
+@dataclass(frozen=True)
+class Applicable:
+    """The limits resolved for one user in one guild (before reading any usage)."""
+
+    user_limit: int
+    user_window: str
+    guild_limit: int
+    event_limit: int | None = None
+
+
+def resolve_limits(
+    rows: Sequence[QuotaLimitRow],
+    *,
+    user_id: str,
+    role_ids: Sequence[str],
+    event_id: str | None,
+    default_user_daily: int,
+    default_guild_monthly: int,
+) -> Applicable:
+    by_key = {(r.scope, r.subject_id): r for r in rows}
+    user_row = by_key.get(("user", user_id))
+    if user_row is None:
+        role_rows = [by_key[("role", r)] for r in role_ids if ("role", r) in by_key]
+        if role_rows:
+            # The most generous role wins; unlimited (< 0) beats any number.
+            user_row = max(role_rows, key=lambda r: float("inf") if r.credits < 0 else r.credits)
+    if user_row is None:
+        user_row = by_key.get(("user", ""))
+    user_limit, user_window = (
+        (user_row.credits, user_row.window) if user_row else (default_user_daily, "day")
+    )
+    if user_window == "event":
+        user_window = "day"
+    guild_row = by_key.get(("guild", ""))
+    guild_limit = guild_row.credits if guild_row else default_guild_monthly
+    event_limit = None
+    if event_id is not None and ("event", event_id) in by_key:
+        event_limit = by_key[("event", event_id)].credits
+    return Applicable(user_limit, user_window, guild_limit, event_limit)
+
+
+def checks_for(
+    applicable: Applicable, *, guild_id: str, user_id: str, event_id: str | None, now: float
+) -> list[UsageCheck]:
+    """The usage checks a reservation must pass, tightest scopes first."""
+    user_since, _ = window_bounds(applicable.user_window, now)
+    guild_since, _ = window_bounds("month", now)
+    checks = [
+        UsageCheck(USER_WINDOW, guild_id, applicable.user_limit, user_since, user_id=user_id),
+        UsageCheck(GUILD_WINDOW, guild_id, applicable.guild_limit, guild_since),
+    ]
+    if applicable.event_limit is not None and event_id is not None:
+        checks.append(
+            UsageCheck(
+                EVENT_WINDOW, guild_id, applicable.event_limit, 0.0, user_id=user_id,
+                event_id=event_id,
+            )
+        )
+    return checks
+
+
+def window_of(check: UsageCheck, applicable: Applicable, used: int, now: float) -> QuotaWindow:
+    """How a checked window looks to a person."""
+    window = {
+        USER_WINDOW: applicable.user_window, GUILD_WINDOW: "month", EVENT_WINDOW: "event"
+    }[check.name]
+    _, reset = window_bounds(window, now)
+    limit = None if check.limit < 0 else check.limit
+    return QuotaWindow(check.name, window, used, limit, reset if limit is not None else None)
