@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--mode", choices=[m.value for m in RequestedMode], default="auto")
     gen.add_argument("--duration", type=int, help="seconds")
     gen.add_argument("--resolution", choices=[r.value for r in Resolution])
-    gen.add_argument("--ratio", choices=[r.value for r in Ratio], default="adaptive")
+    gen.add_argument("--ratio", choices=[r.value for r in Ratio],
+                     help="default: adaptive where the model has it, else the closest fixed one")
     gen.add_argument("--no-audio", action="store_true", help="no generated sound")
     gen.add_argument("--seed", type=int)
     gen.add_argument("--camera-fixed", action="store_true")
@@ -86,7 +87,7 @@ def _options(args: argparse.Namespace, provider: str) -> RequestOptions:
         mode=RequestedMode(args.mode),
         duration=args.duration,
         resolution=Resolution(args.resolution) if args.resolution else None,
-        ratio=Ratio(args.ratio),
+        ratio=Ratio(args.ratio) if args.ratio else None,
         audio=False if args.no_audio else None,
         seed=args.seed,
         camera_fixed=args.camera_fixed,

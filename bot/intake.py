@@ -28,6 +28,7 @@ from bot.models import (
     Resolution,
     Role,
     SourceKind,
+    nearest_ratio,
     source_kind,
 )
 from bot.providers.base import Capabilities
@@ -63,7 +64,7 @@ class RequestOptions:
     mode: RequestedMode = RequestedMode.AUTO
     duration: int | None = None
     resolution: Resolution | None = None
-    ratio: Ratio = Ratio.ADAPTIVE
+    ratio: Ratio | None = None  # None: adaptive where the model has it, else the nearest fixed
     audio: bool | None = None
     seed: int | None = None
     camera_fixed: bool = False
@@ -86,6 +87,18 @@ def _defaults(options: RequestOptions, caps: Capabilities) -> tuple[int, Resolut
         )
     audio = caps.audio_generation if options.audio is None else options.audio
     return duration, resolution, audio
+
+
+def _default_ratio(refs: Sequence[Reference], caps: Capabilities) -> Ratio:
+    """Adaptive where the model has it; otherwise the fixed ratio closest to the first image."""
+    if Ratio.ADAPTIVE in caps.ratios:
+        return Ratio.ADAPTIVE
+    first = next((r.facts for r in refs if r.kind is MediaKind.IMAGE and r.facts), None)
+    if first and first.width and first.height:
+        nearest = nearest_ratio(first.width, first.height)
+        if nearest in caps.ratios:
+            return nearest
+    return Ratio.R16_9 if Ratio.R16_9 in caps.ratios else next(iter(sorted(caps.ratios)))
 
 
 async def _materialize(
@@ -196,13 +209,14 @@ async def prepare(
     mode, assigned, role_problems = assign_roles(options.prompt, refs, requested)
     problems.extend(role_problems)
     duration, resolution, audio = _defaults(options, caps)
+    ratio = options.ratio or _default_ratio(assigned, caps)
     request = GenerationRequest(
         prompt=options.prompt,
         references=assigned,
         mode=mode,
         duration=duration,
         resolution=resolution,
-        ratio=options.ratio,
+        ratio=ratio,
         audio=audio,
         seed=options.seed,
         camera_fixed=options.camera_fixed,

@@ -166,7 +166,7 @@ class Video(commands.Cog):
         mode: ModeChoice = "auto",
         duration: app_commands.Range[int, 4, 15] | None = None,
         resolution: ResolutionChoice | None = None,
-        ratio: RatioChoice = "adaptive",
+        ratio: RatioChoice | None = None,
         audio: bool | None = None,
         seed: app_commands.Range[int, 0, 4294967295] | None = None,
         provider: ProviderChoice | None = None,
@@ -185,7 +185,8 @@ class Video(commands.Cog):
         attached = [(f"file{i}", a) for i, a in enumerate(files, 1) if a is not None]
         options = RequestOptions(
             prompt=prompt, mode=RequestedMode(mode), duration=duration,
-            resolution=Resolution(resolution) if resolution else None, ratio=Ratio(ratio),
+            resolution=Resolution(resolution) if resolution else None,
+            ratio=Ratio(ratio) if ratio else None,
             audio=audio, seed=seed, provider=provider or "",
         )
         inputs = [MediaInput(att.url, name=f"{opt} ({att.filename})", declared_size=att.size)
