@@ -142,7 +142,7 @@ async def _generate(args: argparse.Namespace) -> int:
         _say(f"seedance-bot: generation failed: {exc}", settings)
         return EXIT_FAILED
     except SeedanceError as exc:
-        _say(f"seedance-bot: failed: {exc}", settings)
+        _say(f"seedance-bot: generation failed: {exc}", settings)
         return EXIT_FAILED
 
 

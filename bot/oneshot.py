@@ -1,29 +1,84 @@
-"""One job from the command line: validate, submit, follow, download, write the file."""
+"""One job from the command line, through the same engine the bot runs.
+
+The CLI is a delivery port like the Discord layer: the engine validates nothing new, queues,
+submits, follows, downloads and calls `deliver`, which writes the file. CLI jobs live in their
+own database (`cli.sqlite3` under the data dir) so a CLI run never resumes, or delivers, a
+Discord job; a CLI run killed half-way is resumed by the next CLI run and still written to the
+path it was asked for (kept in the job's context).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import getpass
+import os
 import shutil
 import sys
-import tempfile
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
 
 from bot.config import Settings
-from bot.errors import InvalidInput, Problem
+from bot.engine import Engine, EventKind, JobEvent, JobResult
+from bot.errors import InvalidInput, Problem, SeedanceError
 from bot.intake import MediaInput, RequestOptions, prepare
-from bot.media.fetch import download
-from bot.models import TaskStatus
 from bot.providers import create_provider
-from bot.providers.http import Backoff
+from bot.providers.base import Provider
+from bot.store import JobState, JobView, Store
+
+CLI_GUILD = "cli"
 
 
-def _progress_line(stage: str, percent: float | None) -> None:
-    pct = f" {percent:.0f}%" if percent is not None else ""
-    print(f"\r[{stage}]{pct}        ", end="", file=sys.stderr, flush=True)
+class JobFailed(SeedanceError):
+    """The job ended without a video; the message is the gateway's reason, for a person."""
+
+
+class FileDelivery:
+    """Writes each finished job to the `out` path stored in its context."""
+
+    def __init__(self, *, progress: bool) -> None:
+        self.progress = progress
+
+    async def on_event(self, job: JobView, event: JobEvent) -> None:
+        if not self.progress:
+            return
+        words = {
+            EventKind.QUEUED: "queued", EventKind.STARTED: "generating",
+            EventKind.PROGRESS: "generating", EventKind.RETRYING: "retrying",
+            EventKind.SUCCEEDED: "downloading", EventKind.DELIVERED: "done",
+        }
+        stage = words.get(event.kind)
+        if stage is None:
+            return
+        pct = f" {event.percent:.0f}%" if event.percent is not None else ""
+        why = f" ({event.reason})" if event.kind is EventKind.RETRYING and event.reason else ""
+        end = "\n" if event.kind is EventKind.DELIVERED else ""
+        print(f"\r[{stage}]{pct}{why}".ljust(60), end=end, file=sys.stderr, flush=True)
+
+    async def deliver(self, job: JobView, result: JobResult) -> str:
+        out = Path(job.context["out"])
+        await asyncio.to_thread(_write_atomic, result.video_path, out)
+        frame_out = job.context.get("last_frame_out")
+        if frame_out:
+            await asyncio.to_thread(_write_last_frame, result, Path(frame_out))
+        return str(out)
+
+
+def _write_atomic(src: Path, dest: Path) -> None:
+    """Copy then rename, so `dest` is either absent or whole (idempotent on a re-delivery)."""
+    part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    shutil.copyfile(src, part)
+    os.replace(part, dest)
+
+
+def _write_last_frame(result: JobResult, dest: Path) -> None:
+    if result.last_frame_path is not None and result.last_frame_path.exists():
+        _write_atomic(result.last_frame_path, dest)
+        return
+    from bot.media.transcode import extract_last_frame
+
+    extract_last_frame(result.video_path, dest)
 
 
 async def run_one(
@@ -36,53 +91,42 @@ async def run_one(
     last_frame_out: Path | None = None,
     progress: bool = False,
 ) -> int:
-    async with httpx.AsyncClient(timeout=60.0, follow_redirects=True) as http:
-        provider = create_provider(provider_name, settings, client=http)
+    """Validate (exit 2 on problems, nothing sent), then run the job to a written file."""
+    async with httpx.AsyncClient(timeout=60.0) as http:
+        providers: dict[str, Provider] = {}
+
+        def provider_for(name: str) -> Provider:
+            if name not in providers:
+                providers[name] = create_provider(name, settings, client=http)
+            return providers[name]
+
         try:
+            provider = provider_for(provider_name)
             try:
                 caps = provider.capabilities(options.model)
             except (KeyError, ValueError) as exc:
                 raise InvalidInput([Problem("model", str(exc))]) from None
             request = await prepare(inputs, options, caps, http=http,
                                     cache_dir=settings.data_dir / "cache")
-            submitted = await provider.submit(request, idempotency_key=str(uuid.uuid4()))
-            state = submitted.state
-            backoff = Backoff(base=2.0, cap=15.0)
-            attempt = 0
-            while state is None or not state.done:
-                if progress:
-                    _progress_line("generating", state.progress if state else None)
-                attempt += 1
-                hint = state.retry_after if state else None
-                await asyncio.sleep(backoff.delay(attempt, hint) if attempt > 1 else 0.5)
-                state = await provider.poll(submitted.task_id)
-            if state.status is TaskStatus.FAILED:
-                raise state.error
-            assert state.result is not None and state.result.video_urls
-            if progress:
-                _progress_line("downloading", None)
-            with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-                part = Path(tmp) / "video.mp4"
-                await download(http, state.result.video_urls[0], part,
-                               max_bytes=settings.seedance_max_download_bytes,
-                               allowed_hosts=caps.result_hosts, file_root=settings.data_dir)
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            store = await Store.open(settings.data_dir / "cli.sqlite3")
+            engine = Engine(settings, store, delivery=FileDelivery(progress=progress),
+                            providers=provider_for, http=http)
+            try:
+                await engine.start()
+                context = {"out": str(out.resolve())}
                 if last_frame_out is not None:
-                    await _last_frame(http, settings, state.result.last_frame_url, part,
-                                      last_frame_out, caps.result_hosts)
-                shutil.move(str(part), out)
-            if progress:
-                print("\r[done]              ", file=sys.stderr)
-            return 0
+                    context["last_frame_out"] = str(last_frame_out.resolve())
+                job = await engine.enqueue(request, guild_id=CLI_GUILD, channel_id=CLI_GUILD,
+                                           user_id=getpass.getuser(), context=context,
+                                           enforce_quota=False)
+                job = await engine.wait(job.id)
+            finally:
+                await engine.stop()
+                await store.close()
         finally:
-            await provider.aclose()
-
-
-async def _last_frame(http: httpx.AsyncClient, settings: Settings, url: str | None,
-                      video: Path, dest: Path, hosts: Sequence[str]) -> None:
-    if url:
-        await download(http, url, dest, max_bytes=50 * 1024 * 1024, allowed_hosts=hosts,
-                       file_root=settings.data_dir)
-        return
-    from bot.media.transcode import extract_last_frame
-
-    extract_last_frame(video, dest)
+            for p in providers.values():
+                await p.aclose()
+    if job.state is JobState.DELIVERED:
+        return 0
+    raise JobFailed(job.error_message or f"the job ended {job.state.value}")

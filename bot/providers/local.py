@@ -132,6 +132,8 @@ class LocalProvider:
     """Renders requests with `bot.media.render` behind the `Provider` protocol."""
 
     name = NAME
+    #: A repeated submit for the same key returns the same task (the engine may resubmit).
+    idempotent_submit = True
 
     def __init__(
         self,

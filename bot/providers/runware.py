@@ -146,6 +146,8 @@ class RunwareProvider:
     """Runware's `videoInference` (async delivery) and `getResponse` tasks."""
 
     name = NAME
+    #: The key is the taskUUID, so a repeated create is the same task (safe to resubmit).
+    idempotent_submit = True
 
     def __init__(
         self,
