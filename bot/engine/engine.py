@@ -123,6 +123,7 @@ class Engine:
         self._inbox: dict[str, asyncio.Queue[TaskState]] = {}
         self._cancel_requested: dict[str, asyncio.Future[str | None]] = {}
         self._announced: dict[str, int] = {}
+        self._announce_lock = asyncio.Lock()
         self._expected: dict[tuple[str, str, int], float] = {}
         self._started = False
 
@@ -235,7 +236,7 @@ class Engine:
         if needs_approval:
             await self._emit(job, JobEvent(EventKind.AWAITING_APPROVAL))
         else:
-            await self._announce_positions(force={job.id})
+            await self._announce_positions()
             self._wake.set()
         return job
 
@@ -262,7 +263,7 @@ class Engine:
             )
             if moved:
                 self._notify(job_id)
-                await self._announce_positions(force={job_id})
+                await self._announce_positions()
                 self._wake.set()
                 return moved
         elif job.state is JobState.HELD:
@@ -472,14 +473,17 @@ class Engine:
             entries.append(QueueEntry(position[job.guild_id], finish[job.id], job))
         return entries
 
-    async def _announce_positions(self, force: Iterable[str] = ()) -> None:
-        """Tell each waiting job its place when it changed (the queue moved)."""
-        forced = set(force)
-        for entry in await self._queue_entries():
-            if entry.position == 0:
-                continue
-            job = entry.job
-            if job.id in forced or self._announced.get(job.id) != entry.position:
+    async def _announce_positions(self) -> None:
+        """Tell each waiting job its place when it changed (the queue moved).
+
+        Serialised, so two callers racing (enqueue and the scheduler) cannot both announce the
+        same move.
+        """
+        async with self._announce_lock:
+            for entry in await self._queue_entries():
+                job = entry.job
+                if entry.position == 0 or self._announced.get(job.id) == entry.position:
+                    continue
                 self._announced[job.id] = entry.position
                 await self._emit(
                     job, JobEvent(EventKind.QUEUED, position=entry.position, eta=entry.eta)
@@ -883,6 +887,7 @@ class Engine:
         if moved is not None:
             self._announced.pop(job.id, None)
             self._notify(job.id)
+            self._wake.set()  # a slot or a queue place may have opened
         return moved
 
     async def _fail(
