@@ -308,6 +308,17 @@ async def test_rate_limit_and_server_error_are_retried(fake: FakeDiscord,
     assert [m.content for m in fake.messages()] == ["hello again"]
 
 
+async def test_rate_limited_followup_is_retried(fake: FakeDiscord, bot: ProbeBot) -> None:
+    fake.rate_limit_next(route="/webhooks/{webhook_id}/{token}", method="POST",
+                         retry_after=0.05)
+    inter = await fake.slash("render", {"prompt": "dog"})
+    await fake.wait_for(lambda: bot.probe.events.get("edited"), what="the edit")
+    posts = fake.received("POST", "/webhooks/{webhook_id}/{token}")
+    assert [p.status for p in posts] == [429, 200]
+    assert [u.filename for u in posts[1].uploads] == ["result.bin"]
+    assert len(inter.followups) == 1 and inter.followups[0].attachments[0].data == b"none"
+
+
 async def test_nonce_history_threads(fake: FakeDiscord, bot: ProbeBot) -> None:
     channel = bot.get_channel(fake.channel.id)
     assert isinstance(channel, discord.TextChannel)
@@ -371,6 +382,9 @@ async def test_raw_auth_cdn_and_gateway_errors(fake: FakeDiscord, tmp_path: Path
         async with s.get(att.url.split("?")[0]) as resp:
             assert resp.status == 404
             assert await resp.text() == "This content is no longer available."
+        fake.expire_attachments()
+        async with s.get(att.url) as resp:
+            assert resp.status == 404
         # zlib-stream: each payload ends with the Z_SYNC_FLUSH suffix and inflates to JSON.
         async with s.ws_connect(f"{fake.gateway_url}?v=10&encoding=json"
                                 "&compress=zlib-stream") as ws:

@@ -35,6 +35,8 @@ from tests.fakes.discord.world import ApiError, Upload, World, missing_permissio
 
 API = "/api/v10"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+BODY: web.RequestKey[Any] = web.RequestKey("fake_discord_body", object)
+UPLOADS: web.RequestKey[list[Upload]] = web.RequestKey("fake_discord_uploads", list)
 
 
 @dataclass
@@ -177,7 +179,7 @@ class Rest:
         route = resource.canonical if resource is not None else request.path
         route = route.removeprefix(API)
         body, uploads = await self._read_body(request)
-        request["json"], request["uploads"] = body, uploads
+        request[BODY], request[UPLOADS] = body, uploads
         headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
         entry = LoggedRequest(time.monotonic(), request.method, request.path.removeprefix(API),
                               route, dict(request.query), body, uploads, headers)
@@ -338,14 +340,14 @@ class Rest:
 
     async def put_commands(self, request: web.Request) -> web.Response:
         scope = self._scope(request)
-        body = request["json"]
+        body = request[BODY]
         if not isinstance(body, list):
             raise ApiError(400, 50035, "Invalid Form Body")
         return _json([c.to_dict() for c in self.world.put_commands(scope, body)])
 
     async def post_command(self, request: web.Request) -> web.Response:
         scope = self._scope(request)
-        body = request["json"] or {}
+        body = request[BODY] or {}
         current = [c.payload for c in self.world.commands.get(scope, [])
                    if (c.name, c.type) != (body.get("name"), int(body.get("type", 1)))]
         existed = len(current) != len(self.world.commands.get(scope, []))
@@ -430,9 +432,9 @@ class Rest:
         return _json([m.to_dict() for m in reversed(msgs)])
 
     async def create_message(self, request: web.Request) -> web.Response:
-        body = request["json"] or {}
+        body = request[BODY] or {}
         msg, _ = self.world.post_message(int(request.match_info["channel_id"]), self.world.bot,
-                                         body, request["uploads"])
+                                         body, request[UPLOADS])
         return _json(msg.to_dict())
 
     def _channel_message(self, request: web.Request) -> Message:
@@ -446,7 +448,7 @@ class Rest:
 
     async def edit_message(self, request: web.Request) -> web.Response:
         msg = self._channel_message(request)
-        self.world.edit_message(msg, request["json"] or {}, request["uploads"],
+        self.world.edit_message(msg, request[BODY] or {}, request[UPLOADS],
                                 by=self.world.bot)
         return _json(msg.to_dict())
 
@@ -458,14 +460,14 @@ class Rest:
         return web.Response(status=204)
 
     async def create_thread(self, request: web.Request) -> web.Response:
-        body = request["json"] or {}
+        body = request[BODY] or {}
         thread = self.world.create_thread(int(request.match_info["channel_id"]),
                                           str(body.get("name", "")), by=self.world.bot,
                                           type=int(body.get("type") or 11))
         return _json(thread.to_dict(), 201)
 
     async def thread_from_message(self, request: web.Request) -> web.Response:
-        body = request["json"] or {}
+        body = request[BODY] or {}
         thread = self.world.create_thread(int(request.match_info["channel_id"]),
                                           str(body.get("name", "")), by=self.world.bot,
                                           from_message=int(request.match_info["message_id"]))
@@ -477,7 +479,7 @@ class Rest:
         if inter is None or inter.token != request.match_info["token"]:
             raise ApiError(404, 10062, "Unknown interaction")
         with_response = request.query.get("with_response", "").lower() in ("1", "true")
-        answer = inter.respond(request["json"] or {}, request["uploads"], with_response)
+        answer = inter.respond(request[BODY] or {}, request[UPLOADS], with_response)
         return _json(answer) if answer is not None else web.Response(status=204)
 
     def _webhook(self, request: web.Request) -> FakeInteraction:
@@ -490,7 +492,7 @@ class Rest:
         raise ApiError(401, 50027, "Invalid Webhook Token")
 
     async def webhook_execute(self, request: web.Request) -> web.StreamResponse:
-        msg = self._webhook(request).execute(request["json"] or {}, request["uploads"])
+        msg = self._webhook(request).execute(request[BODY] or {}, request[UPLOADS])
         wait = request.query.get("wait", "").lower() in ("1", "true")
         return _json(msg.to_dict()) if wait else web.Response(status=204)
 
@@ -499,7 +501,7 @@ class Rest:
 
     async def webhook_edit(self, request: web.Request) -> web.Response:
         msg = self._webhook(request).edit(request.match_info["message_id"],
-                                          request["json"] or {}, request["uploads"])
+                                          request[BODY] or {}, request[UPLOADS])
         return _json(msg.to_dict())
 
     async def webhook_delete(self, request: web.Request) -> web.Response:
@@ -523,7 +525,8 @@ class Rest:
         except ValueError:
             return gone
         good = sign_cdn(self.world.cdn_secret, path, expires)
-        if not hmac.compare_digest(good, request.query.get("hm", "")) or time.time() > expires:
+        expired = time.time() > min(expires, att.expires_at)
+        if not hmac.compare_digest(good, request.query.get("hm", "")) or expired:
             return gone
         return web.Response(body=att.data,
                             content_type=att.content_type or "application/octet-stream")

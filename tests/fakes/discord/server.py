@@ -213,6 +213,12 @@ class FakeDiscord:
         aid = int(url.split("?")[0].split("/")[-2])
         return self.world.attachments[aid].data
 
+    def expire_attachments(self) -> None:
+        """Every CDN link handed out so far stops working (Discord's links expire in ~24 h;
+        `world.attachment_ttl` sets the lifetime of new ones)."""
+        for att in self.world.attachments.values():
+            att.expires_at = 0.0
+
     # ---- playing the users --------------------------------------------------------------------
     async def invoke_slash(self, guild_id: int, channel_id: int, user_id: int, name: str,
                            options: Mapping[str, Any] | None = None,
