@@ -217,13 +217,13 @@ def request(prompt: str = "a cat", **kw: Any) -> GenerationRequest:
     return GenerationRequest(prompt=prompt, **kw)
 
 
-async def wait_for_state(store: Any, job_id: str, *states: str, spins: int = 20000) -> JobView:
-    """Yield to the loop until the job reaches one of `states` (no wall-clock timing)."""
-    for _ in range(spins):
+async def wait_for_state(store: Any, job_id: str, *states: str, tries: int = 10000) -> JobView:
+    """Let the engine run until the job reaches one of `states` (a condition, not a timing)."""
+    for _ in range(tries):
         job = await store.get_job(job_id)
         if job is not None and job.state.value in states:
             return job
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.001)
     job = await store.get_job(job_id)
     raise AssertionError(f"job {job_id} stuck in {job.state if job else None}, wanted {states}")
 

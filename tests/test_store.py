@@ -1,0 +1,184 @@
+"""The store on a real SQLite file: migrations, WAL, conditional transitions, the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.models import GenerationRequest
+from bot.store import JobState, NewJob, QuotaLimitRow, Store, UsageCheck, migrations
+from bot.store.db import split_statements
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await Store.open(tmp_path / "db" / "seedance.sqlite3")
+    yield s
+    await s.close()
+
+
+def new_job(user: str = "u1", credits: int = 5, guild: str = "g1", **kw: object) -> NewJob:
+    return NewJob(id=str(uuid.uuid4()), guild_id=guild, channel_id="c", user_id=user,
+                  role_ids=("r1", "r2"), request=GenerationRequest(prompt="a fox", duration=5),
+                  provider="local", model=None, state=JobState.QUEUED, credits_estimate=credits,
+                  context={"token": "abc"}, **kw)  # type: ignore[arg-type]
+
+
+async def test_migrations_apply_once_and_wal_is_on(tmp_path: Path) -> None:
+    path = tmp_path / "seedance.sqlite3"
+    first, second = await asyncio.gather(Store.open(path), Store.open(path))  # racing processes
+    latest = max(v for v, _n, _s in migrations())
+    assert await first.schema_version() == latest
+    await first.close()
+    await second.close()
+    reopened = await Store.open(path)
+    await reopened.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        rows = conn.execute("SELECT version FROM schema_migrations").fetchall()
+    assert [r[0] for r in rows] == [v for v, _n, _s in migrations()]
+
+
+def test_migration_files_are_numbered_and_split_cleanly() -> None:
+    found = migrations()
+    assert [v for v, _n, _s in found] == list(range(1, len(found) + 1))
+    for _v, _n, sql in found:
+        assert all(sqlite3.complete_statement(s) for s in split_statements(sql))
+    assert split_statements("-- note\nCREATE TABLE a (x);\n-- tail\n") == [
+        "-- note\nCREATE TABLE a (x);"
+    ]
+    with pytest.raises(ValueError):
+        split_statements("CREATE TABLE a (x")
+
+
+async def test_job_round_trip_and_audit_trail(store: Store) -> None:
+    job = new_job()
+    assert await store.create_job(job, [], now=10.0) is None
+    view = await store.get_job(job.id)
+    assert view is not None
+    assert view.state is JobState.QUEUED and view.role_ids == ("r1", "r2")
+    assert view.request.prompt == "a fox" and view.context == {"token": "abc"}
+    assert view.created_at == 10.0 and view.seq == 1
+
+    moved = await store.transition(job.id, JobState.SUBMITTING, now=11.0,
+                                   from_states=[JobState.QUEUED], attempts=1, started_at=11.0)
+    assert moved is not None and moved.attempts == 1 and moved.started_at == 11.0
+    # A transition from the wrong state changes nothing and leaves no trail.
+    assert await store.transition(job.id, JobState.DELIVERED, now=12.0,
+                                  from_states=[JobState.READY]) is None
+    trail = await store.transitions(job.id)
+    assert [(t.from_state, t.to_state, t.at) for t in trail] == [
+        (None, "queued", 10.0), ("queued", "submitting", 11.0)
+    ]
+    with pytest.raises(ValueError):
+        await store.transition(job.id, JobState.FAILED, now=1.0, state="x")
+    with pytest.raises(ValueError):
+        await store.update_job(job.id, now=1.0, user_id="someone")
+
+
+async def test_seq_orders_jobs_and_filters_work(store: Store) -> None:
+    jobs = [new_job(user=u) for u in ("a", "b", "a")]
+    for j in jobs:
+        await store.create_job(j, [], now=1.0)
+    assert [j.seq for j in await store.jobs()] == [1, 2, 3]
+    assert [j.id for j in await store.jobs(user_id="a")] == [jobs[0].id, jobs[2].id]
+    assert await store.jobs([JobState.READY]) == []
+    assert len(await store.jobs([JobState.QUEUED], guild_id="g1")) == 3
+
+
+async def test_a_reservation_settles_once(store: Store) -> None:
+    job = new_job(credits=8)
+    await store.create_job(job, [], now=1.0)
+    await store.transition(job.id, JobState.READY, now=2.0, ledger="commit")
+    await store.transition(job.id, JobState.READY, now=3.0, ledger="commit")  # replayed
+    await store.transition(job.id, JobState.FAILED, now=4.0, ledger="release")  # too late
+    lines = await store.ledger(job.id)
+    assert [(ln.kind, ln.credits, ln.reserved_at) for ln in lines] == [
+        ("reserve", 8, 1.0), ("commit", 8, 1.0)
+    ]
+    assert (await store.get_job(job.id)).credits_charged == 8  # type: ignore[union-attr]
+
+
+async def test_usage_counts_reservations_minus_releases_in_the_window(store: Store) -> None:
+    old, kept, returned = new_job(credits=3), new_job(credits=4), new_job(credits=5)
+    await store.create_job(old, [], now=50.0)
+    await store.create_job(kept, [], now=100.0)
+    await store.create_job(returned, [], now=100.0)
+    await store.transition(returned.id, JobState.CANCELLED, now=200.0, ledger="release")
+    check = UsageCheck("user", "g1", 10, since=100.0, user_id="u1")
+    assert await store.usage(check) == 4
+    assert await store.usage(UsageCheck("guild", "g1", 10, since=0.0)) == 7
+    assert await store.usage(UsageCheck("guild", "other", 10, since=0.0)) == 0
+    refused = await store.create_job(new_job(credits=7), [check], now=150.0)
+    assert refused is not None and refused.used == 4 and refused.check is check
+    assert await store.create_job(new_job(credits=6), [check], now=150.0) is None
+
+
+async def test_event_usage_is_per_user_per_event(store: Store) -> None:
+    await store.create_job(new_job(credits=3, event_id="jam"), [], now=1.0)
+    await store.create_job(new_job(credits=4), [], now=1.0)
+    check = UsageCheck("event", "g1", 5, 0.0, user_id="u1", event_id="jam")
+    assert await store.usage(check) == 3
+
+
+async def test_quota_limit_rows_upsert_and_delete(store: Store) -> None:
+    await store.set_quota_limit(QuotaLimitRow("role", "g1", "vip", 10, "day"), now=1.0)
+    await store.set_quota_limit(QuotaLimitRow("role", "g1", "vip", 20, "month"), now=2.0)
+    await store.set_quota_limit(QuotaLimitRow("guild", "g1", "", 500, "month"), now=2.0)
+    assert await store.quota_limits("g1") == [
+        QuotaLimitRow("guild", "g1", "", 500, "month"),
+        QuotaLimitRow("role", "g1", "vip", 20, "month"),
+    ]
+    assert await store.quota_limits("g2") == []
+    assert await store.delete_quota_limit("role", "g1", "vip") is True
+    assert await store.delete_quota_limit("role", "g1", "vip") is False
+
+
+async def test_guild_settings_merge_remove_and_replace(store: Store) -> None:
+    assert await store.guild_settings("g1") == {}
+    await store.set_guild_settings("g1", {"provider": "runware", "channels": ["1", "2"]})
+    merged = await store.set_guild_settings("g1", {"resolution": "720p", "provider": None})
+    assert merged == {"channels": ["1", "2"], "resolution": "720p"}
+    assert await store.guild_settings("g1") == merged
+    assert await store.set_guild_settings("g1", {"audio": False}, replace=True) == {
+        "audio": False
+    }
+
+
+async def test_recent_durations_newest_first(store: Store) -> None:
+    for seconds in (10.0, 20.0, 30.0):
+        await store.record_duration("runware", "720p", 5, seconds, now=seconds)
+    await store.record_duration("runware", "720p", 10, 99.0, now=1.0)
+    assert await store.recent_durations("runware", "720p", 5, limit=2) == [30.0, 20.0]
+
+
+async def test_a_cancelled_writer_leaves_a_whole_transaction(store: Store) -> None:
+    job = new_job()
+    await store.create_job(job, [], now=1.0)
+    writer = asyncio.ensure_future(store.transition(
+        job.id, JobState.CANCELLED, now=2.0, ledger="release", finished_at=2.0
+    ))
+    await asyncio.sleep(0)
+    writer.cancel()
+    # The next write queues behind the shielded one, so it sees it finished.
+    await store.update_job(job.id, now=3.0, context={"after": True})
+    view = await store.get_job(job.id)
+    assert view is not None and view.state is JobState.CANCELLED
+    assert [ln.kind for ln in await store.ledger(job.id)] == ["reserve", "release"]
+    assert [t.to_state for t in await store.transitions(job.id)] == ["queued", "cancelled"]
+
+
+async def test_finished_before_lists_terminal_jobs_with_files(store: Store) -> None:
+    done, running = new_job(), new_job()
+    await store.create_job(done, [], now=1.0)
+    await store.create_job(running, [], now=1.0)
+    await store.transition(done.id, JobState.DELIVERED, now=5.0, finished_at=5.0,
+                           result_path="/x/video.mp4")
+    await store.transition(running.id, JobState.READY, now=5.0, result_path="/y/video.mp4")
+    assert [j.id for j in await store.finished_before(10.0)] == [done.id]
+    assert await store.finished_before(4.0) == []
