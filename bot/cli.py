@@ -164,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.command == "run" else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every URL at INFO, signed query strings (CDN signatures) included.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.command == "run":
         return _run_bot()
     try:

@@ -59,7 +59,12 @@ class DiscordDelivery:
 
     # ---- status message -------------------------------------------------------------------
     async def on_event(self, job: JobView, event: JobEvent) -> None:
-        await self.edit_status(job, status_text(job, event), final=event.kind in TERMINAL)
+        jump = None
+        if event.kind is EventKind.DELIVERED and event.reason and event.reason.isdigit():
+            guild = job.guild_id if job.guild_id.isdigit() else "@me"
+            jump = f"https://discord.com/channels/{guild}/{job.channel_id}/{event.reason}"
+        await self.edit_status(job, status_text(job, event, jump_url=jump),
+                               final=event.kind in TERMINAL)
 
     async def edit_status(self, job: JobView, text: str, *, final: bool = False) -> None:
         if not job.context.get("status_message_id"):
@@ -120,9 +125,7 @@ class DiscordDelivery:
             return str(existing)
         limit = int(job.context.get("filesize_limit") or DEFAULT_UPLOAD_LIMIT)
         message = await self._post_within(channel, job, result, limit)
-        await self.edit_status(job, status_text(job, JobEvent(EventKind.DELIVERED),
-                                                jump_url=message.jump_url), final=True)
-        return str(message.id)
+        return str(message.id)  # the engine then emits DELIVERED, which links the status here
 
     async def _post_within(self, channel: discord.PartialMessageable, job: JobView,
                            result: JobResult, limit: int) -> discord.Message:

@@ -190,10 +190,14 @@ class Guild:
     channels: dict[int, Channel] = field(default_factory=dict)
     members: dict[int, Member] = field(default_factory=dict)
     default_channel_id: int = 0
+    #: Tests may shrink the limit so a small render is "too large" (same rules, smaller bytes).
+    upload_limit_override: int | None = None
 
     @property
     def upload_limit(self) -> int:
         """Bytes per file a message in this guild may carry (Discord: by boost tier)."""
+        if self.upload_limit_override is not None:
+            return self.upload_limit_override
         return UPLOAD_LIMITS.get(self.premium_tier, 10 * MIB)
 
     @property
