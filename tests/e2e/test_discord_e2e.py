@@ -127,7 +127,8 @@ async def test_invalid_attachment_is_refused_privately_and_nothing_is_spent(
             lambda: next((m for m in inter.followups if m.ephemeral), None), timeout=30,
             what="an ephemeral problem list")
         assert "nothing was spent" in reply.content
-        assert "file1 (cat.png)" in reply.content and "not an image, video or audio" in reply.content
+        assert "file1 (cat.png)" in reply.content
+        assert "not an image, video or audio" in reply.content
         assert "file2 (tiny.png)" in reply.content and "300–6000 px" in reply.content
         assert "@image3 points at no file" in reply.content
         assert not video_posts(fake)
@@ -150,7 +151,7 @@ async def test_result_over_the_limit_is_transcoded_under_it(tmp_path: Path) -> N
                                    what="the transcoded video")
         data = mp4_of(post)
         assert len(data) <= fake.guild.upload_limit
-        width, height, seconds, audio = measure(data)
+        _, _, seconds, audio = measure(data)
         assert abs(seconds - 6.0) <= 0.1 and audio == 1
 
 
