@@ -43,7 +43,7 @@ class BotProcess:
         return env
 
     async def start(self) -> None:
-        log = self.log_path.open("ab")  # noqa: SIM115 - handed to the child process
+        log = self.log_path.open("ab")
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "tests.fakes.discord.run_bot", "run",
             env=self.environment(), stdout=log, stderr=log,
