@@ -106,3 +106,17 @@ async def test_delete_button_only_for_requester(tmp_path: Path) -> None:
         await fake.click(post.id, delete, fake.member.user.id)
         await fake.wait_for(lambda: fake.message(post.id).deleted or None, timeout=30,
                             what="the post deleted")
+
+
+async def test_extend_and_animate_last_frame_make_new_jobs(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, running(tmp_path, fake):
+        await fake.slash("video", {"prompt": "a kite in the wind", **FAST})
+        post = await fake.wait_for(lambda: (video_posts(fake) or [None])[0], timeout=90,
+                                   what="the first video")
+        await fake.click(post.id, button(post, "sd:extend:"), fake.member.user.id)
+        await fake.click(post.id, button(post, "sd:animate:"), fake.member.user.id)
+        await fake.wait_for(lambda: len(video_posts(fake)) >= 3 or None, timeout=120,
+                            what="the extended and animated videos")
+        settings = [str(p.embeds[0]) for p in video_posts(fake)[1:]]
+        assert any("extend" in s and "the posted video" in s for s in settings), settings
+        assert any("first frame" in s and "last frame" in s for s in settings), settings
