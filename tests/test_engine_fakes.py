@@ -81,6 +81,7 @@ class FakeProvider:
     submit_errors: list[GatewayError] = field(default_factory=list)
     poll_errors: list[GatewayError] = field(default_factory=list)
     submit_gate: asyncio.Event | None = None  # set → submits proceed
+    created_gate: asyncio.Event | None = None  # set → a created task's id is returned
     poll_gate: asyncio.Event | None = None
     tasks: dict[str, FakeTask] = field(default_factory=dict)
     by_key: dict[str, str] = field(default_factory=dict)
@@ -113,6 +114,8 @@ class FakeProvider:
         task_id = f"task-{next(self._ids)}"
         self.tasks[task_id] = FakeTask(task_id, idempotency_key, request, self.script(request))
         self.by_key[idempotency_key] = task_id
+        if self.created_gate is not None:  # the gateway has the task; the answer is late
+            await self.created_gate.wait()
         return SubmitResult(task_id)
 
     def result_for(self, task: FakeTask) -> ProviderResult:
@@ -179,6 +182,8 @@ class FakeDelivery:
     deliver_calls: Counter[str] = field(default_factory=Counter)
     fail_times: int = 0
     hang_after_post: bool = False  # post, then never return (to crash in between)
+    gate: asyncio.Event | None = None  # set → deliveries may post
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
     fail_events: bool = False
     posted: asyncio.Event = field(default_factory=asyncio.Event)
     results: dict[str, JobResult] = field(default_factory=dict)
@@ -190,6 +195,9 @@ class FakeDelivery:
 
     async def deliver(self, job: JobView, result: JobResult) -> str:
         self.deliver_calls[job.id] += 1
+        self.entered.set()
+        if self.gate is not None:
+            await self.gate.wait()
         if self.fail_times > 0:
             self.fail_times -= 1
             raise ConnectionError("discord is down")
