@@ -12,7 +12,7 @@ import logging
 
 import discord
 import httpx
-from discord.ext import commands
+from discord.ext import commands, tasks
 
 from bot.config import PROVIDER_NAMES, Settings
 from bot.engine import Engine
@@ -72,7 +72,14 @@ class SeedanceBot(commands.AutoShardedBot):
         for ext in EXTENSIONS:
             await self.load_extension(ext)
         await self.engine.start()
+        self.retention.start()
         await self._sync_commands()
+
+    @tasks.loop(hours=24)
+    async def retention(self) -> None:
+        """Delete finished jobs' files older than SEEDANCE_RETENTION_DAYS, once a day."""
+        removed = await self.engine.cleanup()
+        log.info("retention: removed files of %s old jobs", removed)
 
     async def _start_receiver(self) -> CallbackUrls | None:
         if not self.settings.seedance_webhook_base_url:
@@ -111,6 +118,7 @@ class SeedanceBot(commands.AutoShardedBot):
         log.info("ready as %s in %d guilds", self.user, len(self.guilds))
 
     async def close(self) -> None:
+        self.retention.cancel()
         engine = getattr(self, "engine", None)
         if engine is not None:
             await engine.stop()
