@@ -18,7 +18,6 @@ import httpx
 
 from bot.config import Settings
 from bot.errors import (
-    ConfigError,
     ContentRejectedError,
     GatewayError,
     GatewayUnavailableError,
@@ -40,7 +39,13 @@ from bot.models import (
     TaskState,
     TaskStatus,
 )
-from bot.providers.base import Capabilities, MediaLimits, SubmitResult, media_source
+from bot.providers.base import (
+    Capabilities,
+    MediaLimits,
+    SubmitResult,
+    media_source,
+    require_api_key,
+)
 from bot.providers.http import HttpTransport, Sleep, default_error, json_body
 
 log = logging.getLogger(__name__)
@@ -409,11 +414,6 @@ def build(
     client: httpx.AsyncClient | None = None,
     sleep: Sleep = asyncio.sleep,
 ) -> AnyfastProvider:
-    key = settings.api_key(NAME)
-    if not key:
-        raise ConfigError(
-            "ANYFAST_API_KEY is not set; create a key at https://www.anyfast.ai and put it "
-            "in the environment or .env"
-        )
+    key = require_api_key(settings, NAME, "at https://www.anyfast.ai")
     model = settings.seedance_model if settings.seedance_model in _CAPS else None
     return AnyfastProvider(key, settings.base_url(NAME), model=model, client=client, sleep=sleep)

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from bot.config import Settings
+from bot.errors import ConfigError, InvalidInput, Problem
 from bot.models import (
     GenerationRequest,
     MediaKind,
@@ -199,3 +201,25 @@ def media_source(ref: Reference, caps: Capabilities) -> str:
     with open(path, "rb") as fh:
         data = base64.b64encode(fh.read()).decode("ascii")
     return f"data:{mime};base64,{data}"
+
+
+def require_api_key(settings: Settings, provider: str, where: str) -> str:
+    """The gateway's key, or a one-line configuration error saying where to get one."""
+    key = settings.api_key(provider)
+    if not key:
+        raise ConfigError(
+            f"{provider.upper()}_API_KEY is not set; create a key {where} and put it in the "
+            "environment or .env"
+        )
+    return key
+
+
+def refuse_unreachable(request: GenerationRequest, caps: Capabilities,
+                       problems: list[Problem]) -> None:
+    """Add every reference the gateway cannot fetch, then raise if anything is wrong."""
+    for ref in request.references:
+        reason = unreachable_reason(ref, caps)
+        if reason:
+            problems.append(Problem(ref.name, reason))
+    if problems:
+        raise InvalidInput(problems)

@@ -22,7 +22,6 @@ import httpx
 
 from bot.config import Settings
 from bot.errors import (
-    ConfigError,
     ContentRejectedError,
     GatewayError,
     GatewayUnavailableError,
@@ -48,7 +47,8 @@ from bot.providers.base import (
     MediaLimits,
     SubmitResult,
     media_source,
-    unreachable_reason,
+    refuse_unreachable,
+    require_api_key,
 )
 from bot.providers.http import HttpTransport, Sleep, default_error, json_body
 
@@ -386,12 +386,7 @@ def _check(request: GenerationRequest, caps: Capabilities) -> None:
         problems.append(Problem(
             "files", "HiAPI takes reference images or reference videos, not both; drop one kind",
         ))
-    for ref in request.references:
-        reason = unreachable_reason(ref, caps)
-        if reason:
-            problems.append(Problem(ref.name, reason))
-    if problems:
-        raise InvalidInput(problems)
+    refuse_unreachable(request, caps, problems)
 
 
 def build(
@@ -400,12 +395,7 @@ def build(
     client: httpx.AsyncClient | None = None,
     sleep: Sleep = asyncio.sleep,
 ) -> HiApiProvider:
-    key = settings.api_key(NAME)
-    if not key:
-        raise ConfigError(
-            "HIAPI_API_KEY is not set; create a key in your HiAPI console "
-            "and put it in the environment or .env"
-        )
+    key = require_api_key(settings, NAME, "in your HiAPI console")
     return HiApiProvider(
         key, settings.base_url(NAME), callback_secret=settings.hiapi_callback_secret,
         client=client, sleep=sleep,

@@ -19,7 +19,6 @@ import httpx
 
 from bot.config import Settings
 from bot.errors import (
-    ConfigError,
     ContentRejectedError,
     GatewayError,
     GatewayUnavailableError,
@@ -46,7 +45,8 @@ from bot.providers.base import (
     MediaLimits,
     SubmitResult,
     media_source,
-    unreachable_reason,
+    refuse_unreachable,
+    require_api_key,
 )
 from bot.providers.http import HttpTransport, Sleep, default_error, json_body
 
@@ -329,12 +329,7 @@ def _check(request: GenerationRequest, caps: Capabilities) -> None:
             "files", f"{request.mode.value} on Magnific takes "
             f"{wanted[0]} first-frame and {wanted[1]} last-frame image and nothing else",
         ))
-    for ref in request.references:
-        reason = unreachable_reason(ref, caps)
-        if reason:
-            problems.append(Problem(ref.name, reason))
-    if problems:
-        raise InvalidInput(problems)
+    refuse_unreachable(request, caps, problems)
 
 
 def build(
@@ -343,10 +338,5 @@ def build(
     client: httpx.AsyncClient | None = None,
     sleep: Sleep = asyncio.sleep,
 ) -> MagnificProvider:
-    key = settings.api_key(NAME)
-    if not key:
-        raise ConfigError(
-            "MAGNIFIC_API_KEY is not set; create a key in your Magnific dashboard "
-            "and put it in the environment or .env"
-        )
+    key = require_api_key(settings, NAME, "in your Magnific dashboard")
     return MagnificProvider(key, settings.base_url(NAME), client=client, sleep=sleep)

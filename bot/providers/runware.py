@@ -22,7 +22,6 @@ import httpx
 from bot.config import Settings
 from bot.errors import (
     AuthenticationError,
-    ConfigError,
     ContentRejectedError,
     GatewayError,
     GatewayUnavailableError,
@@ -42,7 +41,12 @@ from bot.models import (
     TaskState,
     TaskStatus,
 )
-from bot.providers.base import Capabilities, SubmitResult, media_source
+from bot.providers.base import (
+    Capabilities,
+    SubmitResult,
+    media_source,
+    require_api_key,
+)
 from bot.providers.http import HttpTransport, Sleep, default_error, json_body
 
 log = logging.getLogger(__name__)
@@ -392,10 +396,5 @@ def build(
     client: httpx.AsyncClient | None = None,
     sleep: Sleep = asyncio.sleep,
 ) -> RunwareProvider:
-    key = settings.api_key(NAME)
-    if not key:
-        raise ConfigError(
-            "RUNWARE_API_KEY is not set; create a key at https://my.runware.ai and put it in "
-            "the environment or .env"
-        )
+    key = require_api_key(settings, NAME, "at https://my.runware.ai")
     return RunwareProvider(key, settings.base_url(NAME), client=client, sleep=sleep)
