@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.common import FakeGateway, sample_video
+from tests.fakes.common import JSON_BODY, FakeGateway, sample_video
 
 MODELS = {"seedance-2.0-mini": {"480p", "720p"}, "seedance": {"480p", "720p", "1080p"}}
 RATIOS = {"16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive"}
@@ -90,7 +90,7 @@ class FakeAnyfast(FakeGateway):
     async def _create(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._unauthorized()
-        body = request["json"]
+        body = request[JSON_BODY]
         try:
             self.validate(body)
         except Invalid as exc:
@@ -270,7 +270,7 @@ class FakeAnyfast(FakeGateway):
     async def _create_group(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._unauthorized()
-        body = request["json"]
+        body = request[JSON_BODY]
         if not isinstance(body, dict) or body.get("model") != "volc-asset" or not body.get("Name"):
             return self._error(400, "invalid_request", "model volc-asset and Name are required")
         group = f"group-20260101000000-{len(self.groups) + 1:05d}"
@@ -280,7 +280,7 @@ class FakeAnyfast(FakeGateway):
     async def _create_asset(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._unauthorized()
-        body = request["json"]
+        body = request[JSON_BODY]
         if not isinstance(body, dict) or body.get("model") != "volc-asset":
             return self._error(400, "invalid_request", "model must be volc-asset")
         if body.get("GroupId") not in self.groups:

@@ -20,6 +20,8 @@ from aiohttp import web
 
 from tests.media_factory import make_video
 
+#: Where the middleware leaves the parsed body for the gateway handlers.
+JSON_BODY: web.RequestKey[Any] = web.RequestKey("json_body", object)
 _VIDEO_CACHE: dict[tuple[int, int, float, bool], bytes] = {}
 
 
@@ -152,7 +154,7 @@ class FakeGateway:
                 status=fault.status, text=fault.body or "", headers=fault.headers,
                 content_type="application/json",
             )
-        request["json"] = body
+        request[JSON_BODY] = body
         response: web.StreamResponse = await handler(request)
         return response
 

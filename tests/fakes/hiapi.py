@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.common import FakeGateway, sample_video
+from tests.fakes.common import JSON_BODY, FakeGateway, sample_video
 
 MODEL = "seedance-2.0-mini"
 INPUT_FIELDS = {
@@ -138,7 +138,7 @@ class FakeHiAPI(FakeGateway):
     async def _create(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self.error(401, "invalid api key", "UNAUTHORIZED")
-        body = request["json"]
+        body = request[JSON_BODY]
         wrong = self.validate(body)
         if wrong:
             return self.error(400, wrong, "INVALID_REQUEST")

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 from PIL import Image
 
-from tests.fakes.common import FakeGateway, sample_video
+from tests.fakes.common import JSON_BODY, FakeGateway, sample_video
 
 ASPECTS = {
     "film_horizontal_21_9", "widescreen_16_9", "classic_4_3", "square_1_1",
@@ -142,7 +142,7 @@ class FakeMagnific(FakeGateway):
         resolution = request.match_info["resolution"]
         if resolution not in RESOLUTIONS:
             return web.json_response({"message": "Not found"}, status=404)
-        body = request["json"]
+        body = request[JSON_BODY]
         wrong = self.validate(body)
         if wrong:
             return self._invalid(*wrong)

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.models import SIZE_TABLE, Resolution
-from tests.fakes.common import FakeGateway, sample_video
+from tests.fakes.common import JSON_BODY, FakeGateway, sample_video
 
 MODEL = "bytedance:seedance@2.0-mini"
 SIZES = {SIZE_TABLE[r][ratio] for r in (Resolution.P480, Resolution.P720) for ratio in
@@ -74,7 +74,7 @@ class FakeRunware(FakeGateway):
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return self._errors(401, "invalidApiKey", "Invalid API key. Get one at "
                                 "https://my.runware.ai")
-        body = request["json"]
+        body = request[JSON_BODY]
         if not isinstance(body, list) or not body:
             return self._errors(400, "invalidBody", "The body must be a JSON array of tasks.")
         data: list[dict[str, Any]] = []
