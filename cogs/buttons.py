@@ -100,22 +100,24 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
 
     async def _extend(self, bot: SeedanceBot, interaction: discord.Interaction[Any],
                       job: JobView) -> None:
-        from cogs.video import launch_job
+        from cogs.video import launch_job, send_private
 
+        await interaction.response.defer(thinking=True)  # before any file work: 3 s rule
         video = _posted_video(interaction, job)
         if video is None:
-            await interaction.response.send_message("The video file is gone.", ephemeral=True)
+            await send_private(interaction, "The video file is gone.")
             return
         await launch_job(bot, interaction, [video],
                          _options_like(job.request, mode=RequestedMode.EXTEND, seed=None))
 
     async def _animate(self, bot: SeedanceBot, interaction: discord.Interaction[Any],
                        job: JobView) -> None:
-        from cogs.video import launch_job
+        from cogs.video import launch_job, send_private
 
+        await interaction.response.defer(thinking=True)  # extracting a frame can take a while
         frame = await _last_frame(job)
         if frame is None:
-            await interaction.response.send_message("The video file is gone.", ephemeral=True)
+            await send_private(interaction, "The video file is gone.")
             return
         item = MediaInput(str(frame), name="last frame", declared_kind=MediaKind.IMAGE,
                           role_hint=Role.FIRST_FRAME)
