@@ -158,10 +158,10 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
         if action != "clear" and item is None:
             await self._reply(interaction, f"Say which one to {action}.")
             return
-        if action == "clear":
+        if action == "clear" or item is None:
             current = []
         elif action == "add" and item not in current:
-            current.append(item)  # type: ignore[arg-type]
+            current.append(item)
         elif action == "remove" and item in current:
             current.remove(item)
         await self.bot.store.set_guild_settings(gid, {key: current or None})
