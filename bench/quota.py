@@ -1,0 +1,119 @@
+"""quota: 10,000 concurrent reservations on SQLite, and the same race through `Engine.enqueue`.
+
+Each reservation is one IMMEDIATE SQLite transaction (`Store.create_job` with the guild's
+monthly check); the limit admits only half the demand. Figures: reservations decided per second
+and the overspend (credits reserved beyond the limit), which must be zero. The engine path adds
+queue-position announcements per enqueue, which cost O(queued²) each, so it runs a smaller
+burst (ENGINE_ATTEMPTS) to show that overhead without taking an hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from bench.common import report
+from bot.config import Settings
+from bot.engine import Engine, EngineLimits, JobEvent, JobResult, QuotaExceeded
+from bot.models import GenerationRequest
+from bot.providers import create_provider
+from bot.store import JobState, JobView, NewJob, QuotaLimitRow, Store, UsageCheck
+
+ATTEMPTS = int(os.environ.get("QUOTA_ATTEMPTS", "10000"))
+ENGINE_ATTEMPTS = int(os.environ.get("QUOTA_ENGINE_ATTEMPTS", "1000"))
+USERS = 500
+CREDITS_PER_JOB = 4  # 4 s of 480p
+
+
+class NoDelivery:
+    """The engine is never started here; nothing is delivered."""
+
+    async def on_event(self, job: JobView, event: JobEvent) -> None:
+        return None
+
+    async def deliver(self, job: JobView, result: JobResult) -> str:
+        raise AssertionError("not started")
+
+
+def new_job(i: int, request: GenerationRequest) -> NewJob:
+    return NewJob(id=str(uuid.uuid4()), guild_id="g1", channel_id="c", user_id=f"u{i % USERS}",
+                  role_ids=(), request=request, provider="local", model=None,
+                  state=JobState.QUEUED, credits_estimate=CREDITS_PER_JOB)
+
+
+async def overspend(store: Store, limit: int) -> tuple[int, int]:
+    reserved = sum(line.credits for line in await store.ledger() if line.kind == "reserve")
+    return reserved, max(0, reserved - limit)
+
+
+async def store_race(tmp: Path, attempts: int) -> dict[str, float]:
+    """`attempts` concurrent `Store.create_job` calls against a limit of half the demand."""
+    limit = attempts * CREDITS_PER_JOB // 2
+    store = await Store.open(tmp / "store.sqlite3")
+    check = UsageCheck("guild monthly", "g1", limit, since=0.0)
+    req = GenerationRequest(prompt="a cat", resolution="480p", duration=4)
+
+    async def one(i: int) -> bool:
+        return await store.create_job(new_job(i, req), [check], now=time.time()) is None
+
+    started = time.perf_counter()
+    admitted = sum(await asyncio.gather(*(one(i) for i in range(attempts))))
+    wall = time.perf_counter() - started
+    reserved, over = await overspend(store, limit)
+    await store.close()
+    return {"attempts": attempts, "admitted": admitted, "reserved": reserved, "limit": limit,
+            "wall_s": round(wall, 2), "per_second": round(attempts / wall, 1), "overspend": over}
+
+
+async def engine_race(tmp: Path, attempts: int) -> dict[str, float]:
+    """The same race through `Engine.enqueue` (limits resolved, queue positions announced)."""
+    limit = attempts * CREDITS_PER_JOB // 2
+    settings = Settings(seedance_data_dir=tmp)
+    store = await Store.open(settings.database_path)
+    await store.set_quota_limit(QuotaLimitRow("guild", "g1", "", limit, "month"), now=0)
+    await store.set_quota_limit(QuotaLimitRow("user", "g1", "", -1, "day"), now=0)
+    async with httpx.AsyncClient() as http:
+        engine = Engine(settings, store, delivery=NoDelivery(),
+                        providers=lambda name: create_provider(name, settings),
+                        http=http, limits=EngineLimits(user_queued=attempts))
+        req = GenerationRequest(prompt="a cat", resolution="480p", duration=4)
+
+        async def one(i: int) -> bool:
+            try:
+                await engine.enqueue(req, guild_id="g1", channel_id="c", user_id=f"u{i % USERS}")
+            except QuotaExceeded:
+                return False
+            return True
+
+        started = time.perf_counter()
+        admitted = sum(await asyncio.gather(*(one(i) for i in range(attempts))))
+        wall = time.perf_counter() - started
+    reserved, over = await overspend(store, limit)
+    await store.close()
+    return {"attempts": attempts, "admitted": admitted, "reserved": reserved, "limit": limit,
+            "wall_s": round(wall, 2), "per_second": round(attempts / wall, 1), "overspend": over}
+
+
+async def main() -> None:
+    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
+        store = await store_race(Path(a), ATTEMPTS)
+        engine = await engine_race(Path(b), ENGINE_ATTEMPTS)
+    report("quota", [
+        (f"store reservations per second ({ATTEMPTS} concurrent)",
+         f"{store['per_second']:.0f}/s", "report"),
+        ("store overspend", f"{store['overspend']} credits ({store['admitted']} admitted)", "0"),
+        (f"engine enqueues per second ({ENGINE_ATTEMPTS} concurrent)",
+         f"{engine['per_second']:.0f}/s", "report"),
+        ("engine overspend", f"{engine['overspend']} credits ({engine['admitted']} admitted)",
+         "0"),
+    ], {"store": store, "engine": engine})
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
