@@ -90,6 +90,19 @@ def _job(row: sqlite3.Row) -> JobView:
     )
 
 
+async def _enable_wal(conn: aiosqlite.Connection, attempts: int = 100) -> None:
+    """Switch to WAL. SQLite answers "database is locked" at once, without its busy handler,
+    when two connections switch a new file at the same moment, so retry briefly."""
+    for attempt in range(attempts):
+        try:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.05)
+
+
 def split_statements(script: str) -> list[str]:
     """Cut a migration into statements (executescript would commit our transaction early)."""
     statements, current = [], ""
@@ -130,7 +143,7 @@ class Store:
         conn = await aiosqlite.connect(str(path), isolation_level=None)
         conn.row_factory = aiosqlite.Row
         await conn.execute("PRAGMA busy_timeout = 30000")
-        await conn.execute("PRAGMA journal_mode = WAL")
+        await _enable_wal(conn)
         await conn.execute("PRAGMA synchronous = NORMAL")
         await conn.execute("PRAGMA foreign_keys = ON")
         store = cls(conn, path)
