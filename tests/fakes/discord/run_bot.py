@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     point_discord_at(api, os.environ.get("FAKE_DISCORD_GATEWAY"))
-    from bot.cli import main as cli_main  # type: ignore[import-not-found,unused-ignore]
+    from bot.cli import main as cli_main
 
     sys.argv = ["seedance-bot", *(sys.argv[1:] if argv is None else argv)]
     result = cli_main()
