@@ -176,7 +176,11 @@ async def test_event_limit_caps_each_user_in_the_event(rig: Rig) -> None:
     with pytest.raises(QuotaExceeded) as caught:
         await add(rig, event_id="jam")
     assert caught.value.window.name == "event" and caught.value.resets_at is None
+    daily = (await rig.engine.remaining("u1", "g1")).window("user")
+    assert daily is not None and daily.used == 0  # event credits are separate from daily ones
     await add(rig)  # outside the event only the daily limit applies
+    inside = await rig.engine.remaining("u1", "g1", event_id="jam")
+    assert inside.window("user") is None and inside.window("event").used == 5  # type: ignore[union-attr]
 
 
 async def test_operator_jobs_may_skip_limits_but_are_booked(rig: Rig) -> None:

@@ -6,7 +6,8 @@ end. Limits come from `quota_limits` rows, most specific first, falling back to 
 - user (daily by default): a row for this user > the most generous row among the user's roles
   (a role override replaces the user default) > the guild's default user row > settings;
 - guild (monthly): the guild's row > settings;
-- event: a row for the event id; it caps each user's spending inside that event.
+- event: a row for the event id; it caps each user's spending inside that event, instead of
+  the user's daily limit (event credits are separate; daily windows ignore event spending).
 
 A negative limit means unlimited. The checks themselves run inside the store's reservation
 transaction, so nothing here can race.
@@ -149,21 +150,21 @@ def resolve_limits(
 def checks_for(
     applicable: Applicable, *, guild_id: str, user_id: str, event_id: str | None, now: float
 ) -> list[UsageCheck]:
-    """The usage checks a reservation must pass, tightest scopes first."""
-    user_since, _ = window_bounds(applicable.user_window, now)
+    """The usage checks a reservation must pass, tightest scopes first.
+
+    Event credits are separate from daily ones: a job inside an event with its own limit is
+    checked against that limit (and the server's month), and daily windows ignore event spend.
+    """
     guild_since, _ = window_bounds("month", now)
-    checks = [
-        UsageCheck(USER_WINDOW, guild_id, applicable.user_limit, user_since, user_id=user_id),
-        UsageCheck(GUILD_WINDOW, guild_id, applicable.guild_limit, guild_since),
-    ]
+    guild = UsageCheck(GUILD_WINDOW, guild_id, applicable.guild_limit, guild_since)
     if applicable.event_limit is not None and event_id is not None:
-        checks.append(
-            UsageCheck(
-                EVENT_WINDOW, guild_id, applicable.event_limit, 0.0, user_id=user_id,
-                event_id=event_id,
-            )
-        )
-    return checks
+        event = UsageCheck(EVENT_WINDOW, guild_id, applicable.event_limit, 0.0, user_id=user_id,
+                           event_id=event_id)
+        return [event, guild]
+    user_since, _ = window_bounds(applicable.user_window, now)
+    user = UsageCheck(USER_WINDOW, guild_id, applicable.user_limit, user_since, user_id=user_id,
+                      outside_events=True)
+    return [user, guild]
 
 
 def window_of(check: UsageCheck, applicable: Applicable, used: int, now: float) -> QuotaWindow:

@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 import aiosqlite
 
 from bot.models import GenerationRequest
+from bot.store.moderation import ModerationStore
 from bot.store.records import (
     CheckResult,
     JobState,
@@ -41,6 +42,7 @@ _WRITABLE = frozenset(
         "channel_id", "request", "model", "not_before", "task_id", "attempts", "audio_retried",
         "hold_result", "credits_charged", "result_path", "last_frame_path", "result_meta",
         "delivery_ref", "error_kind", "error_message", "context", "started_at", "finished_at",
+        "moderator_id",
     }
 )
 LedgerKind = Literal["commit", "release"]
@@ -87,6 +89,8 @@ def _job(row: sqlite3.Row) -> JobView:
         updated_at=row["updated_at"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
+        moderator_id=row["moderator_id"],
+        forgotten=bool(row["forgotten"]),
     )
 
 
@@ -127,8 +131,10 @@ def migrations() -> list[tuple[int, str, str]]:
     return found
 
 
-class Store:
+class Store(ModerationStore):
     """Durable state of the bot. Open with `await Store.open(path)`; close with `close()`."""
+
+    _job_from_row = staticmethod(_job)
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn
@@ -488,6 +494,8 @@ async def _usage(conn: aiosqlite.Connection, check: UsageCheck) -> int:
     if check.event_id is not None:
         sql += " AND event_id = ?"
         params.append(check.event_id)
+    elif check.outside_events:
+        sql += " AND event_id IS NULL"
     async with conn.execute(sql, params) as cur:
         row = await cur.fetchone()
     return int(row[0]) if row else 0

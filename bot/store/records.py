@@ -76,6 +76,8 @@ class JobView:
     updated_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    moderator_id: str | None = None
+    forgotten: bool = False
 
     @property
     def terminal(self) -> bool:
@@ -117,6 +119,7 @@ class UsageCheck:
     since: float = 0.0
     user_id: str | None = None
     event_id: str | None = None
+    outside_events: bool = False  # count only spending outside events (the daily window)
 
 
 @dataclass(frozen=True)
@@ -151,3 +154,66 @@ class NewJob:
     context: dict[str, Any] = field(default_factory=dict)
     event_id: str | None = None
     hold_result: bool = False
+
+
+@dataclass(frozen=True)
+class BlockRule:
+    """A prompt rule of a guild: a whole word (any case) or a Python regular expression."""
+
+    id: int
+    guild_id: str
+    kind: str  # word | regex
+    pattern: str
+    added_by: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class UserBlock:
+    guild_id: str
+    user_id: str
+    reason: str
+    blocked_by: str
+    at: float
+
+
+@dataclass(frozen=True)
+class EventRow:
+    """A UGC event: intake in one channel until `ends_at`, results in a gallery thread."""
+
+    id: str
+    guild_id: str
+    name: str
+    channel_id: str
+    ends_at: float
+    credits_per_user: int
+    moderation: str  # off | prompts | results | both
+    thread_id: str | None = None
+    state: str = "open"  # open | closed
+    created_by: str = ""
+    created_at: float = 0.0
+    closed_at: float | None = None
+    summary_ref: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.state == "open"
+
+
+@dataclass(frozen=True)
+class EventStats:
+    """What an event's summary says: entries are jobs asked for, posted are delivered ones."""
+
+    entries: int
+    posted: int
+    rejected: int
+    participants: int
+    credits_used: int
+
+
+@dataclass(frozen=True)
+class JobMessage:
+    job_id: str
+    kind: str
+    channel_id: str
+    message_id: str

@@ -1,0 +1,179 @@
+"""Moderation rules that need no Discord: review modes, prompt blocklists, the CSV export and a
+user's "delete my data". The cogs decide *when*; this module decides *what*.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import shutil
+import unicodedata
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from bot.store import TERMINAL_STATES, BlockRule, JobView, Store
+
+#: Longest rule an admin may add; long patterns are almost always a paste mistake.
+MAX_PATTERN = 200
+#: Characters people slip into words to dodge a filter (zero-width space, joiner, soft hyphen…).
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
+
+
+class ReviewMode(StrEnum):
+    """What moderators see before anyone else does."""
+
+    OFF = "off"
+    PROMPTS = "prompts"  # a prompt (and its files) waits for approval before generation
+    RESULTS = "results"  # a finished video waits for approval before it is posted
+    BOTH = "both"
+
+    @property
+    def prompts(self) -> bool:
+        return self in (ReviewMode.PROMPTS, ReviewMode.BOTH)
+
+    @property
+    def results(self) -> bool:
+        return self in (ReviewMode.RESULTS, ReviewMode.BOTH)
+
+    @classmethod
+    def of(cls, value: object) -> ReviewMode:
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.OFF
+
+
+def normalise(text: str) -> str:
+    """What rules are matched against: NFKC (full-width and styled letters fold to plain ones),
+    case-folded, invisible characters removed."""
+    return unicodedata.normalize("NFKC", text).translate(_INVISIBLE).casefold()
+
+
+def rule_problem(kind: str, pattern: str) -> str | None:
+    """Why a rule can't be added, or None."""
+    if not pattern.strip():
+        return "The rule is empty."
+    if len(pattern) > MAX_PATTERN:
+        return f"Keep rules under {MAX_PATTERN} characters."
+    if kind == "regex":
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            return f"That is not a valid regular expression: {exc}."
+    elif kind != "word":
+        return "A rule is a word or a regex."
+    return None
+
+
+def _compiled(rule: BlockRule) -> re.Pattern[str]:
+    if rule.kind == "word":
+        # Whole words or phrases, any case; inner spaces match any run of whitespace.
+        words = [re.escape(w) for w in normalise(rule.pattern).split()]
+        return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)")
+    return re.compile(rule.pattern, re.IGNORECASE)
+
+
+def matching_rule(rules: Iterable[BlockRule], text: str) -> BlockRule | None:
+    """The first rule the text breaks (rules are checked in the order they were added)."""
+    folded = normalise(text)
+    for rule in rules:
+        try:
+            pattern = _compiled(rule)
+        except re.error:
+            continue  # validated when added; a rule from an older Python may not compile
+        targets = (folded,) if rule.kind == "word" else (text, folded)
+        if any(pattern.search(t) for t in targets):
+            return rule
+    return None
+
+
+# ---- export ------------------------------------------------------------------------------
+CSV_COLUMNS = (
+    "job_id", "created_at_utc", "finished_at_utc", "user_id", "channel_id", "event_id", "state",
+    "provider", "model", "mode", "duration_s", "resolution", "audio", "inputs", "prompt",
+    "credits_estimate", "credits_charged", "moderator_id", "error_kind", "error_message",
+    "delivery_ref",
+)
+
+
+def _iso(unix: float | None) -> str:
+    if unix is None:
+        return ""
+    return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def jobs_csv(jobs: Sequence[JobView]) -> str:
+    """A guild's job history for a spreadsheet. Cells that a spreadsheet would run as a formula
+    (=, +, -, @ first) are prefixed with an apostrophe: prompts are user input."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for job in jobs:
+        req = job.request
+        inputs = "; ".join(f"{r.kind.value}:{r.role.value}" for r in req.references)
+        row = [
+            job.id, _iso(job.created_at), _iso(job.finished_at), job.user_id, job.channel_id,
+            job.event_id or "", job.state.value, job.provider, job.model or "", req.mode.value,
+            req.duration, req.resolution.value, int(req.audio), inputs, req.prompt,
+            job.credits_estimate, job.credits_charged, job.moderator_id or "",
+            job.error_kind or "", job.error_message or "", job.delivery_ref or "",
+        ]
+        writer.writerow([_defuse(v) for v in row])
+    return out.getvalue()
+
+
+def _defuse(value: object) -> object:
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+# ---- delete my data ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class Forgotten:
+    jobs: int
+    files: int
+
+
+async def forget_user(store: Store, data_dir: Path, user_id: str, *, now: float) -> Forgotten:
+    """Delete a user's stored prompts, inputs and files from their finished jobs.
+
+    Jobs keep an anonymised accounting row (provider, model, duration, credits) under a random
+    pseudonym. Unfinished jobs are left alone: the caller asks the user to wait or cancel.
+    """
+    pseudonym = f"forgotten-{uuid.uuid4().hex[:12]}"
+    jobs = await store.forget_user(user_id, pseudonym=pseudonym, now=now,
+                                   states=sorted(TERMINAL_STATES))
+    root = data_dir.resolve()
+    removed = 0
+    for job in jobs:
+        folder = data_dir / "jobs" / job.id
+        if folder.exists():
+            removed += sum(1 for p in folder.rglob("*") if p.is_file())
+            shutil.rmtree(folder, ignore_errors=True)
+        for ref in job.request.references:
+            if not ref.local_path:
+                continue
+            path = Path(ref.local_path).resolve()
+            # Only our own copies (the intake cache), never a file the operator pointed at.
+            if path.is_relative_to(root) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
+    return Forgotten(len(jobs), removed)
+
+
+__all__ = [
+    "CSV_COLUMNS",
+    "Forgotten",
+    "ReviewMode",
+    "forget_user",
+    "jobs_csv",
+    "matching_rule",
+    "normalise",
+    "rule_problem",
+]

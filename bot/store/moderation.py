@@ -1,0 +1,302 @@
+"""SQL for moderation and events: blocklists, user blocks, events, per-job messages, export and
+a user's "delete my data". A mixin of `Store`, so one connection and one lock serve everything.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from bot.store.records import (
+    BlockRule,
+    EventRow,
+    EventStats,
+    JobMessage,
+    JobState,
+    JobView,
+)
+
+T = TypeVar("T")
+
+#: A quota window never reaches further back than a month, so older ledger lines of a user who
+#: deletes their data can lose the user id without changing anyone's remaining credits.
+LEDGER_KEEP_SECONDS = 32 * 86400
+
+
+def _rule(r: sqlite3.Row) -> BlockRule:
+    return BlockRule(r["id"], r["guild_id"], r["kind"], r["pattern"], r["added_by"],
+                     r["created_at"])
+
+
+def _event(r: sqlite3.Row) -> EventRow:
+    return EventRow(
+        id=r["id"], guild_id=r["guild_id"], name=r["name"], channel_id=r["channel_id"],
+        ends_at=r["ends_at"], credits_per_user=r["credits_per_user"], moderation=r["moderation"],
+        thread_id=r["thread_id"], state=r["state"], created_by=r["created_by"],
+        created_at=r["created_at"], closed_at=r["closed_at"], summary_ref=r["summary_ref"],
+    )
+
+
+class ModerationStore:
+    """Moderation tables. `Store` provides `_read`, `_atomic` and `_job_from_row`."""
+
+    _read: Callable[..., Awaitable[list[aiosqlite.Row]]]
+    _atomic: Callable[..., Awaitable[Any]]
+    _job_from_row: Callable[[sqlite3.Row], JobView]
+
+    # ---- blocklist ------------------------------------------------------------------------
+    async def block_rules(self, guild_id: str) -> list[BlockRule]:
+        rows = await self._read("SELECT * FROM blocklist WHERE guild_id = ? ORDER BY id",
+                                (guild_id,))
+        return [_rule(r) for r in rows]
+
+    async def add_block_rule(self, guild_id: str, kind: str, pattern: str, *, added_by: str,
+                             now: float) -> BlockRule | None:
+        """The new rule, or None when the same rule exists already."""
+
+        async def body(conn: aiosqlite.Connection) -> BlockRule | None:
+            cur = await conn.execute(
+                "INSERT OR IGNORE INTO blocklist (guild_id, kind, pattern, added_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?)", (guild_id, kind, pattern, added_by, now))
+            if cur.rowcount == 0:
+                return None
+            return BlockRule(int(cur.lastrowid or 0), guild_id, kind, pattern, added_by, now)
+
+        result: BlockRule | None = await self._atomic(body)
+        return result
+
+    async def remove_block_rule(self, guild_id: str, rule_id: int) -> BlockRule | None:
+        async def body(conn: aiosqlite.Connection) -> BlockRule | None:
+            async with conn.execute("SELECT * FROM blocklist WHERE guild_id = ? AND id = ?",
+                                    (guild_id, rule_id)) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            await conn.execute("DELETE FROM blocklist WHERE id = ?", (rule_id,))
+            return _rule(row)
+
+        result: BlockRule | None = await self._atomic(body)
+        return result
+
+    # ---- per-user blocks and rate ---------------------------------------------------------
+    async def user_block(self, guild_id: str, user_id: str) -> tuple[str, str, float] | None:
+        """(reason, blocked_by, at) when the user may not make videos in the guild."""
+        rows = await self._read(
+            "SELECT reason, blocked_by, at FROM user_blocks WHERE guild_id = ? AND user_id = ?",
+            (guild_id, user_id))
+        return (rows[0]["reason"], rows[0]["blocked_by"], rows[0]["at"]) if rows else None
+
+    async def user_blocks(self, guild_id: str) -> list[tuple[str, str]]:
+        """(user id, reason) of every blocked user of the guild."""
+        rows = await self._read(
+            "SELECT user_id, reason FROM user_blocks WHERE guild_id = ? ORDER BY at", (guild_id,))
+        return [(r["user_id"], r["reason"]) for r in rows]
+
+    async def set_user_block(self, guild_id: str, user_id: str, reason: str, *, blocked_by: str,
+                             now: float) -> None:
+        async def body(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO user_blocks (guild_id, user_id, reason, blocked_by, at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (guild_id, user_id) DO UPDATE SET"
+                " reason = excluded.reason, blocked_by = excluded.blocked_by, at = excluded.at",
+                (guild_id, user_id, reason, blocked_by, now))
+
+        await self._atomic(body)
+
+    async def remove_user_block(self, guild_id: str, user_id: str) -> bool:
+        async def body(conn: aiosqlite.Connection) -> bool:
+            cur = await conn.execute(
+                "DELETE FROM user_blocks WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
+            return cur.rowcount > 0
+
+        removed: bool = await self._atomic(body)
+        return removed
+
+    async def jobs_since(self, guild_id: str, user_id: str, since: float) -> int:
+        """How many jobs the user asked for in the guild since `since` (for the rate limit)."""
+        rows = await self._read(
+            "SELECT COUNT(*) AS n FROM jobs WHERE guild_id = ? AND user_id = ? AND created_at >= ?",
+            (guild_id, user_id, since))
+        return int(rows[0]["n"])
+
+    # ---- events ---------------------------------------------------------------------------
+    async def create_event(self, event: EventRow) -> EventRow | None:
+        """Write the event and its per-user credit limit; None if the channel has an open one."""
+
+        async def body(conn: aiosqlite.Connection) -> EventRow | None:
+            async with conn.execute(
+                "SELECT 1 FROM events WHERE guild_id = ? AND state = 'open'"
+                " AND (channel_id = ? OR thread_id = ?)",
+                (event.guild_id, event.channel_id, event.channel_id)) as cur:
+                if await cur.fetchone():
+                    return None
+            await conn.execute(
+                "INSERT INTO events (id, guild_id, name, channel_id, thread_id, ends_at,"
+                " credits_per_user, moderation, state, created_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)",
+                (event.id, event.guild_id, event.name, event.channel_id, event.thread_id,
+                 event.ends_at, event.credits_per_user, event.moderation, event.created_by,
+                 event.created_at))
+            await conn.execute(
+                "INSERT INTO quota_limits (scope, guild_id, subject_id, credits, window,"
+                " updated_at) VALUES ('event', ?, ?, ?, 'event', ?)",
+                (event.guild_id, event.id, event.credits_per_user, event.created_at))
+            return event
+
+        result: EventRow | None = await self._atomic(body)
+        return result
+
+    async def get_event(self, event_id: str) -> EventRow | None:
+        rows = await self._read("SELECT * FROM events WHERE id = ?", (event_id,))
+        return _event(rows[0]) if rows else None
+
+    async def events(self, guild_id: str, *, open_only: bool = False) -> list[EventRow]:
+        sql = "SELECT * FROM events WHERE guild_id = ?"
+        if open_only:
+            sql += " AND state = 'open'"
+        rows = await self._read(sql + " ORDER BY created_at DESC", (guild_id,))
+        return [_event(r) for r in rows]
+
+    async def open_event_in(self, guild_id: str, channel_ids: Iterable[str]) -> EventRow | None:
+        """The open event whose channel (or gallery thread) is one of `channel_ids`."""
+        ids = [c for c in channel_ids if c]
+        if not ids:
+            return None
+        marks = ",".join("?" * len(ids))
+        rows = await self._read(
+            f"SELECT * FROM events WHERE guild_id = ? AND state = 'open' AND (channel_id IN"
+            f" ({marks}) OR thread_id IN ({marks})) ORDER BY created_at DESC LIMIT 1",
+            (guild_id, *ids, *ids))
+        return _event(rows[0]) if rows else None
+
+    async def events_due(self, now: float) -> list[EventRow]:
+        """Open events past their end time, and closed ones whose summary is not posted yet."""
+        rows = await self._read(
+            "SELECT * FROM events WHERE (state = 'open' AND ends_at <= ?)"
+            " OR (state = 'closed' AND summary_ref IS NULL) ORDER BY ends_at", (now,))
+        return [_event(r) for r in rows]
+
+    async def close_event(self, event_id: str, *, now: float) -> EventRow | None:
+        """Close intake once; None when it was closed already."""
+
+        async def body(conn: aiosqlite.Connection) -> EventRow | None:
+            cur = await conn.execute(
+                "UPDATE events SET state = 'closed', closed_at = ? WHERE id = ? AND state = 'open'",
+                (now, event_id))
+            if cur.rowcount == 0:
+                return None
+            async with conn.execute("SELECT * FROM events WHERE id = ?", (event_id,)) as c:
+                row = await c.fetchone()
+            return _event(row) if row else None
+
+        result: EventRow | None = await self._atomic(body)
+        return result
+
+    async def set_event_refs(self, event_id: str, *, thread_id: str | None = None,
+                             summary_ref: str | None = None) -> None:
+        sets, params = [], []
+        if thread_id is not None:
+            sets.append("thread_id = ?")
+            params.append(thread_id)
+        if summary_ref is not None:
+            sets.append("summary_ref = ?")
+            params.append(summary_ref)
+        if not sets:
+            return
+
+        async def body(conn: aiosqlite.Connection) -> None:
+            await conn.execute(f"UPDATE events SET {', '.join(sets)} WHERE id = ?",
+                               (*params, event_id))
+
+        await self._atomic(body)
+
+    async def event_stats(self, event_id: str) -> EventStats:
+        rows = await self._read(
+            "SELECT COUNT(*) AS entries,"
+            " COALESCE(SUM(state = 'delivered'), 0) AS posted,"
+            " COALESCE(SUM(state = 'rejected'), 0) AS rejected,"
+            " COUNT(DISTINCT user_id) AS participants FROM jobs WHERE event_id = ?", (event_id,))
+        spent = await self._read(
+            "SELECT COALESCE(SUM(credits), 0) AS used FROM ledger WHERE event_id = ?"
+            " AND kind = 'commit'", (event_id,))
+        r = rows[0]
+        return EventStats(int(r["entries"]), int(r["posted"]), int(r["rejected"]),
+                          int(r["participants"]), int(spent[0]["used"]))
+
+    # ---- messages kept per job ------------------------------------------------------------
+    async def job_message(self, job_id: str, kind: str) -> JobMessage | None:
+        rows = await self._read(
+            "SELECT * FROM job_messages WHERE job_id = ? AND kind = ?", (job_id, kind))
+        if not rows:
+            return None
+        r = rows[0]
+        return JobMessage(r["job_id"], r["kind"], r["channel_id"], r["message_id"])
+
+    async def set_job_message(self, message: JobMessage, *, now: float) -> None:
+        async def body(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO job_messages (job_id, kind, channel_id, message_id, at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, kind) DO UPDATE SET"
+                " channel_id = excluded.channel_id, message_id = excluded.message_id,"
+                " at = excluded.at",
+                (message.job_id, message.kind, message.channel_id, message.message_id, now))
+
+        await self._atomic(body)
+
+    async def jobs_without_message(self, kind: str, states: Iterable[JobState], *,
+                                   updated_since: float = 0.0) -> list[JobView]:
+        """Jobs in `states` that have no `kind` message yet (what a restart must still post)."""
+        wanted = [s.value for s in states]
+        rows = await self._read(
+            f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(wanted))})"
+            " AND updated_at >= ? AND NOT EXISTS (SELECT 1 FROM job_messages m"
+            " WHERE m.job_id = jobs.id AND m.kind = ?) ORDER BY seq",
+            (*wanted, updated_since, kind))
+        return [self._job_from_row(r) for r in rows]
+
+    # ---- export and forgetting ------------------------------------------------------------
+    async def jobs_between(self, guild_id: str, since: float, until: float) -> list[JobView]:
+        """The guild's jobs asked for in [since, until), oldest first (the CSV export)."""
+        rows = await self._read(
+            "SELECT * FROM jobs WHERE guild_id = ? AND created_at >= ? AND created_at < ?"
+            " ORDER BY created_at, seq", (guild_id, since, until))
+        return [self._job_from_row(r) for r in rows]
+
+    async def forget_user(self, user_id: str, *, pseudonym: str, now: float,
+                          states: Sequence[JobState]) -> list[JobView]:
+        """Strip a user's prompts, inputs and files from their finished jobs (in `states`).
+
+        Returns the jobs as they were, so the caller can delete their files. Each job keeps an
+        accounting row under `pseudonym` (provider, model, duration, credits). Ledger lines keep
+        the user id for a month, as quotas need it; older ones take the pseudonym too.
+        """
+        wanted = [s.value for s in states]
+
+        async def body(conn: aiosqlite.Connection) -> list[JobView]:
+            async with conn.execute(
+                f"SELECT * FROM jobs WHERE user_id = ? AND state IN"
+                f" ({','.join('?' * len(wanted))}) ORDER BY seq", (user_id, *wanted)) as cur:
+                before = [self._job_from_row(r) for r in await cur.fetchall()]
+            for job in before:
+                request = job.request.model_copy(update={"prompt": "", "references": []})
+                meta = {k: v for k, v in job.result_meta.items() if k in ("seed", "cost")}
+                await conn.execute(
+                    "UPDATE jobs SET user_id = ?, role_ids = '[]', request = ?, context = '{}',"
+                    " result_path = NULL, last_frame_path = NULL, result_meta = ?,"
+                    " forgotten = 1, updated_at = ? WHERE id = ?",
+                    (pseudonym, request.model_dump_json(), json.dumps(meta), now, job.id))
+                await conn.execute(
+                    "INSERT INTO job_transitions (job_id, from_state, to_state, at, detail)"
+                    " VALUES (?, ?, ?, ?, 'the requester deleted their data')",
+                    (job.id, job.state.value, job.state.value, now))
+            await conn.execute(
+                "UPDATE ledger SET user_id = ? WHERE user_id = ? AND reserved_at < ?",
+                (pseudonym, user_id, now - LEDGER_KEEP_SECONDS))
+            return before
+
+        result: list[JobView] = await self._atomic(body)
+        return result
