@@ -115,7 +115,8 @@ def jobs_csv(jobs: Sequence[JobView]) -> str:
     writer.writerow(CSV_COLUMNS)
     for job in jobs:
         req = job.request
-        inputs = "; ".join(f"{r.kind.value}:{r.role.value}" for r in req.references)
+        inputs = "; ".join(f"{r.kind.value}:{r.role.value if r.role else 'unmapped'}"
+                           for r in req.references)
         row = [
             job.id, _iso(job.created_at), _iso(job.finished_at), job.user_id, job.channel_id,
             job.event_id or "", job.state.value, job.provider, job.model or "", req.mode.value,
