@@ -440,6 +440,7 @@ async def test_approval_flow_and_rejection(rig: Rig) -> None:
     assert await rig.ledger_kinds(rejected) == [("reserve", 5), ("release", 5)]
     audit = await rig.store.transitions(approved)
     assert audit[1].detail == "approved by mod"
+    assert job.moderator_id == "mod" and (await engine.job(approved)).moderator_id == "mod"  # type: ignore[union-attr]
 
 
 async def test_held_result_waits_for_a_moderator(rig: Rig) -> None:
@@ -448,10 +449,25 @@ async def test_held_result_waits_for_a_moderator(rig: Rig) -> None:
     job_id = await enqueue(engine, hold_result=True)
     await wait_for_state(rig.store, job_id, "held")
     assert "held" in rig.delivery.kinds(job_id) and rig.delivery.post_count[job_id] == 0
+    assert await rig.ledger_kinds(job_id) == [("reserve", 5)]  # charged only once let out
     await engine.approve(job_id, "mod")
     job = await engine.wait(job_id)
     assert job.state is JobState.DELIVERED and rig.delivery.post_count[job_id] == 1
     assert await rig.ledger_kinds(job_id) == [("reserve", 5), ("commit", 5)]
+
+
+async def test_rejected_result_returns_credits_and_deletes_the_video(rig: Rig) -> None:
+    engine = rig.engine()
+    await engine.start()
+    job_id = await enqueue(engine, hold_result=True)
+    held = await wait_for_state(rig.store, job_id, "held")
+    assert held.result_path and Path(held.result_path).exists()
+    job = await engine.reject(job_id, "mod", "off topic")
+    assert job.state is JobState.REJECTED and job.moderator_id == "mod"
+    assert await rig.ledger_kinds(job_id) == [("reserve", 5), ("release", 5)]
+    assert not Path(held.result_path).exists() and job.result_path is None
+    assert rig.delivery.post_count[job_id] == 0
+    assert [e.reason for e in rig.delivery.of(job_id, "rejected")] == ["off topic"]
 
 
 async def test_per_user_queued_cap(rig: Rig) -> None:

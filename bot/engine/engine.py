@@ -259,7 +259,8 @@ class Engine:
         detail = f"approved by {moderator_id}"
         if job.state is JobState.AWAITING_APPROVAL:
             moved = await self.store.transition(
-                job_id, JobState.QUEUED, now=now, from_states=[job.state], detail=detail
+                job_id, JobState.QUEUED, now=now, from_states=[job.state], detail=detail,
+                moderator_id=str(moderator_id),
             )
             if moved:
                 self._notify(job_id)
@@ -267,8 +268,10 @@ class Engine:
                 self._wake.set()
                 return moved
         elif job.state is JobState.HELD:
+            # A held result is charged when a moderator lets it out, not before.
             moved = await self.store.transition(
-                job_id, JobState.READY, now=now, from_states=[job.state], detail=detail
+                job_id, JobState.READY, now=now, from_states=[job.state], detail=detail,
+                ledger="commit", moderator_id=str(moderator_id),
             )
             if moved:
                 self._notify(job_id)
@@ -278,18 +281,21 @@ class Engine:
         raise NotAllowed(f"This job is {job.state.value}; there is nothing to approve.")
 
     async def reject(self, job_id: str, moderator_id: str, reason: str) -> JobView:
-        """Refuse a job awaiting approval (credits returned) or a held result (already spent)."""
+        """Refuse a job awaiting approval or a held result; the requester's credits come back
+        either way (the server, not the requester, absorbs a rejected render), and a rejected
+        video's files are deleted at once."""
         job = await self._get(job_id)
         if job.state not in (JobState.AWAITING_APPROVAL, JobState.HELD):
             raise NotAllowed(f"This job is {job.state.value}; there is nothing to reject.")
-        ledger: LedgerKind = "release" if job.state is JobState.AWAITING_APPROVAL else "commit"
         moved = await self.store.transition(
             job_id, JobState.REJECTED, now=self._clock(), from_states=[job.state],
-            detail=f"rejected by {moderator_id}: {reason}", ledger=ledger,
+            detail=f"rejected by {moderator_id}: {reason}", ledger="release",
             error_kind="rejected", error_message=reason, finished_at=self._clock(),
+            moderator_id=str(moderator_id), result_path=None, last_frame_path=None,
         )
         if moved is None:
             return await self.reject(job_id, moderator_id, reason)
+        shutil.rmtree(self._job_dir(job_id), ignore_errors=True)
         self._notify(job_id)
         await self._emit(moved, JobEvent(EventKind.REJECTED, reason=reason))
         return moved
@@ -772,7 +778,8 @@ class Engine:
         to_state = JobState.HELD if job.hold_result else JobState.READY
         moved = await self.store.transition(
             job.id, to_state, now=self._clock(), from_states=[JobState.DOWNLOADING],
-            detail="files on disk", ledger="commit", result_path=str(videos[0]),
+            detail="files on disk", ledger=None if job.hold_result else "commit",
+            result_path=str(videos[0]),
             last_frame_path=str(frame) if frame else None, result_meta=meta,
         )
         if moved is None:
