@@ -25,7 +25,8 @@ from bot.webhooks import CallbackReceiver, load_or_create_secret
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.video", "cogs.info", "cogs.admin", "cogs.buttons", "cogs.errors")
+EXTENSIONS = ("cogs.video", "cogs.info", "cogs.admin", "cogs.buttons", "cogs.moderation",
+              "cogs.errors")
 
 
 class SeedanceBot(commands.AutoShardedBot):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,17 @@ def job_nonce(job_id: str) -> str:
     return job_id.replace("-", "")[:25]
 
 
+async def fit_upload(src: Path, max_bytes: int) -> Path | None:
+    """`src` if it fits, else a transcoded copy that does (kept beside it), else None."""
+    if src.stat().st_size <= max_bytes:
+        return src
+    dest = src.with_name(f"{src.stem}.fit{max_bytes}.mp4")
+    if dest.exists():
+        return dest
+    fitted = await asyncio.to_thread(fit_to_size, src, dest, max_bytes)
+    return dest if fitted else None
+
+
 class DiscordDelivery:
     """Status edits and result posts for the engine (see `bot.engine.Delivery`)."""
 
@@ -59,12 +71,26 @@ class DiscordDelivery:
 
     # ---- status message -------------------------------------------------------------------
     async def on_event(self, job: JobView, event: JobEvent) -> None:
+        from cogs.moderation import on_job_event, result_channel, tell_requester
+
         jump = None
         if event.kind is EventKind.DELIVERED and event.reason and event.reason.isdigit():
             guild = job.guild_id if job.guild_id.isdigit() else "@me"
-            jump = f"https://discord.com/channels/{guild}/{job.channel_id}/{event.reason}"
+            where = await result_channel(self.bot, job)
+            jump = f"https://discord.com/channels/{guild}/{where}/{event.reason}"
+        if event.kind is EventKind.REJECTED and event.reason:
+            # The reason is for the requester, not for everyone reading the channel.
+            told = await tell_requester(
+                self.bot, job, f"Your video (job `{job.id[:8]}`) was not approved by the "
+                f"moderators: {event.reason}")
+            if told:
+                event = replace(event, reason="the reason was sent to you privately")
         await self.edit_status(job, status_text(job, event, jump_url=jump),
                                final=event.kind in TERMINAL)
+        try:
+            await on_job_event(self.bot, job, event)
+        except discord.HTTPException as exc:
+            log.warning("moderation update for job %s failed: %s", job.id, exc)
 
     async def edit_status(self, job: JobView, text: str, *, final: bool = False) -> None:
         if not job.context.get("status_message_id"):
@@ -119,7 +145,9 @@ class DiscordDelivery:
 
     # ---- the finished video ---------------------------------------------------------------
     async def deliver(self, job: JobView, result: JobResult) -> str:
-        channel = self.bot.get_partial_messageable(int(job.channel_id))
+        from cogs.moderation import result_channel
+
+        channel = self.bot.get_partial_messageable(int(await result_channel(self.bot, job)))
         existing = await self._already_posted(channel, job.id)
         if existing is not None:
             return str(existing)
@@ -130,7 +158,7 @@ class DiscordDelivery:
     async def _post_within(self, channel: discord.PartialMessageable, job: JobView,
                            result: JobResult, limit: int) -> discord.Message:
         for attempt_limit in (limit, limit // 2):
-            path = await self._fit(result.video_path, attempt_limit - UPLOAD_MARGIN)
+            path = await fit_upload(result.video_path, attempt_limit - UPLOAD_MARGIN)
             if path is None:
                 break
             try:
@@ -146,15 +174,6 @@ class DiscordDelivery:
                     raise
                 log.info("upload of job %s refused as too large; trying smaller", job.id)
         return await self._post_link(channel, job, result, limit)
-
-    async def _fit(self, src: Path, max_bytes: int) -> Path | None:
-        if src.stat().st_size <= max_bytes:
-            return src
-        dest = src.with_name(f"{src.stem}.fit{max_bytes}.mp4")
-        if dest.exists():
-            return dest
-        fitted = await asyncio.to_thread(fit_to_size, src, dest, max_bytes)
-        return dest if fitted else None
 
     async def _post_link(self, channel: discord.PartialMessageable, job: JobView,
                          result: JobResult, limit: int) -> discord.Message:

@@ -84,6 +84,14 @@ STAGE_WORDS = {
 }
 
 
+def prompt_unreviewed(job: JobView) -> bool:
+    """A prompt that waits for (or was refused) a moderator's approval."""
+    if job.context.get("review") not in ("prompts", "both"):
+        return False
+    return job.state.value == "awaiting_approval" or (
+        job.state.value in ("rejected", "cancelled") and job.started_at is None)
+
+
 def mapping_block(request: GenerationRequest) -> str:
     from bot.roles import mapping_lines
 
@@ -98,6 +106,9 @@ def status_text(job: JobView, event: JobEvent | None = None, *, jump_url: str | 
     head = f"**<@{job.user_id}>'s video** · {settings_line(req)}"
     prompt = f"> {clip(req.prompt, 400)}" if req.prompt else ""
     mapping = mapping_block(req)
+    if prompt_unreviewed(job):
+        # Nothing unreviewed appears in public: not the prompt, not the file names.
+        prompt, mapping = "> *(prompt hidden until a moderator approves it)*", ""
     spent = credits if credits is not None else (job.credits_charged or job.credits_estimate)
     state = job.state.value
     line = STAGE_WORDS.get(state, state)
@@ -167,3 +178,92 @@ def result_embed(job: JobView, result: JobResult, *,
         )
     embed.set_footer(text=f"job {job.id}")
     return embed
+
+
+# ---- moderation ----------------------------------------------------------------------------
+REVIEW_TITLES = {"approval": "🛡️ Prompt to review", "review": "🛡️ Video to review"}
+
+
+def decision_line(job: JobView, kind: str) -> str:
+    """What became of a job a card was about, as the moderators see it."""
+    mod = f"<@{job.moderator_id}>" if job.moderator_id else "a moderator"
+    state = job.state.value
+    prompt_refused = state == "rejected" and job.started_at is None
+    if kind == "approval" and job.started_at is not None:
+        line = f"✅ Prompt approved by {mod}" if job.moderator_id else "✅ Prompt approved"
+        if state == "rejected":
+            line += f"; the video was then rejected: {clip(job.error_message or '', 300)}"
+        elif state in ("failed", "cancelled", "delivered", "held"):
+            line += f" · now {STAGE_WORDS.get(state, state)}"
+        return line
+    if state == "rejected" and (kind == "review" or prompt_refused):
+        return f"🚫 Rejected by {mod}: {clip(job.error_message or 'no reason given', 600)}"
+    if state == "cancelled":
+        return "🚫 Cancelled by the requester before a decision"
+    if state == "failed":
+        return f"❌ Failed: {clip(job.error_message or '', 300)}"
+    if job.moderator_id:
+        return f"✅ Approved by {mod} · {STAGE_WORDS.get(state, state)}"
+    return STAGE_WORDS.get(state, state)
+
+
+def review_embed(job: JobView, kind: str, *, event_name: str | None = None,
+                 note: str | None = None, decided: bool = False) -> discord.Embed:
+    """A moderators' card: everything needed to decide without opening anything else."""
+    req = job.request
+    colour = discord.Colour.orange()
+    if decided:
+        line = decision_line(job, kind)
+        colour = (discord.Colour.red() if line.startswith(("🚫", "❌"))
+                  else discord.Colour.green())
+    embed = discord.Embed(title=REVIEW_TITLES[kind], colour=colour,
+                          description=clip(req.prompt, 3000) or "*(no prompt)*")
+    embed.add_field(name="Requester", value=f"<@{job.user_id}> (`{job.user_id}`)")
+    embed.add_field(name="Where", value=f"<#{job.channel_id}>")
+    if event_name:
+        embed.add_field(name="Event", value=clip(event_name, 200))
+    if req.references:
+        embed.add_field(name="Inputs", value=clip(mapping_block(req), MAX_EMBED_FIELD),
+                        inline=False)
+    embed.add_field(name="Settings", value=clip(settings_line(req), MAX_EMBED_FIELD),
+                    inline=False)
+    embed.add_field(name="Credits", value=f"{job.credits_charged or job.credits_estimate}")
+    if note:
+        embed.add_field(name="Note", value=clip(note, MAX_EMBED_FIELD), inline=False)
+    if decided:
+        embed.add_field(name="Decision", value=clip(decision_line(job, kind), MAX_EMBED_FIELD),
+                        inline=False)
+    embed.set_footer(text=f"job {job.id}")
+    return embed
+
+
+AUDIT_EMOJI = {"delivered": "✅", "failed": "❌", "cancelled": "🚫", "rejected": "⛔"}
+
+
+def audit_text(job: JobView, *, jump_url: str | None = None,
+               event_name: str | None = None) -> str:
+    """One audit-log entry per finished job: who, where, what, decision, result, credits."""
+    req = job.request
+    state = job.state.value
+    where = f"<#{job.channel_id}>" + (f" · event **{clip(event_name, 80)}**" if event_name else "")
+    head = (f"{AUDIT_EMOJI.get(state, '•')} **{state}** · <@{job.user_id}> in {where}"
+            f" · job `{job.id[:8]}`")
+    prompt = ("> *(deleted by the requester)*" if job.forgotten
+              else f"> {clip(req.prompt, 300)}" if req.prompt else "> *(no prompt)*")
+    kinds: dict[str, int] = {}
+    for ref in req.references:
+        kinds[ref.kind.value] = kinds.get(ref.kind.value, 0) + 1
+    inputs = ", ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in kinds.items()) or "no files"
+    what = f"inputs: {inputs} · {settings_line(req)}"
+    decision = ""
+    if job.moderator_id:
+        verb = "rejected" if state == "rejected" else "approved"
+        decision = f"{verb} by <@{job.moderator_id}>"
+        if state == "rejected" and job.error_message:
+            decision += f": {clip(job.error_message, 300)}"
+    outcome = (f"[the video]({jump_url})" if jump_url
+               else "" if decision else clip(job.error_message or "", 300))
+    credits = (f"{job.credits_charged} credits charged" if job.credits_charged
+               else f"{job.credits_estimate} credits released")
+    tail = " · ".join(p for p in (decision, outcome, credits) if p)
+    return clip("\n".join((head, prompt, what, tail)), MAX_CONTENT)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Literal
 
 import discord
@@ -22,6 +23,8 @@ from bot.engine import QueueFull, QuotaExceeded
 from bot.errors import ConfigError, InvalidInput
 from bot.intake import MediaInput, RequestOptions, prepare
 from bot.models import Ratio, RequestedMode, Resolution
+from bot.moderation import ReviewMode, matching_rule
+from bot.store import EventRow
 from cogs.texts import problems_text, utc
 
 if TYPE_CHECKING:
@@ -65,6 +68,65 @@ def access_problem(interaction: discord.Interaction[Any], settings: dict[str, An
     return None
 
 
+async def gate(bot: SeedanceBot, interaction: discord.Interaction[Any],
+               settings: dict[str, Any], prompt: str) -> str | None:
+    """Why this person may not start a video here now, or None. Cheap checks only, before any
+    download: a block, channel and role rules, the prompt blocklist.
+    The blocklist answer names the rule, never the matched words (the refusal is private, but
+    a screenshot of it should not spread the term either)."""
+    gid, uid = str(interaction.guild_id or "dm"), str(interaction.user.id)
+    blocked = await bot.store.user_block(gid, uid)
+    if blocked is not None:
+        reason = f" Reason: {blocked[0]}" if blocked[0] else ""
+        return f"You can't make videos on this server.{reason}"
+    denied = access_problem(interaction, settings)
+    if denied:
+        return denied
+    rule = matching_rule(await bot.store.block_rules(gid), prompt)
+    if rule is not None:
+        return (f"Your prompt uses words this server does not allow (blocklist rule #{rule.id}). "
+                "Nothing was spent; rephrase it and try again.")
+    return None
+
+
+#: Launches between the rate check and the job's row, per (guild, user): counted with the rows,
+#: so two quick /video calls can't both pass a limit of one.
+_launching: Counter[tuple[str, str]] = Counter()
+
+
+async def claim_rate_slot(bot: SeedanceBot, gid: str, uid: str,
+                          settings: dict[str, Any]) -> str | None:
+    """Why the per-minute rate forbids this launch, or None, having counted it as in flight
+    (the caller releases it with `release_rate_slot` once the job's row exists or not)."""
+    per_minute = int(settings.get("rate_per_minute") or 0)
+    if per_minute > 0:
+        recent = await bot.store.jobs_since(gid, uid, time.time() - 60)
+        if recent + _launching[(gid, uid)] >= per_minute:
+            return (f"You can start {per_minute} video{'s' if per_minute != 1 else ''} per minute "
+                    "on this server; try again in a minute. Nothing was spent.")
+    _launching[(gid, uid)] += 1  # no await since the read: nobody else can slip in between
+    return None
+
+
+def release_rate_slot(gid: str, uid: str) -> None:
+    _launching[(gid, uid)] -= 1
+    if _launching[(gid, uid)] <= 0:
+        del _launching[(gid, uid)]
+
+
+async def event_here(bot: SeedanceBot,
+                     interaction: discord.Interaction[Any]) -> tuple[EventRow | None, str | None]:
+    """The open event of this channel (or of the thread's parent), or why entries are closed."""
+    if not interaction.guild_id:
+        return None, None
+    parent = str(getattr(interaction.channel, "parent_id", "") or "")
+    event = await bot.store.open_event_in(str(interaction.guild_id),
+                                          [str(interaction.channel_id), parent])
+    if event is not None and event.ends_at <= time.time():
+        return None, f"**{event.name}** has ended; entries are closed."
+    return event, None
+
+
 async def send_private(interaction: discord.Interaction[Any], text: str) -> None:
     """An ephemeral answer, replacing the public 'thinking…' placeholder if there is one."""
     if not interaction.response.is_done():
@@ -82,9 +144,31 @@ async def launch_job(bot: SeedanceBot, interaction: discord.Interaction[Any],
         await interaction.response.defer(thinking=True)
     token_issued = time.time()
     settings = await guild_defaults(bot, interaction.guild_id)
-    denied = access_problem(interaction, settings)
+    event: EventRow | None = None
+    denied = await gate(bot, interaction, settings, options.prompt)
+    if denied is None:
+        event, denied = await event_here(bot, interaction)
+    gid, uid = str(interaction.guild_id or "dm"), str(interaction.user.id)
+    if denied is None:
+        denied = await claim_rate_slot(bot, gid, uid, settings)
     if denied:
         await send_private(interaction, denied)
+        return
+    try:
+        await _launch(bot, interaction, inputs, options, settings, event, token_issued)
+    finally:
+        release_rate_slot(gid, uid)
+
+
+async def _launch(bot: SeedanceBot, interaction: discord.Interaction[Any],
+                  inputs: list[MediaInput], options: RequestOptions, settings: dict[str, Any],
+                  event: EventRow | None, token_issued: float) -> None:
+    review = ReviewMode.of(event.moderation if event else settings.get("moderation"))
+    if review is not ReviewMode.OFF and not settings.get("mod_channel"):
+        # Fail closed: nothing unreviewed may appear, and nobody could review it.
+        await send_private(interaction, "Videos here need a moderator's approval, but no "
+                           "moderators' channel is set. Ask an admin to run "
+                           "`/seedance-admin moderation`. Nothing was spent.")
         return
     options.provider = (options.provider or settings.get("provider")
                         or bot.settings.seedance_provider)
@@ -115,6 +199,7 @@ async def launch_job(bot: SeedanceBot, interaction: discord.Interaction[Any],
         "application_id": str(interaction.application_id),
         "token_issued_at": token_issued,
         "filesize_limit": interaction.filesize_limit,
+        "review": review.value,
     }
     role_ids = [str(r.id) for r in getattr(interaction.user, "roles", [])]
     try:
@@ -125,6 +210,9 @@ async def launch_job(bot: SeedanceBot, interaction: discord.Interaction[Any],
             user_id=str(interaction.user.id),
             role_ids=role_ids,
             context=context,
+            needs_approval=review.prompts,
+            hold_result=review.results,
+            event_id=event.id if event else None,
         )
     except QuotaExceeded as exc:
         when = f" It resets {utc(exc.resets_at)}." if exc.resets_at else ""
