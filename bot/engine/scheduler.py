@@ -6,11 +6,14 @@ longest ago (never served first, ties by oldest job) goes next, so a user with t
 waiting delays another user's single job by at most one slot. Caps apply per gateway (in
 flight), per guild (running) and per user (running); the per-user queued cap is checked at
 enqueue. The memory of who was served is per process: after a restart ties fall back to `seq`.
+Picking and ordering cost O(n log n) (heaps, see `_RoundRobin`), so a queue of thousands can be
+re-ordered several times a second.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import heapq
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +35,9 @@ class EngineLimits:
     delivery_attempts: int = 5
     retry_base: float = 2.0  # seconds, doubled per attempt
     retry_cap: float = 60.0
+    # seconds between two recomputations of the queue's positions while it keeps changing
+    # (a burst of enqueues): the first change is announced at once, the rest coalesce
+    announce_interval: float = 0.5
 
 
 class FairQueue:
@@ -42,28 +48,14 @@ class FairQueue:
         self._guild_served: dict[str, int] = {}
         self._user_served: dict[tuple[str, str], int] = {}
 
-    def _next(
-        self,
-        jobs: Sequence[JobView],
-        guild_served: dict[str, int],
-        user_served: dict[tuple[str, str], int],
-    ) -> JobView:
-        first_seq: dict[str, int] = {}
-        for job in jobs:
-            first_seq.setdefault(job.guild_id, job.seq)
-        guild = min(first_seq, key=lambda g: (guild_served.get(g, -1), first_seq[g]))
-        in_guild = [j for j in jobs if j.guild_id == guild]
-        user_seq: dict[str, int] = {}
-        for job in in_guild:
-            user_seq.setdefault(job.user_id, job.seq)
-        user = min(
-            user_seq, key=lambda u: (user_served.get((guild, u), -1), user_seq[u])
-        )
-        return next(j for j in in_guild if j.user_id == user)
+    @property
+    def tick(self) -> int:
+        """How many jobs were picked so far: `order` only changes when this does."""
+        return self._tick
 
     def pick(
         self,
-        queued: Sequence[JobView],
+        queued: Iterable[JobView],
         running: Iterable[JobView],
         limits: EngineLimits,
         now: float,
@@ -73,42 +65,132 @@ class FairQueue:
         gateway = Counter(j.provider for j in running if j.state in IN_FLIGHT_STATES)
         guild = Counter(j.guild_id for j in running)
         user = Counter((j.guild_id, j.user_id) for j in running)
+
+        def eligible(job: JobView) -> bool:
+            # Counters only grow during one pick, so a job once ineligible stays so: the
+            # round-robin may drop it for good.
+            return (
+                gateway[job.provider] < limits.gateway_in_flight
+                and guild[job.guild_id] < limits.guild_running
+                and user[(job.guild_id, job.user_id)] < limits.user_running
+            )
+
+        turns = _RoundRobin(
+            (j for j in queued if j.not_before <= now),
+            self._guild_served, self._user_served, eligible,
+        )
         chosen: list[JobView] = []
-        pending = sorted((j for j in queued if j.not_before <= now), key=lambda j: j.seq)
-        while True:
-            eligible = [
-                j for j in pending
-                if gateway[j.provider] < limits.gateway_in_flight
-                and guild[j.guild_id] < limits.guild_running
-                and user[(j.guild_id, j.user_id)] < limits.user_running
-            ]
-            if not eligible:
-                return chosen
-            job = self._next(eligible, self._guild_served, self._user_served)
+        while (job := turns.take(self._tick + 1)) is not None:
             self._tick += 1
-            self._guild_served[job.guild_id] = self._tick
-            self._user_served[(job.guild_id, job.user_id)] = self._tick
             gateway[job.provider] += 1
             guild[job.guild_id] += 1
             user[(job.guild_id, job.user_id)] += 1
             chosen.append(job)
-            pending.remove(job)
+        return chosen
 
-    def order(self, queued: Sequence[JobView]) -> list[JobView]:
+    def order(self, queued: Iterable[JobView]) -> list[JobView]:
         """The order the waiting jobs would start in if slots opened one at a time."""
-        guild_served = dict(self._guild_served)
-        user_served = dict(self._user_served)
+        turns = _RoundRobin(queued, dict(self._guild_served), dict(self._user_served), None)
         tick = self._tick
-        pending = sorted(queued, key=lambda j: j.seq)
         ordered: list[JobView] = []
-        while pending:
-            job = self._next(pending, guild_served, user_served)
+        while (job := turns.take(tick + 1)) is not None:
             tick += 1
-            guild_served[job.guild_id] = tick
-            user_served[(job.guild_id, job.user_id)] = tick
             ordered.append(job)
-            pending.remove(job)
         return ordered
+
+
+class _RoundRobin:
+    """Hands out jobs in fair order in O(log n) each.
+
+    A heap of guilds keyed on (last served, first waiting seq); inside each guild a heap of
+    users keyed the same way; each user's jobs in seq order. Keys only grow (serving stamps a
+    newer tick; dropping ineligible or taken jobs raises the first seq), so stale heap entries
+    are fixed lazily: an entry whose real key grew is pushed back with it, and the top entry
+    whose key is current is the true minimum.
+    """
+
+    def __init__(
+        self,
+        jobs: Iterable[JobView],
+        guild_served: dict[str, int],
+        user_served: dict[tuple[str, str], int],
+        eligible: Callable[[JobView], bool] | None,
+    ) -> None:
+        self._guild_served = guild_served
+        self._user_served = user_served
+        self._eligible = eligible
+        self._taken: set[str] = set()
+        self._of_guild: dict[str, deque[JobView]] = {}
+        self._of_user: dict[tuple[str, str], deque[JobView]] = {}
+        for job in sorted(jobs, key=lambda j: j.seq):
+            self._of_guild.setdefault(job.guild_id, deque()).append(job)
+            self._of_user.setdefault((job.guild_id, job.user_id), deque()).append(job)
+        self._guilds = [
+            (guild_served.get(g, -1), jobs_[0].seq, g) for g, jobs_ in self._of_guild.items()
+        ]
+        heapq.heapify(self._guilds)
+        self._users: dict[str, list[tuple[int, int, str]]] = {}
+        for (g, u), jobs_ in self._of_user.items():
+            self._users.setdefault(g, []).append((user_served.get((g, u), -1), jobs_[0].seq, u))
+        for heap in self._users.values():
+            heapq.heapify(heap)
+
+    def _first(self, jobs: deque[JobView]) -> JobView | None:
+        """The first job still to hand out; drops taken and (for good) ineligible ones."""
+        while jobs and (
+            jobs[0].id in self._taken
+            or (self._eligible is not None and not self._eligible(jobs[0]))
+        ):
+            jobs.popleft()
+        return jobs[0] if jobs else None
+
+    def take(self, tick: int) -> JobView | None:
+        """The next job in fair order (None: nothing left), marked served at `tick`."""
+        guilds = self._guilds
+        while guilds:
+            served, seq, guild = guilds[0]
+            first = self._first(self._of_guild[guild])
+            if first is None:
+                heapq.heappop(guilds)
+                continue
+            key = (self._guild_served.get(guild, -1), first.seq)
+            if key != (served, seq):
+                heapq.heapreplace(guilds, (*key, guild))
+                continue
+            user = self._take_user(guild)
+            mine = self._of_user[(guild, user)]
+            job = self._first(mine)
+            assert job is not None
+            mine.popleft()
+            self._taken.add(job.id)
+            self._guild_served[guild] = tick
+            self._user_served[(guild, user)] = tick
+            following = self._first(mine)
+            if following is not None:
+                heapq.heappush(self._users[guild], (tick, following.seq, user))
+            following = self._first(self._of_guild[guild])
+            if following is None:
+                heapq.heappop(guilds)
+            else:
+                heapq.heapreplace(guilds, (tick, following.seq, guild))
+            return job
+        return None
+
+    def _take_user(self, guild: str) -> str:
+        """Pop the guild's user to serve; the guild has a job to hand out, so one exists."""
+        users = self._users[guild]
+        while True:
+            served, seq, user = users[0]
+            first = self._first(self._of_user[(guild, user)])
+            if first is None:
+                heapq.heappop(users)
+                continue
+            key = (self._user_served.get((guild, user), -1), first.seq)
+            if key != (served, seq):
+                heapq.heapreplace(users, (*key, user))
+                continue
+            heapq.heappop(users)
+            return user
 
 
 def estimate_finish(
