@@ -119,9 +119,17 @@ class TaskNotFoundError(GatewayError):
 
 
 class ContentRejectedError(GatewayError):
-    """The gateway's moderation refused the prompt, an input or the output."""
+    """The gateway's moderation refused the prompt, an input or the output.
+
+    Said as moderation, not as a fault: the person can change the prompt or the files.
+    """
 
     kind = "moderation"
+
+    def describe(self) -> str:
+        who = self.provider or "the gateway"
+        return (f"{who}'s safety check refused it ({self.reason}); try different words or "
+                "files")
 
 
 class AudioModerationError(ContentRejectedError):

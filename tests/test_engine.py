@@ -187,6 +187,8 @@ async def test_failure_reason_is_scrubbed(rig: Rig) -> None:
     assert "sk-secret-123456" not in (job.error_message or "")
     assert "sk-secret-123456" not in (rig.delivery.of(job.id, "failed")[0].reason or "")
     assert "blocked" in (job.error_message or "")
+    # A gateway's refusal reads as moderation the person can act on, not as a fault.
+    assert job.error_kind == "moderation" and "safety check refused" in (job.error_message or "")
 
 
 async def test_audio_moderation_retries_once_without_audio_at_no_extra_charge(rig: Rig) -> None:
