@@ -35,7 +35,7 @@ def test_decisions_as_moderators_read_them() -> None:
     assert "Cancelled by the requester" in decision_line(cancelled, "approval")
     embed = review_embed(refused, "approval", event_name="Jam", decided=True)
     fields = {f.name: f.value for f in embed.fields}
-    assert fields["Event"] == "Jam" and fields["Decision"].startswith("🚫")
+    assert fields["Event"] == "Jam" and str(fields["Decision"]).startswith("🚫")
     assert embed.description == "a spooky mansion" and embed.footer.text == f"job {JOB.id}"
 
 
