@@ -8,6 +8,8 @@ commands and buttons arrive as interactions and need no privileged intents).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 import discord
@@ -17,6 +19,7 @@ from discord.ext import commands, tasks
 from bot.config import PROVIDER_NAMES, Settings
 from bot.engine import Engine
 from bot.engine.engine import CallbackUrls
+from bot.lease import Lease, LeaseHeld
 from bot.models import TaskState
 from bot.providers import create_provider
 from bot.providers.base import Provider
@@ -26,7 +29,7 @@ from bot.webhooks import CallbackReceiver, load_or_create_secret
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.video", "cogs.info", "cogs.admin", "cogs.buttons", "cogs.moderation",
-              "cogs.errors")
+              "cogs.events", "cogs.privacy", "cogs.errors")
 
 
 class SeedanceBot(commands.AutoShardedBot):
@@ -48,6 +51,9 @@ class SeedanceBot(commands.AutoShardedBot):
         self.settings = settings
         self._providers: dict[str, Provider] = {}
         self._receiver: CallbackReceiver | None = None
+        self.lease: Lease | None = None
+        self.lease_lost = False
+        self._lease_keeper: asyncio.Task[None] | None = None
 
     def provider(self, name: str) -> Provider:
         """One provider instance per gateway, sharing the bot's HTTP client."""
@@ -61,6 +67,10 @@ class SeedanceBot(commands.AutoShardedBot):
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.http_client = httpx.AsyncClient(timeout=60.0, follow_redirects=False)
         self.store = await Store.open(self.settings.database_path)
+        self.lease = Lease(self.store)
+        await self.lease.acquire()  # before resuming anything: one process drives the jobs
+        self._lease_keeper = asyncio.create_task(self.lease.keep(self._lease_lost),
+                                                 name="lease")
         callbacks = await self._start_receiver()
         self.engine = Engine(
             self.settings,
@@ -115,6 +125,11 @@ class SeedanceBot(commands.AutoShardedBot):
             synced = await self.tree.sync()
         log.info("synced %d application commands", len(synced))
 
+    async def _lease_lost(self) -> None:
+        """Another process drives the jobs now; running on would post twice."""
+        self.lease_lost = True
+        await self.close()
+
     async def on_ready(self) -> None:
         log.info("ready as %s in %d guilds", self.user, len(self.guilds))
 
@@ -123,6 +138,11 @@ class SeedanceBot(commands.AutoShardedBot):
         engine = getattr(self, "engine", None)
         if engine is not None:
             await engine.stop()
+        if self._lease_keeper is not None and self._lease_keeper is not asyncio.current_task():
+            self._lease_keeper.cancel()
+        if self.lease is not None and not self.lease_lost:
+            with contextlib.suppress(Exception):
+                await self.lease.release()
         if self._receiver is not None:
             await self._receiver.stop()
         for provider in self._providers.values():
@@ -145,5 +165,8 @@ def run_bot(settings: Settings) -> int:
             "Discord refused DISCORD_TOKEN; reset it in the developer portal (Bot → Reset Token)"
         )
         return 2
-    return 0
+    except LeaseHeld as exc:
+        logging.getLogger("seedance").error("%s", exc)
+        return 1
+    return 1 if bot.lease_lost else 0
 

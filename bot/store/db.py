@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 import aiosqlite
 
 from bot.models import GenerationRequest
+from bot.store.leases import LeaseStore
 from bot.store.moderation import ModerationStore
 from bot.store.records import (
     CheckResult,
@@ -131,7 +132,7 @@ def migrations() -> list[tuple[int, str, str]]:
     return found
 
 
-class Store(ModerationStore):
+class Store(ModerationStore, LeaseStore):
     """Durable state of the bot. Open with `await Store.open(path)`; close with `close()`."""
 
     _job_from_row = staticmethod(_job)
