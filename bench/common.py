@@ -6,10 +6,13 @@ figure to bench/RESULTS.md, so the history of a number stays next to the code th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import statistics
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,22 @@ def machine() -> str:
             f"{platform.system().lower()}")
 
 
+def code_version() -> str:
+    """HEAD (hash and subject) plus any uncommitted files under bot/ and cogs/: the tree is
+    shared with engineers at work, so a figure belongs to what was on disk, not only a commit."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True,
+                              cwd=root).stdout.strip()
+
+    dirty = [line[3:] for line in git("status", "--porcelain", "bot", "cogs").splitlines()]
+    head = git("log", "-1", "--format=%h %s")
+    return head + (f" + uncommitted {', '.join(dirty)}" if dirty else "")
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100); the max for q=100."""
     if not values:
@@ -52,13 +71,433 @@ def rss_mb(pid: int | None = None) -> float:
 
 
 def report(bench: str, rows: list[tuple[str, str, str]], details: dict[str, Any]) -> None:
-    """Print the JSON for `bench` and append (figure, value, target) rows to RESULTS.md."""
+    """Print the JSON for `bench` and append (figure, value, target) rows to RESULTS.md.
+
+    BENCH_NO_RECORD=1 prints only (for trying a script with small knobs)."""
     print(json.dumps({"bench": bench, "machine": machine(),
                       "figures": [{"figure": f, "value": v, "target": t} for f, v, t in rows],
                       **details}, indent=2, default=str, ensure_ascii=False))
+    if os.environ.get("BENCH_NO_RECORD"):
+        return
     if not RESULTS.exists():
         RESULTS.write_text(HEADER)
     date = datetime.now(UTC).strftime("%Y-%m-%d %H:%M")
     with RESULTS.open("a") as out:
         for figure, value, target in rows:
             out.write(f"| {date} | {machine()} | {bench}: {figure} | {value} | {target} |\n")
+
+
+# ---- shared by inflight, completion and throughput ------------------------------------------
+# The engine under test runs in its own process (`engine_worker`), so psutil figures are its
+# alone; the fake gateway runs in the bench process and counts what reaches it.
+
+BOT_DIR = Path(__file__).resolve().parents[1] / "bot"
+BENCH_KEY = "bench-magnific-key"
+
+
+def small_video() -> bytes:
+    """A real 1 s 160x96 MP4 (~3 KB): downloads exercise the pipeline, not the disk."""
+    from tests.fakes.common import sample_video
+
+    return sample_video(160, 96, 1.0, audio=False)
+
+
+def bench_request(i: int) -> Any:
+    """A request Magnific accepts (5 s, 480p, 16:9, no audio)."""
+    from bot.models import GenerationRequest
+
+    return GenerationRequest(prompt=f"bench job {i}", provider="magnific", resolution="480p",
+                             duration=5, ratio="16:9", audio=False)
+
+
+def _bench_magnific_class() -> type:
+    """Built on first use so importing bench.common does not import the test fakes."""
+    import asyncio
+    import time
+    from collections import Counter
+
+    import aiohttp
+    from aiohttp import web
+
+    from tests.fakes.common import sample_video
+    from tests.fakes.magnific import FakeMagnific, MagnificTask
+
+    class BenchMagnific(FakeMagnific):
+        """FakeMagnific whose tasks take `task_seconds` of wall time instead of N polls.
+
+        With `callbacks`, each finished task is POSTed (twice, as gateways redeliver) to its
+        `webhook_url` the moment it finishes. `succeeded_at[task_id]` is that moment
+        (time.monotonic, comparable across processes on Linux); `counts` has create, poll,
+        download and callback.
+        """
+
+        api_key = BENCH_KEY
+
+        def __init__(self, task_seconds: float, *, callbacks: bool = False,
+                     video: bytes | None = None) -> None:
+            super().__init__()
+            self.task_seconds = task_seconds
+            self.callbacks = callbacks
+            self.video = video
+            self.created_at: dict[str, float] = {}
+            self.succeeded_at: dict[str, float] = {}
+            self.counts: Counter[str] = Counter()
+            self.callback_statuses: Counter[int] = Counter()
+            self._timers: set[asyncio.Task[None]] = set()
+            self._session: aiohttp.ClientSession | None = None
+
+        async def __aexit__(self, *exc: object) -> None:
+            for timer in self._timers:
+                timer.cancel()
+            if self._session is not None:
+                await self._session.close()
+            await super().__aexit__(*exc)
+
+        async def _create(self, request: web.Request) -> web.Response:
+            self.counts["create"] += 1
+            before = len(self.tasks)
+            response = await super()._create(request)  # no await inside: the new task is last
+            if len(self.tasks) > before:
+                task = next(reversed(self.tasks.values()))
+                self.created_at[task.task_id] = time.monotonic()
+                if self.callbacks and task.body.get("webhook_url"):
+                    timer = asyncio.create_task(self._finish_later(task))
+                    self._timers.add(timer)
+                    timer.add_done_callback(self._timers.discard)
+            return response
+
+        async def _get(self, request: web.Request) -> web.Response:
+            self.counts["poll"] += 1
+            return await super()._get(request)
+
+        async def _serve_file(self, request: web.Request) -> web.StreamResponse:
+            self.counts["download"] += 1
+            return await super()._serve_file(request)
+
+        def advance(self, task: MagnificTask) -> None:
+            if task.status in ("COMPLETED", "FAILED"):
+                return
+            task.polls += 1
+            done_at = self.created_at[task.task_id] + self.task_seconds
+            if time.monotonic() >= done_at:
+                self.succeeded_at.setdefault(task.task_id, done_at)  # when it turned succeeded
+                self.finish(task)
+            else:
+                task.status = "IN_PROGRESS"
+
+        def finish(self, task: MagnificTask) -> None:
+            task.status = "COMPLETED"
+            task.generated = [self.add_file(f"{task.task_id}.mp4", self.video or sample_video(),
+                                            ttl=self.file_ttl)]
+
+        async def _finish_later(self, task: MagnificTask) -> None:
+            await asyncio.sleep(self.task_seconds)
+            if task.status == "COMPLETED":  # a poll saw it first
+                return
+            self.succeeded_at[task.task_id] = time.monotonic()
+            self.finish(task)
+            if self._session is None:
+                self._session = aiohttp.ClientSession()
+            raw = json.dumps(task.obj()).encode()
+            for _ in range(2):
+                self.counts["callback"] += 1
+                try:
+                    async with self._session.post(
+                        task.body["webhook_url"], data=raw,
+                        headers={"Content-Type": "application/json"},
+                    ) as resp:
+                        self.callback_statuses[resp.status] += 1
+                except aiohttp.ClientError:
+                    self.callback_statuses[0] += 1
+
+    return BenchMagnific
+
+
+def bench_magnific(task_seconds: float, *, callbacks: bool = False,
+                   video: bytes | None = None) -> Any:
+    """A `BenchMagnific` fake gateway (see `_bench_magnific_class`); use `async with`."""
+    return _bench_magnific_class()(task_seconds, callbacks=callbacks, video=video)
+
+
+def emit(event: str, **fields: Any) -> None:
+    """One JSON line on stdout: how the worker talks to the bench process."""
+    sys.stdout.write(json.dumps({"event": event, "t": time.monotonic(), **fields},
+                                default=str) + "\n")
+    sys.stdout.flush()
+
+
+class CountingDelivery:
+    """The engine's delivery port, doing nothing heavy: counts posts and failures."""
+
+    def __init__(self, expected: int) -> None:
+        import asyncio
+
+        self.expected = expected
+        self.delivered: dict[str, str] = {}
+        self.failed: dict[str, str] = {}
+        self.done = asyncio.Event()
+
+    async def on_event(self, job: Any, event: Any) -> None:
+        if event.kind.value in ("failed", "cancelled", "rejected"):
+            self.failed[job.id] = str(event.reason)
+            self._check()
+
+    async def deliver(self, job: Any, result: Any) -> str:
+        ref = self.delivered.setdefault(job.id, f"msg-{len(self.delivered) + 1}")
+        self._check()
+        return ref
+
+    def _check(self) -> None:
+        if len(self.delivered) + len(self.failed) >= self.expected:
+            self.done.set()
+
+
+async def engine_worker(cfg: dict[str, Any]) -> None:
+    """Run the real engine against the fake Magnific at cfg["base_url"] until cfg["jobs"] jobs
+    are delivered or failed. Prints JSON lines: ready, started, enqueued, done.
+
+    cfg: base_url, data_dir, jobs, users, callbacks (bool), create ("store": rows written
+    before start, as a restart finds them; "enqueue": concurrent `Engine.enqueue` calls after
+    start), limits (EngineLimits fields), poll_policy (PollPolicy fields or None), profile
+    (path for a pyinstrument text report, or None).
+    """
+    import asyncio
+    import logging
+    import uuid
+
+    import httpx
+
+    from bot.config import Settings
+    from bot.engine import Engine, EngineLimits, PollPolicy
+    from bot.providers import create_provider
+    from bot.store import JobState, NewJob, Store
+    from bot.webhooks import CallbackReceiver
+
+    logging.basicConfig(level=logging.WARNING)
+    jobs, users = int(cfg["jobs"]), int(cfg.get("users", 100))
+    settings = Settings(
+        seedance_data_dir=Path(cfg["data_dir"]), magnific_api_key=BENCH_KEY,
+        magnific_base_url=cfg["base_url"], seedance_user_daily_credits=10**9,
+        seedance_guild_monthly_credits=10**9,
+    )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await Store.open(settings.database_path)
+    http = httpx.AsyncClient(timeout=60.0, follow_redirects=False)  # as cogs/app.py builds it
+    provider = create_provider("magnific", settings, client=http)
+    delivery = CountingDelivery(jobs)
+    receiver: CallbackReceiver | None = None
+    engine: Engine
+
+    async def sink(job_id: str, state: Any) -> None:
+        await engine.on_callback(job_id, state)
+
+    if cfg.get("callbacks"):
+        receiver = CallbackReceiver({"magnific": provider}, sink, base_url="http://placeholder",
+                                    secret="bench-secret", host="127.0.0.1", port=0)
+        await receiver.start()
+        receiver.base_url = f"http://127.0.0.1:{receiver.bound_port}"
+    policy = cfg.get("poll_policy")
+    engine = Engine(settings, store, delivery=delivery, providers={"magnific": provider},
+                    http=http, limits=EngineLimits(**cfg.get("limits", {})),
+                    callbacks=receiver, poll_policy=PollPolicy(**policy) if policy else None)
+    profiler = None
+    if cfg.get("profile"):
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001, async_mode="disabled")
+    emit("ready")
+    if profiler is not None:
+        profiler.start()
+    enqueue_s = None
+    if cfg.get("create", "store") == "store":
+        for i in range(jobs):
+            await store.create_job(NewJob(
+                id=str(uuid.uuid4()), guild_id="g1", channel_id="c1", user_id=f"u{i % users}",
+                role_ids=(), request=bench_request(i), provider="magnific",
+                model=provider.default_model, state=JobState.QUEUED, credits_estimate=5,
+            ), [], now=time.time())
+        emit("created")
+        await engine.start()
+        emit("started")
+    else:
+        await engine.start()
+        emit("started")
+        began = time.perf_counter()
+        await asyncio.gather(*(
+            engine.enqueue(bench_request(i), guild_id="g1", channel_id="c1",
+                           user_id=f"u{i % users}")
+            for i in range(jobs)
+        ))
+        enqueue_s = time.perf_counter() - began
+        emit("enqueued", seconds=enqueue_s)
+    await delivery.done.wait()
+    finished = time.monotonic()
+    costs: dict[str, Any] = {}
+    if profiler is not None:
+        profiler.stop()
+        Path(cfg["profile"]).write_text(profiler.output_text(unicode=True, color=False))
+        costs = profile_costs(profiler.last_session)
+    reasons = sorted(set(delivery.failed.values()))[:5]
+    await engine.stop()
+    if receiver is not None:
+        await receiver.stop()
+    await provider.aclose()
+    await http.aclose()
+    await store.close()
+    emit("done", finished=finished, delivered=len(delivery.delivered),
+         failed=len(delivery.failed), failure_reasons=reasons, enqueue_s=enqueue_s, **costs)
+
+
+def worker_main() -> bool:
+    """`python -m bench.<name> --worker '<json>'` runs `engine_worker`; True if it did."""
+    import asyncio
+
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        asyncio.run(engine_worker(json.loads(sys.argv[2])))
+        return True
+    return False
+
+
+class WorkerProcess:
+    """The engine worker as a child process, its JSON lines, and psutil samples of it."""
+
+    def __init__(self, module: str, cfg: dict[str, Any]) -> None:
+        self.module = module
+        self.cfg = cfg
+        self.events: dict[str, dict[str, Any]] = {}
+        self.samples: list[tuple[float, float, float]] = []  # (monotonic, cpu s, rss MB)
+        self.proc: Any = None
+        self._changed: Any = None
+        self._tasks: list[Any] = []
+        self.stderr_path = Path(cfg["data_dir"]).parent / "worker.stderr"
+
+    async def start(self, interval: float = 0.5) -> None:
+        import asyncio
+
+        self._changed = asyncio.Condition()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SEEDANCE_", "MAGNIFIC_"))}
+        with self.stderr_path.open("wb") as err:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", self.module, "--worker", json.dumps(self.cfg),
+                stdout=asyncio.subprocess.PIPE, stderr=err, env=env,
+                cwd=str(Path(__file__).resolve().parents[1]),
+            )
+        self._ps = psutil.Process(self.proc.pid)
+        self._tasks = [asyncio.create_task(self._read()),
+                       asyncio.create_task(self._sample(interval))]
+
+    def sample_now(self) -> tuple[float, float, float]:
+        cpu = self._ps.cpu_times()
+        sample = (time.monotonic(), cpu.user + cpu.system, self._ps.memory_info().rss / 2**20)
+        self.samples.append(sample)
+        return sample
+
+    async def _sample(self, interval: float) -> None:
+        import asyncio
+
+        while True:
+            try:
+                self.sample_now()
+            except psutil.Error:
+                return
+            await asyncio.sleep(interval)
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        async for raw in self.proc.stdout:
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue
+            with contextlib.suppress(psutil.Error):
+                line["sample"] = self.sample_now()
+            async with self._changed:
+                self.events[line["event"]] = line
+                self._changed.notify_all()
+        async with self._changed:
+            self.events.setdefault("exit", {"event": "exit", "t": time.monotonic()})
+            self._changed.notify_all()
+
+    async def wait(self, event: str, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
+        """The event's line; raises if the worker exits first or time runs out."""
+        import asyncio
+
+        async def until() -> dict[str, Any]:
+            async with self._changed:
+                await self._changed.wait_for(lambda: event in self.events or "exit" in self.events)
+                if event not in self.events:
+                    tail = self.stderr_path.read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"worker exited before {event!r}:\n{tail}")
+                return self.events[event]
+
+        return await asyncio.wait_for(until(), timeout)
+
+    def cpu_between(self, start: float, end: float) -> tuple[float, float]:
+        """(CPU seconds, wall seconds) between the samples nearest two moments."""
+        def near(t: float) -> tuple[float, float, float]:
+            return min(self.samples, key=lambda s: abs(s[0] - t))
+
+        a, b = near(start), near(end)
+        return b[1] - a[1], max(b[0] - a[0], 1e-9)
+
+    def max_rss(self, start: float = 0.0, end: float = float("inf")) -> float:
+        return max((s[2] for s in self.samples if start <= s[0] <= end), default=float("nan"))
+
+    async def close(self) -> None:
+        import asyncio
+
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                await asyncio.wait_for(self.proc.wait(), 30)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _frame(identifier: str) -> tuple[str, str, str]:
+    """(function, file, first line) of a pyinstrument frame identifier."""
+    parts = identifier.split("\x01")
+    func, file, line = [*parts[0].split("\x00"), "", ""][:3]
+    cls = next((p[1:] for p in parts[1:] if p.startswith("c")), "")
+    return (f"{cls}.{func}" if cls else func), file, line
+
+
+def profile_costs(session: Any, top: int = 3) -> dict[str, Any]:
+    """Where the busy (non-idle) samples go: each is charged to the innermost frame of our
+    bot/ code on its stack (what we could change), with the library it was in below that."""
+    from collections import Counter, defaultdict
+
+    busy = idle = 0.0
+    ours: Counter[str] = Counter()
+    below: dict[str, Counter[str]] = defaultdict(Counter)
+    for stack, seconds in session.frame_records:
+        leaf_func, leaf_file, _ = _frame(stack[-1])
+        if leaf_func.endswith("select") and leaf_file.endswith("selectors.py"):
+            idle += seconds
+            continue
+        busy += seconds
+        owner = "(no bot/ frame: event loop, aiohttp, httpx)"
+        for ident in reversed(stack):
+            func, file, line = _frame(ident)
+            if file.startswith(str(BOT_DIR)):
+                owner = f"{func} (bot/{Path(file).relative_to(BOT_DIR)}:{line})"
+                break
+        ours[owner] += seconds
+        lib = Path(leaf_file).parts
+        where = next((p for p in reversed(lib) if p in ("site-packages", "python3.11")), None)
+        library = lib[lib.index(where) + 1] if where and lib.index(where) + 1 < len(lib) else (
+            "bot" if leaf_file.startswith(str(BOT_DIR)) else Path(leaf_file).name)
+        below[owner][library.removesuffix(".py")] += seconds
+    ranked = [
+        {"where": owner, "seconds": round(s, 2), "share_of_busy": f"{100 * s / busy:.0f} %",
+         "mostly_in": [lib for lib, _ in below[owner].most_common(2)]}
+        for owner, s in ours.most_common(top + 1)
+        if not owner.startswith("(no bot/")
+    ][:top]
+    return {"profile_busy_s": round(busy, 2), "profile_idle_s": round(idle, 2),
+            "top_costs": ranked,
+            "outside_bot_s": round(ours.get("(no bot/ frame: event loop, aiohttp, httpx)", 0.0),
+                                   2)}

@@ -1,0 +1,111 @@
+"""inflight: 2,000 jobs running at once on a fake gateway whose tasks take 60 s.
+
+The real engine (with the real Magnific provider module and a real httpx client, as the bot
+builds them) runs in a child process; the fake Magnific runs here, so psutil on the child gives
+the engine's own RSS and CPU. Jobs are written to the store before the engine starts (as a
+restart finds them: `Engine.enqueue` is measured by quota and throughput), and EngineLimits are
+raised so all 2,000 are in flight together. Two modes: polling (the default PollPolicy with the
+gateway's typical 60 s) and callbacks (CallbackReceiver on loopback; the fake POSTs each result
+twice when the task ends). Figures: peak RSS, CPU share of one core over the whole run and while
+all tasks wait, and gateway requests per job (creates, polls, downloads) counted at the fake.
+Targets: RSS < 300 MB, CPU < 10 %, ≤ 4 polls per job with polling, 0 with callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    WorkerProcess,
+    bench_magnific,
+    code_version,
+    report,
+    small_video,
+    worker_main,
+)
+
+JOBS = int(os.environ.get("INFLIGHT_JOBS", "2000"))
+TASK_SECONDS = float(os.environ.get("INFLIGHT_TASK_SECONDS", "60"))
+#: Knobs for finding a cause: which modes to run, and a path for a pyinstrument report of the
+#: worker (the profile's top costs then appear in the JSON).
+MODES = os.environ.get("INFLIGHT_MODES", "polling,callbacks").split(",")
+PROFILE = os.environ.get("INFLIGHT_PROFILE")
+LIMITS = {"gateway_in_flight": JOBS, "guild_running": JOBS, "user_running": JOBS,
+          "user_queued": JOBS}
+
+
+async def run_mode(callbacks: bool) -> dict[str, Any]:
+    mode = "callbacks" if callbacks else "polling"
+    with tempfile.TemporaryDirectory() as tmp:
+        async with bench_magnific(TASK_SECONDS, callbacks=callbacks, video=small_video()) as gw:
+            worker = WorkerProcess("bench.inflight", {
+                "base_url": gw.base_url, "data_dir": str(Path(tmp) / "data"), "jobs": JOBS,
+                "users": 200, "callbacks": callbacks, "create": "store", "limits": LIMITS,
+                "profile": f"{PROFILE}.{mode}.txt" if PROFILE else None,
+            })
+            await worker.start()
+            try:
+                ready = await worker.wait("ready", 60)
+                started = await worker.wait("started", 300)
+                submitted_at = None
+                while submitted_at is None:  # every create answered: all tasks are waiting
+                    if gw.counts["create"] >= JOBS or "done" in worker.events:
+                        submitted_at = time.monotonic()
+                    await asyncio.sleep(0.2)
+                done = await worker.wait("done", TASK_SECONDS + 600)
+            finally:
+                await worker.close()
+        first_success = min(gw.succeeded_at.values(), default=done["finished"])
+    begin, end = started["t"], done["finished"]
+    cpu_all, wall_all = worker.cpu_between(begin, end)
+    cpu_wait, wall_wait = worker.cpu_between(submitted_at, first_success)
+    cpu_start, wall_start = worker.cpu_between(begin, submitted_at)
+    per_job = {k: round(gw.counts[k] / JOBS, 2) for k in ("create", "poll", "download",
+                                                           "callback")}
+    return {
+        "mode": mode, "jobs": JOBS, "task_seconds": TASK_SECONDS,
+        "delivered": done["delivered"], "failed": done["failed"],
+        "failure_reasons": done["failure_reasons"],
+        "rss_ready_mb": round(ready["sample"][2], 1),
+        "rss_peak_mb": round(worker.max_rss(begin, end + 1), 1),
+        "rss_all_waiting_mb": round(worker.max_rss(submitted_at, first_success), 1),
+        "cpu_share_run": round(100 * cpu_all / wall_all, 1),
+        "cpu_share_waiting": round(100 * cpu_wait / wall_wait, 1),
+        "cpu_s_run": round(cpu_all, 1), "wall_s_run": round(wall_all, 1),
+        "cpu_s_start_phase": round(cpu_start, 1), "wall_s_start_phase": round(wall_start, 1),
+        "wall_s_waiting": round(wall_wait, 1),
+        "requests_per_job": per_job,
+        "callback_statuses": dict(gw.callback_statuses),
+        **{k: done[k] for k in ("top_costs", "profile_busy_s", "outside_bot_s") if k in done},
+    }
+
+
+async def main() -> None:
+    version = code_version()
+    results = [await run_mode(mode == "callbacks") for mode in MODES]
+    rows = []
+    for r in results:
+        m, req = r["mode"], r["requests_per_job"]
+        ok = f" ({r['delivered']}/{JOBS} delivered)" if r["delivered"] != JOBS else ""
+        rows += [
+            (f"{m}, {JOBS} × {TASK_SECONDS:.0f} s tasks: peak RSS",
+             f"{r['rss_peak_mb']:.0f} MB{ok}", "< 300 MB"),
+            (f"{m}: CPU share of one core, whole run ({r['wall_s_run']:.0f} s)",
+             f"{r['cpu_share_run']:.1f} %", "< 10 %"),
+            (f"{m}: CPU share while all {JOBS} wait", f"{r['cpu_share_waiting']:.1f} %",
+             "report"),
+            (f"{m}: gateway requests per job (create / polls / downloads)",
+             f"{req['create']} / {req['poll']} / {req['download']}",
+             "polls ≤ 4" if m == "polling" else "polls 0"),
+        ]
+    report("inflight", rows, {"code": version, "modes": results})
+
+
+if __name__ == "__main__":
+    if not worker_main():
+        asyncio.run(main())
