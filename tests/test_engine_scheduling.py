@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from bot.config import Settings
-from bot.engine import Engine, EngineLimits, FairQueue, JobState
+from bot.engine import Engine, EngineLimits, FairQueue, JobEvent, JobState
 from bot.store import IN_FLIGHT_STATES, RUNNING_STATES, JobView, Store
 from tests.fakes.common import FakeGateway
 from tests.test_engine_fakes import FakeClock, FakeDelivery, FakeProvider, Outcome, request
@@ -149,7 +149,8 @@ async def test_positions_and_etas_update_as_the_queue_moves(h: Harness) -> None:
     h.provider.script = lambda _r: Outcome(polls=10**6)
     h.provider.typical = 60.0
     h.clock.block_from = 0.5
-    engine = h.engine(EngineLimits(gateway_in_flight=1))
+    # Announce every change at once: the fake clock then never moves and ETAs are exact.
+    engine = h.engine(EngineLimits(gateway_in_flight=1, announce_interval=0.0))
     await engine.start()
     first = await add(engine, "u1")
     await settle()
@@ -179,7 +180,7 @@ async def test_eta_uses_recent_real_durations(h: Harness) -> None:
         await h.store.record_duration("fake", "480p", 5, seconds, now=h.clock.now())
     h.provider.script = lambda _r: Outcome(polls=10**6)
     h.clock.block_from = 0.5
-    engine = h.engine(EngineLimits(gateway_in_flight=1))
+    engine = h.engine(EngineLimits(gateway_in_flight=1, announce_interval=0.0))
     await engine.start()
     ids = [await add(engine, f"u{i}") for i in range(3)]
     await settle()
@@ -194,6 +195,95 @@ async def test_finished_jobs_record_their_duration(h: Harness) -> None:
     await engine.wait(await add(engine, "u1"))
     durations = await h.store.recent_durations("fake", "480p", 5)
     assert len(durations) == 1 and durations[0] > 0
+
+
+class GatedDelivery(FakeDelivery):
+    """Holds "queued" events at gates, like a slow status edit in the middle of a pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates: list[asyncio.Event] = []  # each "queued" event waits on the next one
+        self.held: list[str] = []  # job ids of "queued" events that reached a gate
+
+    async def on_event(self, job: JobView, event: JobEvent) -> None:
+        await super().on_event(job, event)
+        if event.kind.value == "queued" and self.gates:
+            gate = self.gates.pop(0)
+            self.held.append(job.id)
+            await gate.wait()
+
+
+class ManualClock:
+    """A clock that only moves when the test says; sleepers wake when their time has come."""
+
+    def __init__(self) -> None:
+        self.t = 1_750_000_000.0
+        self.sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.sleepers.append((self.t + seconds, wake))
+        await wake
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+        for due, wake in list(self.sleepers):
+            if due <= self.t:
+                self.sleepers.remove((due, wake))
+                wake.set_result(None)
+
+
+async def test_a_burst_is_announced_in_one_pass_per_interval(h: Harness) -> None:
+    """After one announcement, a burst of enqueues within `announce_interval` causes no pass
+    of its own: one pass at the end of the interval tells every new job its place, once."""
+    clock = ManualClock()
+    engine = Engine(h.settings, h.store, delivery=h.delivery, providers={"fake": h.provider},
+                    http=h.http, limits=EngineLimits(announce_interval=0.5),
+                    clock=clock.now, sleep=clock.sleep)
+    h.engines.append(engine)
+    first = await add(engine, "u0")
+    assert [e.position for e in h.delivery.of(first, "queued")] == [1]  # at once
+    burst = await asyncio.gather(*(add(engine, f"u{i}") for i in range(1, 30)))
+    await settle()
+    assert all(h.delivery.of(job_id, "queued") == [] for job_id in burst)
+    assert [due - clock.now() for due, _ in clock.sleepers] == [0.5]  # one pass, waiting
+
+    clock.advance(0.5)
+    await settle()
+    arrival = [j.id for j in await h.store.jobs([JobState.QUEUED])]  # in seq order
+    assert arrival[0] == first and sorted(arrival[1:]) == sorted(burst)
+    for place, job_id in enumerate(arrival, 1):  # new users go in arrival order
+        assert [e.position for e in h.delivery.of(job_id, "queued")] == [place]
+    assert clock.sleepers == []  # caught up: the announcer has ended
+
+
+async def test_a_job_that_left_the_queue_during_a_pass_is_not_announced(h: Harness) -> None:
+    """A pass emits from a snapshot; a job cancelled after it must not get a late "queued"
+    that would overwrite its "cancelled" status."""
+    delivery = h.delivery = GatedDelivery()
+    first_gate, second_gate = asyncio.Event(), asyncio.Event()
+    delivery.gates = [first_gate, second_gate]
+    engine = h.engine(EngineLimits())
+    first = asyncio.create_task(add(engine, "a"))  # its pass stops at the first gate
+    await until(lambda: _true(len(delivery.held) == 1))
+    second = await add(engine, "b")  # the pass is busy: left to the announcer
+    third = await add(engine, "c")
+    first_gate.set()
+    await first
+    await until(lambda: _true(len(delivery.held) == 2))  # the announcer's pass, at b
+    assert delivery.held[1] == second
+    await engine.cancel(third, "c")  # after that pass read the queue, before it reached c
+    second_gate.set()
+    await settle()
+    assert delivery.kinds(third) == ["cancelled"]
+    assert [e.position for e in delivery.of(second, "queued")] == [2]
+
+
+async def _true(value: bool) -> bool:
+    return value
 
 
 def _job(seq: int, user: str, guild: str = "g", **kw: Any) -> JobView:

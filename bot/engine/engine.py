@@ -4,6 +4,12 @@ Every step is a row change committed *before* the side effect it announces (`sub
 before the create call, `generating` with the task id right after it, `downloading` with the
 result URLs, `ready` with the files, `delivered` with the post's reference), so a job can be
 resumed from its row after any crash, and nothing is sent, charged or posted twice.
+
+Queue positions are announced coalesced: every row change bumps a generation counter
+(`_notify`); the first change after a quiet spell is announced at once, further ones at most
+once per `EngineLimits.announce_interval` by a background announcer. The rows of the queue are
+kept as a snapshot tagged with the generation they were read at, so `queue()` and the
+announcer re-read the table only when something changed.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -85,6 +92,23 @@ class QueueFull(SeedanceError):
     """The user already has as many jobs waiting as the per-user cap allows."""
 
 
+#: A snapshot older than this is re-read even if this engine changed nothing (another process,
+#: e.g. the CLI, may have written to the same database).
+_SNAPSHOT_MAX_AGE = 5.0
+
+
+@dataclass
+class _QueueSnapshot:
+    """Queued and running rows as read at `generation`; the fair order is cached per tick."""
+
+    generation: int
+    loaded_at: float
+    queued: list[JobView]
+    running: list[JobView]
+    order_tick: int = -1
+    ordered: list[JobView] = field(default_factory=list)
+
+
 class Engine:
     """Runs jobs from enqueue to delivery. See the package docstring for the public API."""
 
@@ -124,6 +148,12 @@ class Engine:
         self._cancel_requested: dict[str, asyncio.Future[str | None]] = {}
         self._announced: dict[str, int] = {}
         self._announce_lock = asyncio.Lock()
+        self._announcer: asyncio.Task[None] | None = None
+        self._next_announce = float("-inf")  # engine clock: no pass before this
+        self._generation = 0  # bumped on every job change (see _notify)
+        self._announced_gen = 0  # the generation the last announcement was computed from
+        self._moved: dict[str, int] = {}  # job id -> generation of its latest change
+        self._snapshot: _QueueSnapshot | None = None
         self._expected: dict[tuple[str, str, int], float] = {}
         self._started = False
 
@@ -142,9 +172,10 @@ class Engine:
         """Stop scheduling and cancel runners. Safe at any point: rows say where to resume."""
         self._started = False
         tasks = list(self._runners.values())
-        if self._scheduler is not None:
-            tasks.append(self._scheduler)
-            self._scheduler = None
+        for background in (self._scheduler, self._announcer):
+            if background is not None:
+                tasks.append(background)
+        self._scheduler = self._announcer = None
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -232,11 +263,12 @@ class Engine:
         exceeded = await self.store.create_job(new, checks, now=now)
         if exceeded is not None:
             raise QuotaExceeded(window_of(exceeded.check, applicable, exceeded.used, now), credits)
+        self._notify(new.id)
         job = await self._get(new.id)
         if needs_approval:
             await self._emit(job, JobEvent(EventKind.AWAITING_APPROVAL))
         else:
-            await self._announce_positions()
+            await self._announce()
             self._wake.set()
         return job
 
@@ -264,7 +296,7 @@ class Engine:
             )
             if moved:
                 self._notify(job_id)
-                await self._announce_positions()
+                await self._announce()
                 self._wake.set()
                 return moved
         elif job.state is JobState.HELD:
@@ -316,7 +348,7 @@ class Engine:
             if moved is None:
                 return await self.cancel(job_id, by_user_id, moderator=moderator)
             await self._emit(moved, JobEvent(EventKind.CANCELLED, reason="Cancelled."))
-            await self._announce_positions()
+            await self._announce()
             self._wake.set()
             return f"Cancelled before it started; {job.credits_estimate} credits returned."
         if job.state is JobState.SUBMITTING:
@@ -357,8 +389,12 @@ class Engine:
         )
 
     async def queue(self, guild_id: str) -> list[QueueEntry]:
-        """The guild's running jobs (position 0) and waiting jobs in start order, with ETAs."""
-        entries = await self._queue_entries()
+        """The guild's running jobs (position 0) and waiting jobs in start order, with ETAs.
+
+        Cheap when nothing changed since the last look: rows come from the snapshot, only the
+        ETAs are recomputed (they move with the clock).
+        """
+        entries = await self._queue_entries(await self._queue_snapshot())
         return [e for e in entries if e.job.guild_id == str(guild_id)]
 
     async def remaining(
@@ -433,8 +469,11 @@ class Engine:
 
     async def _schedule_once(self) -> float | None:
         now = self._clock()
-        queued = await self.store.jobs([JobState.QUEUED])
-        running = await self.store.jobs(RUNNING_STATES)
+        generation = self._generation
+        rows = await self.store.jobs([JobState.QUEUED, *RUNNING_STATES])
+        queued = [j for j in rows if j.state is JobState.QUEUED]
+        running = [j for j in rows if j.state is not JobState.QUEUED]
+        started_rows: list[JobView] = []
         for job in self._fair.pick(queued, running, self.limits, now):
             started = await self.store.transition(
                 job.id, JobState.SUBMITTING, now=now, from_states=[JobState.QUEUED],
@@ -442,13 +481,21 @@ class Engine:
             )
             if started is None:
                 continue
+            started_rows.append(started)
             self._announced.pop(job.id, None)
             self._notify(job.id)
             await self._emit(started, JobEvent(EventKind.STARTED))
             self._spawn(job.id, resumed=False)
-        await self._announce_positions()
-        later = [j.not_before - now for j in await self.store.jobs([JobState.QUEUED])
-                 if j.not_before > now]
+        if self._generation == generation + len(started_rows):
+            # Nothing but our own starts changed since the read: the queue is known without
+            # reading it again.
+            gone = {j.id for j in started_rows}
+            self._snapshot = _QueueSnapshot(
+                self._generation, now, [j for j in queued if j.id not in gone],
+                running + started_rows,
+            )
+        await self._announce()
+        later = [j.not_before - now for j in queued if j.not_before > now]
         return min(later) if later else None
 
     async def _expected_seconds(self, job: JobView) -> float:
@@ -465,30 +512,99 @@ class Engine:
                     self._expected[key] = 90.0
         return self._expected[key]
 
-    async def _queue_entries(self) -> list[QueueEntry]:
+    async def _queue_snapshot(self) -> _QueueSnapshot:
+        """Queued and running rows, re-read only if a job changed (or the copy is old).
+
+        Tagged with the generation seen *before* the read: a change committed during the read
+        bumps the generation after its commit, so a snapshot can never look newer than it is.
+        """
         now = self._clock()
-        queued = await self.store.jobs([JobState.QUEUED])
-        running = await self.store.jobs(RUNNING_STATES)
-        ordered = self._fair.order(queued)
-        expected = {j.id: await self._expected_seconds(j) for j in (*queued, *running)}
-        finish = estimate_finish(ordered, running, self.limits, lambda j: expected[j.id], now)
-        entries = [QueueEntry(0, finish[j.id], j) for j in running]
+        snapshot = self._snapshot
+        if (
+            snapshot is not None
+            and snapshot.generation == self._generation
+            and now - snapshot.loaded_at < _SNAPSHOT_MAX_AGE
+        ):
+            return snapshot
+        generation = self._generation
+        rows = await self.store.jobs([JobState.QUEUED, *RUNNING_STATES])
+        snapshot = _QueueSnapshot(
+            generation, now,
+            [j for j in rows if j.state is JobState.QUEUED],
+            [j for j in rows if j.state is not JobState.QUEUED],
+        )
+        self._snapshot = snapshot
+        return snapshot
+
+    async def _queue_entries(self, snapshot: _QueueSnapshot) -> list[QueueEntry]:
+        now = self._clock()
+        if snapshot.order_tick != self._fair.tick:
+            snapshot.ordered = self._fair.order(snapshot.queued)
+            snapshot.order_tick = self._fair.tick
+        expected: dict[tuple[str, str, int], float] = {}
+        for job in (*snapshot.queued, *snapshot.running):
+            key = (job.provider, job.request.resolution.value, job.request.duration)
+            if key not in expected:
+                expected[key] = await self._expected_seconds(job)
+        finish = estimate_finish(
+            snapshot.ordered, snapshot.running, self.limits,
+            lambda j: expected[(j.provider, j.request.resolution.value, j.request.duration)],
+            now,
+        )
+        entries = [QueueEntry(0, finish[j.id], j) for j in snapshot.running]
         position: dict[str, int] = {}
-        for job in ordered:
+        for job in snapshot.ordered:
             position[job.guild_id] = position.get(job.guild_id, 0) + 1
             entries.append(QueueEntry(position[job.guild_id], finish[job.id], job))
         return entries
 
+    async def _announce(self) -> None:
+        """Announce queue positions now if the last pass is old enough, else soon.
+
+        A burst of enqueues thus costs one pass per `announce_interval`, not one per enqueue,
+        while the first job after a quiet spell learns its place before `enqueue` returns.
+        """
+        if self._generation == self._announced_gen:
+            return
+        now = self._clock()
+        if not self._announce_lock.locked() and now >= self._next_announce:
+            self._next_announce = now + self.limits.announce_interval
+            await self._announce_positions()
+        elif self._announcer is None or self._announcer.done():
+            self._announcer = asyncio.create_task(self._announce_loop(), name="engine-announcer")
+
+    async def _announce_loop(self) -> None:
+        """Catch up with the changes a throttled `_announce` left behind, then end."""
+        try:
+            while self._generation != self._announced_gen:
+                wait = self._next_announce - self._clock()
+                if wait > 0:
+                    await self._sleep(wait)
+                    continue
+                self._next_announce = self._clock() + self.limits.announce_interval
+                await self._announce_positions()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("announcing queue positions failed; the next change retries")
+
     async def _announce_positions(self) -> None:
         """Tell each waiting job its place when it changed (the queue moved).
 
-        Serialised, so two callers racing (enqueue and the scheduler) cannot both announce the
-        same move.
+        Serialised, so two passes cannot both announce the same move. A job that changed
+        after the snapshot (started, cancelled) is skipped: its news is already out, and a late
+        "queued" must not overwrite it; the change itself calls for the next pass.
         """
         async with self._announce_lock:
-            for entry in await self._queue_entries():
+            snapshot = await self._queue_snapshot()
+            entries = await self._queue_entries(snapshot)
+            self._announced_gen = snapshot.generation
+            self._moved = {k: g for k, g in self._moved.items() if g > snapshot.generation}
+            for entry in entries:
                 job = entry.job
                 if entry.position == 0 or self._announced.get(job.id) == entry.position:
+                    continue
+                if self._moved.get(job.id, 0) > snapshot.generation:
                     continue
                 self._announced[job.id] = entry.position
                 await self._emit(
@@ -941,6 +1057,9 @@ class Engine:
         return job
 
     def _notify(self, job_id: str) -> None:
+        """Call after every change to a job's row: wakes `wait` and marks the queue stale."""
+        self._generation += 1
+        self._moved[job_id] = self._generation
         event = self._changed.pop(job_id, None)
         if event is not None:
             event.set()
