@@ -24,6 +24,9 @@ ROLES = {
     "audio_url": {"reference_audio"},
 }
 _CJK = re.compile(r"[\u3400-\u9fff]")
+AUDIO_FLAGGED = {"code": "OutputAudioSensitiveContentDetected",
+                 "message": "The request failed because the output audio may contain sensitive "
+                            "information."}
 
 
 class Invalid(Exception):
@@ -61,6 +64,9 @@ class FakeAnyfast(FakeGateway):
         self.numeric_progress = False  # progress as 50 instead of "50%"
         self.seed = 424242
         self.error_style = "anyfast"  # validation errors: "anyfast" or "ark" shape
+        # Tasks asking for sound fail at 100% with the upstream's audio moderation error (the
+        # pitfall CONTRACTS.md describes); the same request without sound succeeds.
+        self.flag_audio = False
 
     def setup_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v1/video/generations", self._create)
@@ -235,6 +241,10 @@ class FakeAnyfast(FakeGateway):
         if task.polls <= steps:
             data["status"] = self.pending_statuses[task.polls - 1]
             data["progress"] = self._pct(int(100 * (task.polls - 1) / max(steps, 1)))
+        elif self.flag_audio and task.body.get("generate_audio") is True:
+            data.update(status="FAILURE", progress=self._pct(100), finish_time=int(time.time()),
+                        fail_reason=AUDIO_FLAGGED["message"])
+            data["data"] = {"id": task.task_id, "status": "failed", "error": dict(AUDIO_FLAGGED)}
         elif self.outcome == "success":
             self._success(task, data)
         else:

@@ -56,6 +56,10 @@ class Fault:
     method: str | None = None  # only for this method
     path_prefix: str | None = None  # only for paths starting with this
     delay: float = 0.0  # seconds before answering (to provoke client timeouts)
+    body_contains: str | None = None  # only for raw bodies holding this (Runware's one route)
+    #: Let the real handler do the work, then hold its answer `delay` seconds: the task exists
+    #: but the client times out (status and body are ignored).
+    after: bool = False
 
 
 class FakeGateway:
@@ -97,8 +101,14 @@ class FakeGateway:
         return f"http://127.0.0.1:{self.port}"
 
     # ---- helpers --------------------------------------------------------------------------
-    def fail_next(self, status: int, body: Any = None, **kw: Any) -> None:
-        self.faults.append(Fault(status, body, **kw))
+    def fail_next(self, status: int, body: Any = None, *, times: int = 1, **kw: Any) -> None:
+        """Script the next `times` matching requests (see `Fault` for the filters)."""
+        for _ in range(times):
+            self.faults.append(Fault(status, body, **kw))
+
+    def answer_late(self, seconds: float, *, times: int = 1, **kw: Any) -> None:
+        """Do the next matching requests' work, then answer `seconds` late (lost answers)."""
+        self.fail_next(200, None, times=times, delay=seconds, after=True, **kw)
 
     def add_file(self, name: str, data: bytes, ttl: float = 3600.0) -> str:
         """Serve `data` at a URL that stops working (403, as S3 does) after `ttl` seconds."""
@@ -145,7 +155,14 @@ class FakeGateway:
                 continue
             if fault.path_prefix and not request.path.startswith(fault.path_prefix):
                 continue
+            if fault.body_contains is not None and fault.body_contains.encode() not in raw:
+                continue
             self.faults.remove(fault)
+            if fault.after:
+                request[JSON_BODY] = body
+                late: web.StreamResponse = await handler(request)
+                await asyncio.sleep(fault.delay)
+                return late
             if fault.delay:
                 await asyncio.sleep(fault.delay)
             if isinstance(fault.body, dict | list):

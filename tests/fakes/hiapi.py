@@ -55,6 +55,9 @@ class FakeHiAPI(FakeGateway):
         self.expire_style = "seconds"
         self.signing_secret: str | None = None
         self.file_ttl = 3600.0
+        # Tasks with generate_audio fail with the official audio moderation (the page's FAQ);
+        # the same request with generate_audio false succeeds.
+        self.flag_audio = False
 
     def setup_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v1/tasks", self._create)
@@ -175,6 +178,12 @@ class FakeHiAPI(FakeGateway):
         return int(at)
 
     def finish(self, task: HiTask) -> None:
+        if self.flag_audio and task.body["input"].get("generate_audio", True):
+            task.status = "fail"
+            task.error = {"code": "OutputAudioSensitiveContentDetected",
+                          "message": "audio content moderation failed; set generate_audio to "
+                                     "false and retry"}
+            return
         if self.fail_with is not None:
             task.status, task.error = "fail", dict(self.fail_with)
             return

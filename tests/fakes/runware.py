@@ -54,6 +54,9 @@ class FakeRunware(FakeGateway):
         self.outcome = "success"
         self.error_code, self.error_message = "timeoutProvider", "The provider timed out."
         self.cost = 0.18
+        # Tasks with settings.audio fail with the upstream's audio moderation error; the same
+        # request without sound succeeds (CONTRACTS.md, pitfalls shared by all).
+        self.flag_audio = False
         # seconds to hold the next create answers AFTER making the task (one per create)
         self.create_delays: list[float] = []
 
@@ -244,6 +247,10 @@ class FakeRunware(FakeGateway):
     def final_items(self, task: FakeTask) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         error = {"code": self.error_code, "message": self.error_message, "status": "error",
                  "taskUUID": task.uid}
+        if self.flag_audio and task.body.get("settings", {}).get("audio", True):
+            return [], [{"code": "OutputAudioSensitiveContentDetected", "status": "error",
+                         "message": "The output audio may contain sensitive information.",
+                         "taskUUID": task.uid}]
         if self.outcome == "success":
             return self.result_items(task), []
         if self.outcome == "errors":
