@@ -204,8 +204,14 @@ def _copy_file(url: str, dest: Path, part: Path, max_bytes: int, file_root: Path
 
 
 def _disk_error(exc: OSError, shown: str) -> DownloadError:
-    if exc.errno == errno.ENOSPC:
+    """Say what filled up in words an operator acts on (not "File too large", which reads as
+    a complaint about the video)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return DownloadError(f"the disk is full; could not save {shown}")
+    if exc.errno == errno.EFBIG:
+        return DownloadError(
+            f"could not save {shown}: it exceeds this machine's file size limit (ulimit -f)"
+        )
     return DownloadError(f"could not save {shown}: {exc.strerror or exc}")
 
 

@@ -262,7 +262,8 @@ class AnyfastProvider:
         )
         answer = json_body(response, NAME)
         if not isinstance(answer, dict):
-            raise GatewayUnavailableError("create answer is not a JSON object", provider=NAME)
+            raise GatewayUnavailableError("create answer is not a JSON object", provider=NAME,
+                                          status=response.status_code)
         task_id = answer.get("task_id") or answer.get("id")
         if not task_id:
             data = answer.get("data")

@@ -304,7 +304,9 @@ class HiApiProvider:
         data = _payload(response)
         task_id = data.get("taskId") if isinstance(data, dict) else None
         if not task_id:
-            raise GatewayUnavailableError("create answer without data.taskId", provider=NAME)
+            # The 2xx status says the gateway took the work: never resubmit this create.
+            raise GatewayUnavailableError("create answer without data.taskId", provider=NAME,
+                                          status=response.status_code)
         return SubmitResult(
             task_id=str(task_id), state=TaskState(task_id=str(task_id), status=TaskStatus.PENDING)
         )

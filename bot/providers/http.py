@@ -147,11 +147,21 @@ class HttpTransport:
                 if attempt >= self.max_attempts:
                     raise error from None
             except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                if not idempotent:
+                    # The request may have created a task: repeating could bill twice. Not
+                    # retryable, so the engine does not resubmit it either (a missing status
+                    # alone would read as "never sent").
+                    error = GatewayUnavailableError(
+                        f"no answer from the gateway ({type(exc).__name__}); not sent again, "
+                        "since it may already have started a task that would be billed twice",
+                        provider=self.provider,
+                    )
+                    error.retryable = False
+                    raise error from None
                 error = GatewayUnavailableError(
                     f"no answer from the gateway ({type(exc).__name__})", provider=self.provider
                 )
-                if not idempotent or attempt >= self.max_attempts:
-                    # The request may have created a task: repeating could bill twice.
+                if attempt >= self.max_attempts:
                     raise error from None
             else:
                 if response.is_success:
@@ -188,10 +198,15 @@ class HttpTransport:
 
 
 def json_body(response: httpx.Response, provider: str) -> Any:
-    """Parse a 2xx body; malformed JSON is a transient gateway fault, not a crash."""
+    """Parse a 2xx body; malformed JSON is a transient gateway fault, not a crash.
+
+    The error carries the 2xx status: the gateway took the request, so a create must not be
+    resubmitted as if it had never arrived (a poll is still retried: it is retryable).
+    """
     try:
         return response.json()
     except ValueError:
         raise GatewayUnavailableError(
-            f"malformed JSON in a {response.status_code} answer", provider=provider
+            "its answer could not be read (malformed JSON)", provider=provider,
+            status=response.status_code,
         ) from None

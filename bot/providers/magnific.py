@@ -24,6 +24,7 @@ from bot.errors import (
     GatewayUnavailableError,
     InvalidInput,
     Problem,
+    TaskFailedError,
     classify_failure,
 )
 from bot.models import (
@@ -78,8 +79,8 @@ STATUSES: dict[str, TaskStatus] = {
 }
 
 NO_REASON = (
-    "Magnific reported the task as FAILED and gives no reason; "
-    "try another prompt or image, or another provider"
+    "Magnific reported the task as FAILED and gives no reason (its content safety checker, "
+    "always on, may have refused it); try another prompt or image, or another provider"
 )
 
 CAPABILITIES = Capabilities(
@@ -179,7 +180,9 @@ def task_state(task: Mapping[str, Any], *, task_id: str | None = None) -> TaskSt
         return TaskState(task_id=str(tid), status=status, progress=100.0, result=result)
     if status is TaskStatus.FAILED:
         return TaskState(
-            task_id=str(tid), status=status, error=classify_failure(NO_REASON, None, provider=NAME)
+            # Built directly: the words "safety checker" must not make an unknown cause
+            # a certain moderation verdict.
+            task_id=str(tid), status=status, error=TaskFailedError(NO_REASON, provider=NAME)
         )
     return TaskState(task_id=str(tid), status=status)
 
@@ -254,8 +257,9 @@ class MagnificProvider:
         try:
             state = task_state(_task_object(json_body(response, NAME)))
         except ValueError as exc:
+            # The 2xx status says the gateway took the work: never resubmit this create.
             raise GatewayUnavailableError(
-                f"unexpected create answer: {exc}", provider=NAME
+                f"unexpected create answer: {exc}", provider=NAME, status=response.status_code
             ) from None
         return SubmitResult(task_id=state.task_id, state=state)
 
