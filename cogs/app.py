@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import discord
 import httpx
@@ -91,6 +92,8 @@ class SeedanceBot(commands.AutoShardedBot):
         """Delete finished jobs' files older than SEEDANCE_RETENTION_DAYS, once a day."""
         removed = await self.engine.cleanup()
         log.info("retention: removed files of %s old jobs", removed)
+        # People who deleted their data: ledger lines no quota needs any more lose the user id.
+        await self.store.finish_forgetting(now=time.time())
 
     async def _start_receiver(self) -> CallbackUrls | None:
         if not self.settings.seedance_webhook_base_url:

@@ -182,3 +182,21 @@ async def test_forget_user_strips_prompts_and_files_keeps_accounting(
     assert (await store.get_job(someone.id)).request.prompt == "a fox"  # type: ignore[union-attr]
     # Recent ledger lines keep the user id, so deleting data never resets a quota.
     assert {line.user_id for line in await store.ledger(done.id)} == {"a"}
+
+
+async def test_ledger_lines_take_the_pseudonym_once_no_quota_needs_them(
+        store: Store, tmp_path: Path) -> None:
+    job = new_job("a")
+    await store.create_job(job, [], now=1000)
+    await store.transition(job.id, JobState.DELIVERED, now=1001, ledger="commit")
+    await forget_user(store, tmp_path / "data", "a", now=2000)
+    assert {line.user_id for line in await store.ledger(job.id)} == {"a"}
+    assert await store.finish_forgetting(now=2000 + 86400) == 0  # a quota may still need it
+    later = await store.create_job(new_job("a"), [], now=5000)  # after the request: kept
+    assert later is None
+    month = 32 * 86400
+    assert await store.finish_forgetting(now=1000 + month + 1) == 2
+    pseudonym = (await store.get_job(job.id)).user_id  # type: ignore[union-attr]
+    assert {line.user_id for line in await store.ledger(job.id)} == {pseudonym}
+    assert {line.user_id for line in await store.ledger()} == {pseudonym, "a"}
+    assert await store.finish_forgetting(now=2000 + month + 1) == 0  # request done, dropped

@@ -296,7 +296,34 @@ class ModerationStore:
             await conn.execute(
                 "UPDATE ledger SET user_id = ? WHERE user_id = ? AND reserved_at < ?",
                 (pseudonym, user_id, now - LEDGER_KEEP_SECONDS))
+            await conn.execute(
+                "INSERT INTO forget_requests (user_id, pseudonym, requested_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (user_id) DO UPDATE SET requested_at = excluded.requested_at",
+                (user_id, pseudonym, now))
             return before
 
         result: list[JobView] = await self._atomic(body)
+        return result
+
+    async def finish_forgetting(self, *, now: float) -> int:
+        """Give the pseudonym to ledger lines that aged out of every quota window; forget the
+        request once none can be left. Run daily. Returns how many lines changed."""
+
+        async def body(conn: aiosqlite.Connection) -> int:
+            changed = 0
+            async with conn.execute("SELECT * FROM forget_requests") as cur:
+                requests = list(await cur.fetchall())
+            for r in requests:
+                cur2 = await conn.execute(
+                    "UPDATE ledger SET user_id = ? WHERE user_id = ? AND reserved_at < ?"
+                    " AND reserved_at <= ?",
+                    (r["pseudonym"], r["user_id"], now - LEDGER_KEEP_SECONDS,
+                     r["requested_at"]))
+                changed += cur2.rowcount
+                if r["requested_at"] < now - LEDGER_KEEP_SECONDS:
+                    await conn.execute("DELETE FROM forget_requests WHERE user_id = ?",
+                                       (r["user_id"],))
+            return changed
+
+        result: int = await self._atomic(body)
         return result
