@@ -1,4 +1,4 @@
-"""The heap-based FairQueue against the straightforward O(n²) algorithm it replaced.
+"""The heap-based FairQueue and ETA simulation against the straightforward code they replaced.
 
 `ReferenceFairQueue` is the old implementation, kept verbatim as the definition of fairness:
 on random queues (several guilds, users and gateways, caps, retry times, running jobs, and a
@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import pairwise
+from typing import Any
 
 import pytest
 
 from bot.engine import EngineLimits, FairQueue, JobState
+from bot.engine.scheduler import estimate_finish
 from bot.store import IN_FLIGHT_STATES, RUNNING_STATES, JobView
 from tests.test_engine_fakes import request
 
@@ -93,6 +95,50 @@ class ReferenceFairQueue:
         return ordered
 
 
+def reference_estimate_finish(
+    ordered: Sequence[JobView], running: Sequence[JobView], limits: EngineLimits,
+    expected: Callable[[JobView], float], now: float,
+) -> dict[str, float]:
+    """The original simulation: every slot as a list entry, the earliest found by scanning."""
+    finish: dict[str, float] = {}
+    gateway: dict[str, list[float]] = {}
+    guild: dict[str, list[float]] = {}
+    user: dict[tuple[str, str], list[float]] = {}
+
+    def slots(table: dict[Any, list[float]], key: object, cap: int) -> list[float]:
+        if key not in table:
+            table[key] = [0.0] * max(1, cap)
+        result: list[float] = table[key]
+        return result
+
+    def occupy(free: list[float], until: float) -> None:
+        free.remove(min(free))
+        free.append(until)
+
+    for job in running:
+        started = job.started_at if job.started_at is not None else now
+        done = max(0.0, started + expected(job) - now)
+        finish[job.id] = done
+        for table, key, cap in (
+            (gateway, job.provider, limits.gateway_in_flight),
+            (guild, job.guild_id, limits.guild_running),
+            (user, (job.guild_id, job.user_id), limits.user_running),
+        ):
+            occupy(slots(table, key, cap), done)
+    for job in ordered:
+        free = [
+            slots(gateway, job.provider, limits.gateway_in_flight),
+            slots(guild, job.guild_id, limits.guild_running),
+            slots(user, (job.guild_id, job.user_id), limits.user_running),
+        ]
+        start = max(max(0.0, job.not_before - now), *(min(f) for f in free))
+        done = start + expected(job)
+        finish[job.id] = done
+        for f in free:
+            occupy(f, done)
+    return finish
+
+
 class World:
     """A random stream of arrivals, starts and completions, shared by both queues."""
 
@@ -132,6 +178,27 @@ class World:
             gateway_in_flight=self.rng.randint(1, 5), guild_running=self.rng.randint(1, 4),
             user_running=self.rng.randint(1, 2),
         )
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_heap_estimate_matches_the_reference(seed: int) -> None:
+    rng = random.Random(1000 + seed)
+    world = World(rng, guilds=rng.randint(1, 4), users=rng.randint(1, 8),
+                  providers=rng.randint(1, 3))
+    now = 100.0
+    world.arrive(rng.randint(0, 60), now)
+    limits = world.limits()
+    world.start(FairQueue().pick(world.queued, [], limits, now))
+    running = [JobView(**{**j.__dict__, "started_at": now - rng.uniform(0, 120)})
+               for j in world.running]
+    world.arrive(rng.randint(0, 60), now)
+    seconds = {j.id: rng.choice([30.0, 60.0, 90.0, 45.5]) for j in (*world.queued, *running)}
+    ordered = FairQueue().order(world.queued)
+    limits = world.limits()
+    got = estimate_finish(ordered, running, limits, lambda j: seconds[j.id], now)
+    want = reference_estimate_finish(ordered, running, limits, lambda j: seconds[j.id], now)
+    assert got.keys() == want.keys()
+    assert all(got[k] == pytest.approx(want[k]) for k in want)
 
 
 def ids(jobs: Iterable[JobView]) -> list[str]:

@@ -16,7 +16,6 @@ import heapq
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from bot.store import IN_FLIGHT_STATES, JobView
 
@@ -193,6 +192,30 @@ class _RoundRobin:
             return user
 
 
+class _Slots:
+    """`cap` slots, each free from some time on (all free at 0.0 to start with).
+
+    Only the occupied ones are stored, in a heap: a cap of 1,000 costs nothing until used, and
+    taking the earliest free slot is O(log cap). Times are seconds from now, never negative.
+    """
+
+    __slots__ = ("busy", "cap")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = max(1, cap)
+        self.busy: list[float] = []
+
+    def earliest(self) -> float:
+        return self.busy[0] if len(self.busy) >= self.cap else 0.0
+
+    def occupy(self, until: float) -> None:
+        """Take the earliest free slot until `until`."""
+        if len(self.busy) < self.cap:
+            heapq.heappush(self.busy, until)
+        else:
+            heapq.heapreplace(self.busy, until)
+
+
 def estimate_finish(
     ordered: Sequence[JobView],
     running: Sequence[JobView],
@@ -204,41 +227,37 @@ def estimate_finish(
 
     A greedy simulation: each waiting job starts when its gateway, its guild and its user all
     have a free slot, and takes its expected duration (recent real durations, else typical).
+    O(n log cap), so it runs on every announcement even with thousands waiting.
     """
     finish: dict[str, float] = {}
-    gateway: dict[str, list[float]] = {}
-    guild: dict[str, list[float]] = {}
-    user: dict[tuple[str, str], list[float]] = {}
+    gateway: dict[str, _Slots] = {}
+    guild: dict[str, _Slots] = {}
+    user: dict[tuple[str, str], _Slots] = {}
 
-    def slots(table: dict[Any, list[float]], key: object, cap: int) -> list[float]:
-        if key not in table:
-            table[key] = [0.0] * max(1, cap)
-        result: list[float] = table[key]
-        return result
-
-    def occupy(free: list[float], until: float) -> None:
-        free.remove(min(free))
-        free.append(until)
+    def slots(job: JobView) -> tuple[_Slots, _Slots, _Slots]:
+        g = gateway.get(job.provider)
+        if g is None:
+            g = gateway[job.provider] = _Slots(limits.gateway_in_flight)
+        h = guild.get(job.guild_id)
+        if h is None:
+            h = guild[job.guild_id] = _Slots(limits.guild_running)
+        u = user.get((job.guild_id, job.user_id))
+        if u is None:
+            u = user[(job.guild_id, job.user_id)] = _Slots(limits.user_running)
+        return g, h, u
 
     for job in running:
         started = job.started_at if job.started_at is not None else now
         done = max(0.0, started + expected(job) - now)
         finish[job.id] = done
-        for table, key, cap in (
-            (gateway, job.provider, limits.gateway_in_flight),
-            (guild, job.guild_id, limits.guild_running),
-            (user, (job.guild_id, job.user_id), limits.user_running),
-        ):
-            occupy(slots(table, key, cap), done)
+        for free in slots(job):
+            free.occupy(done)
     for job in ordered:
-        free = [
-            slots(gateway, job.provider, limits.gateway_in_flight),
-            slots(guild, job.guild_id, limits.guild_running),
-            slots(user, (job.guild_id, job.user_id), limits.user_running),
-        ]
-        start = max(max(0.0, job.not_before - now), *(min(f) for f in free))
-        done = start + expected(job)
+        g, h, u = slots(job)
+        start = max(0.0, job.not_before - now, g.earliest(), h.earliest(), u.earliest())
+        done = start + max(0.0, expected(job))
         finish[job.id] = done
-        for f in free:
-            occupy(f, done)
+        g.occupy(done)
+        h.occupy(done)
+        u.occupy(done)
     return finish
