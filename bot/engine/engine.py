@@ -38,6 +38,7 @@ from bot.errors import (
     ResultExpiredError,
     SeedanceError,
     TaskFailedError,
+    TaskNotFoundError,
     scrub,
 )
 from bot.models import GenerationRequest, TaskState, TaskStatus
@@ -753,7 +754,15 @@ class Engine:
                             hint=err.retry_after,
                         )
                         continue
-                    await self._fail_gateway(job, err)
+                    # We lost sight of the task, not the task itself: it runs on and is billed,
+                    # unless the gateway says it does not know it.
+                    refunded = isinstance(err, TaskNotFoundError)
+                    await self._fail(
+                        job, err.kind,
+                        f"{self._reason(err)} — lost track of the task at {job.provider}; it "
+                        "may still finish and be billed there.",
+                        ledger="release" if refunded else "commit",
+                    )
                     return
             if state.task_id and state.task_id != job.task_id:
                 delay = next(delays)

@@ -166,10 +166,6 @@ async def test_503_on_every_poll_gives_up_after_the_limit(gw: Gateway, data_dir:
 
 
 @ALL
-@pytest.mark.xfail(strict=True, reason=(
-    "engine releases the credits when polling gives up, though the task runs on at the "
-    "gateway and is billed (bot/engine/engine.py _generate, the _fail_gateway after "
-    "poll_errors): it should commit, as cancel does for a task it cannot stop"))
 async def test_503_on_every_poll_commits_because_the_task_runs_on(
     gw: Gateway, data_dir: Path
 ) -> None:
