@@ -9,9 +9,11 @@ to know which gateway it talks to.
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypedDict, runtime_checkable
+
+import httpx
 
 from bot.config import Settings
 from bot.errors import ConfigError, InvalidInput, Problem
@@ -25,6 +27,7 @@ from bot.models import (
     SourceKind,
     TaskState,
 )
+from bot.providers.http import HttpTransport, Sleep
 
 ALL_MODES = frozenset(Mode)
 ALL_RATIOS = frozenset(Ratio)
@@ -223,3 +226,56 @@ def refuse_unreachable(request: GenerationRequest, caps: Capabilities,
             problems.append(Problem(ref.name, reason))
     if problems:
         raise InvalidInput(problems)
+
+
+def single_model_capabilities(
+    caps: Capabilities, model: str | None, refusal: Callable[[str], Exception]
+) -> Capabilities:
+    """`caps` when `model` is the gateway's one model (or None); else raises `refusal(model)`.
+
+    For gateways that run a single model: each still words its own refusal.
+    """
+    if model not in (None, caps.model):
+        raise refusal(str(model))
+    return caps
+
+
+class TransportOptions(TypedDict, total=False):
+    """What `build()` and the gateway constructors pass through to `HttpTransport` unchanged."""
+
+    client: httpx.AsyncClient | None
+    sleep: Sleep
+
+
+class HttpGateway:
+    """The parts of `Provider` every HTTP gateway module implements the same way.
+
+    A subclass builds its own `HttpTransport` (auth headers, error parser) and implements
+    `capabilities`, `submit`, `poll` and `parse_callback`; the default model, cancelling, the
+    callback check and closing are the same for all of them, so they live here once.
+    """
+
+    name: str
+
+    def __init__(self, http: HttpTransport) -> None:
+        self.http = http
+
+    def capabilities(self, model: str | None = None) -> Capabilities:
+        raise NotImplementedError
+
+    @property
+    def default_model(self) -> str:
+        """The model of the capability table asked for without a model."""
+        return self.capabilities().model
+
+    async def cancel(self, task_id: str) -> bool:
+        """No gateway documents a way to cancel a video task: it runs on and is still billed."""
+        return False
+
+    def verify_callback(self, headers: Mapping[str, str], body: bytes) -> bool:
+        """Unsigned (or unverifiable) callbacks: the receiver's unguessable per-job URL is the
+        authentication. A gateway that signs its callbacks overrides this."""
+        return True
+
+    async def aclose(self) -> None:
+        await self.http.aclose()

@@ -21,12 +21,14 @@ import httpx
 
 from bot.errors import (
     AuthenticationError,
+    ContentRejectedError,
     GatewayError,
     GatewayUnavailableError,
     InsufficientBalanceError,
     InvalidRequestError,
     RateLimitError,
     TaskNotFoundError,
+    classify_failure,
     scrub,
 )
 
@@ -74,6 +76,17 @@ def default_error(
     if status >= 500:
         return GatewayUnavailableError(message, retry_after=retry_after, **kwargs)
     return InvalidRequestError(message, **kwargs)
+
+
+def rejected_content(
+    message: str, code: str | None, *, provider: str, status: int
+) -> ContentRejectedError | None:
+    """The moderation verdict a refused create's words carry, with its HTTP status; None when
+    the words say nothing of moderation (the status alone decides the kind then)."""
+    judged = classify_failure(message, code, provider=provider)
+    if not isinstance(judged, ContentRejectedError):
+        return None
+    return type(judged)(message, provider=provider, status=status, code=code)
 
 
 class Backoff:
