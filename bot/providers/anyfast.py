@@ -7,12 +7,11 @@ nests the upstream task inside Anyfast's own (`data.data`). See CONTRACTS.md §1
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
@@ -41,12 +40,14 @@ from bot.models import (
 )
 from bot.providers.base import (
     Capabilities,
+    HttpGateway,
     MediaLimits,
     SubmitResult,
+    TransportOptions,
     media_source,
     require_api_key,
 )
-from bot.providers.http import HttpTransport, Sleep, default_error, json_body
+from bot.providers.http import HttpTransport, default_error, json_body, rejected_content
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +121,16 @@ def parse_error(response: httpx.Response) -> GatewayError:
     if (code or "").lower() in BALANCE_CODES or status == 402:
         return InsufficientBalanceError(message, provider=NAME, status=status, code=code)
     if status == 400 and code:
-        judged = classify_failure(message, code, provider=NAME)
-        if isinstance(judged, ContentRejectedError):
-            judged.status = status
-            judged.args = (judged.describe(),)
+        judged = rejected_content(message, code, provider=NAME, status=status)
+        if judged:
             return judged
     return default_error(response, provider=NAME, message=message, code=code)
+
+
+def _caps_of(model: str) -> Capabilities:
+    if model not in _CAPS:
+        raise ValueError(f"anyfast has no model {model!r}; choose {' or '.join(MODELS)}")
+    return _CAPS[model]
 
 
 def _safe_json(response: httpx.Response) -> Any:
@@ -174,37 +179,21 @@ def _dig(obj: Any, *keys: str) -> Any:
     return obj
 
 
-class AnyfastProvider:
+class AnyfastProvider(HttpGateway):
     """Anyfast's `/v1/video/generations` task API, plus its asset API for `asset://` ids."""
 
     name = NAME
 
-    def __init__(
-        self,
-        api_key: str,
-        base_url: str,
-        *,
-        model: str | None = None,
-        client: httpx.AsyncClient | None = None,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        if model is not None and model not in _CAPS:
-            raise ValueError(f"anyfast has no model {model!r}; choose {' or '.join(MODELS)}")
-        self._model = model or MINI
-        self.http = HttpTransport(
+    def __init__(self, api_key: str, base_url: str, *, model: str | None = None,
+                 **transport: Unpack[TransportOptions]) -> None:
+        self._model = _caps_of(MINI if model is None else model).model
+        super().__init__(HttpTransport(
             NAME, base_url, {"Authorization": f"Bearer {api_key}"}, parse_error,
-            client=client, sleep=sleep, secrets=(api_key,),
-        )
-
-    @property
-    def default_model(self) -> str:
-        return self._model
+            secrets=(api_key,), **transport,
+        ))
 
     def capabilities(self, model: str | None = None) -> Capabilities:
-        model = model or self._model
-        if model not in _CAPS:
-            raise ValueError(f"anyfast has no model {model!r}; choose {' or '.join(MODELS)}")
-        return _CAPS[model]
+        return _caps_of(model or self._model)
 
     # ---- create ---------------------------------------------------------------------------
     def build_body(self, request: GenerationRequest) -> dict[str, Any]:
@@ -354,11 +343,7 @@ class AnyfastProvider:
             )
         return TaskState(task_id=tid, status=TaskStatus.FAILED, progress=progress, error=error)
 
-    # ---- the rest of the protocol --------------------------------------------------------
-    async def cancel(self, task_id: str) -> bool:
-        """Anyfast documents no way to cancel a task: it runs on and is billed."""
-        return False
-
+    # ---- the rest of the protocol (cancel, verify_callback, aclose: HttpGateway's) -----------
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> TaskState:
         """Anyfast documents no callbacks; a body shaped like a poll answer is read as one."""
         try:
@@ -370,10 +355,6 @@ class AnyfastProvider:
         if not tid and not isinstance(task, dict):
             raise InvalidRequestError("callback body names no task", provider=NAME)
         return self.parse_task(tid, answer)
-
-    def verify_callback(self, headers: Mapping[str, str], body: bytes) -> bool:
-        """Nothing is signed here; the receiver's unguessable per-job URL authenticates."""
-        return True
 
     # ---- assets (asset://<id> references) --------------------------------------------------
     async def create_asset_group(self, name: str) -> str:
@@ -405,16 +386,8 @@ class AnyfastProvider:
                                       provider=NAME, code=code)
         return str(ident)
 
-    async def aclose(self) -> None:
-        await self.http.aclose()
 
-
-def build(
-    settings: Settings,
-    *,
-    client: httpx.AsyncClient | None = None,
-    sleep: Sleep = asyncio.sleep,
-) -> AnyfastProvider:
+def build(settings: Settings, **transport: Unpack[TransportOptions]) -> AnyfastProvider:
     key = require_api_key(settings, NAME, "at https://www.anyfast.ai")
     model = settings.seedance_model if settings.seedance_model in _CAPS else None
-    return AnyfastProvider(key, settings.base_url(NAME), model=model, client=client, sleep=sleep)
+    return AnyfastProvider(key, settings.base_url(NAME), model=model, **transport)

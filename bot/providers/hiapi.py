@@ -8,7 +8,6 @@ See /work/shared/providers/seeds/hiapi-seedance-2.0-mini.md and CONTRACTS.md §4
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -16,13 +15,12 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
 from bot.config import Settings
 from bot.errors import (
-    ContentRejectedError,
     GatewayError,
     GatewayUnavailableError,
     InsufficientBalanceError,
@@ -44,13 +42,16 @@ from bot.models import (
 from bot.providers.base import (
     ALL_RATIOS,
     Capabilities,
+    HttpGateway,
     MediaLimits,
     SubmitResult,
+    TransportOptions,
     media_source,
     refuse_unreachable,
     require_api_key,
+    single_model_capabilities,
 )
-from bot.providers.http import HttpTransport, Sleep, default_error, json_body
+from bot.providers.http import HttpTransport, default_error, json_body, rejected_content
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +116,9 @@ def _error_from(
     if status == 402 or (code and any(w in code.upper() for w in _BALANCE_WORDS)):
         return InsufficientBalanceError(message, provider=NAME, status=status, code=code)
     if 400 <= status < 500 and status not in (401, 403, 404, 429):
-        judged = classify_failure(message, code, provider=NAME)
-        if isinstance(judged, ContentRejectedError):
-            return type(judged)(message, provider=NAME, status=status, code=code)
+        judged = rejected_content(message, code, provider=NAME, status=status)
+        if judged:
+            return judged
     response = httpx.Response(status, headers=headers)
     return default_error(response, provider=NAME, message=message, code=code)
 
@@ -223,43 +224,25 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
-class HiApiProvider:
+class HiApiProvider(HttpGateway):
     """Seedance 2.0 Mini through HiAPI's unified async task API."""
 
     name = NAME
 
-    def __init__(
-        self,
-        api_key: str,
-        base_url: str,
-        *,
-        callback_secret: str | None = None,
-        client: httpx.AsyncClient | None = None,
-        sleep: Sleep = asyncio.sleep,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, api_key: str, base_url: str, *, callback_secret: str | None = None,
+                 clock: Callable[[], float] = time.time,
+                 **transport: Unpack[TransportOptions]) -> None:
         self.callback_secret = callback_secret
         self.clock = clock
-        self.http = HttpTransport(
-            NAME,
-            base_url,
-            {"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
-            parse_error,
-            client=client,
-            sleep=sleep,
-            secrets=tuple(s for s in (api_key, callback_secret) if s),
-        )
-
-    @property
-    def default_model(self) -> str:
-        return MODEL
+        super().__init__(HttpTransport(
+            NAME, base_url, {"Authorization": f"Bearer {api_key}", "Accept": "application/json"},
+            parse_error, secrets=tuple(s for s in (api_key, callback_secret) if s), **transport,
+        ))
 
     def capabilities(self, model: str | None = None) -> Capabilities:
-        if model not in (None, MODEL):
-            raise InvalidInput(
-                [Problem("model", f"HiAPI offers only {MODEL} here; leave --model out or use it")]
-            )
-        return CAPABILITIES
+        return single_model_capabilities(CAPABILITIES, model, lambda _: InvalidInput(
+            [Problem("model", f"HiAPI offers only {MODEL} here; leave --model out or use it")]
+        ))
 
     def build_body(
         self, request: GenerationRequest, *, callback_url: str | None = None
@@ -318,10 +301,6 @@ class HiApiProvider:
         except ValueError as exc:
             raise GatewayUnavailableError(f"unexpected task answer: {exc}", provider=NAME) from None
 
-    async def cancel(self, task_id: str) -> bool:
-        """HiAPI documents no way to cancel: the task runs on and is still billed."""
-        return False
-
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> TaskState:
         """The callback body is exactly the detail answer's `data` (a wrapped one is accepted)."""
         data = json.loads(body)
@@ -350,9 +329,6 @@ class HiApiProvider:
             return False
         expected = sign(self.callback_secret, timestamp, body)
         return hmac.compare_digest(expected, signature.strip().lower())
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
 
 
 def _check(request: GenerationRequest, caps: Capabilities) -> None:
@@ -391,14 +367,7 @@ def _check(request: GenerationRequest, caps: Capabilities) -> None:
     refuse_unreachable(request, caps, problems)
 
 
-def build(
-    settings: Settings,
-    *,
-    client: httpx.AsyncClient | None = None,
-    sleep: Sleep = asyncio.sleep,
-) -> HiApiProvider:
+def build(settings: Settings, **transport: Unpack[TransportOptions]) -> HiApiProvider:
     key = require_api_key(settings, NAME, "in your HiAPI console")
-    return HiApiProvider(
-        key, settings.base_url(NAME), callback_secret=settings.hiapi_callback_secret,
-        client=client, sleep=sleep,
-    )
+    return HiApiProvider(key, settings.base_url(NAME),
+                         callback_secret=settings.hiapi_callback_secret, **transport)

@@ -8,18 +8,16 @@ See /work/shared/providers/seeds/magnific-seedance-2.0-mini.md and CONTRACTS.md 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
 from bot.config import Settings
 from bot.errors import (
-    ContentRejectedError,
     GatewayError,
     GatewayUnavailableError,
     InvalidInput,
@@ -43,13 +41,16 @@ from bot.models import (
 )
 from bot.providers.base import (
     Capabilities,
+    HttpGateway,
     MediaLimits,
     SubmitResult,
+    TransportOptions,
     media_source,
     refuse_unreachable,
     require_api_key,
+    single_model_capabilities,
 )
-from bot.providers.http import HttpTransport, Sleep, default_error, json_body
+from bot.providers.http import HttpTransport, default_error, json_body, rejected_content
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +141,9 @@ def parse_error(response: httpx.Response) -> GatewayError:
     message, code = _error_text(response.json())
     status = response.status_code
     if 400 <= status < 500 and status not in (401, 402, 403, 404, 429):
-        judged = classify_failure(message, code, provider=NAME)
-        if isinstance(judged, ContentRejectedError):
-            return type(judged)(message, provider=NAME, status=status, code=code)
+        judged = rejected_content(message, code, provider=NAME, status=status)
+        if judged:
+            return judged
     return default_error(response, provider=NAME, message=message, code=code)
 
 
@@ -187,39 +188,21 @@ def task_state(task: Mapping[str, Any], *, task_id: str | None = None) -> TaskSt
     return TaskState(task_id=str(tid), status=status)
 
 
-class MagnificProvider:
+class MagnificProvider(HttpGateway):
     """Seedance 2.0 Mini through Magnific's per-resolution endpoints."""
 
     name = NAME
 
-    def __init__(
-        self,
-        api_key: str,
-        base_url: str,
-        *,
-        client: httpx.AsyncClient | None = None,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        self.http = HttpTransport(
-            NAME,
-            base_url,
-            {"x-magnific-api-key": api_key, "Accept": "application/json"},
-            parse_error,
-            client=client,
-            sleep=sleep,
-            secrets=(api_key,),
-        )
-
-    @property
-    def default_model(self) -> str:
-        return MODEL
+    def __init__(self, api_key: str, base_url: str, **transport: Unpack[TransportOptions]) -> None:
+        super().__init__(HttpTransport(
+            NAME, base_url, {"x-magnific-api-key": api_key, "Accept": "application/json"},
+            parse_error, secrets=(api_key,), **transport,
+        ))
 
     def capabilities(self, model: str | None = None) -> Capabilities:
-        if model not in (None, MODEL):
-            raise InvalidInput(
-                [Problem("model", f"Magnific offers only {MODEL}; leave --model out or use it")]
-            )
-        return CAPABILITIES
+        return single_model_capabilities(CAPABILITIES, model, lambda _: InvalidInput(
+            [Problem("model", f"Magnific offers only {MODEL}; leave --model out or use it")]
+        ))
 
     def build_body(
         self, request: GenerationRequest, *, callback_url: str | None = None
@@ -272,20 +255,9 @@ class MagnificProvider:
         except ValueError as exc:
             raise GatewayUnavailableError(f"unexpected task answer: {exc}", provider=NAME) from None
 
-    async def cancel(self, task_id: str) -> bool:
-        """Magnific documents no way to cancel: the task runs on and is still billed."""
-        return False
-
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> TaskState:
         """The webhook body is the task object without the `data` wrapper (both accepted)."""
         return task_state(_task_object(json.loads(body)))
-
-    def verify_callback(self, headers: Mapping[str, str], body: bytes) -> bool:
-        """Magnific's webhook signing is unverified; the per-job URL authenticates the call."""
-        return True
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
 
 
 def _image_value(ref: Reference, caps: Capabilities) -> str:
@@ -336,11 +308,6 @@ def _check(request: GenerationRequest, caps: Capabilities) -> None:
     refuse_unreachable(request, caps, problems)
 
 
-def build(
-    settings: Settings,
-    *,
-    client: httpx.AsyncClient | None = None,
-    sleep: Sleep = asyncio.sleep,
-) -> MagnificProvider:
+def build(settings: Settings, **transport: Unpack[TransportOptions]) -> MagnificProvider:
     key = require_api_key(settings, NAME, "in your Magnific dashboard")
-    return MagnificProvider(key, settings.base_url(NAME), client=client, sleep=sleep)
+    return MagnificProvider(key, settings.base_url(NAME), **transport)

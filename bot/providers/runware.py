@@ -8,14 +8,13 @@ in `data`, in `errors`, or both (CONTRACTS.md §2).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
@@ -43,11 +42,14 @@ from bot.models import (
 )
 from bot.providers.base import (
     Capabilities,
+    HttpGateway,
     SubmitResult,
+    TransportOptions,
     media_source,
     require_api_key,
+    single_model_capabilities,
 )
-from bot.providers.http import HttpTransport, Sleep, default_error, json_body
+from bot.providers.http import HttpTransport, default_error, json_body, rejected_content
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +117,8 @@ def parse_error(response: httpx.Response) -> GatewayError:
     if any(c in low for c in _AUTH_CODES):
         return AuthenticationError(message, provider=NAME, status=status, code=code)
     if status == 400 and code:
-        judged = classify_failure(message, code, provider=NAME)
-        if isinstance(judged, ContentRejectedError):
-            judged.status = status
-            judged.args = (judged.describe(),)
+        judged = rejected_content(message, code, provider=NAME, status=status)
+        if judged:
             return judged
     return default_error(response, provider=NAME, message=message, code=code)
 
@@ -146,24 +146,16 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-class RunwareProvider:
+class RunwareProvider(HttpGateway):
     """Runware's `videoInference` (async delivery) and `getResponse` tasks."""
 
     name = NAME
     #: The key is the taskUUID, so a repeated create is the same task (safe to resubmit).
     idempotent_submit = True
 
-    def __init__(
-        self,
-        api_key: str,
-        base_url: str,
-        *,
-        client: httpx.AsyncClient | None = None,
-        sleep: Sleep = asyncio.sleep,
-        safety_mode: str = "fast",
-        number_results: int = 1,
-        ttl: int | None = None,
-    ) -> None:
+    def __init__(self, api_key: str, base_url: str, *, safety_mode: str = "fast",
+                 number_results: int = 1, ttl: int | None = None,
+                 **transport: Unpack[TransportOptions]) -> None:
         if safety_mode not in SAFETY_MODES:
             raise ValueError(f"safety mode must be one of {', '.join(SAFETY_MODES)}")
         if not 1 <= number_results <= CAPS.results_per_task:
@@ -173,24 +165,20 @@ class RunwareProvider:
         self.safety_mode = safety_mode
         self.number_results = number_results
         self.ttl = ttl
-        self.http = HttpTransport(
+        super().__init__(HttpTransport(
             NAME, base_url, {"Authorization": f"Bearer {api_key}"}, parse_error,
-            client=client, sleep=sleep, secrets=(api_key,),
-        )
+            secrets=(api_key,), **transport,
+        ))
         # Results expected per task, to tell "one of three finished" from "done". In memory
         # only: after a restart a task counts as done when nothing is still processing.
         self._expected: dict[str, int] = {}
         # Distinct webhook items per task, so the n-th of n results completes the task.
         self._delivered: dict[str, dict[str, dict[str, Any]]] = {}
 
-    @property
-    def default_model(self) -> str:
-        return MODEL
-
     def capabilities(self, model: str | None = None) -> Capabilities:
-        if model not in (None, MODEL):
-            raise ValueError(f"runware has no model {model!r}; it runs {MODEL}")
-        return CAPS
+        return single_model_capabilities(
+            CAPS, model, lambda m: ValueError(f"runware has no model {m!r}; it runs {MODEL}")
+        )
 
     # ---- create ---------------------------------------------------------------------------
     def build_task(
@@ -343,11 +331,7 @@ class RunwareProvider:
             return judged
         return InvalidRequestError(message, provider=NAME, code=code)
 
-    # ---- the rest of the protocol --------------------------------------------------------
-    async def cancel(self, task_id: str) -> bool:
-        """Runware documents no way to cancel a video task: it runs on and is billed."""
-        return False
-
+    # ---- the rest of the protocol (cancel, verify_callback, aclose: HttpGateway's) -----------
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> TaskState:
         """One webhook call: the flat result object of ONE result (no `data` wrapper).
 
@@ -382,19 +366,7 @@ class RunwareProvider:
             seen[key] = item
         return self._read(uid, {"data": list(seen.values())})
 
-    def verify_callback(self, headers: Mapping[str, str], body: bytes) -> bool:
-        """Runware does not sign webhooks; the receiver's unguessable per-job URL authenticates."""
-        return True
 
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-
-def build(
-    settings: Settings,
-    *,
-    client: httpx.AsyncClient | None = None,
-    sleep: Sleep = asyncio.sleep,
-) -> RunwareProvider:
+def build(settings: Settings, **transport: Unpack[TransportOptions]) -> RunwareProvider:
     key = require_api_key(settings, NAME, "at https://my.runware.ai")
-    return RunwareProvider(key, settings.base_url(NAME), client=client, sleep=sleep)
+    return RunwareProvider(key, settings.base_url(NAME), **transport)
