@@ -5,8 +5,8 @@ a fake Magnific (MAGNIFIC_BASE_URL) whose tasks take TASK seconds of wall time. 
 commands per mode (10 users, the bot's default EngineLimits). The moment of success is when the
 fake's task turns succeeded (polling) or when it sends the callback (callbacks, received by the
 bot's own CallbackReceiver on SEEDANCE_WEBHOOK_PORT); the end is the fake Discord creating the
-video's message (both on time.monotonic). Each job is matched by its row: task_id and
-delivery_ref (the message id).
+video's message (both on time.monotonic). Each job is matched by its row's task_id and by the
+message nonce the delivery derives from the job id.
 
 Polling mode starts from a store that already holds 20 durations equal to the task length (a
 bot that has seen this gateway before), so the schedule fits the tasks and the figure is the
@@ -86,11 +86,14 @@ async def run_mode(mode: str) -> dict[str, Any]:
             store = await Store.open(data / "seedance.sqlite3")
             jobs = await store.jobs()
             await store.close()
+            # By the message nonce (cogs/delivery.job_nonce: the job id's first 25 hex digits):
+            # the bot may be stopped after the last post but before its row says delivered.
+            posts = {m.nonce: m for m in video_posts(fake) if m.nonce}
             lags = []
             for job in jobs:
-                if job.task_id in gw.succeeded_at and job.delivery_ref:
-                    posted = fake.message(int(job.delivery_ref)).created_loop_time
-                    lags.append(posted - gw.succeeded_at[job.task_id])
+                post = posts.get(job.id.replace("-", "")[:25])
+                if job.task_id in gw.succeeded_at and post is not None:
+                    lags.append(post.created_loop_time - gw.succeeded_at[job.task_id])
             polls = gw.counts["poll"] / max(1, len(jobs))
     return {"mode": mode, "task_seconds": task_s, "jobs": len(jobs), "measured": len(lags),
             "polls_per_job": round(polls, 2), **summary_ms(lags)}
