@@ -2,123 +2,59 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
-import os
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import av
 import httpx
 import pytest
 
-from bot.config import Settings
 from bot.errors import (
     AudioModerationError,
     AuthenticationError,
-    ConfigError,
     ContentRejectedError,
     GatewayError,
     GatewayUnavailableError,
     InsufficientBalanceError,
     InvalidRequestError,
-    RateLimitError,
     RealFaceError,
     TaskFailedError,
     TaskNotFoundError,
 )
 from bot.models import (
     GenerationRequest,
-    MediaFacts,
     MediaKind,
     Mode,
     Ratio,
-    Reference,
     Resolution,
     Role,
     SourceKind,
-    TaskState,
     TaskStatus,
 )
-from bot.providers import create_provider
-from bot.providers.anyfast import AnyfastProvider, build
+from bot.providers.anyfast import AnyfastProvider
 from tests.fakes.anyfast import FakeAnyfast
 from tests.media_factory import make_image
+from tests.provider_helpers import (
+    SleepLog,
+    cli_generate,
+    fake_fixture,
+    gateway_case,
+    image_file_ref,
+    provider_fixture,
+    run_to_end,
+    url_ref,
+)
 
 KEY = FakeAnyfast.api_key
 
 
-class SleepLog:
-    """An injected sleep that records the delays and returns at once."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
+GATEWAY = gateway_case("anyfast")
+fake = fake_fixture(GATEWAY)
+provider = provider_fixture(GATEWAY)
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeAnyfast]:
-    server = FakeAnyfast()
-    async with server:
-        yield server
-
-
-@pytest.fixture
-def sleeps() -> SleepLog:
-    return SleepLog()
-
-
-def make_provider(fake: FakeAnyfast, sleeps: SleepLog, *, key: str = KEY,
-                  client: httpx.AsyncClient | None = None) -> AnyfastProvider:
-    settings = Settings(_env_file=None, anyfast_api_key=key,
-                        anyfast_base_url=fake.base_url)
-    return build(settings, client=client, sleep=sleeps)
-
-
-@pytest.fixture
-async def provider(fake: FakeAnyfast, sleeps: SleepLog) -> AsyncIterator[AnyfastProvider]:
-    p = make_provider(fake, sleeps)
-    yield p
-    await p.aclose()
-
-
-def url_ref(kind: MediaKind, url: str, role: Role) -> Reference:
-    return Reference(kind=kind, source=url, name=url.rsplit("/", 1)[-1], role=role)
-
-
-def file_ref(path: Path, role: Role) -> Reference:
-    from PIL import Image
-
-    with Image.open(path) as img:
-        w, h = img.size
-    facts = MediaFacts(kind=MediaKind.IMAGE, format="png", size_bytes=path.stat().st_size,
-                       width=w, height=h)
-    return Reference(kind=MediaKind.IMAGE, source=str(path), name=path.name, role=role,
-                     facts=facts, local_path=str(path))
-
-
-async def run_to_end(provider: AnyfastProvider, task_id: str,
-                     limit: int = 20) -> list[TaskState]:
-    states: list[TaskState] = []
-    for _ in range(limit):
-        state = await provider.poll(task_id)
-        states.append(state)
-        if state.done:
-            return states
-    raise AssertionError("task never finished")
-
-
-# ---- building and capabilities ------------------------------------------------------------
-
-def test_missing_key_is_a_config_error() -> None:
-    settings = Settings(_env_file=None)
-    with pytest.raises(ConfigError, match="ANYFAST_API_KEY is not set"):
-        build(settings)
-
+# ---- capabilities (missing key, registry, cancel, retries: test_provider_gateways.py) ------
 
 def test_capabilities_per_model(provider: AnyfastProvider) -> None:
     mini = provider.capabilities()
@@ -133,11 +69,6 @@ def test_capabilities_per_model(provider: AnyfastProvider) -> None:
     assert not mini.webhooks and not mini.seed and mini.last_frame and mini.web_search
     with pytest.raises(ValueError, match="no model"):
         provider.capabilities("seedance-3")
-
-
-def test_registry_builds_anyfast(fake: FakeAnyfast) -> None:
-    settings = Settings(_env_file=None, anyfast_api_key=KEY)
-    assert isinstance(create_provider("anyfast", settings), AnyfastProvider)
 
 
 # ---- bodies, one per input mode -----------------------------------------------------------
@@ -163,7 +94,7 @@ async def test_first_frame_local_file_goes_as_base64(
 ) -> None:
     path = make_image(tmp_path / "cat.png", 640, 480)
     req = GenerationRequest(prompt="it wakes up", mode=Mode.FIRST_FRAME, audio=False,
-                            references=[file_ref(path, Role.FIRST_FRAME)],
+                            references=[image_file_ref(path, Role.FIRST_FRAME)],
                             resolution=Resolution.P480)
     await provider.submit(req, idempotency_key="job-2")
     body = fake.received("POST")[0].body
@@ -329,13 +260,13 @@ async def test_failures_are_classified(fake: FakeAnyfast, provider: AnyfastProvi
 # ---- error kinds ---------------------------------------------------------------------------
 
 async def test_auth_error(fake: FakeAnyfast, sleeps: SleepLog) -> None:
-    provider = make_provider(fake, sleeps, key="wrong-key-123456")
+    provider = GATEWAY.client(fake, sleeps, key="wrong-key-123456")
     with pytest.raises(AuthenticationError) as info:
         await provider.submit(GenerationRequest(prompt="a b"), idempotency_key="k")
     await provider.aclose()
     assert info.value.status == 401 and len(fake.requests) == 1
     # a gateway echoing the key back never puts it in front of a person
-    echo = make_provider(fake, sleeps, key="echoed-key-98765")
+    echo = GATEWAY.client(fake, sleeps, key="echoed-key-98765")
     fake.fail_next(401, {"code": "invalid_api_key", "message": "token echoed-key-98765 is "
                          "disabled", "data": None})
     with pytest.raises(AuthenticationError) as echoed:
@@ -368,28 +299,6 @@ async def test_moderation_on_create(fake: FakeAnyfast, provider: AnyfastProvider
     with pytest.raises(ContentRejectedError) as info:
         await provider.submit(GenerationRequest(prompt="a b"), idempotency_key="k")
     assert info.value.status == 400 and "sensitive information" in info.value.reason
-
-
-async def test_rate_limited_honours_retry_after_and_is_bounded(
-    fake: FakeAnyfast, provider: AnyfastProvider, sleeps: SleepLog
-) -> None:
-    for _ in range(5):
-        fake.fail_next(429, {"code": "rate_limit", "message": "upstream saturated",
-                             "data": None}, headers={"Retry-After": "7"})
-    with pytest.raises(RateLimitError) as info:
-        await provider.submit(GenerationRequest(prompt="a b"), idempotency_key="k")
-    assert info.value.retry_after == 7.0
-    assert sleeps.delays == [7.0, 7.0, 7.0, 7.0]  # 5 attempts, 4 waits, each as told
-    assert len(fake.received("POST")) == 5 and not fake.tasks
-
-
-async def test_unavailable_503_is_retried_then_succeeds(
-    fake: FakeAnyfast, provider: AnyfastProvider, sleeps: SleepLog
-) -> None:
-    fake.fail_next(503, {"code": "service_unavailable", "message": "busy", "data": None},
-                   headers={"Retry-After": "2"})
-    submitted = await provider.submit(GenerationRequest(prompt="a b"), idempotency_key="k")
-    assert submitted.task_id in fake.tasks and sleeps.delays == [2.0]
 
 
 async def test_unavailable_500_on_create_is_not_retried(
@@ -426,17 +335,7 @@ async def test_malformed_poll_body_is_a_transient_fault(fake: FakeAnyfast,
         await provider.poll("cgt-anything")
 
 
-async def test_read_timeout_on_create_is_not_retried(fake: FakeAnyfast,
-                                                     sleeps: SleepLog) -> None:
-    fake.fail_next(200, {"id": "cgt-late", "task_id": "cgt-late"}, delay=0.5, method="POST")
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=0.1)) as client:
-        provider = make_provider(fake, sleeps, client=client)
-        with pytest.raises(GatewayUnavailableError, match="no answer"):
-            await provider.submit(GenerationRequest(prompt="a b"), idempotency_key="k")
-    assert len(fake.received("POST")) == 1 and sleeps.delays == []
-
-
-# ---- assets, cancel, callbacks ------------------------------------------------------------
+# ---- assets, callbacks ------------------------------------------------------------
 
 async def test_asset_group_asset_and_use(fake: FakeAnyfast, provider: AnyfastProvider) -> None:
     group = await provider.create_asset_group("characters")
@@ -455,11 +354,6 @@ async def test_asset_group_asset_and_use(fake: FakeAnyfast, provider: AnyfastPro
         await provider.create_asset("group-nope", "x", "https://example.com/x.png")
 
 
-async def test_cancel_is_not_supported(fake: FakeAnyfast, provider: AnyfastProvider) -> None:
-    assert await provider.cancel("cgt-1") is False
-    assert fake.requests == []
-
-
 def test_callback_shaped_like_a_poll_answer(provider: AnyfastProvider) -> None:
     body = (b'{"code":"success","message":"","data":{"task_id":"cgt-9","status":"SUCCESS",'
             b'"progress":"100%","fail_reason":"https://x/v.mp4","result_url":"https://x/v.mp4",'
@@ -474,18 +368,7 @@ def test_callback_shaped_like_a_poll_answer(provider: AnyfastProvider) -> None:
 
 async def test_cli_generate_writes_a_real_mp4(fake: FakeAnyfast, tmp_path: Path) -> None:
     fake.pending_statuses = []  # done at the first poll
-    out = tmp_path / "out.mp4"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("ANYFAST_", "SEEDANCE_"))}
-    env.update(ANYFAST_API_KEY=KEY, ANYFAST_BASE_URL=fake.base_url,
-               SEEDANCE_DATA_DIR=str(tmp_path / "data"))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "generate", "a lighthouse at dusk", "--out", str(out),
-        "--provider", "anyfast", cwd=tmp_path, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await proc.communicate()
-    assert proc.returncode == 0, stderr.decode()
+    out = await cli_generate("anyfast", fake, tmp_path, "a lighthouse at dusk")
     with av.open(str(out)) as container:
         assert container.streams.video[0].frames > 0
     assert fake.received("POST", "/v1/video/generations")[0].body["content"] == [

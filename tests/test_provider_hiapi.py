@@ -2,37 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from bot.config import Settings
 from bot.errors import (
     AudioModerationError,
     AuthenticationError,
-    ConfigError,
     ContentRejectedError,
     GatewayError,
     GatewayUnavailableError,
     InsufficientBalanceError,
     InvalidInput,
     InvalidRequestError,
-    RateLimitError,
     RealFaceError,
     TaskFailedError,
     TaskNotFoundError,
 )
 from bot.models import (
     GenerationRequest,
-    MediaFacts,
     MediaKind,
     Mode,
     Ratio,
@@ -41,46 +33,24 @@ from bot.models import (
     Role,
     TaskStatus,
 )
-from bot.providers import create_provider
 from bot.providers.hiapi import HiApiProvider, build, sign
 from tests.fakes.hiapi import FakeHiAPI
 from tests.media_factory import make_image
+from tests.provider_helpers import (
+    SleepLog,
+    cli_generate,
+    fake_fixture,
+    gateway_case,
+    image_file_ref,
+    provider_fixture,
+    settings_for,
+)
 
 SECRET = "hiapi-callback-secret"
 
-
-class Sleeps:
-    """An injected sleep that records each delay and returns at once."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
-def settings_for(fake: FakeHiAPI, key: str | None = None, secret: str | None = None) -> Settings:
-    return Settings(_env_file=None, hiapi_api_key=key or fake.api_key,
-                    hiapi_base_url=fake.base_url, hiapi_callback_secret=secret)
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeHiAPI]:
-    server = FakeHiAPI()
-    async with server:
-        yield server
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
-
-
-@pytest.fixture
-async def provider(fake: FakeHiAPI, sleeps: Sleeps) -> AsyncIterator[HiApiProvider]:
-    p = build(settings_for(fake, secret=SECRET), sleep=sleeps)
-    yield p
-    await p.aclose()
+GATEWAY = gateway_case("hiapi")
+fake = fake_fixture(GATEWAY)
+provider = provider_fixture(GATEWAY, hiapi_callback_secret=SECRET)
 
 
 def request(**kw: Any) -> GenerationRequest:
@@ -182,11 +152,7 @@ async def test_callback_only_when_a_url_is_given(
 async def test_local_file_cannot_reach_hiapi_and_nothing_is_sent(
     fake: FakeHiAPI, provider: HiApiProvider, tmp_path: Path
 ) -> None:
-    path = make_image(tmp_path / "me.png", 640, 480)
-    facts = MediaFacts(kind=MediaKind.IMAGE, format="png", size_bytes=path.stat().st_size,
-                       width=640, height=480)
-    local = Reference(kind=MediaKind.IMAGE, source=str(path), name="me.png",
-                      role=Role.FIRST_FRAME, facts=facts, local_path=str(path))
+    local = image_file_ref(make_image(tmp_path / "me.png", 640, 480), Role.FIRST_FRAME)
     with pytest.raises(InvalidInput) as info:
         await provider.submit(request(mode=Mode.FIRST_FRAME, references=[local]),
                               idempotency_key="j")
@@ -295,8 +261,8 @@ async def test_invalid_request_reaches_the_user_with_its_reason(
     assert "4 to 15" in info.value.reason
 
 
-async def test_bad_key_is_an_auth_error(fake: FakeHiAPI, sleeps: Sleeps) -> None:
-    provider = build(settings_for(fake, key="wrong-key-abcdef"), sleep=sleeps)
+async def test_bad_key_is_an_auth_error(fake: FakeHiAPI, sleeps: SleepLog) -> None:
+    provider = GATEWAY.client(fake, sleeps, key="wrong-key-abcdef")
     try:
         with pytest.raises(AuthenticationError) as info:
             await provider.submit(request(), idempotency_key="job-1")
@@ -327,33 +293,10 @@ async def test_task_of_nobody_is_not_found(provider: HiApiProvider) -> None:
     assert info.value.code == "NOT_FOUND"
 
 
-async def test_rate_limit_honours_retry_after_and_is_bounded(
-    fake: FakeHiAPI, provider: HiApiProvider, sleeps: Sleeps
-) -> None:
-    body = {"code": 429, "message": "too many requests", "data": None,
-            "error_code": "RATE_LIMITED"}
-    fake.fail_next(429, body, headers={"Retry-After": "3"})
-    await provider.submit(request(), idempotency_key="job-1")
-    assert sleeps.delays == [3.0]
-    for _ in range(6):
-        fake.fail_next(429, body, headers={"Retry-After": "4"})
-    with pytest.raises(RateLimitError):
-        await provider.submit(request(), idempotency_key="job-2")
-    assert sleeps.delays == [3.0] + [4.0] * 4
-    assert len(fake.received("POST")) == 2 + 5 and len(fake.tasks) == 1
-
-
-async def test_503_retry_later_is_retried_on_create(
-    fake: FakeHiAPI, provider: HiApiProvider, sleeps: Sleeps
-) -> None:
-    fake.fail_next(503, {"code": 503, "message": "service busy, retry later", "data": None,
-                         "error_code": "SERVICE_UNAVAILABLE"})
-    submitted = await provider.submit(request(), idempotency_key="job-1")
-    assert submitted.task_id in fake.tasks and len(sleeps.delays) == 1
-
+# 429, 503 and read timeouts on create, cancel, a missing key: test_provider_gateways.py
 
 async def test_unavailable_after_bounded_retries(
-    fake: FakeHiAPI, provider: HiApiProvider, sleeps: Sleeps
+    fake: FakeHiAPI, provider: HiApiProvider, sleeps: SleepLog
 ) -> None:
     for _ in range(6):
         fake.fail_next(503, {"code": 503, "message": "retry later", "data": None,
@@ -362,23 +305,6 @@ async def test_unavailable_after_bounded_retries(
         await provider.poll("tk-any")
     assert info.value.reason == "retry later"
     assert len(fake.received("GET")) == 5 and len(sleeps.delays) == 4
-
-
-async def test_read_timeout_on_create_is_not_retried_but_on_poll_it_is(
-    fake: FakeHiAPI, sleeps: Sleeps
-) -> None:
-    async with httpx.AsyncClient(timeout=0.2) as client:
-        provider = build(settings_for(fake), client=client, sleep=sleeps)
-        fake.fail_next(200, {"code": 200, "message": "success", "data": {"taskId": "tk-1"}},
-                       method="POST", delay=0.6)
-        with pytest.raises(GatewayUnavailableError):
-            await provider.submit(request(), idempotency_key="job-1")
-        assert len(fake.received("POST")) == 1 and sleeps.delays == []
-        submitted = await provider.submit(request(), idempotency_key="job-2")
-        fake.fail_next(200, {"code": 200}, method="GET", delay=0.6)
-        state = await provider.poll(submitted.task_id)
-        assert state.task_id == submitted.task_id
-        assert len(fake.received("GET")) == 2 and len(sleeps.delays) == 1
 
 
 # ---- callbacks ---------------------------------------------------------------------------
@@ -413,36 +339,16 @@ def test_signature_checked_with_the_configured_secret(provider: HiApiProvider) -
 
 
 async def test_without_a_secret_the_url_is_the_authentication(fake: FakeHiAPI) -> None:
-    provider = build(settings_for(fake))
+    provider = build(settings_for("hiapi", fake))
     try:
         assert provider.verify_callback({}, _callback())
     finally:
         await provider.aclose()
 
 
-async def test_cancel_is_not_offered(provider: HiApiProvider) -> None:
-    assert await provider.cancel("tk-1") is False
-
-
-def test_missing_key_names_the_variable() -> None:
-    with pytest.raises(ConfigError, match="HIAPI_API_KEY"):
-        create_provider("hiapi", Settings(_env_file=None))
-
-
 async def test_cli_generate_writes_a_real_mp4(fake: FakeHiAPI, tmp_path: Path) -> None:
     fake.path = ["queued", "success"]
-    out = tmp_path / "street.mp4"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SEEDANCE_", "MAGNIFIC_", "HIAPI_", "ANYFAST_", "RUNWARE_"))}
-    env.update(HIAPI_API_KEY=fake.api_key, HIAPI_BASE_URL=fake.base_url,
-               SEEDANCE_DATA_DIR=str(tmp_path / "data"))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "generate", "neon street at night",
-        "--out", str(out), "--provider", "hiapi",
-        cwd=tmp_path, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await proc.communicate()
-    assert proc.returncode == 0, stderr.decode()
+    out = await cli_generate("hiapi", fake, tmp_path, "neon street at night",
+                             out_name="street.mp4")
     assert out.read_bytes()[4:8] == b"ftyp"
     assert fake.received("POST")[0].body["input"]["prompt"] == "neon street at night"

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import os
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from bot.config import Settings
 from bot.errors import (
     AuthenticationError,
-    ConfigError,
     ContentRejectedError,
     GatewayUnavailableError,
     InsufficientBalanceError,
     InvalidInput,
     InvalidRequestError,
-    RateLimitError,
     TaskFailedError,
     TaskNotFoundError,
 )
@@ -37,49 +30,26 @@ from bot.models import (
     Role,
     TaskStatus,
 )
-from bot.providers import create_provider
-from bot.providers.magnific import MagnificProvider, build
+from bot.providers.magnific import MagnificProvider
 from bot.validation import validate
 from tests.fakes.magnific import FakeMagnific
 from tests.media_factory import make_image, make_video
+from tests.provider_helpers import (
+    SleepLog,
+    cli_generate,
+    fake_fixture,
+    gateway_case,
+    image_file_ref,
+    provider_fixture,
+    url_ref,
+)
 
 CREATE_720 = "/v1/ai/video/seedance-2-mini-720p"
 TASKS = "/v1/ai/video/seedance-2-mini/"
 
-
-class Sleeps:
-    """An injected sleep that records each delay and returns at once."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-
-
-def settings_for(fake: FakeMagnific, key: str | None = None) -> Settings:
-    return Settings(
-        _env_file=None, magnific_api_key=key or fake.api_key, magnific_base_url=fake.base_url
-    )
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeMagnific]:
-    server = FakeMagnific()
-    async with server:
-        yield server
-
-
-@pytest.fixture
-def sleeps() -> Sleeps:
-    return Sleeps()
-
-
-@pytest.fixture
-async def provider(fake: FakeMagnific, sleeps: Sleeps) -> AsyncIterator[MagnificProvider]:
-    p = build(settings_for(fake), sleep=sleeps)
-    yield p
-    await p.aclose()
+GATEWAY = gateway_case("magnific")
+fake = fake_fixture(GATEWAY)
+provider = provider_fixture(GATEWAY)
 
 
 def text_request(**kw: Any) -> GenerationRequest:
@@ -91,16 +61,8 @@ def text_request(**kw: Any) -> GenerationRequest:
     return GenerationRequest(**base)
 
 
-def url_image(url: str, role: Role) -> Reference:
-    return Reference(kind=MediaKind.IMAGE, source=url, name=url.rsplit("/", 1)[-1], role=role)
-
-
 def local_image(path: Path, role: Role, color: tuple[int, int, int]) -> Reference:
-    make_image(path, 640, 480, color=color)
-    facts = MediaFacts(kind=MediaKind.IMAGE, format="png", size_bytes=path.stat().st_size,
-                       width=640, height=480)
-    return Reference(kind=MediaKind.IMAGE, source=str(path), name=path.name, role=role,
-                     facts=facts, local_path=str(path))
+    return image_file_ref(make_image(path, 640, 480, color=color), role)
 
 
 def only_create(fake: FakeMagnific) -> dict[str, Any]:
@@ -150,7 +112,7 @@ async def test_resolution_is_the_path_and_options_map_to_page_names(
 async def test_first_frame_url_is_sent_as_image(
     fake: FakeMagnific, provider: MagnificProvider
 ) -> None:
-    ref = url_image("https://img.example.com/cat.png", Role.FIRST_FRAME)
+    ref = url_ref(MediaKind.IMAGE, "https://img.example.com/cat.png", Role.FIRST_FRAME)
     await provider.submit(text_request(mode=Mode.FIRST_FRAME, references=[ref]),
                           idempotency_key="job-1")
     body = only_create(fake)
@@ -294,9 +256,9 @@ async def test_fake_refuses_image_end_without_image(
 
 
 async def test_bad_key_is_an_auth_error_without_the_key(
-    fake: FakeMagnific, sleeps: Sleeps
+    fake: FakeMagnific, sleeps: SleepLog
 ) -> None:
-    provider = build(settings_for(fake, key="wrong-key-abcdef"), sleep=sleeps)
+    provider = GATEWAY.client(fake, sleeps, key="wrong-key-abcdef")
     try:
         with pytest.raises(AuthenticationError) as info:
             await provider.submit(text_request(), idempotency_key="job-1")
@@ -334,69 +296,16 @@ async def test_key_echoed_by_the_gateway_is_scrubbed(
     assert fake.api_key not in str(info.value)
 
 
-# ---- retries -----------------------------------------------------------------------------
-
-async def test_rate_limit_honours_retry_after_then_succeeds(
-    fake: FakeMagnific, provider: MagnificProvider, sleeps: Sleeps
-) -> None:
-    for _ in range(2):
-        fake.fail_next(429, {"message": "Too many requests"}, headers={"Retry-After": "7"})
-    submitted = await provider.submit(text_request(), idempotency_key="job-1")
-    assert submitted.task_id in fake.tasks
-    assert sleeps.delays == [7.0, 7.0]
-    assert len(fake.received("POST")) == 3
-
-
-async def test_rate_limit_retries_are_bounded(
-    fake: FakeMagnific, provider: MagnificProvider, sleeps: Sleeps
-) -> None:
-    for _ in range(10):
-        fake.fail_next(429, {"message": "Too many requests"}, headers={"Retry-After": "2"})
-    with pytest.raises(RateLimitError) as info:
-        await provider.submit(text_request(), idempotency_key="job-1")
-    assert info.value.retry_after == 2.0
-    assert len(fake.received("POST")) == 5 and sleeps.delays == [2.0] * 4
-    assert fake.tasks == {}
-
-
-async def test_503_on_create_is_retried_but_500_is_not(
-    fake: FakeMagnific, provider: MagnificProvider, sleeps: Sleeps
-) -> None:
-    fake.fail_next(503, {"message": "Service unavailable"})
-    await provider.submit(text_request(), idempotency_key="job-1")
-    assert len(fake.received("POST")) == 2 and len(sleeps.delays) == 1
-    fake.fail_next(500, {"message": "Internal error"})
-    with pytest.raises(GatewayUnavailableError) as info:
-        await provider.submit(text_request(), idempotency_key="job-2")
-    assert info.value.reason == "Internal error"
-    assert len(fake.received("POST")) == 3
-
+# ---- retries (429, 503, 500 and read timeouts on create: test_provider_gateways.py) --------
 
 async def test_poll_5xx_is_retried(
-    fake: FakeMagnific, provider: MagnificProvider, sleeps: Sleeps
+    fake: FakeMagnific, provider: MagnificProvider, sleeps: SleepLog
 ) -> None:
     submitted = await provider.submit(text_request(), idempotency_key="job-1")
     fake.fail_next(500, {"message": "Internal error"}, method="GET")
     state = await provider.poll(submitted.task_id)
     assert state.task_id == submitted.task_id
     assert len(fake.received("GET")) == 2 and len(sleeps.delays) == 1
-
-
-async def test_read_timeout_on_create_is_not_retried_but_on_poll_it_is(
-    fake: FakeMagnific, sleeps: Sleeps
-) -> None:
-    async with httpx.AsyncClient(timeout=0.2) as client:
-        provider = build(settings_for(fake), client=client, sleep=sleeps)
-        fake.fail_next(200, {"data": {"task_id": "t", "status": "CREATED", "generated": []}},
-                       method="POST", delay=0.6)
-        with pytest.raises(GatewayUnavailableError):
-            await provider.submit(text_request(), idempotency_key="job-1")
-        assert len(fake.received("POST")) == 1 and sleeps.delays == []
-        submitted = await provider.submit(text_request(), idempotency_key="job-2")
-        fake.fail_next(200, {"data": {}}, method="GET", delay=0.6)
-        state = await provider.poll(submitted.task_id)
-        assert state.task_id == submitted.task_id
-        assert len(fake.received("GET")) == 2 and len(sleeps.delays) == 1
 
 
 # ---- callbacks and the rest --------------------------------------------------------------
@@ -414,29 +323,9 @@ def test_callback_bodies_bare_and_wrapped(provider: MagnificProvider) -> None:
         provider.parse_callback({}, b'{"unexpected": true}')
 
 
-async def test_cancel_is_not_offered(provider: MagnificProvider) -> None:
-    assert await provider.cancel("t-1") is False
-
-
-def test_missing_key_names_the_variable() -> None:
-    with pytest.raises(ConfigError, match="MAGNIFIC_API_KEY"):
-        create_provider("magnific", Settings(_env_file=None))
-
-
 async def test_cli_generate_writes_a_real_mp4(fake: FakeMagnific, tmp_path: Path) -> None:
     fake.polls_to_finish = 1
-    out = tmp_path / "fox.mp4"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("SEEDANCE_", "MAGNIFIC_", "HIAPI_", "ANYFAST_", "RUNWARE_"))}
-    env.update(MAGNIFIC_API_KEY=fake.api_key, MAGNIFIC_BASE_URL=fake.base_url,
-               SEEDANCE_DATA_DIR=str(tmp_path / "data"))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "generate", "a red fox runs through snow",
-        "--out", str(out), "--provider", "magnific", "--ratio", "16:9",
-        cwd=tmp_path, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await proc.communicate()
-    assert proc.returncode == 0, stderr.decode()
+    out = await cli_generate("magnific", fake, tmp_path, "a red fox runs through snow",
+                             "--ratio", "16:9", out_name="fox.mp4")
     assert out.read_bytes()[4:8] == b"ftyp"
     assert fake.received("POST")[0].body["aspect_ratio"] == "widescreen_16_9"

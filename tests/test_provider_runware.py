@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
-import os
-import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,105 +14,43 @@ import httpx
 import pytest
 from aiohttp import web
 
-from bot.config import Settings
 from bot.errors import (
     AudioModerationError,
     AuthenticationError,
-    ConfigError,
     ContentRejectedError,
     GatewayError,
     GatewayUnavailableError,
     InsufficientBalanceError,
     InvalidRequestError,
-    RateLimitError,
     RealFaceError,
     TaskFailedError,
     TaskNotFoundError,
 )
-from bot.models import (
-    GenerationRequest,
-    MediaFacts,
-    MediaKind,
-    Mode,
-    Ratio,
-    Reference,
-    Resolution,
-    Role,
-    TaskState,
-    TaskStatus,
-)
-from bot.providers import create_provider
-from bot.providers.runware import MODEL, RunwareProvider, build, task_uuid
+from bot.models import GenerationRequest, MediaKind, Mode, Ratio, Resolution, Role, TaskStatus
+from bot.providers.runware import MODEL, RunwareProvider, task_uuid
 from tests.fakes.runware import FakeRunware
 from tests.media_factory import make_image
+from tests.provider_helpers import (
+    SleepLog,
+    cli_generate,
+    fake_fixture,
+    gateway_case,
+    image_file_ref,
+    provider_fixture,
+    run_to_end,
+    url_ref,
+)
 
 KEY = FakeRunware.api_key
 JOB = "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"  # a UUID4 idempotency key
 
 
-class SleepLog:
-    """An injected sleep that records the delays and returns at once."""
-
-    def __init__(self) -> None:
-        self.delays: list[float] = []
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
+GATEWAY = gateway_case("runware")
+fake = fake_fixture(GATEWAY)
+provider = provider_fixture(GATEWAY)
 
 
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeRunware]:
-    server = FakeRunware()
-    async with server:
-        yield server
-
-
-@pytest.fixture
-def sleeps() -> SleepLog:
-    return SleepLog()
-
-
-def make_provider(fake: FakeRunware, sleeps: SleepLog, *, key: str = KEY,
-                  client: httpx.AsyncClient | None = None) -> RunwareProvider:
-    settings = Settings(_env_file=None, runware_api_key=key, runware_base_url=fake.base_url)
-    return build(settings, client=client, sleep=sleeps)
-
-
-@pytest.fixture
-async def provider(fake: FakeRunware, sleeps: SleepLog) -> AsyncIterator[RunwareProvider]:
-    p = make_provider(fake, sleeps)
-    yield p
-    await p.aclose()
-
-
-def url_ref(kind: MediaKind, url: str, role: Role) -> Reference:
-    return Reference(kind=kind, source=url, name=url.rsplit("/", 1)[-1], role=role)
-
-
-def file_ref(path: Path, role: Role, w: int, h: int) -> Reference:
-    facts = MediaFacts(kind=MediaKind.IMAGE, format="png", size_bytes=path.stat().st_size,
-                       width=w, height=h)
-    return Reference(kind=MediaKind.IMAGE, source=str(path), name=path.name, role=role,
-                     facts=facts, local_path=str(path))
-
-
-async def run_to_end(provider: RunwareProvider, task_id: str,
-                     limit: int = 20) -> list[TaskState]:
-    states: list[TaskState] = []
-    for _ in range(limit):
-        state = await provider.poll(task_id)
-        states.append(state)
-        if state.done:
-            return states
-    raise AssertionError("task never finished")
-
-
-# ---- building, capabilities, taskUUID ------------------------------------------------------
-
-def test_missing_key_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="RUNWARE_API_KEY is not set"):
-        build(Settings(_env_file=None))
-
+# ---- capabilities, taskUUID (missing key, registry, cancel: test_provider_gateways.py) -----
 
 def test_capabilities(provider: RunwareProvider) -> None:
     caps = provider.capabilities()
@@ -127,8 +61,6 @@ def test_capabilities(provider: RunwareProvider) -> None:
     assert not (caps.web_search or caps.last_frame or caps.seed or caps.watermark)
     with pytest.raises(ValueError, match="no model"):
         provider.capabilities("bytedance:seedance@2.0")
-    settings = Settings(_env_file=None, runware_api_key=KEY)
-    assert isinstance(create_provider("runware", settings), RunwareProvider)
 
 
 def test_task_uuid_is_the_key_or_a_stable_v4() -> None:
@@ -172,7 +104,7 @@ async def test_first_frame_adaptive_sends_resolution_and_base64(
 ) -> None:
     path = make_image(tmp_path / "f.png", 480, 640)
     req = GenerationRequest(prompt="wakes up", mode=Mode.FIRST_FRAME,
-                            references=[file_ref(path, Role.FIRST_FRAME, 480, 640)])
+                            references=[image_file_ref(path, Role.FIRST_FRAME)])
     await provider.submit(req, idempotency_key=JOB)
     [task] = fake.received("POST")[0].body
     assert task["resolution"] == "720p" and "width" not in task
@@ -319,12 +251,12 @@ def _errors(code: str, message: str) -> dict[str, Any]:
 
 
 async def test_auth_error(fake: FakeRunware, sleeps: SleepLog) -> None:
-    provider = make_provider(fake, sleeps, key="wrong-key-abcdef")
+    provider = GATEWAY.client(fake, sleeps, key="wrong-key-abcdef")
     with pytest.raises(AuthenticationError) as info:
         await provider.submit(GenerationRequest(prompt="a cat"), idempotency_key=JOB)
     await provider.aclose()
     assert info.value.code == "invalidApiKey" and len(fake.requests) == 1
-    echo = make_provider(fake, sleeps, key="echoed-key-98765")
+    echo = GATEWAY.client(fake, sleeps, key="echoed-key-98765")
     fake.fail_next(403, _errors("invalidApiKey", "key echoed-key-98765 is revoked"))
     with pytest.raises(AuthenticationError) as echoed:
         await echo.submit(GenerationRequest(prompt="a cat"), idempotency_key=JOB)
@@ -343,18 +275,6 @@ async def test_moderation_on_create(fake: FakeRunware, provider: RunwareProvider
     with pytest.raises(ContentRejectedError) as info:
         await provider.submit(GenerationRequest(prompt="a cat"), idempotency_key=JOB)
     assert info.value.status == 400
-
-
-async def test_rate_limited_honours_retry_after_and_is_bounded(
-    fake: FakeRunware, provider: RunwareProvider, sleeps: SleepLog
-) -> None:
-    for _ in range(5):
-        fake.fail_next(429, _errors("rateLimitExceeded", "Too many requests."),
-                       headers={"Retry-After": "4"})
-    with pytest.raises(RateLimitError) as info:
-        await provider.submit(GenerationRequest(prompt="a cat"), idempotency_key=JOB)
-    assert info.value.retry_after == 4.0
-    assert sleeps.delays == [4.0] * 4 and len(fake.received("POST")) == 5
 
 
 @pytest.mark.parametrize("status", [503, 504, 500])
@@ -387,7 +307,7 @@ async def test_read_timeout_on_create_is_retried_with_the_same_uuid(
 ) -> None:
     fake.create_delays = [0.5]  # the task is made, the answer comes too late
     async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=0.1)) as client:
-        provider = make_provider(fake, sleeps, client=client)
+        provider = GATEWAY.client(fake, sleeps, client=client)
         submitted = await provider.submit(GenerationRequest(prompt="a cat"),
                                           idempotency_key="job-7")
     sent = [r.body[0]["taskUUID"] for r in fake.received("POST")]
@@ -402,7 +322,7 @@ async def test_malformed_answer_is_a_transient_fault(fake: FakeRunware,
         await provider.poll(JOB)
 
 
-# ---- webhooks, cancel ------------------------------------------------------------------------
+# ---- webhooks ------------------------------------------------------------------------------
 
 async def test_webhooks_each_result_twice(fake: FakeRunware, provider: RunwareProvider) -> None:
     received: list[bytes] = []
@@ -450,26 +370,11 @@ def test_single_callback_after_restart_and_error_callback(sleeps: SleepLog) -> N
         fresh.parse_callback({}, b"not json")
 
 
-async def test_cancel_is_not_supported(fake: FakeRunware, provider: RunwareProvider) -> None:
-    assert await provider.cancel(JOB) is False and fake.requests == []
-
-
 # ---- the command line against the fake ---------------------------------------------------
 
 async def test_cli_generate_writes_a_real_mp4(fake: FakeRunware, tmp_path: Path) -> None:
     fake.polls_to_finish = 0
-    out = tmp_path / "out.mp4"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RUNWARE_", "SEEDANCE_"))}
-    env.update(RUNWARE_API_KEY=KEY, RUNWARE_BASE_URL=fake.base_url,
-               SEEDANCE_DATA_DIR=str(tmp_path / "data"))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", "generate", "a lighthouse at dusk", "--out", str(out),
-        "--provider", "runware", cwd=tmp_path, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    _, stderr = await proc.communicate()
-    assert proc.returncode == 0, stderr.decode()
+    out = await cli_generate("runware", fake, tmp_path, "a lighthouse at dusk")
     with av.open(str(out)) as container:
         assert container.streams.video[0].frames > 0
     [task] = fake.received("POST")[0].body
