@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from bot.errors import (
     TaskFailedError,
 )
 from bot.models import ProviderResult, TaskState, TaskStatus
+from bot.providers.base import SubmitResult
 from bot.store import Store
 from tests.fakes.common import FakeGateway
 from tests.test_engine_fakes import (
@@ -342,6 +344,65 @@ async def test_delivery_that_never_works_fails_honestly(rig: Rig) -> None:
     assert job.state is JobState.FAILED and job.error_kind == "delivery"
     assert (job_dir(rig.settings.data_dir, job.id) / "video.mp4").exists()
     assert await rig.ledger_kinds(job.id) == [("reserve", 5), ("commit", 5)]
+
+
+async def test_a_running_create_answer_does_not_pull_the_polls_earlier(rig: Rig) -> None:
+    # Some gateways answer the create with the task's state (Magnific: CREATED); that is not a
+    # poll, so the schedule (45, 55, 70 s for a typical 60 s) must not move.
+    rig.provider.typical = 60.0
+    started: dict[str, float] = {}
+
+    def script(_req: Any) -> Outcome:
+        started["t"] = rig.clock.now()
+        return Outcome(polls=10**6)
+
+    rig.provider.script = script
+    real_submit, real_poll = rig.provider.submit, rig.provider.poll
+
+    async def submit(request: Any, **kw: Any) -> SubmitResult:
+        result = await real_submit(request, **kw)
+        running = TaskState(task_id=result.task_id, status=TaskStatus.RUNNING, progress=0.0)
+        return SubmitResult(result.task_id, state=running)
+
+    async def poll(task_id: str) -> TaskState:
+        if rig.clock.now() - started["t"] >= 60:
+            rig.provider.tasks[task_id].outcome.polls = 0
+        return await real_poll(task_id)
+
+    rig.provider.submit = submit  # type: ignore[method-assign]
+    rig.provider.poll = poll  # type: ignore[method-assign]
+    engine = rig.engine()
+    await engine.start()
+    job = await engine.wait(await enqueue(engine))
+    assert job.state is JobState.DELIVERED
+    assert rig.provider.polls_of(job.task_id or "") == 3
+
+
+async def test_a_callback_before_the_create_answer_is_kept(rig: Rig) -> None:
+    class Urls:
+        def url_for(self, provider: str, job_id: str) -> str:
+            return f"http://127.0.0.1:1/hooks/{provider}/{job_id}"
+
+    rig.provider.webhooks = True
+    rig.provider.script = lambda _r: Outcome(polls=10**6)
+    rig.provider.created_gate = asyncio.Event()  # the task exists; its create answer is late
+    rig.clock.block_from = 100.0
+    engine = rig.engine(callbacks=Urls())
+    await engine.start()
+    job_id = await enqueue(engine)
+    await rig.provider.submit_entered.wait()
+    for _ in range(1000):  # the fake creates the task right after entering submit
+        if rig.provider.tasks:
+            break
+        await asyncio.sleep(0)
+    (task,) = rig.provider.tasks.values()
+    assert (await rig.store.get_job(job_id)).state is JobState.SUBMITTING  # type: ignore[union-attr]
+    await engine.on_callback(job_id, TaskState(task_id=task.task_id,
+                                               status=TaskStatus.SUCCEEDED,
+                                               result=rig.provider.result_for(task)))
+    rig.provider.created_gate.set()
+    done = await engine.wait(job_id)
+    assert done.state is JobState.DELIVERED and task.polls == 0
 
 
 async def test_callbacks_replace_most_polls(rig: Rig) -> None:

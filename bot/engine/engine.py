@@ -422,7 +422,8 @@ class Engine:
     async def on_callback(self, job_id: str, state: TaskState) -> None:
         """The webhook receiver's sink: a gateway told us about a task (maybe twice)."""
         job = await self.store.get_job(job_id)
-        if job is None or job.state is not JobState.GENERATING:
+        # SUBMITTING too: a fast gateway may call back before the create's answer is written.
+        if job is None or job.state not in (JobState.SUBMITTING, JobState.GENERATING):
             return
         if job.task_id and state.task_id and state.task_id != job.task_id:
             return  # about an earlier attempt (e.g. before the retry without audio)
@@ -738,10 +739,13 @@ class Engine:
         )
         inbox = self._inbox.setdefault(job.id, asyncio.Queue())
         errors = 0
-        delay = next(delays)
+        # The poll schedule advances only on real polls: a "still running" from the create
+        # answer or a callback must not pull the next poll earlier.
+        due = self._clock() + next(delays)
         last_percent: int | None = None
         while True:
-            state = await self._next_state(inbox, delay)
+            state = await self._next_state(inbox, max(0.0, due - self._clock()))
+            polled = state is None
             if state is None:
                 try:
                     state = await provider.poll(job.task_id)
@@ -749,7 +753,7 @@ class Engine:
                 except GatewayError as err:
                     errors += 1
                     if err.retryable and errors <= self.limits.poll_errors:
-                        delay = backoff(
+                        due = self._clock() + backoff(
                             errors, base=self.limits.retry_base, cap=self.limits.retry_cap,
                             hint=err.retry_after,
                         )
@@ -765,7 +769,8 @@ class Engine:
                     )
                     return
             if state.task_id and state.task_id != job.task_id:
-                delay = next(delays)
+                if polled:
+                    due = self._clock() + next(delays)
                 continue
             if state.progress is not None and state.status is TaskStatus.RUNNING:
                 percent = int(state.progress)
@@ -783,7 +788,10 @@ class Engine:
                     )
                 await self._task_failed(job, error)
                 return
-            delay = state.retry_after if state.retry_after is not None else next(delays)
+            if state.retry_after is not None:
+                due = self._clock() + state.retry_after
+            elif polled:
+                due = self._clock() + next(delays)
 
     async def _next_state(self, inbox: asyncio.Queue[TaskState], delay: float) -> (
         TaskState | None
