@@ -3,8 +3,8 @@
 Each reservation is one IMMEDIATE SQLite transaction (`Store.create_job` with the guild's
 monthly check); the limit admits only half the demand. Figures: reservations decided per second
 and the overspend (credits reserved beyond the limit), which must be zero. The engine path adds
-queue-position announcements per enqueue, which cost O(queued²) each, so it runs a smaller
-burst (ENGINE_ATTEMPTS) to show that overhead without taking an hour.
+the per-user queue cap and queue-position announcements (coalesced since 3719e04; before that
+they cost O(queued²) per enqueue), so it runs its own burst (ENGINE_ATTEMPTS).
 """
 
 from __future__ import annotations
