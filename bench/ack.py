@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench.common import report, summary_ms
 from tests.e2e.harness import BotProcess
+from tests.fakes.discord.gateway import SENT_AT
 from tests.fakes.discord.server import FakeDiscord
 
 BURST = 200
@@ -41,7 +42,9 @@ async def main() -> None:
                                     what="every callback")
             finally:
                 await bot.stop()
-    waits = [i.callbacks[0].at - i.created_at for i in burst]
+    # From the moment each event left the fake's websocket: building the 200 payloads is the
+    # fake's own work, not the bot's (measured from creation, p50 was ~115-135 ms of that).
+    waits = [i.callbacks[0].at - SENT_AT.get(str(i.id), i.created_at) for i in burst]
     types = sorted({i.callbacks[0].type for i in burst})
     late = sum(1 for w in waits if w > 3.0)
     stats = summary_ms(waits)
@@ -50,7 +53,10 @@ async def main() -> None:
         (f"dispatch → defer, burst of {BURST}: p99", f"{stats['p99_ms']:.1f} ms", "< 100 ms"),
         (f"dispatch → defer, burst of {BURST}: max", f"{stats['max_ms']:.1f} ms",
          "< 3000 ms"),
-    ], {**stats, "callback_types": types, "over_3s": late})
+    ], {**stats, "min_ms": round(min(waits) * 1000, 2), "callback_types": types,
+        "over_3s": late, "fake_send_span_ms": round(
+            (max(SENT_AT[str(i.id)] for i in burst) - min(SENT_AT[str(i.id)] for i in burst))
+            * 1000, 2)})
 
 
 if __name__ == "__main__":

@@ -37,6 +37,9 @@ _EVENT_INTENT = {
     "MESSAGE_DELETE": GUILD_MESSAGES, "GUILD_MEMBER_UPDATE": GUILD_MEMBERS,
 }
 BUFFER_SIZE = 2000
+#: When each INTERACTION_CREATE left for the bot (by interaction id): the moment Discord
+#: "dispatches" it, which is what an ack's latency is measured from.
+SENT_AT: dict[str, float] = {}
 
 
 @dataclass
@@ -84,6 +87,8 @@ class _Connection:
                     await self.ws.send_str(raw.decode())
             except (ConnectionError, RuntimeError):
                 return
+            if payload.get("t") == "INTERACTION_CREATE":
+                SENT_AT[str(payload["d"]["id"])] = time.monotonic()
 
     async def close(self, code: int, message: str = "") -> None:
         self.queue.put_nowait(None)
