@@ -120,8 +120,8 @@ async def test_last_frame_only_when_asked(rig: Rig) -> None:
     assert not list(job_dir(rig.settings.data_dir, job.id).glob("last_frame*"))
 
 
-async def test_polling_a_60s_task_takes_at_most_four_polls(rig: Rig) -> None:
-    # The task needs 60 s; each poll happens after the engine's (fake) sleep.
+def sixty_second_tasks(rig: Rig) -> None:
+    """Tasks that finish 60 s (of the engine's fake clock) after their create; typical 60 s."""
     rig.provider.typical = 60.0
     started: dict[str, float] = {}
 
@@ -133,12 +133,16 @@ async def test_polling_a_60s_task_takes_at_most_four_polls(rig: Rig) -> None:
     real_poll = rig.provider.poll
 
     async def poll(task_id: str) -> TaskState:
-        task = rig.provider.tasks[task_id]
         if rig.clock.now() - started["t"] >= 60:
-            task.outcome.polls = 0
+            rig.provider.tasks[task_id].outcome.polls = 0
         return await real_poll(task_id)
 
     rig.provider.poll = poll  # type: ignore[method-assign]
+
+
+async def test_polling_a_60s_task_takes_at_most_four_polls(rig: Rig) -> None:
+    # The task needs 60 s; each poll happens after the engine's (fake) sleep.
+    sixty_second_tasks(rig)
     engine = rig.engine()
     await engine.start()
     job = await engine.wait(await enqueue(engine))
@@ -349,28 +353,15 @@ async def test_delivery_that_never_works_fails_honestly(rig: Rig) -> None:
 async def test_a_running_create_answer_does_not_pull_the_polls_earlier(rig: Rig) -> None:
     # Some gateways answer the create with the task's state (Magnific: CREATED); that is not a
     # poll, so the schedule (45, 55, 70 s for a typical 60 s) must not move.
-    rig.provider.typical = 60.0
-    started: dict[str, float] = {}
-
-    def script(_req: Any) -> Outcome:
-        started["t"] = rig.clock.now()
-        return Outcome(polls=10**6)
-
-    rig.provider.script = script
-    real_submit, real_poll = rig.provider.submit, rig.provider.poll
+    sixty_second_tasks(rig)
+    real_submit = rig.provider.submit
 
     async def submit(request: Any, **kw: Any) -> SubmitResult:
         result = await real_submit(request, **kw)
         running = TaskState(task_id=result.task_id, status=TaskStatus.RUNNING, progress=0.0)
         return SubmitResult(result.task_id, state=running)
 
-    async def poll(task_id: str) -> TaskState:
-        if rig.clock.now() - started["t"] >= 60:
-            rig.provider.tasks[task_id].outcome.polls = 0
-        return await real_poll(task_id)
-
     rig.provider.submit = submit  # type: ignore[method-assign]
-    rig.provider.poll = poll  # type: ignore[method-assign]
     engine = rig.engine()
     await engine.start()
     job = await engine.wait(await enqueue(engine))
