@@ -17,9 +17,19 @@ import pytest
 from PIL import Image
 
 from bot.config import Settings
-from bot.models import GenerationRequest, MediaFacts, MediaKind, Ratio, Reference, Role, TaskState
+from bot.models import (
+    GenerationRequest,
+    MediaFacts,
+    MediaKind,
+    Ratio,
+    Reference,
+    Resolution,
+    Role,
+    TaskState,
+)
 from bot.providers import anyfast, hiapi, magnific, runware
 from bot.providers.base import HttpGateway, Provider
+from bot.store import Store
 from tests.fakes.anyfast import FakeAnyfast
 from tests.fakes.common import FakeGateway
 from tests.fakes.hiapi import FakeHiAPI
@@ -98,10 +108,24 @@ async def run_to_end(provider: Provider, task_id: str, limit: int = 20) -> list[
     raise AssertionError("task never finished")
 
 
+async def seed_learned_durations(db: Path, gateway: str, *, seconds: float) -> None:
+    """A CLI that has used this gateway before and saw tasks take `seconds`: its engine then
+    polls on that schedule instead of the gateway's typical minute (the fakes finish at once,
+    and the poll schedule only moves on real polls)."""
+    store = await Store.open(db)
+    try:
+        for resolution in Resolution:
+            for duration in range(4, 16):
+                await store.record_duration(gateway, resolution.value, duration, seconds, now=0)
+    finally:
+        await store.close()
+
+
 async def cli_generate(gateway: str, fake: FakeGateway, tmp_path: Path, prompt: str,
                        *args: str, out_name: str = "out.mp4") -> Path:
     """Run `python -m bot generate` against `fake`; asserts it succeeded, returns the file."""
     out = tmp_path / out_name
+    await seed_learned_durations(tmp_path / "data" / "cli.sqlite3", gateway, seconds=1.0)
     env = {k: v for k, v in os.environ.items() if not k.startswith(_GATEWAY_ENV)}
     prefix = gateway.upper()
     env.update({f"{prefix}_API_KEY": fake.api_key, f"{prefix}_BASE_URL": fake.base_url,
