@@ -83,7 +83,7 @@ class Gateway:
 
     def tasks(self, fake: FakeGateway) -> int:
         """Tasks the gateway made (and would bill)."""
-        return len(fake.tasks)  # type: ignore[attr-defined]
+        return len(fake.tasks)
 
 
 def _matching(fake: FakeGateway, filters: dict[str, str]) -> list[Recorded]:

@@ -16,10 +16,12 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import pytest
 
 from bot.engine import EngineLimits, JobState, JobView
+from bot.providers.base import HttpGateway
 from tests.chaos.faults_helpers import GATEWAYS, LATE, LIMITS, Gateway, Rig, rig
 from tests.e2e.harness import REPO, BotProcess
 from tests.fakes.common import FakeGateway, sample_video
@@ -72,7 +74,8 @@ def gap_before_retry(steps: list[tuple[str, float]]) -> float:
 
 
 def max_attempts(r: Rig) -> int:
-    return int(r.provider.http.max_attempts)  # type: ignore[attr-defined]
+    assert isinstance(r.provider, HttpGateway)
+    return r.provider.http.max_attempts
 
 
 # ---- control ------------------------------------------------------------------------------
@@ -264,26 +267,24 @@ async def test_result_url_still_expired_after_refresh_fails_and_commits(
 
 # ---- moderation ---------------------------------------------------------------------------
 
-def moderate(gw: Gateway, fake: object) -> None:
-    """Make the fake refuse the result the way its gateway documents moderation."""
-    if gw.name == "anyfast":  # the seed: "reaches 100% but returns an error"
-        fake.outcome = "failure_at_100"  # type: ignore[attr-defined]
-    elif gw.name == "runware":
-        fake.outcome = "errors"  # type: ignore[attr-defined]
-        fake.error_code = "contentModerationFailed"  # type: ignore[attr-defined]
-        fake.error_message = "The output was flagged by the content safety check."  # type: ignore[attr-defined]
-    elif gw.name == "magnific":  # FAILED, no reason; its safety checker is always on
-        fake.fail_tasks = True  # type: ignore[attr-defined]
-    else:
-        fake.fail_with = {"code": "OutputVideoSensitiveContentDetected",  # type: ignore[attr-defined]
-                          "message": "the output video may contain sensitive content"}
+@runtime_checkable
+class RefusesOutput(Protocol):
+    """Each gateway's fake fails tasks the way its gateway documents moderation."""
+
+    def refuse_output(self, code: str | None = None, message: str | None = None) -> None: ...
+
+
+def moderate(fake: FakeGateway, code: str | None = None, message: str | None = None) -> None:
+    """Make the fake refuse every result the way its gateway documents moderation."""
+    assert isinstance(fake, RefusesOutput), f"{type(fake).__name__} cannot refuse output"
+    fake.refuse_output(code, message)
 
 
 @ALL
 async def test_moderation_failure_ends_with_a_moderation_message(gw: Gateway,
                                                                  data_dir: Path) -> None:
     async with rig(gw, data_dir) as r:
-        moderate(gw, r.fake)
+        moderate(r.fake)
         job = await r.run()
         assert_failed(job, "moderation", "safety", "sensitive")
         assert len(gw.creates(r.fake)) == 1  # a refused result is not retried
@@ -305,25 +306,16 @@ async def test_audio_moderation_retries_once_without_audio(gw: Gateway, data_dir
         await assert_ledger(r, job, "commit")
 
 
-def flag_audio_always(gw: Gateway, fake: object) -> None:
+def flag_audio_always(fake: FakeGateway) -> None:
     """Every task fails on audio moderation, with sound or without."""
-    code = "OutputAudioSensitiveContentDetected"
-    message = "the output audio may contain sensitive information"
-    if gw.name == "anyfast":
-        fake.outcome = "failure_at_100"  # type: ignore[attr-defined]
-        fake.fail_reason = message  # type: ignore[attr-defined]
-        fake.upstream_error = {"code": code, "message": message}  # type: ignore[attr-defined]
-    elif gw.name == "runware":
-        fake.outcome = "errors"  # type: ignore[attr-defined]
-        fake.error_code, fake.error_message = code, message  # type: ignore[attr-defined]
-    else:
-        fake.fail_with = {"code": code, "message": message}  # type: ignore[attr-defined]
+    moderate(fake, "OutputAudioSensitiveContentDetected",
+             "the output audio may contain sensitive information")
 
 
 @WITH_AUDIO
 async def test_audio_moderation_is_retried_only_once(gw: Gateway, data_dir: Path) -> None:
     async with rig(gw, data_dir) as r:
-        flag_audio_always(gw, r.fake)
+        flag_audio_always(r.fake)
         job = await r.run(audio=True)
         assert_failed(job, "audio")
         assert len(gw.creates(r.fake)) == 2 and job.audio_retried

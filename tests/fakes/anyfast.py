@@ -92,6 +92,14 @@ class FakeAnyfast(FakeGateway):
             {"code": "invalid_api_key", "message": "invalid token", "data": None}, status=401
         )
 
+    def refuse_output(self, code: str | None = None, message: str | None = None) -> None:
+        """Fail every task as Anyfast's moderation does: it reaches 100 % and then errors."""
+        self.outcome = "failure_at_100"
+        if message:
+            self.fail_reason = message
+        if code:
+            self.upstream_error = {"code": code, "message": message or self.fail_reason}
+
     # ---- create ---------------------------------------------------------------------------
     async def _create(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

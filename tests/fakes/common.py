@@ -66,6 +66,8 @@ class FakeGateway:
     """Base of the per-gateway fakes. Use `async with FakeX() as fake:`; `fake.base_url`."""
 
     api_key = "test-key"
+    #: The tasks the gateway made (and would bill), by id; each fake fills its own.
+    tasks: dict[str, Any]
 
     def __init__(self) -> None:
         self.app = web.Application(middlewares=[self._middleware])

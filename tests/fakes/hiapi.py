@@ -137,6 +137,11 @@ class FakeHiAPI(FakeGateway):
                 return "callback.when must be final"
         return None
 
+    def refuse_output(self, code: str | None = None, message: str | None = None) -> None:
+        """Fail every task as HiAPI's moderation does: status `fail` with a {code, message}."""
+        self.fail_with = {"code": code or "OutputVideoSensitiveContentDetected",
+                          "message": message or "the output video may contain sensitive content"}
+
     # ---- handlers -------------------------------------------------------------------------
     async def _create(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

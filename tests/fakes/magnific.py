@@ -135,6 +135,11 @@ class FakeMagnific(FakeGateway):
             return "webhook_url", "must be a URL"
         return None
 
+    def refuse_output(self, code: str | None = None, message: str | None = None) -> None:
+        """Fail every task as Magnific does: FAILED with no reason at all (its safety checker
+        is always on), so `code` and `message` have nowhere to go."""
+        self.fail_tasks = True
+
     # ---- handlers -------------------------------------------------------------------------
     async def _create(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

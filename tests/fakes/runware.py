@@ -73,6 +73,12 @@ class FakeRunware(FakeGateway):
             error["taskUUID"] = uid
         return web.json_response({"errors": [error]}, status=status)
 
+    def refuse_output(self, code: str | None = None, message: str | None = None) -> None:
+        """Fail every task as Runware's moderation does: an `errors` entry with its code."""
+        self.outcome = "errors"
+        self.error_code = code or "contentModerationFailed"
+        self.error_message = message or "The output was flagged by the content safety check."
+
     async def _tasks(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return self._errors(401, "invalidApiKey", "Invalid API key. Get one at "
