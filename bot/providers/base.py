@@ -9,6 +9,7 @@ to know which gateway it talks to.
 from __future__ import annotations
 
 import base64
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypedDict, runtime_checkable
@@ -247,7 +248,7 @@ class TransportOptions(TypedDict, total=False):
     sleep: Sleep
 
 
-class HttpGateway:
+class HttpGateway(ABC):
     """The parts of `Provider` every HTTP gateway module implements the same way.
 
     A subclass builds its own `HttpTransport` (auth headers, error parser) and implements
@@ -260,8 +261,9 @@ class HttpGateway:
     def __init__(self, http: HttpTransport) -> None:
         self.http = http
 
+    @abstractmethod
     def capabilities(self, model: str | None = None) -> Capabilities:
-        raise NotImplementedError
+        """The gateway's capability table for `model` (its default when None)."""
 
     @property
     def default_model(self) -> str:
