@@ -60,6 +60,18 @@ async def fit_upload(src: Path, max_bytes: int) -> Path | None:
     return dest if fitted else None
 
 
+def interaction_webhook(bot: SeedanceBot, job: JobView) -> discord.Webhook | None:
+    """The job's interaction webhook while its token is safely alive (it dies at 15 min):
+    it edits the status message and may send ephemeral notes; after that, None."""
+    ctx = job.context
+    token, issued = ctx.get("interaction_token"), float(ctx.get("token_issued_at") or 0)
+    if not token or not ctx.get("application_id") or time.time() - issued >= TOKEN_SAFE_SECONDS:
+        return None
+    webhook = discord.Webhook.partial(int(ctx["application_id"]), token, client=bot)
+    webhook.type = discord.WebhookType.application  # an interaction's: may be ephemeral
+    return webhook
+
+
 class DiscordDelivery:
     """Status edits and result posts for the engine (see `bot.engine.Delivery`)."""
 
@@ -126,13 +138,10 @@ class DiscordDelivery:
             self._last_edit.pop(job_id, None)
 
     async def _edit_message(self, job: JobView, text: str, view: discord.ui.View | None) -> None:
-        ctx = job.context
-        message_id = int(ctx["status_message_id"])
-        token = ctx.get("interaction_token")
-        issued = float(ctx.get("token_issued_at") or 0)
+        message_id = int(job.context["status_message_id"])
         kwargs: dict[str, Any] = {"content": text, "view": view}
-        if token and time.time() - issued < TOKEN_SAFE_SECONDS:
-            webhook = discord.Webhook.partial(int(ctx["application_id"]), token, client=self.bot)
+        webhook = interaction_webhook(self.bot, job)
+        if webhook is not None:
             try:
                 await webhook.edit_message(message_id, **kwargs)
                 return

@@ -247,13 +247,10 @@ async def result_channel(bot: SeedanceBot, job: JobView) -> str:
 async def tell_requester(bot: SeedanceBot, job: JobView, text: str) -> bool:
     """A private note to the requester: an ephemeral follow-up while the interaction token
     lives, else a DM. False when neither worked (the caller then says it in the status)."""
-    from cogs.delivery import TOKEN_SAFE_SECONDS
+    from cogs.delivery import interaction_webhook
 
-    ctx = job.context
-    token, issued = ctx.get("interaction_token"), float(ctx.get("token_issued_at") or 0)
-    if token and ctx.get("application_id") and time.time() - issued < TOKEN_SAFE_SECONDS:
-        webhook = discord.Webhook.partial(int(ctx["application_id"]), token, client=bot)
-        webhook.type = discord.WebhookType.application  # an interaction's: may be ephemeral
+    webhook = interaction_webhook(bot, job)
+    if webhook is not None:
         with contextlib.suppress(discord.HTTPException):
             await webhook.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
             return True
