@@ -295,15 +295,14 @@ class Moderation(commands.Cog):
                 await post_card(self.bot, job, APPROVAL)
             for job in await store.jobs_without_message(REVIEW, [JobState.HELD]):
                 await post_card(self.bot, job, REVIEW)
-            since: dict[str, float | None] = {}
-            for job in await store.jobs_without_message(AUDIT, TERMINAL_STATES,
-                                                        updated_since=time.time() - 7 * 86400):
-                if job.guild_id not in since:
-                    settings = await store.guild_settings(job.guild_id)
-                    since[job.guild_id] = (float(settings["audit_since"])
-                                           if settings.get("audit_channel") else None)
-                start = since[job.guild_id]
-                if start is not None and job.updated_at >= start:
+            # Only servers with an audit log, and only what ended since it was switched on
+            # (at most a week back: an older gap is history, not a crash).
+            week_ago = time.time() - 7 * 86400
+            for guild_id, settings in (await store.guilds_with_setting("audit_channel")).items():
+                since = max(week_ago, float(settings.get("audit_since") or 0))
+                for job in await store.jobs_without_message(AUDIT, TERMINAL_STATES,
+                                                            updated_since=since,
+                                                            guild_id=guild_id):
                     await post_audit(self.bot, job)
         except asyncio.CancelledError:
             raise

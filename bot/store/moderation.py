@@ -248,15 +248,24 @@ class ModerationStore:
         await self._atomic(body)
 
     async def jobs_without_message(self, kind: str, states: Iterable[JobState], *,
-                                   updated_since: float = 0.0) -> list[JobView]:
+                                   updated_since: float = 0.0,
+                                   guild_id: str | None = None) -> list[JobView]:
         """Jobs in `states` that have no `kind` message yet (what a restart must still post)."""
         wanted = [s.value for s in states]
+        where = "" if guild_id is None else " AND guild_id = ?"
         rows = await self._read(
             f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(wanted))})"
-            " AND updated_at >= ? AND NOT EXISTS (SELECT 1 FROM job_messages m"
+            f" AND updated_at >= ?{where} AND NOT EXISTS (SELECT 1 FROM job_messages m"
             " WHERE m.job_id = jobs.id AND m.kind = ?) ORDER BY seq",
-            (*wanted, updated_since, kind))
+            (*wanted, updated_since, *([] if guild_id is None else [guild_id]), kind))
         return [self._job_from_row(r) for r in rows]
+
+    async def guilds_with_setting(self, key: str) -> dict[str, dict[str, Any]]:
+        """The settings of every guild where `key` is set (e.g. an audit channel)."""
+        rows = await self._read(
+            "SELECT guild_id, settings FROM guild_settings"
+            " WHERE json_extract(settings, '$.' || ?) IS NOT NULL", (key,))
+        return {r["guild_id"]: dict(json.loads(r["settings"])) for r in rows}
 
     # ---- export and forgetting ------------------------------------------------------------
     async def jobs_between(self, guild_id: str, since: float, until: float) -> list[JobView]:
