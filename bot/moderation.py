@@ -109,7 +109,7 @@ def _iso(unix: float | None) -> str:
 
 def jobs_csv(jobs: Sequence[JobView]) -> str:
     """A guild's job history for a spreadsheet. Cells that a spreadsheet would run as a formula
-    (=, +, -, @ first) are prefixed with an apostrophe: prompts are user input."""
+    are defused (see `defuse_cell`): prompts are user input."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -124,12 +124,23 @@ def jobs_csv(jobs: Sequence[JobView]) -> str:
             job.credits_estimate, job.credits_charged, job.moderator_id or "",
             job.error_kind or "", job.error_message or "", job.delivery_ref or "",
         ]
-        writer.writerow([_defuse(v) for v in row])
+        writer.writerow([defuse_cell(v) for v in row])
     return out.getvalue()
 
 
-def _defuse(value: object) -> object:
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+#: What makes a spreadsheet read a cell as a formula (OWASP's CSV injection list).
+_FORMULA_START = frozenset("=+-@")
+_CONTROL_START = frozenset("\t\r\n")
+
+
+def defuse_cell(value: object) -> object:
+    """Prefix an apostrophe to a text cell a spreadsheet would run: one starting with a tab,
+    CR or LF, or whose first character after any whitespace is = + - @ (also in full-width
+    or other compatibility forms, which some spreadsheets fold)."""
+    if not isinstance(value, str) or not value:
+        return value
+    first = unicodedata.normalize("NFKC", value.lstrip()[:1])[:1]
+    if value[0] in _CONTROL_START or first in _FORMULA_START:
         return "'" + value
     return value
 
@@ -172,6 +183,7 @@ __all__ = [
     "CSV_COLUMNS",
     "Forgotten",
     "ReviewMode",
+    "defuse_cell",
     "forget_user",
     "jobs_csv",
     "matching_rule",

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from bot.models import GenerationRequest, MediaKind, Reference, Role
-from bot.moderation import ReviewMode, forget_user, jobs_csv, matching_rule, rule_problem
+from bot.moderation import (
+    ReviewMode,
+    defuse_cell,
+    forget_user,
+    jobs_csv,
+    matching_rule,
+    rule_problem,
+)
 from bot.store import BlockRule, EventRow, JobMessage, JobState, NewJob, Store
 
 
@@ -205,3 +212,18 @@ async def test_ledger_lines_take_the_pseudonym_once_no_quota_needs_them(
     assert {line.user_id for line in await store.ledger(job.id)} == {pseudonym}
     assert {line.user_id for line in await store.ledger()} == {pseudonym, "a"}
     assert await store.finish_forgetting(now=2000 + month + 1) == 0  # request done, dropped
+
+
+@pytest.mark.parametrize("cell", [
+    "=1+1", "+1", "-1", "@SUM(A1)", "\t=1", "\r=1", "\n=1", "  =HYPERLINK(\"x\")",
+    "\u3000=1", "\uff1dcmd|' /C calc'!A0", " \t@x", "\u00a0-2",
+])
+def test_csv_cells_that_a_spreadsheet_would_run_are_defused(cell: str) -> None:
+    """OWASP's list: = + - @ first, also after whitespace (and in full-width forms); a tab or
+    CR first."""
+    assert defuse_cell(cell) == "'" + cell
+
+
+@pytest.mark.parametrize("cell", ["a fox", "fox = cat", "", "3 - 1", "e-mail"])
+def test_csv_plain_cells_stay_as_they_are(cell: str) -> None:
+    assert defuse_cell(cell) == cell
