@@ -278,7 +278,7 @@ async def engine_worker(cfg: dict[str, Any]) -> None:
     settings = Settings(
         seedance_data_dir=Path(cfg["data_dir"]), magnific_api_key=BENCH_KEY,
         magnific_base_url=cfg["base_url"], seedance_user_daily_credits=10**9,
-        seedance_guild_monthly_credits=10**9,
+        seedance_guild_monthly_credits=10**9, seedance_private_hosts="127.0.0.1",
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = await Store.open(settings.database_path)

@@ -16,7 +16,7 @@ import httpx
 from aiohttp import web
 
 from bench.common import report, rss_mb
-from bot.media.fetch import download
+from bot.media.fetch import NetworkPolicy, download
 
 SIZE = 100 * 1024 * 1024
 CHUNK = 1024 * 1024
@@ -56,6 +56,7 @@ async def main() -> None:
             started = time.perf_counter()
             written = await download(client, f"http://127.0.0.1:{port}/result.mp4",
                                      Path(tmp) / "result.mp4", max_bytes=200 * 1024 * 1024,
+                                     policy=NetworkPolicy.parse("127.0.0.1"),
                                      allowed_hosts=["127.0.0.1"])
             wall = time.perf_counter() - started
         on_disk = (Path(tmp) / "result.mp4").stat().st_size

@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
+from bot.media.fetch import NetworkPolicy
 
 ProviderName = Literal["local", "anyfast", "runware", "magnific", "hiapi"]
 PROVIDER_NAMES: tuple[str, ...] = ("local", "anyfast", "runware", "magnific", "hiapi")
@@ -65,6 +66,12 @@ class Settings(BaseSettings):
     #: Extra hosts attachments may be downloaded from, comma-separated (a test CDN, a proxy);
     #: Discord's own CDN hosts are always allowed.
     seedance_cdn_hosts: str = ""
+    #: Hosts or networks (CIDR) that downloads may reach although private or loopback, over
+    #: http or https: a self-hosted proxy, or the tests' loopback fakes. Empty: none may.
+    seedance_private_hosts: str = ""
+    #: Optional hosts each gateway's results may come from, e.g.
+    #: "runware=.runware.ai,hiapi=cdn.hiapi.ai|files.hiapi.ai" (suffix match on labels).
+    seedance_result_hosts: str = ""
     #: Days finished files are kept under the data dir.
     seedance_retention_days: int = Field(default=7, ge=0)
 
@@ -84,6 +91,18 @@ class Settings(BaseSettings):
             raise ValueError("must be the public https:// URL that reaches the callback port")
         return v.rstrip("/") if v else v
 
+    @field_validator("seedance_private_hosts")
+    @classmethod
+    def _private_hosts(cls, v: str) -> str:
+        NetworkPolicy.parse(v)
+        return v
+
+    @field_validator("seedance_result_hosts")
+    @classmethod
+    def _result_hosts(cls, v: str) -> str:
+        parse_result_hosts(v)
+        return v
+
     @field_validator("seedance_prices")
     @classmethod
     def _prices(cls, v: str | None) -> str | None:
@@ -102,6 +121,14 @@ class Settings(BaseSettings):
     @property
     def prices(self) -> dict[str, int]:
         return parse_prices(self.seedance_prices) if self.seedance_prices else dict(DEFAULT_PRICES)
+
+    def network_policy(self) -> NetworkPolicy:
+        """Where downloads of results and members' URLs may go (see bot/media/fetch.py)."""
+        return NetworkPolicy.parse(self.seedance_private_hosts)
+
+    def result_hosts(self, provider: str) -> tuple[str, ...]:
+        """The operator's host list for one gateway's results; empty: any public host."""
+        return parse_result_hosts(self.seedance_result_hosts).get(provider, ())
 
     def api_key(self, provider: str) -> str | None:
         value = getattr(self, f"{provider}_api_key", None)
@@ -132,6 +159,22 @@ def parse_prices(text: str) -> dict[str, int]:
             raise ValueError("use the form 480p=1,720p=2,1080p=4 (whole credits per second)")
         prices[key.strip()] = int(value)
     return prices
+
+
+def parse_result_hosts(text: str) -> dict[str, tuple[str, ...]]:
+    """"runware=.runware.ai|im.runware.ai,hiapi=cdn.hiapi.ai" → {gateway: hosts}."""
+    table: dict[str, tuple[str, ...]] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        name, sep, hosts = part.partition("=")
+        name = name.strip().lower()
+        listed = tuple(h.strip().lower() for h in hosts.split("|") if h.strip())
+        if not sep or name not in PROVIDER_NAMES or name == "local" or not listed:
+            raise ValueError("use the form runware=.runware.ai|im.runware.ai,hiapi=cdn.hiapi.ai "
+                             f"(gateways: {', '.join(PROVIDER_NAMES[1:])})")
+        table[name] = listed
+    return table
 
 
 def load_settings(**overrides: object) -> Settings:

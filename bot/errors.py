@@ -158,6 +158,12 @@ class DownloadError(SeedanceError):
     """A download was refused (host, size) or failed."""
 
 
+class RefusedDownload(DownloadError):
+    """A download refused for good: its URL breaks the address rules (scheme, host list, a
+    private address, a file outside its folder), or its bytes are not the video or image they
+    claim to be. Never retried as it is."""
+
+
 _AUDIO_MODERATION = re.compile(r"(?i)audio\w*sensitive|sensitive\w*audio|audio content")
 _REAL_FACE = re.compile(r"(?i)privacyinformation|real person|real[- ]face|celebrity")
 _MODERATION = re.compile(

@@ -8,7 +8,8 @@ before anything reaches a gateway.
 
 from __future__ import annotations
 
-import hashlib
+import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from bot.errors import DownloadError, InvalidInput, Problem, ResultExpiredError
-from bot.media.fetch import download
+from bot.media.fetch import STRICT, NetworkPolicy, download
 from bot.media.probe import UnreadableMedia, probe_file_async
 from bot.models import (
     GenerationRequest,
@@ -34,6 +35,7 @@ from bot.models import (
 from bot.providers.base import Capabilities
 from bot.roles import assign_roles
 from bot.validation import validate
+from bot.words import size
 
 
 @dataclass
@@ -108,15 +110,20 @@ async def _materialize(
     cache_dir: Path,
     max_bytes: int,
     allowed_hosts: Sequence[str],
+    policy: NetworkPolicy,
+    fetched: list[Path],
 ) -> tuple[Path | None, Problem | None]:
-    """Where the bytes of `item` are on disk (None for asset://), or why they cannot be had."""
+    """Where the bytes of `item` are on disk (None for asset://), or why they cannot be had.
+
+    A download gets a name of its own under `cache_dir` (two requests never share a copy, so
+    retention can delete one job's inputs safely) and is recorded in `fetched`.
+    """
     label = item.label
     if item.local_path is not None:
         return item.local_path, None
     if item.declared_size is not None and item.declared_size > max_bytes:
-        return None, Problem(label, f"is {item.declared_size / (1024 * 1024):.0f} MB, more than "
-                                    f"the {max_bytes // (1024 * 1024)} MB any input may be; "
-                                    "compress or trim it.")
+        return None, Problem(label, f"is {size(item.declared_size)}, more than the "
+                                    f"{size(max_bytes)} any input may be; compress or trim it.")
     kind = source_kind(item.source)
     if kind is SourceKind.ASSET:
         if item.declared_kind is None:
@@ -131,15 +138,17 @@ async def _materialize(
         if not path.is_file():
             return None, Problem(label, "no such file; check the path.")
         if path.stat().st_size > max_bytes:
-            return None, Problem(label, f"is larger than {max_bytes // (1024 * 1024)} MB, the "
+            return None, Problem(label, f"is larger than {size(max_bytes)}, the "
                                         "most any input may be; compress or trim it.")
         return path, None
     if http is None:
         return None, Problem(label, "URLs cannot be fetched here.")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    dest = cache_dir / hashlib.sha256(item.source.encode()).hexdigest()[:24]
+    dest = cache_dir / uuid.uuid4().hex
+    fetched.append(dest)
     try:
-        await download(http, item.source, dest, max_bytes=max_bytes, allowed_hosts=allowed_hosts)
+        await download(http, item.source, dest, max_bytes=max_bytes, policy=policy,
+                       allowed_hosts=allowed_hosts)
     except ResultExpiredError:
         return None, Problem(label, "the link has expired or is not public; upload the file "
                                     "again or use a fresh link.")
@@ -157,19 +166,54 @@ async def prepare(
     cache_dir: Path,
     max_bytes: int | None = None,
     allowed_hosts: Sequence[str] = (),
+    policy: NetworkPolicy = STRICT,
 ) -> GenerationRequest:
-    """Fetch, measure, map and validate. Raises `InvalidInput` with every problem found."""
+    """Fetch, measure, map and validate. Raises `InvalidInput` with every problem found.
+
+    No input may be larger than `max_bytes` (SEEDANCE_MAX_DOWNLOAD_BYTES) nor than the largest
+    file the model takes. URLs are fetched under `policy` (bot/media/fetch.py): a member's URL
+    never reaches a private address; the CLI passes the operator's trusting policy. Files this
+    call downloaded are deleted again when the request is refused.
+    """
+    fetched: list[Path] = []
+    try:
+        return await _prepare(inputs, options, caps, http=http, cache_dir=cache_dir,
+                              max_bytes=max_bytes, allowed_hosts=allowed_hosts, policy=policy,
+                              fetched=fetched)
+    except BaseException:
+        for path in fetched:
+            path.unlink(missing_ok=True)
+        raise
+
+
+async def _prepare(
+    inputs: Sequence[MediaInput],
+    options: RequestOptions,
+    caps: Capabilities,
+    *,
+    http: httpx.AsyncClient | None,
+    cache_dir: Path,
+    max_bytes: int | None,
+    allowed_hosts: Sequence[str],
+    policy: NetworkPolicy,
+    fetched: list[Path],
+) -> GenerationRequest:
     limits = caps.limits
-    cap = max_bytes or max(limits.image_max_bytes, limits.video_max_bytes, limits.audio_max_bytes)
+    cap = max(limits.image_max_bytes, limits.video_max_bytes, limits.audio_max_bytes)
+    if max_bytes is not None:
+        cap = min(cap, max_bytes)
     problems: list[Problem] = []
+    refused: Counter[MediaKind | None] = Counter()
     refs: list[Reference] = []
     hints: dict[int, Role] = {}
     for item in inputs:
         path, problem = await _materialize(
-            item, http=http, cache_dir=cache_dir, max_bytes=cap, allowed_hosts=allowed_hosts
+            item, http=http, cache_dir=cache_dir, max_bytes=cap, allowed_hosts=allowed_hosts,
+            policy=policy, fetched=fetched,
         )
         if problem:
             problems.append(problem)
+            refused[item.declared_kind] += 1
             continue
         facts = None
         if path is not None:
@@ -179,12 +223,14 @@ async def prepare(
                 problems.append(Problem(item.label, "is not an image, video or audio file we "
                                                     "can read; attach a JPEG/PNG/WebP image, an "
                                                     "MP4/MOV video or a WAV/MP3 clip."))
+                refused[item.declared_kind] += 1
                 continue
             if item.declared_kind and facts.kind is not item.declared_kind:
                 flag = {"image": "--image", "video": "--video", "audio": "--audio"}
                 problems.append(Problem(item.label, f"was given as {item.declared_kind.value} "
                                                     f"but is {facts.kind.value}; pass it with "
                                                     f"{flag[facts.kind.value]}."))
+                refused[item.declared_kind] += 1
                 continue
         kind = facts.kind if facts else item.declared_kind
         assert kind is not None
@@ -226,7 +272,7 @@ async def prepare(
         provider=caps.provider,
         model=caps.model,
     )
-    problems.extend(validate(request, caps))
+    problems.extend(validate(request, caps, refused))
     if problems:
         raise InvalidInput(problems)
     return request

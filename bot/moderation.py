@@ -10,7 +10,7 @@ import re
 import shutil
 import unicodedata
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -152,11 +152,16 @@ class Forgotten:
     files: int
 
 
-async def forget_user(store: Store, data_dir: Path, user_id: str, *, now: float) -> Forgotten:
+async def forget_user(
+    store: Store, data_dir: Path, user_id: str, *, now: float,
+    discard: Callable[[JobView], Awaitable[None]] | None = None,
+) -> Forgotten:
     """Delete a user's stored prompts, inputs and files from their finished jobs.
 
     Jobs keep an anonymised accounting row (provider, model, duration, credits) under a random
     pseudonym. Unfinished jobs are left alone: the caller asks the user to wait or cancel.
+    `discard` drops the provider's copy of each job's task (the embedded renderer keeps the
+    prompt and the video under local_tasks/ until then).
     """
     pseudonym = f"forgotten-{uuid.uuid4().hex[:12]}"
     jobs = await store.forget_user(user_id, pseudonym=pseudonym, now=now,
@@ -164,6 +169,8 @@ async def forget_user(store: Store, data_dir: Path, user_id: str, *, now: float)
     root = data_dir.resolve()
     removed = 0
     for job in jobs:
+        if discard is not None:
+            await discard(job)
         folder = data_dir / "jobs" / job.id
         if folder.exists():
             removed += sum(1 for p in folder.rglob("*") if p.is_file())

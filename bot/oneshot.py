@@ -106,8 +106,11 @@ async def run_one(
                 caps = provider.capabilities(options.model)
             except (KeyError, ValueError) as exc:
                 raise InvalidInput([Problem("model", str(exc))]) from None
+            # The CLI's user is the operator: their own private URLs may be inputs.
             request = await prepare(inputs, options, caps, http=http,
-                                    cache_dir=settings.data_dir / "cache")
+                                    cache_dir=settings.data_dir / "cache",
+                                    max_bytes=settings.seedance_max_download_bytes,
+                                    policy=settings.network_policy().trusting())
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             store = await Store.open(settings.data_dir / "cli.sqlite3")
             engine = Engine(settings, store, delivery=FileDelivery(progress=progress),

@@ -8,16 +8,15 @@ sentence a Discord user understands: what is wrong, the rule, and the fix.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from bot.errors import Problem
 from bot.models import GenerationRequest, MediaKind, Mode, Reference
 from bot.providers.base import Capabilities, MediaLimits, unreachable_reason
 from bot.roles import placeholders
+from bot.words import a, kind_count, size
 
 MAX_SEED = 4_294_967_295
-
-
-def _mb(n: int) -> str:
-    return f"{n / (1024 * 1024):.0f} MB"
 
 
 def _secs(x: float) -> str:
@@ -37,11 +36,11 @@ def check_file(ref: Reference, limits: MediaLimits) -> list[Problem]:
     out: list[Problem] = []
     if facts.kind is MediaKind.IMAGE:
         if facts.format not in limits.image_formats:
-            out.append(Problem(s, f"is a {facts.format.upper()} image; use JPEG, PNG, WebP, BMP, "
-                                  "TIFF or GIF."))
+            out.append(Problem(s, f"is {a(facts.format.upper())} image; use JPEG, PNG, WebP, "
+                                  "BMP, TIFF or GIF."))
         if facts.size_bytes >= limits.image_max_bytes:
-            out.append(Problem(s, f"is {_mb(facts.size_bytes)}; images must be under "
-                                  f"{_mb(limits.image_max_bytes)}, so compress or resize it."))
+            out.append(Problem(s, f"is {size(facts.size_bytes)}; images must be under "
+                                  f"{size(limits.image_max_bytes)}, so compress or resize it."))
         if facts.width and facts.height:
             w, h = facts.width, facts.height
             if min(w, h) < limits.image_min_edge or max(w, h) > limits.image_max_edge:
@@ -55,10 +54,10 @@ def check_file(ref: Reference, limits: MediaLimits) -> list[Problem]:
                                       "crop it closer to square."))
     elif facts.kind is MediaKind.VIDEO:
         if facts.format not in limits.video_formats:
-            out.append(Problem(s, f"is a {facts.format.upper()} video; use MP4 or MOV."))
+            out.append(Problem(s, f"is {a(facts.format.upper())} video; use MP4 or MOV."))
         if facts.size_bytes >= limits.video_max_bytes:
-            out.append(Problem(s, f"is {_mb(facts.size_bytes)}; videos must be under "
-                                  f"{_mb(limits.video_max_bytes)}, so trim or compress it."))
+            out.append(Problem(s, f"is {size(facts.size_bytes)}; videos must be under "
+                                  f"{size(limits.video_max_bytes)}, so trim or compress it."))
         d = facts.duration or 0.0
         if not limits.video_min_seconds <= d <= limits.video_max_seconds + 0.05:
             out.append(Problem(s, f"lasts {_secs(d)}; each video must last "
@@ -84,8 +83,8 @@ def check_file(ref: Reference, limits: MediaLimits) -> list[Problem]:
         if facts.format not in limits.audio_formats:
             out.append(Problem(s, f"is {facts.format.upper()} audio; use WAV or MP3."))
         if facts.size_bytes >= limits.audio_max_bytes:
-            out.append(Problem(s, f"is {_mb(facts.size_bytes)}; audio must be under "
-                                  f"{_mb(limits.audio_max_bytes)}, so trim or compress it."))
+            out.append(Problem(s, f"is {size(facts.size_bytes)}; audio must be under "
+                                  f"{size(limits.audio_max_bytes)}, so trim or compress it."))
         d = facts.duration or 0.0
         if not limits.audio_min_seconds <= d <= limits.audio_max_seconds + 0.05:
             out.append(Problem(s, f"lasts {_secs(d)}; each audio clip must last "
@@ -94,8 +93,17 @@ def check_file(ref: Reference, limits: MediaLimits) -> list[Problem]:
     return out
 
 
-def check_collection(req: GenerationRequest, limits: MediaLimits) -> list[Problem]:
-    """Counts, totals, placeholders, and combinations across all files."""
+def check_collection(
+    req: GenerationRequest, limits: MediaLimits,
+    refused: Mapping[MediaKind | None, int] | None = None,
+) -> list[Problem]:
+    """Counts, totals, placeholders, and combinations across all files.
+
+    `refused` counts the files already refused on their own, by kind (None: a file whose kind
+    is unknown, e.g. unreadable): a placeholder that would point at one of them is not a
+    second problem, the file's own problem says what to fix.
+    """
+    refused = refused or {}
     out: list[Problem] = []
     images, videos, audios = req.images, req.videos, req.audios
     for refs, most, word in (
@@ -119,14 +127,15 @@ def check_collection(req: GenerationRequest, limits: MediaLimits) -> list[Proble
                                     "for the audio to go with."))
     counts = {MediaKind.IMAGE: len(images), MediaKind.VIDEO: len(videos),
               MediaKind.AUDIO: len(audios)}
+    unknown = refused.get(None, 0)
     missing = sorted({f"@{k.value}{n}" for k, n in placeholders(req.prompt)
-                      if n < 1 or n > counts[k]})
+                      if n < 1 or n > counts[k] + refused.get(k, 0) + unknown})
     for tag in missing:
         kind = MediaKind(tag[1:].rstrip("0123456789"))
         have = counts[kind]
         out.append(Problem("prompt", f"{tag} points at no file: there "
-                                     f"{'is' if have == 1 else 'are'} {have} {kind.value}"
-                                     f"{'' if have == 1 else 's'}; number them from @"
+                                     f"{'is' if have == 1 else 'are'} "
+                                     f"{kind_count(have, kind.value)}; number them from @"
                                      f"{kind.value}1 in the order you attached them."))
     return out
 
@@ -139,11 +148,13 @@ def check_capabilities(req: GenerationRequest, caps: Capabilities) -> list[Probl
         allowed = ", ".join(m.value for m in Mode if m in caps.modes)
         out.append(Problem("mode", f"{who} does not do {req.mode.value}; it does {allowed}."))
     if req.mode is Mode.REFERENCE and len(req.images) < caps.limits.min_reference_images:
-        out.append(Problem("files", f"{who} needs at least {caps.limits.min_reference_images} "
-                                    "image(s) in reference mode; add an image."))
+        least = kind_count(caps.limits.min_reference_images, "image")
+        out.append(Problem("files", f"{who} needs at least {least} in reference mode; add "
+                                    "an image."))
     if req.results > caps.results_per_task:
-        out.append(Problem("results", f"{who} makes at most {caps.results_per_task} video(s) "
-                                      f"per request; ask for {caps.results_per_task} or fewer."))
+        most = kind_count(caps.results_per_task, "video")
+        out.append(Problem("results", f"{who} makes at most {most} per request; ask for "
+                                      f"{caps.results_per_task} or fewer."))
     if req.resolution not in caps.resolutions:
         allowed = ", ".join(sorted(r.value for r in caps.resolutions))
         out.append(Problem("resolution", f"{who} does not make {req.resolution.value}; "
@@ -190,11 +201,17 @@ def check_capabilities(req: GenerationRequest, caps: Capabilities) -> list[Probl
     return out
 
 
-def validate(req: GenerationRequest, caps: Capabilities) -> list[Problem]:
-    """All problems with a request whose roles are assigned; empty means it may be sent."""
+def validate(
+    req: GenerationRequest, caps: Capabilities,
+    refused: Mapping[MediaKind | None, int] | None = None,
+) -> list[Problem]:
+    """All problems with a request whose roles are assigned; empty means it may be sent.
+
+    `refused`: files refused before they could become references (see `check_collection`).
+    """
     problems: list[Problem] = []
     for ref in req.references:
         problems.extend(check_file(ref, caps.limits))
-    problems.extend(check_collection(req, caps.limits))
+    problems.extend(check_collection(req, caps.limits, refused))
     problems.extend(check_capabilities(req, caps))
     return problems

@@ -109,7 +109,8 @@ class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
                 "Cancel button, then press again. Nothing was deleted.", ephemeral=True)
             return
         await interaction.response.edit_message(content="Deleting your data…", view=None)
-        done = await forget_user(bot.store, bot.settings.data_dir, self.user_id, now=time.time())
+        done = await forget_user(bot.store, bot.settings.data_dir, self.user_id,
+                                 now=time.time(), discard=bot.engine.discard_task)
         text = (f"Done. Deleted the prompts and input files of **{done.jobs}** "
                 f"job{'s' if done.jobs != 1 else ''} and **{done.files}** "
                 f"file{'s' if done.files != 1 else ''} from disk. Each job keeps an anonymous "

@@ -187,8 +187,10 @@ async def _launch(bot: SeedanceBot, interaction: discord.Interaction[Any],
         options.audio = bool(settings["audio"]) and caps.audio_generation
     try:
         request = await prepare(inputs, options, caps, http=bot.http_client,
-                                cache_dir=bot.settings.data_dir / "cache",
-                                allowed_hosts=cdn_hosts(bot))
+                                cache_dir=bot.engine.inputs_dir,
+                                max_bytes=bot.settings.seedance_max_download_bytes,
+                                allowed_hosts=cdn_hosts(bot),
+                                policy=bot.settings.network_policy())
     except InvalidInput as exc:
         await send_private(interaction, problems_text(exc.problems))
         return

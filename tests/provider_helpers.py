@@ -54,6 +54,7 @@ def settings_for(gateway: str, fake: FakeGateway, key: str | None = None,
                  **extra: Any) -> Settings:
     """Settings pointing `gateway` at `fake` (with its own key unless `key` is given)."""
     fields = {f"{gateway}_api_key": key or fake.api_key, f"{gateway}_base_url": fake.base_url}
+    extra.setdefault("seedance_private_hosts", "127.0.0.1")  # the fake's files are on loopback
     return Settings(_env_file=None, **fields, **extra)
 
 
@@ -129,7 +130,8 @@ async def cli_generate(gateway: str, fake: FakeGateway, tmp_path: Path, prompt: 
     env = {k: v for k, v in os.environ.items() if not k.startswith(_GATEWAY_ENV)}
     prefix = gateway.upper()
     env.update({f"{prefix}_API_KEY": fake.api_key, f"{prefix}_BASE_URL": fake.base_url,
-                "SEEDANCE_DATA_DIR": str(tmp_path / "data")})
+                "SEEDANCE_DATA_DIR": str(tmp_path / "data"),
+                "SEEDANCE_PRIVATE_HOSTS": "127.0.0.1"})  # the fake serves results there
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "generate", prompt, "--out", str(out),
         "--provider", gateway, *args, cwd=tmp_path, env=env,

@@ -71,7 +71,8 @@ class Rig:
 @pytest.fixture
 async def rig(data_dir: Path) -> AsyncIterator[Rig]:
     settings = Settings(seedance_data_dir=data_dir, seedance_user_daily_credits=1000,
-                        seedance_guild_monthly_credits=100000, runware_api_key="sk-secret-123456")
+                        seedance_guild_monthly_credits=100000, runware_api_key="sk-secret-123456",
+                        seedance_private_hosts="127.0.0.1")
     store = await Store.open(settings.database_path)
     async with FakeGateway() as files, httpx.AsyncClient() as http:
         r = Rig(settings, store, files, FakeProvider(files), FakeDelivery(), FakeClock(), http)
@@ -320,7 +321,8 @@ async def test_expired_twice_fails_and_is_charged(rig: Rig) -> None:
 
 
 async def test_download_size_cap(rig: Rig, data_dir: Path) -> None:
-    rig.settings = Settings(seedance_data_dir=data_dir, seedance_max_download_bytes=1024)
+    rig.settings = Settings(seedance_data_dir=data_dir, seedance_max_download_bytes=1024,
+                            seedance_private_hosts="127.0.0.1")
     engine = rig.engine(limits=EngineLimits(retry_base=1.0, download_attempts=2))
     await engine.start()
     job = await engine.wait(await enqueue(engine))

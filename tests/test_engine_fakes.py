@@ -17,10 +17,11 @@ from bot.engine import JobEvent, JobResult, JobView
 from bot.errors import GatewayError, TaskNotFoundError
 from bot.models import GenerationRequest, ProviderResult, TaskState, TaskStatus
 from bot.providers.base import Capabilities, SubmitResult
-from tests.fakes.common import FakeGateway
+from tests.fakes.common import FakeGateway, sample_image, sample_video
 
-VIDEO_BYTES = b"\x00\x00\x00\x18ftypmp42" + b"fake-video-bytes" * 64
-FRAME_BYTES = b"\x89PNG\r\n\x1a\n" + b"frame" * 32
+#: Real media: the engine proves every result from its bytes before the job moves on.
+VIDEO_BYTES = sample_video(496, 864, 2.0, audio=False)
+FRAME_BYTES = sample_image(496, 864)
 
 
 class FakeClock:
@@ -87,6 +88,7 @@ class FakeProvider:
     by_key: dict[str, str] = field(default_factory=dict)
     submits: list[tuple[str, GenerationRequest, str | None]] = field(default_factory=list)
     submit_entered: asyncio.Event = field(default_factory=asyncio.Event)
+    discarded: list[str] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -166,6 +168,9 @@ class FakeProvider:
 
     def verify_callback(self, headers: Mapping[str, str], body: bytes) -> bool:
         return True
+
+    async def discard(self, task_id: str) -> None:
+        self.discarded.append(task_id)
 
     async def aclose(self) -> None:
         return None

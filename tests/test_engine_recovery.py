@@ -77,7 +77,8 @@ class World:
 
 @pytest.fixture
 async def world(data_dir: Path) -> AsyncIterator[World]:
-    settings = Settings(seedance_data_dir=data_dir, seedance_user_daily_credits=1000)
+    settings = Settings(seedance_data_dir=data_dir, seedance_user_daily_credits=1000,
+                        seedance_private_hosts="127.0.0.1")
     async with FakeGateway() as files, httpx.AsyncClient() as http:
         w = World(settings, files, http)
         yield w

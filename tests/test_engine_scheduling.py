@@ -40,7 +40,8 @@ class Harness:
 @pytest.fixture
 async def h(data_dir: Path) -> AsyncIterator[Harness]:
     settings = Settings(seedance_data_dir=data_dir, seedance_user_daily_credits=100000,
-                        seedance_guild_monthly_credits=1000000)
+                        seedance_guild_monthly_credits=1000000,
+                        seedance_private_hosts="127.0.0.1")
     store = await Store.open(settings.database_path)
     async with FakeGateway() as files, httpx.AsyncClient() as http:
         harness = Harness(settings, store, files, http)

@@ -112,7 +112,7 @@ class Rig:
 @pytest.fixture
 async def rig(data_dir: Path) -> AsyncIterator[Rig]:
     settings = Settings(seedance_data_dir=data_dir, seedance_user_daily_credits=10,
-                        seedance_guild_monthly_credits=25)
+                        seedance_guild_monthly_credits=25, seedance_private_hosts="127.0.0.1")
     store = await Store.open(settings.database_path)
     async with FakeGateway() as files, httpx.AsyncClient() as http:
         r = Rig(settings, store, files, http)
@@ -191,7 +191,8 @@ async def test_operator_jobs_may_skip_limits_but_are_booked(rig: Rig) -> None:
 
 async def test_ledger_balances_after_a_mix_of_outcomes(rig: Rig, data_dir: Path) -> None:
     rig.settings = Settings(seedance_data_dir=data_dir, seedance_user_daily_credits=1000,
-                            seedance_guild_monthly_credits=100000)
+                            seedance_guild_monthly_credits=100000,
+                            seedance_private_hosts="127.0.0.1")
     rig.engine.settings = rig.settings
 
     def script(req: object) -> Outcome:

@@ -75,7 +75,7 @@ async def test_image_rules(tmp_path: Path) -> None:
     one(problems, "wide.png", "ratio of 3.75", "0.4–2.5")
     tiny_limit = dataclasses.replace(CAPS, limits=MediaLimits(image_max_bytes=1000))
     big = make_image(tmp_path / "big.bmp", 640, 480, fmt="BMP")
-    one(await problems_for(tmp_path, [big], caps=tiny_limit), "big.bmp", "under 0 MB")
+    one(await problems_for(tmp_path, [big], caps=tiny_limit), "big.bmp", "under 1,000 bytes")
 
 
 async def test_image_format_rule(tmp_path: Path) -> None:

@@ -35,15 +35,19 @@ from bot.errors import (
     InvalidInput,
     Problem,
     RealFaceError,
+    RefusedDownload,
     ResultExpiredError,
     SeedanceError,
     TaskFailedError,
     TaskNotFoundError,
     scrub,
 )
-from bot.models import GenerationRequest, TaskState, TaskStatus
+from bot.media.fetch import download as fetch_download
+from bot.media.fetch import safe_url
+from bot.media.probe import UnreadableMedia, probe_file_async
+from bot.models import GenerationRequest, MediaKind, TaskState, TaskStatus
 from bot.pricing import credits_for
-from bot.providers.base import Provider
+from bot.providers.base import Capabilities, Provider
 from bot.store import (
     ACTIVE_STATES,
     RUNNING_STATES,
@@ -54,6 +58,7 @@ from bot.store import (
     Store,
 )
 from bot.store.db import LedgerKind
+from bot.words import a
 
 from .events import Delivery, EventKind, JobEvent, JobResult, QueueEntry
 from .policies import PollPolicy, backoff, resubmit_is_safe, submission_key
@@ -92,6 +97,10 @@ class NotAllowed(SeedanceError):
 class QueueFull(SeedanceError):
     """The user already has as many jobs waiting as the per-user cap allows."""
 
+
+#: A downloaded input no job refers to is deleted by retention once this old: intake writes the
+#: file a moment before the job's row, so a fresh one may be about to be used.
+ORPHAN_INPUT_SECONDS = 3600.0
 
 #: A snapshot older than this is re-read even if this engine changed nothing (another process,
 #: e.g. the CLI, may have written to the same database).
@@ -140,6 +149,7 @@ class Engine:
         self._sleep = sleep
         self._callbacks = callbacks
         self._downloader = downloader
+        self._policy = settings.network_policy()
         self._fair = FairQueue()
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._scheduler: asyncio.Task[None] | None = None
@@ -430,18 +440,46 @@ class Engine:
         self._inbox.setdefault(job_id, asyncio.Queue()).put_nowait(state)
 
     async def cleanup(self, *, days: int | None = None) -> int:
-        """Delete files of jobs finished more than `days` (default: retention setting) ago."""
+        """Delete what retention no longer keeps; returns how many files went.
+
+        Each job finished more than `days` ago (default: SEEDANCE_RETENTION_DAYS) loses its
+        folder, its downloaded input copies and the provider's copy of its task, once. Input
+        copies no kept job refers to (refused uploads among them) go once an hour old.
+        """
         keep = self.settings.seedance_retention_days if days is None else days
         cutoff = self._clock() - keep * 86400
+        kept = {Path(ref.local_path).resolve()
+                for request in await self.store.requests_kept(cutoff)
+                for ref in request.references if ref.local_path}
         removed = 0
         for job in await self.store.finished_before(cutoff):
-            folder = self._job_dir(job.id)
-            if folder.exists():
-                removed += sum(1 for p in folder.rglob("*") if p.is_file())
-                shutil.rmtree(folder, ignore_errors=True)
-            await self.store.update_job(
-                job.id, now=self._clock(), result_path=None, last_frame_path=None
-            )
+            removed += await asyncio.to_thread(self._remove_files, job, kept)
+            await self.discard_task(job)
+            await self.store.mark_cleaned(job.id, now=self._clock())
+        removed += await asyncio.to_thread(
+            _sweep, self.inputs_dir, time.time() - ORPHAN_INPUT_SECONDS, kept)
+        return removed
+
+    @property
+    def inputs_dir(self) -> Path:
+        """Where downloaded inputs are kept (bot/intake.py writes there)."""
+        return self.settings.data_dir / "cache"
+
+    def _remove_files(self, job: JobView, kept: set[Path]) -> int:
+        """The job's folder and its input copies under `inputs_dir` that no kept job needs."""
+        removed = 0
+        folder = self._job_dir(job.id)
+        if folder.exists():
+            removed += sum(1 for p in folder.rglob("*") if p.is_file())
+            shutil.rmtree(folder, ignore_errors=True)
+        root = self.inputs_dir.resolve()
+        for ref in job.request.references:
+            if not ref.local_path:
+                continue
+            path = Path(ref.local_path).resolve()
+            if path.is_relative_to(root) and path not in kept and path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
         return removed
 
     # ---- scheduling -----------------------------------------------------------------------
@@ -865,7 +903,7 @@ class Engine:
         provider = self.provider(job.provider)
         caps = provider.capabilities(job.model)
         meta = dict(job.result_meta)
-        refreshed = False
+        refreshed = looked_again = False
         expires = meta.get("expires_at")
         if expires is not None and expires <= self._clock() and job.task_id:
             meta = await self._refresh(job, provider, meta)
@@ -876,17 +914,30 @@ class Engine:
         while True:
             attempt += 1
             try:
-                videos = []
-                for i, url in enumerate(meta.get("video_urls") or []):
-                    name = "video.mp4" if i == 0 else f"video_{i + 1}.mp4"
-                    videos.append(await self._fetch(url, folder / name, caps.result_hosts))
-                frame = None
-                if job.request.return_last_frame and meta.get("last_frame_url"):
-                    url = meta["last_frame_url"]
-                    frame = await self._fetch(
-                        url, folder / f"last_frame{_suffix(url, '.png')}", caps.result_hosts
-                    )
+                videos, frame = await self._fetch_results(job, caps, meta, folder)
                 break
+            except RefusedDownload as err:
+                # Never fetched as it is. The URL may come from a forged callback: the gateway's
+                # own answer to a poll is the authority, once.
+                if not looked_again and job.task_id:
+                    looked_again = True
+                    state = await self._look_again(job, provider)
+                    if state is not None and not state.done:
+                        await self._back_to_generating(job, err)
+                        return
+                    fresh = _result_meta(meta, state)
+                    if fresh is not None and fresh["video_urls"] != meta.get("video_urls"):
+                        meta = fresh
+                        await self.store.update_job(job.id, now=self._clock(), result_meta=meta)
+                        continue
+                await self._fail(
+                    job, "bad_result",
+                    f"{job.provider} reported the video done (so it bills for it), but its "
+                    f"result cannot be used ({self._reason(err)}). Nothing was delivered; "
+                    "your credits were returned.", ledger="release",
+                )
+                shutil.rmtree(folder, ignore_errors=True)
+                return
             except ResultExpiredError as err:
                 if refreshed or not job.task_id:
                     await self._fail(
@@ -918,43 +969,94 @@ class Engine:
         if moved is None:
             return
         self._notify(job.id)
+        await self.discard_task(moved)
         result = self._result(moved)
         await self._emit(moved, JobEvent(EventKind.SUCCEEDED, result=result))
         if to_state is JobState.HELD:
             await self._emit(moved, JobEvent(EventKind.HELD, result=result))
 
+    async def _fetch_results(
+        self, job: JobView, caps: Capabilities, meta: Mapping[str, Any], folder: Path
+    ) -> tuple[list[Path], Path | None]:
+        """Download every result and prove each is what it claims (a video, an image) from its
+        bytes before the job moves on; raises `RefusedDownload` otherwise."""
+        hosts = self.settings.result_hosts(job.provider) or caps.result_hosts
+        root = caps.result_files
+        videos: list[Path] = []
+        for i, url in enumerate(meta.get("video_urls") or []):
+            name = "video.mp4" if i == 0 else f"video_{i + 1}.mp4"
+            dest = await self._fetch(url, folder / name, hosts, root)
+            await _prove(dest, url, MediaKind.VIDEO)
+            videos.append(dest)
+        if not videos:
+            raise RefusedDownload("the gateway named no video")
+        frame = None
+        url = meta.get("last_frame_url")
+        if job.request.return_last_frame and url:
+            frame = await self._fetch(url, folder / f"last_frame{_suffix(url, '.png')}",
+                                      hosts, root)
+            await _prove(frame, url, MediaKind.IMAGE)
+        return videos, frame
+
+    async def _look_again(self, job: JobView, provider: Provider) -> TaskState | None:
+        """The gateway's own view of the task (None when it cannot be asked)."""
+        assert job.task_id is not None
+        try:
+            return await provider.poll(job.task_id)
+        except GatewayError as err:
+            log.info("could not look again at the task of %s: %s", job.id, err)
+            return None
+
+    async def _back_to_generating(self, job: JobView, err: Exception) -> None:
+        """A "done" that the gateway itself does not confirm (a forged or stray callback):
+        drop it and follow the task again."""
+        log.warning("job %s: dropped a result the gateway does not confirm (%s)", job.id,
+                    self._reason(err))
+        moved = await self.store.transition(
+            job.id, JobState.GENERATING, now=self._clock(), from_states=[JobState.DOWNLOADING],
+            detail=f"result not confirmed by {job.provider}; following the task again",
+            result_meta={},
+        )
+        if moved is not None:
+            self._notify(job.id)
+
     async def _refresh(
         self, job: JobView, provider: Provider, meta: dict[str, Any]
     ) -> dict[str, Any]:
         """Ask the gateway again for the task, hoping for fresh result URLs."""
-        assert job.task_id is not None
-        try:
-            state = await provider.poll(job.task_id)
-        except GatewayError as err:
-            log.info("could not refresh result URLs of %s: %s", job.id, err)
+        state = await self._look_again(job, provider)
+        fresh = _result_meta(meta, state)
+        if fresh is None:
             return meta
-        if state.status is TaskStatus.SUCCEEDED and state.result and state.result.video_urls:
-            meta = {
-                **meta,
-                "video_urls": list(state.result.video_urls),
-                "last_frame_url": state.result.last_frame_url or meta.get("last_frame_url"),
-                "expires_at": state.result.expires_at,
-            }
-            await self.store.update_job(job.id, now=self._clock(), result_meta=meta)
-        return meta
+        await self.store.update_job(job.id, now=self._clock(), result_meta=fresh)
+        return fresh
 
-    async def _fetch(self, url: str, dest: Path, hosts: tuple[str, ...]) -> Path:
-        """Stream one file to `dest`; the downloader renames it into place only when whole."""
-        download = self._downloader
-        if download is None:
-            from bot.media.fetch import download as fetch_download
+    async def _fetch(
+        self, url: str, dest: Path, hosts: tuple[str, ...], root: Path | None
+    ) -> Path:
+        """Stream one file to `dest` under the address rules; it appears only when whole.
 
-            download = fetch_download
+        `file://` results are read only inside the task's own folder of the provider that
+        declares one (the embedded renderer); nothing else of the data folder is reachable.
+        """
+        download = self._downloader or fetch_download
         await download(
             self._http, url, dest, max_bytes=self.settings.seedance_max_download_bytes,
-            allowed_hosts=hosts, file_root=self.settings.data_dir,
+            policy=self._policy, allowed_hosts=hosts, file_root=root,
         )
         return dest
+
+    async def discard_task(self, job: JobView) -> None:
+        """The provider's copy of the job's task is no longer needed (ours is on disk, or the
+        job ended, or its owner deleted their data): let it go. Best effort; retention tries
+        again."""
+        if not job.task_id:
+            return
+        try:
+            await self.provider(job.provider).discard(job.task_id)
+        except Exception:
+            log.warning("could not discard task %s of job %s", job.task_id, job.id,
+                        exc_info=True)
 
     async def _deliver(self, job: JobView) -> None:
         result = self._result(job)
@@ -1028,6 +1130,7 @@ class Engine:
             self._announced.pop(job.id, None)
             self._notify(job.id)
             self._wake.set()  # a slot or a queue place may have opened
+            await self.discard_task(moved)
         return moved
 
     async def _fail(
@@ -1089,6 +1192,51 @@ class Engine:
             raise
         except Exception:
             log.exception("delivery.on_event failed for %s (%s)", job.id, event.kind)
+
+
+def _sweep(folder: Path, older_than: float, kept: set[Path]) -> int:
+    """Delete files of `folder` last written before `older_than` that no kept job needs."""
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for path in folder.iterdir():
+        try:
+            if (path.is_file() and path.resolve() not in kept
+                    and path.stat().st_mtime < older_than):
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def _result_meta(meta: Mapping[str, Any], state: TaskState | None) -> dict[str, Any] | None:
+    """`meta` with the result URLs of a successful `state` (None when it has none)."""
+    if state is None or state.status is not TaskStatus.SUCCEEDED or state.result is None:
+        return None
+    if not state.result.video_urls:
+        return None
+    return {
+        **meta,
+        "video_urls": list(state.result.video_urls),
+        "last_frame_url": state.result.last_frame_url or meta.get("last_frame_url"),
+        "expires_at": state.result.expires_at,
+    }
+
+
+async def _prove(path: Path, url: str, kind: MediaKind) -> None:
+    """Refuse a downloaded result whose bytes are not a `kind` we can read (it is deleted)."""
+    try:
+        facts = await probe_file_async(path)
+    except UnreadableMedia as exc:
+        facts = None
+        why = str(exc)
+    if facts is not None:
+        if facts.kind is kind and (kind is not MediaKind.VIDEO or facts.format in ("mp4", "mov")):
+            return
+        why = f"it is {a(facts.format.upper() + ' ' + facts.kind.value)}, not {a(kind.value)}"
+    path.unlink(missing_ok=True)
+    raise RefusedDownload(f"{safe_url(url)} is not a real {kind.value} ({why})")
 
 
 def _suffix(url: str, default: str) -> str:

@@ -12,6 +12,7 @@ import base64
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, TypedDict, runtime_checkable
 
 import httpx
@@ -29,6 +30,7 @@ from bot.models import (
     TaskState,
 )
 from bot.providers.http import HttpTransport, Sleep
+from bot.words import KIND_NOUNS, a
 
 ALL_MODES = frozenset(Mode)
 ALL_RATIOS = frozenset(Ratio)
@@ -108,8 +110,14 @@ class Capabilities:
     )
     #: Typical seconds from submit to success, for the first poll and ETAs before history exists.
     typical_seconds: float = 90.0
-    #: Hosts result files may be downloaded from (suffix match); empty = any https host.
+    #: Hosts result files may be downloaded from (suffix match); empty = any public https host
+    #: (SEEDANCE_RESULT_HOSTS narrows it per gateway). Private addresses never, unless listed
+    #: in SEEDANCE_PRIVATE_HOSTS.
     result_hosts: tuple[str, ...] = ()
+    #: Only the embedded provider sets this: the folder its `file://` results live in. Results
+    #: of every other provider must come over the network, so a `file://` URL in a gateway's
+    #: answer (or in a forged callback) can never read the bot's own files.
+    result_files: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,11 @@ class Provider(Protocol):
         """Check a callback's signature where the gateway signs them."""
         ...
 
+    async def discard(self, task_id: str) -> None:
+        """The job is done with this task's results: drop any copy this process keeps (the
+        embedded provider's files). Idempotent; gateways keep nothing here."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -170,6 +183,10 @@ _MIME = {
     "tiff": "image/tiff", "gif": "image/gif", "mp4": "video/mp4", "mov": "video/quicktime",
     "wav": "audio/wav", "mp3": "audio/mpeg",
 }
+
+
+def _noun(kind: MediaKind) -> str:
+    return KIND_NOUNS[kind.value][0]
 
 
 def unreachable_reason(ref: Reference, caps: Capabilities) -> str | None:
@@ -182,12 +199,12 @@ def unreachable_reason(ref: Reference, caps: Capabilities) -> str | None:
         if SourceKind.DATA_URI in allowed or SourceKind.PATH in allowed:
             return None
         return (
-            f"{caps.provider} only takes a {ref.kind.value} as a public https URL, "
+            f"{caps.provider} only takes {a(_noun(ref.kind))} as a public https URL, "
             "not as an uploaded local file; pass an https URL instead"
         )
     if kind not in allowed:
         how = " or ".join(sorted(k.value for k in allowed)) or "nothing"
-        return f"{caps.provider} takes a {ref.kind.value} only as {how}, not as {kind.value}"
+        return f"{caps.provider} takes {a(_noun(ref.kind))} only as {how}, not as {kind.value}"
     return None
 
 
@@ -278,6 +295,9 @@ class HttpGateway(ABC):
         """Unsigned (or unverifiable) callbacks: the receiver's unguessable per-job URL is the
         authentication. A gateway that signs its callbacks overrides this."""
         return True
+
+    async def discard(self, task_id: str) -> None:  # noqa: B027 - a deliberate no-op default
+        """Gateways host results themselves and expire them; nothing is kept here."""
 
     async def aclose(self) -> None:
         await self.http.aclose()

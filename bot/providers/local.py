@@ -10,7 +10,10 @@ benchmarks drive. It behaves like a gateway where it matters to the engine:
   complete. After a restart, `poll` finds a spec without output and starts the render again.
 * `seedance_local_delay` seconds (from submit, stored as a wall-clock deadline so it survives a
   restart) hold the task RUNNING before it may succeed, to look like a gateway in demos.
-* Results are ``file://`` URIs of the MP4 (and of a PNG last frame when asked); cost is 0.
+* Results are ``file://`` URIs of the MP4 (and of a PNG last frame when asked) inside
+  ``local_tasks/``, the only folder `Capabilities.result_files` lets the engine copy from; cost
+  is 0. `discard` deletes a task's files (and its spec, which holds the prompt) once the job
+  has its own copy or has ended.
 
 Test hook: a prompt containing the literal marker ``[local:fail:<kind>]`` makes the task fail
 (after the simulated delay) with the error a gateway would produce:
@@ -176,6 +179,7 @@ class LocalProvider:
             results_per_task=1,
             accepts={kind: where for kind in MediaKind},
             typical_seconds=5.0 + self._delay,
+            result_files=self._dir,
         )
 
     # -- files ---------------------------------------------------------------------------------
@@ -268,6 +272,20 @@ class LocalProvider:
 
     def verify_callback(self, headers: Mapping[str, str], body: bytes) -> bool:
         return False
+
+    async def discard(self, task_id: str) -> None:
+        """Delete the task's spec (it holds the prompt) and its files once the job has its own
+        copy or has ended: nothing of a finished job stays under local_tasks/."""
+        if not _TASK_ID.match(task_id):
+            return
+        job = self._jobs.pop(task_id, None)
+        if job is not None:
+            job.stop.set()
+            if job.task is not None:
+                await asyncio.gather(job.task, return_exceptions=True)
+        for path in (self._spec_path(task_id), self._video_path(task_id),
+                     self._frame_path(task_id)):
+            path.unlink(missing_ok=True)
 
     async def aclose(self) -> None:
         """Stop renders in flight without cancelling their tasks: a later process resumes them."""

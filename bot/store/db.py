@@ -361,14 +361,31 @@ class Store(ModerationStore, LeaseStore):
         ]
 
     async def finished_before(self, cutoff: float) -> list[JobView]:
-        """Terminal jobs finished before `cutoff` that still point at files (for retention)."""
+        """Terminal jobs finished before `cutoff` whose files retention has not removed yet."""
         rows = await self._read(
             "SELECT * FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?"
-            " AND state IN ('delivered', 'failed', 'cancelled', 'rejected')"
-            " AND (result_path IS NOT NULL OR last_frame_path IS NOT NULL) ORDER BY seq",
+            " AND cleaned_at IS NULL"
+            " AND state IN ('delivered', 'failed', 'cancelled', 'rejected') ORDER BY seq",
             (cutoff,),
         )
         return [_job(r) for r in rows]
+
+    async def mark_cleaned(self, job_id: str, *, now: float) -> None:
+        """Retention removed the job's files: it no longer points at them."""
+
+        async def body(conn: aiosqlite.Connection) -> None:
+            await conn.execute(
+                "UPDATE jobs SET cleaned_at = ?, result_path = NULL, last_frame_path = NULL"
+                " WHERE id = ?", (now, job_id))
+
+        await self._atomic(body)
+
+    async def requests_kept(self, cutoff: float) -> list[GenerationRequest]:
+        """The requests of jobs unfinished or finished since `cutoff`: their input files are
+        still needed (a job to run, a Reroll or Extend button to press)."""
+        rows = await self._read(
+            "SELECT request FROM jobs WHERE finished_at IS NULL OR finished_at >= ?", (cutoff,))
+        return [GenerationRequest.model_validate_json(r["request"]) for r in rows]
 
     # ---- ledger ---------------------------------------------------------------------------
     async def ledger(self, job_id: str | None = None) -> list[LedgerLine]:

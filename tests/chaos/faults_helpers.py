@@ -72,7 +72,8 @@ class Gateway:
                                    f"{self.name}_base_url": fake.base_url}
         return Settings(
             _env_file=None, seedance_data_dir=data_dir, seedance_user_daily_credits=1000,
-            seedance_guild_monthly_credits=100_000, **gateway,
+            seedance_guild_monthly_credits=100_000, seedance_private_hosts="127.0.0.1",
+            **gateway,
         )
 
     def creates(self, fake: FakeGateway) -> list[Recorded]:

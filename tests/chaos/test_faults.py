@@ -356,7 +356,7 @@ import asyncio, json, resource, signal, sys
 from pathlib import Path
 import httpx
 from bot.errors import SeedanceError
-from bot.media.fetch import download
+from bot.media.fetch import NetworkPolicy, download
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG
 resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), int(sys.argv[3])))
@@ -364,7 +364,8 @@ resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), int(sys.argv[3])))
 async def main():
     async with httpx.AsyncClient() as client:
         try:
-            n = await download(client, sys.argv[1], Path(sys.argv[2]), max_bytes=10**8)
+            n = await download(client, sys.argv[1], Path(sys.argv[2]), max_bytes=10**8,
+                               policy=NetworkPolicy.parse("127.0.0.1"))
         except SeedanceError as exc:
             return {"error": type(exc).__name__, "message": str(exc)}
         return {"written": n}

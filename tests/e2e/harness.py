@@ -36,6 +36,7 @@ class BotProcess:
             "SEEDANCE_DATA_DIR": str(self.data_dir),
             "SEEDANCE_DEV_GUILD_ID": str(self.fake.guild.id),
             "SEEDANCE_CDN_HOSTS": "127.0.0.1",
+            "SEEDANCE_PRIVATE_HOSTS": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
         })

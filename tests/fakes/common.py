@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.media_factory import make_video
+from tests.media_factory import make_image, make_video
 
 #: Where the middleware leaves the parsed body for the gateway handlers.
 JSON_BODY: web.RequestKey[Any] = web.RequestKey("json_body", object)
@@ -36,6 +36,14 @@ def sample_video(width: int = 496, height: int = 864, seconds: float = 4.0,
             path = make_video(Path(tmp) / "result.mp4", width, height, seconds, audio=audio)
             _VIDEO_CACHE[key] = path.read_bytes()
     return _VIDEO_CACHE[key]
+
+
+def sample_image(width: int = 496, height: int = 864) -> bytes:
+    """A real small PNG, e.g. a result's last frame."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return make_image(Path(tmp) / "frame.png", width, height).read_bytes()
 
 
 @dataclass

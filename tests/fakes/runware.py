@@ -59,6 +59,8 @@ class FakeRunware(FakeGateway):
         self.flag_audio = False
         # seconds to hold the next create answers AFTER making the task (one per create)
         self.create_delays: list[float] = []
+        # what the result URLs serve (None: a real MP4); a hostile gateway may serve anything
+        self.result_bytes: bytes | None = None
 
     def setup_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v1", self._tasks)
@@ -241,7 +243,7 @@ class FakeRunware(FakeGateway):
         items = []
         for i in range(task.body.get("numberResults", 1)):
             vid = str(uuid.uuid5(uuid.UUID(task.uid), str(i)))
-            url = self.add_file(f"{vid}.mp4", sample_video())
+            url = self.add_file(f"{vid}.mp4", self.result_bytes or sample_video())
             item: dict[str, Any] = {"taskType": "videoInference", "taskUUID": task.uid,
                                     "status": "success", "videoUUID": vid, "videoURL": url,
                                     "seed": 1000 + i}
