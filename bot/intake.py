@@ -72,6 +72,7 @@ class RequestOptions:
     camera_fixed: bool = False
     web_search: bool = False
     watermark: bool = False
+    #: The caller wants the last frame as an image (from the gateway where it offers one).
     return_last_frame: bool = False
     provider: str = "local"
     model: str | None = None
@@ -268,7 +269,9 @@ async def _prepare(
         camera_fixed=options.camera_fixed,
         web_search=options.web_search,
         watermark=options.watermark,
-        return_last_frame=options.return_last_frame,
+        # Asked of the gateway only where it returns one; elsewhere the front end takes the
+        # frame from the finished video itself (bot/media/transcode.py).
+        return_last_frame=options.return_last_frame and caps.last_frame,
         provider=caps.provider,
         model=caps.model,
     )

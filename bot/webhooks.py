@@ -15,20 +15,21 @@ import logging
 import os
 import secrets as secrets_mod
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
 from bot.config import Settings
 from bot.models import TaskState
-from bot.providers.base import Provider
+from bot.providers.base import Capabilities, Provider
 
 log = logging.getLogger(__name__)
 
 Sink = Callable[[str, TaskState], Awaitable[None]]
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 MAX_BODY = 1024 * 1024  # 1 MiB: a task update is a few hundred bytes
 TOKEN_CHARS = 32
 SECRET_FILE = "webhook_secret"
@@ -197,6 +198,22 @@ class CallbackReceiver:
         self._seen[key] = None
         while len(self._seen) > self._memory:
             self._seen.popitem(last=False)
+
+
+def https_problem(base_url: str, capabilities: Iterable[Capabilities]) -> str | None:
+    """Why `base_url` cannot receive the callbacks of these gateways, or None.
+
+    A gateway that calls back only HTTPS URLs would never reach an http:// receiver: its jobs
+    would fall back to slow polling with no word why. Loopback stays allowed (tests, a local
+    TLS-terminating proxy in front)."""
+    parts = urlsplit(base_url)
+    if parts.scheme.lower() == "https" or (parts.hostname or "") in LOOPBACK_NAMES:
+        return None
+    needing = sorted({c.provider for c in capabilities if c.webhooks and c.callbacks_need_https})
+    if not needing:
+        return None
+    return (f"SEEDANCE_WEBHOOK_BASE_URL must be an https:// URL: {', '.join(needing)} calls "
+            f"back HTTPS URLs only (got {base_url})")
 
 
 def build_receiver(

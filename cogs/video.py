@@ -170,12 +170,19 @@ async def _launch(bot: SeedanceBot, interaction: discord.Interaction[Any],
                            "moderators' channel is set. Ask an admin to run "
                            "`/seedance-admin moderation`. Nothing was spent.")
         return
-    options.provider = (options.provider or settings.get("provider")
-                        or bot.settings.seedance_provider)
-    options.model = options.model or settings.get("model") or bot.settings.seedance_model
+    server_provider = settings.get("provider")
+    options.provider = options.provider or server_provider or bot.settings.seedance_provider
+    if not options.model:
+        # A model belongs to its gateway: the server's model only on the server's gateway,
+        # SEEDANCE_MODEL only on SEEDANCE_PROVIDER's; any other gateway runs its default.
+        options.model = (settings.get("model") if options.provider == server_provider
+                         else None) or bot.settings.model_for(options.provider)
     try:
         provider = bot.provider(options.provider)
         caps = provider.capabilities(options.model)
+    except InvalidInput as exc:
+        await send_private(interaction, problems_text(exc.problems))
+        return
     except (ConfigError, KeyError, ValueError) as exc:
         await send_private(interaction, f"The {options.provider} gateway is not available: {exc}")
         return

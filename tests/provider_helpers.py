@@ -154,6 +154,10 @@ class GatewayCase:
     error: Callable[[int, str, str], Any]
     #: Fields of a request the gateway and its fake accept as they are.
     request: dict[str, Any] = field(default_factory=dict)
+    #: Set the fake to finish a task at the first look (for whole CLI runs).
+    finish_fast: Callable[[Any], None] = lambda fake: None
+    #: CLI arguments the gateway needs besides the prompt (e.g. a ratio it has).
+    cli_args: tuple[str, ...] = ()
 
     @property
     def idempotent_submit(self) -> bool:
@@ -174,22 +178,27 @@ GATEWAYS = [
         "anyfast", FakeAnyfast, anyfast.AnyfastProvider, anyfast.build,
         error=lambda status, code, message: {"code": code, "message": message, "data": None},
         request={"prompt": "a b"},
+        finish_fast=lambda fake: setattr(fake, "pending_statuses", []),
     ),
     GatewayCase(
         "runware", FakeRunware, runware.RunwareProvider, runware.build,
         error=lambda status, code, message: {"errors": [{"code": code, "message": message}]},
         request={"prompt": "a cat"},
+        finish_fast=lambda fake: setattr(fake, "polls_to_finish", 0),
     ),
     GatewayCase(
         "magnific", FakeMagnific, magnific.MagnificProvider, magnific.build,
         error=lambda status, code, message: {"message": message},
         request={"prompt": "a red fox runs through snow", "ratio": Ratio.R16_9, "audio": False},
+        finish_fast=lambda fake: setattr(fake, "polls_to_finish", 1),
+        cli_args=("--ratio", "16:9"),
     ),
     GatewayCase(
         "hiapi", FakeHiAPI, hiapi.HiApiProvider, hiapi.build,
         error=lambda status, code, message: {"code": status, "message": message, "data": None,
                                              "error_code": code.upper()},
         request={"prompt": "neon street at night", "ratio": Ratio.R16_9},
+        finish_fast=lambda fake: setattr(fake, "path", ["queued", "success"]),
     ),
 ]
 

@@ -266,3 +266,21 @@ def test_receiver_only_when_a_base_url_is_set(tmp_path: Path, sink: Sink) -> Non
     receiver = build_receiver(on, {}, sink)
     assert receiver is not None and receiver.port == 9911
     assert receiver.url_for("hiapi", "j").startswith("https://bot.example.com/callbacks/hiapi/j/")
+
+
+def test_an_http_callback_url_is_refused_for_gateways_that_need_https() -> None:
+    """HiAPI calls back HTTPS URLs only: an http:// receiver would never hear from it."""
+    from bot.providers.hiapi import build as build_hiapi
+    from bot.providers.runware import build as build_runware
+    from bot.webhooks import https_problem
+
+    settings = Settings(_env_file=None, hiapi_api_key="k", runware_api_key="k")
+    hiapi_caps = build_hiapi(settings).capabilities()
+    runware_caps = build_runware(settings).capabilities()
+    problem = https_problem("http://bot.example.com:8080", [hiapi_caps, runware_caps])
+    assert problem is not None
+    assert "SEEDANCE_WEBHOOK_BASE_URL" in problem and "hiapi" in problem
+    assert "runware" not in problem  # Runware takes any URL
+    assert https_problem("https://bot.example.com", [hiapi_caps]) is None
+    assert https_problem("http://127.0.0.1:9000", [hiapi_caps]) is None  # tests, a local proxy
+    assert https_problem("http://bot.example.com", [runware_caps]) is None

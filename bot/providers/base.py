@@ -97,6 +97,9 @@ class Capabilities:
     camera_fixed: bool = False
     watermark: bool = True
     webhooks: bool = False
+    #: The gateway calls back only HTTPS URLs (HiAPI's page), so SEEDANCE_WEBHOOK_BASE_URL
+    #: must be https:// when this gateway is configured.
+    callbacks_need_https: bool = False
     results_per_task: int = 1
     prompt_max_chars: int | None = 2000
     prompt_required: bool = False

@@ -90,6 +90,7 @@ CAPABILITIES = Capabilities(
     camera_fixed=False,
     watermark=False,
     webhooks=True,
+    callbacks_need_https=True,
     results_per_task=1,
     prompt_max_chars=None,  # the page states no limit
     prompt_required=True,

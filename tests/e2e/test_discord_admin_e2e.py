@@ -120,3 +120,29 @@ async def test_extend_and_animate_last_frame_make_new_jobs(tmp_path: Path) -> No
         settings = [str(p.embeds[0]) for p in video_posts(fake)[1:]]
         assert any("extend" in s and "the posted video" in s for s in settings), settings
         assert any("first frame" in s and "last frame" in s for s in settings), settings
+
+
+async def test_a_servers_model_stays_with_its_gateway(tmp_path: Path) -> None:
+    """A server set to Anyfast's `seedance` model: `/video provider:runware` used to send that
+    model to Runware and fail; a model belongs to its gateway, so Runware runs its own."""
+    from tests.fakes.runware import FakeRunware
+    from tests.provider_helpers import seed_learned_durations
+
+    runware = FakeRunware()
+    runware.polls_to_finish = 0
+    # A bot that saw Runware take a second: it polls at once instead of after a minute.
+    await seed_learned_durations(tmp_path / "data" / "seedance.sqlite3", "runware", seconds=1.0)
+    async with runware, FakeDiscord() as fake, running(
+            tmp_path, fake, ANYFAST_API_KEY="unused-key", RUNWARE_API_KEY=runware.api_key,
+            RUNWARE_BASE_URL=runware.base_url):
+        admin = fake.add_member("mod", roles=[fake.add_role("Mods", MANAGE_GUILD)])
+        chosen = await fake.slash("seedance-admin", {"provider": "anyfast", "model": "seedance"},
+                                  path=("provider",), user=admin)
+        assert "anyfast" in await private_reply(fake, chosen)
+        await fake.slash("video", {"prompt": "a lighthouse at dusk", "provider": "runware",
+                                   "ratio": "16:9", **FAST})
+        post = await fake.wait_for(lambda: (video_posts(fake) or [None])[0], timeout=60,
+                                   what="the Runware video")
+        assert post is not None
+    [task] = runware.received("POST")[0].body
+    assert task["model"] == "bytedance:seedance@2.0-mini"

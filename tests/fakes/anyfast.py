@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.common import JSON_BODY, FakeGateway, sample_video
+from tests.fakes.common import JSON_BODY, FakeGateway, sample_image, sample_video
 
 MODELS = {"seedance-2.0-mini": {"480p", "720p"}, "seedance": {"480p", "720p", "1080p"}}
 RATIOS = {"16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive"}
@@ -272,7 +272,8 @@ class FakeAnyfast(FakeGateway):
         if self.result_shape in ("both", "nested"):
             content["video_url"] = url
         if body.get("return_last_frame"):
-            content["last_frame_url"] = self.add_file(f"{task.task_id}-last.png", b"\x89PNG")
+            content["last_frame_url"] = self.add_file(f"{task.task_id}-last.png",
+                                                      sample_image(496, 864))
         data.update(status="SUCCESS", progress=self._pct(100), finish_time=int(time.time()),
                     fail_reason=url)  # legacy quirk: a copy of the URL in fail_reason
         if self.result_shape in ("both", "flat"):
