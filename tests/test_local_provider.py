@@ -41,7 +41,7 @@ from bot.models import (
 )
 from bot.providers import create_provider
 from bot.providers.base import Provider, unreachable_reason
-from bot.providers.local import LocalProvider, task_id_for
+from bot.providers.local import LocalProvider, default_parallel_renders, task_id_for
 from tests.media_factory import make_audio, make_image, make_video
 
 RED = (220, 30, 30)
@@ -264,6 +264,13 @@ def test_build_and_capabilities(settings: Settings, tmp_path: Path) -> None:
     with pytest.raises(GatewayError):
         provider.parse_callback({}, b"{}")
 
+
+def test_one_render_per_usable_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each render is a single encoder thread, so the cores this process may use set the count.
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert default_parallel_renders() == 2
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5}, raising=False)
+    assert default_parallel_renders() == 6
 
 async def test_submit_is_idempotent_and_polls_to_success(settings: Settings) -> None:
     provider = LocalProvider(settings)
