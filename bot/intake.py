@@ -175,10 +175,13 @@ async def prepare(
         if path is not None:
             try:
                 facts = await probe_file_async(path)
-            except UnreadableMedia:
-                problems.append(Problem(item.label, "is not an image, video or audio file we "
-                                                    "can read; attach a JPEG/PNG/WebP image, an "
-                                                    "MP4/MOV video or a WAV/MP3 clip."))
+            except UnreadableMedia as exc:
+                # The probe's own hint when it knows what the file is (an SVG); otherwise
+                # what we can read.
+                problems.append(Problem(item.label, exc.hint or "is not an image, video or "
+                                                    "audio file we can read; attach a "
+                                                    "JPEG/PNG/WebP image, an MP4/MOV video or a "
+                                                    "WAV/MP3 clip."))
                 continue
             if item.declared_kind and facts.kind is not item.declared_kind:
                 flag = {"image": "--image", "video": "--video", "audio": "--audio"}

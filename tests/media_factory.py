@@ -24,6 +24,24 @@ def make_image(
     return path
 
 
+def make_svg(path: Path, width: int = 640, height: int = 480, *, exported: bool = False) -> Path:
+    """A small SVG drawing. `exported` adds what design tools write first (BOM, comment,
+    DOCTYPE), which FFmpeg does not recognise as SVG."""
+    head = '<?xml version="1.0" encoding="UTF-8"?>\n'
+    if exported:
+        head = ("\ufeff<!-- Generator: Adobe Illustrator 27.0, SVG Export Plug-In -->\n"
+                '<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
+                '"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">\n')
+    path.write_text(
+        f'{head}<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
+        f'<rect width="{width}" height="{height}" fill="#c82828"/>'
+        f'<circle cx="{width // 2}" cy="{height // 2}" r="{min(width, height) // 4}" '
+        'fill="#ffffff"/></svg>\n',
+        encoding="utf-8",
+    )
+    return path
+
+
 def make_video(
     path: Path, width: int = 864, height: int = 496, seconds: float = 3.0, fps: int = 24,
     audio: bool = False, fmt: str = "mp4", color: tuple[int, int, int] = (30, 90, 200),

@@ -11,9 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bot.media import probe
 from bot.media.probe import UnreadableMedia, probe_file, probe_file_async
 from bot.models import MediaKind
-from tests.media_factory import _write_tone, make_audio, make_image, make_video
+from tests.media_factory import (
+    _write_tone,
+    make_audio,
+    make_image,
+    make_svg,
+    make_video,
+)
 
 
 @pytest.mark.parametrize(("fmt", "name"), [
@@ -169,6 +176,25 @@ def test_png_with_broken_checksum_is_damaged(tmp_path: Path) -> None:
     with pytest.raises(UnreadableMedia, match="damaged png"):
         probe_file(bad)
 
+
+@pytest.mark.parametrize(("name", "exported"), [
+    ("logo.svg", False), ("logo.png", False), ("drawing.svg", True), ("drawing.png", True),
+])
+def test_svg_is_refused_with_a_hint(tmp_path: Path, name: str, exported: bool) -> None:
+    path = make_svg(tmp_path / name, exported=exported)
+    with pytest.raises(UnreadableMedia,
+                       match=r"not an image we can read \(SVG is not supported; export PNG\)"
+                       ) as info:
+        probe_file(path)
+    assert info.value.hint is not None and "SVG" in info.value.hint and "PNG" in info.value.hint
+
+
+def test_unknown_bytes_carry_no_hint(tmp_path: Path) -> None:
+    path = tmp_path / "movie.mp4"
+    path.write_text("<html><body>not a movie</body></html>\n" * 100)
+    with pytest.raises(UnreadableMedia, match=probe._NOT_MEDIA) as info:
+        probe_file(path)
+    assert info.value.hint is None
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(UnreadableMedia, match="cannot be opened"):

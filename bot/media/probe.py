@@ -20,7 +20,15 @@ from bot.models import MediaFacts, MediaKind
 
 
 class UnreadableMedia(SeedanceError):
-    """The bytes are not an image, video or audio file we can read (or are damaged)."""
+    """The bytes are not an image, video or audio file we can read (or are damaged).
+
+    `hint` is set when the probe knows what the file is and what to do about it (an SVG):
+    bot/intake.py shows it instead of its general "not a file we can read".
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 #: Pillow formats with a strong signature. Weak-signature plugins (TGA, MPEG, …) are left out so
@@ -44,6 +52,7 @@ _3GP_PREFIX = b"3g"
 _WEBM_CODECS = {"vp8", "vp9", "av1", "vorbis", "opus"}
 
 _NOT_MEDIA = "is not an image, video or audio file we can read"
+_SVG = "is not an image we can read (SVG is not supported; export PNG)"
 
 
 def probe_file(path: Path) -> MediaFacts:
@@ -97,6 +106,8 @@ def _pillow_formats() -> list[str]:
 
 def _probe_av(path: Path, size: int) -> MediaFacts:
     """Video/audio facts via PyAV, opened from a file object so no name or protocol is used."""
+    if _looks_like_svg(path):  # FFmpeg has no SVG decoder here; say what the file is
+        raise _svg(path)
     try:
         with path.open("rb") as fh, av.open(fh, mode="r") as container:
             return _facts_from_container(container, path, size)
@@ -108,15 +119,20 @@ def _probe_av(path: Path, size: int) -> MediaFacts:
 
 def _facts_from_container(container: Any, path: Path, size: int) -> MediaFacts:
     demuxer = container.format.name
+    if demuxer == "svg_pipe":
+        raise _svg(path)
     if demuxer in _TEXT_DEMUXERS:
         raise UnreadableMedia(f"{path.name} {_NOT_MEDIA}")
+    # A stream without a codec context has no decoder in this FFmpeg build (SVG, some data
+    # streams): nothing can be measured or decoded from it, so it does not count.
     videos = [
         s for s in container.streams.video
-        if not s.disposition & av.stream.Disposition.attached_pic  # cover art is not a video
+        if s.codec_context is not None
+        and not s.disposition & av.stream.Disposition.attached_pic  # cover art is not a video
         and s.codec_context.name not in _TEXT_CODECS
         and s.codec_context.width and s.codec_context.height
     ]
-    audios = list(container.streams.audio)
+    audios = [s for s in container.streams.audio if s.codec_context is not None]
     if demuxer in _IMAGE_DEMUXERS or demuxer.endswith("_pipe"):
         if not videos:
             raise UnreadableMedia(f"{path.name} {_NOT_MEDIA}")
@@ -150,6 +166,23 @@ def _facts_from_container(container: Any, path: Path, size: int) -> MediaFacts:
             duration=_duration(stream, container),
         )
     raise UnreadableMedia(f"{path.name} {_NOT_MEDIA}")
+
+
+def _svg(path: Path) -> UnreadableMedia:
+    return UnreadableMedia(f"{path.name} {_SVG}", hint=f"{_SVG}.")
+
+
+def _looks_like_svg(path: Path) -> bool:
+    """An `<svg` element in the first 4 KB of a markup file (after a BOM, comments, DOCTYPE).
+
+    FFmpeg calls only some SVGs `svg_pipe` (others `image2` or `tty`) and can decode none.
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
+    except OSError:
+        return False
+    return head.startswith(b"<") and b"<svg" in head
 
 
 def _first_frame(container: Any, stream: Any, path: Path) -> None:
