@@ -176,8 +176,8 @@ async def prepare(
             try:
                 facts = await probe_file_async(path)
             except UnreadableMedia as exc:
-                # The probe's own hint when it knows what the file is (an SVG); otherwise
-                # what we can read.
+                # The probe's own hint when it knows what the file is (an SVG, a JPEG cut
+                # short); otherwise what we can read.
                 problems.append(Problem(item.label, exc.hint or "is not an image, video or "
                                                     "audio file we can read; attach a "
                                                     "JPEG/PNG/WebP image, an MP4/MOV video or a "

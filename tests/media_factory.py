@@ -42,6 +42,13 @@ def make_svg(path: Path, width: int = 640, height: int = 480, *, exported: bool 
     return path
 
 
+def cut_in_half(src: Path, dest: Path) -> Path:
+    """The first half of `src`'s bytes: a file cut short, as by an interrupted upload."""
+    data = src.read_bytes()
+    dest.write_bytes(data[: len(data) // 2])
+    return dest
+
+
 def make_video(
     path: Path, width: int = 864, height: int = 496, seconds: float = 3.0, fps: int = 24,
     audio: bool = False, fmt: str = "mp4", color: tuple[int, int, int] = (30, 90, 200),

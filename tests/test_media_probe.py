@@ -16,6 +16,7 @@ from bot.media.probe import UnreadableMedia, probe_file, probe_file_async
 from bot.models import MediaKind
 from tests.media_factory import (
     _write_tone,
+    cut_in_half,
     make_audio,
     make_image,
     make_svg,
@@ -175,6 +176,42 @@ def test_png_with_broken_checksum_is_damaged(tmp_path: Path) -> None:
     bad.write_bytes(bytes(data))
     with pytest.raises(UnreadableMedia, match="damaged png"):
         probe_file(bad)
+
+
+def photo_like_jpeg(path: Path) -> Path:
+    """A 640x480 JPEG with real detail, so half of its bytes is half of its picture."""
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)).save(path, "JPEG")
+    return path
+
+
+@pytest.mark.parametrize("source", ["factory", "photo"])
+def test_truncated_jpeg_is_damaged(tmp_path: Path, source: str) -> None:
+    if source == "factory":
+        whole = make_image(tmp_path / "whole.jpg", 640, 480, fmt="JPEG")
+    else:
+        whole = photo_like_jpeg(tmp_path / "whole.jpg")
+    assert probe_file(whole).format == "jpeg"
+    cut = cut_in_half(whole, tmp_path / "holiday.jpg")
+    with pytest.raises(UnreadableMedia, match=r"holiday\.jpg is a damaged jpeg image") as info:
+        probe_file(cut)
+    assert info.value.hint is not None and "damaged JPEG" in info.value.hint
+
+
+def test_truncated_png_is_damaged(tmp_path: Path) -> None:
+    cut = cut_in_half(make_image(tmp_path / "a.png", 640, 480), tmp_path / "cut.png")
+    with pytest.raises(UnreadableMedia, match="damaged png"):
+        probe_file(cut)
+
+
+def test_images_above_the_decode_limit_are_measured_not_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Decoding a 50-megapixel image would take hundreds of MB; its edges get it refused anyway.
+    monkeypatch.setattr(probe, "_MAX_DECODE_PIXELS", 640 * 480 - 1)
+    cut = cut_in_half(photo_like_jpeg(tmp_path / "whole.jpg"), tmp_path / "cut.jpg")
+    facts = probe_file(cut)
+    assert (facts.format, facts.width, facts.height) == ("jpeg", 640, 480)
 
 
 @pytest.mark.parametrize(("name", "exported"), [

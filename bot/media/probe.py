@@ -22,8 +22,8 @@ from bot.models import MediaFacts, MediaKind
 class UnreadableMedia(SeedanceError):
     """The bytes are not an image, video or audio file we can read (or are damaged).
 
-    `hint` is set when the probe knows what the file is and what to do about it (an SVG):
-    bot/intake.py shows it instead of its general "not a file we can read".
+    `hint` is set when the probe knows what the file is and what to do about it (an SVG, a
+    JPEG cut short): bot/intake.py shows it instead of its general "not a file we can read".
     """
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
@@ -53,6 +53,10 @@ _WEBM_CODECS = {"vp8", "vp9", "av1", "vorbis", "opus"}
 
 _NOT_MEDIA = "is not an image, video or audio file we can read"
 _SVG = "is not an image we can read (SVG is not supported; export PNG)"
+#: Images up to this many pixels are decoded in full at probe time, because only decoding finds
+#: a JPEG cut short. Bigger ones are refused by validation by their edges (6000 px a side, see
+#: bot/providers/base.py) and decoding them could take hundreds of MB, so they are not.
+_MAX_DECODE_PIXELS = 50_000_000
 
 
 def probe_file(path: Path) -> MediaFacts:
@@ -91,12 +95,39 @@ def _probe_image(path: Path, size: int) -> MediaFacts | None:
             fmt = (img.format or "").lower()
             width, height = img.size
             try:
-                img.verify()  # cheap integrity checks (PNG CRCs, truncation) without decoding
+                img.verify()  # cheap integrity checks (PNG CRCs) without decoding
             except Exception as exc:
-                raise UnreadableMedia(f"{path.name} is a damaged {fmt} image") from exc
+                raise _damaged(path, fmt) from exc
+        if width * height <= _MAX_DECODE_PIXELS:
+            _decode_image(path, fmt)
     fmt = _PILLOW_ALIASES.get(fmt, fmt)
     return MediaFacts(kind=MediaKind.IMAGE, format=fmt, size_bytes=size, width=width,
                       height=height)
+
+
+def _decode_image(path: Path, fmt: str) -> None:
+    """Decode every byte of the picture: `verify()` checks nothing in a JPEG, so a truncated one
+    would pass here and fail at render, after a paid gateway had it.
+
+    A JPEG is decoded at 1/8 scale (`draft`): every byte is still read, in a 64th of the memory.
+    Truncation is an error as long as `ImageFile.LOAD_TRUNCATED_IMAGES` stays false, which it
+    does everywhere in this repository.
+    """
+    try:
+        with Image.open(path, formats=_pillow_formats()) as img:
+            img.draft(img.mode, (max(1, img.width // 8), max(1, img.height // 8)))
+            img.load()
+    except Exception as exc:
+        raise _damaged(path, fmt) from exc
+
+
+def _damaged(path: Path, fmt: str) -> UnreadableMedia:
+    name = _PILLOW_ALIASES.get(fmt, fmt)
+    return UnreadableMedia(
+        f"{path.name} is a damaged {name} image",
+        hint=f"is a damaged {name.upper()} image (cut short or corrupted); save or export it "
+             "again and attach the new file.",
+    )
 
 
 def _pillow_formats() -> list[str]:
