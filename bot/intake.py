@@ -90,14 +90,17 @@ def _defaults(options: RequestOptions, caps: Capabilities) -> tuple[int, Resolut
 
 
 def _default_ratio(refs: Sequence[Reference], caps: Capabilities) -> Ratio:
-    """Adaptive where the model has it; otherwise the fixed ratio closest to the first image."""
+    """Adaptive where the model has it; otherwise the fixed ratio closest to the input that sets
+    the shape: the first image, else the first video (as displayed), as adaptive would."""
     if Ratio.ADAPTIVE in caps.ratios:
         return Ratio.ADAPTIVE
-    first = next((r.facts for r in refs if r.kind is MediaKind.IMAGE and r.facts), None)
-    if first and first.width and first.height:
-        nearest = nearest_ratio(first.width, first.height)
-        if nearest in caps.ratios:
-            return nearest
+    for kind in (MediaKind.IMAGE, MediaKind.VIDEO):
+        first = next((r.facts for r in refs if r.kind is kind and r.facts), None)
+        if first and first.width and first.height:
+            nearest = nearest_ratio(first.width, first.height)
+            if nearest in caps.ratios:
+                return nearest
+            break
     return Ratio.R16_9 if Ratio.R16_9 in caps.ratios else next(iter(sorted(caps.ratios)))
 
 

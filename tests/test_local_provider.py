@@ -6,6 +6,7 @@ Renders stay at 480p, 4 s so the whole file runs in seconds on a shared two-core
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,14 +26,18 @@ from bot.errors import (
     TaskFailedError,
     TaskNotFoundError,
 )
+from bot.intake import MediaInput, RequestOptions, prepare
 from bot.media.probe import probe_file
 from bot.media.render import fit_cover, render_video
 from bot.models import (
+    FIXED_RATIOS,
+    SIZE_TABLE,
     GenerationRequest,
     MediaKind,
     Mode,
     Ratio,
     Reference,
+    RequestedMode,
     Resolution,
     Role,
     SourceKind,
@@ -40,7 +45,7 @@ from bot.models import (
     TaskStatus,
 )
 from bot.providers import create_provider
-from bot.providers.base import Provider, unreachable_reason
+from bot.providers.base import Capabilities, Provider, unreachable_reason
 from bot.providers.local import LocalProvider, default_parallel_renders, task_id_for
 from tests.media_factory import make_audio, make_image, make_video
 
@@ -440,3 +445,57 @@ async def test_cancel_stops_the_render(settings: Settings) -> None:
     again = LocalProvider(settings)
     assert (await again.poll(sub.task_id)).status is TaskStatus.FAILED
     await again.aclose()
+
+
+# -- portrait clips (phones store them landscape with a display rotation) -----------------------
+
+YELLOW = (250, 200, 0)
+
+
+def portrait_clip(tmp_path: Path, rotated: bool) -> Path:
+    """A clip shown 720x1280 with a yellow band on top: stored so by a phone, or upright."""
+    if rotated:
+        return make_video(tmp_path / "phone.mp4", 1280, 720, seconds=2.5, rotation=90,
+                          top_color=YELLOW)
+    return make_video(tmp_path / "upright.mp4", 720, 1280, seconds=2.5, top_color=YELLOW)
+
+
+async def extend(clip: Path, caps: Capabilities, resolution: Resolution | None = None,
+                 duration: int | None = None, audio: bool | None = None) -> GenerationRequest:
+    options = RequestOptions(prompt="continue", mode=RequestedMode.EXTEND,
+                             resolution=resolution, duration=duration, audio=audio)
+    return await prepare([MediaInput(str(clip), name=clip.name)], options, caps,
+                         cache_dir=clip.parent / "cache")
+
+
+@pytest.mark.parametrize("rotated", [True, False])
+async def test_extending_a_portrait_clip_is_portrait(settings: Settings, tmp_path: Path,
+                                                     rotated: bool) -> None:
+    caps = LocalProvider(settings).capabilities()
+    req = await extend(portrait_clip(tmp_path, rotated), caps)
+    assert req.mode is Mode.EXTEND and req.ratio is Ratio.ADAPTIVE
+    assert req.output_size() == SIZE_TABLE[Resolution.P720][Ratio.R9_16] == (720, 1280)
+    # A gateway without `adaptive` gets the nearest fixed ratio to the clip, not 16:9.
+    fixed = dataclasses.replace(caps, ratios=frozenset(FIXED_RATIOS))
+    assert (await extend(portrait_clip(tmp_path, rotated), fixed)).ratio is Ratio.R9_16
+
+
+async def test_local_provider_renders_a_rotated_clip_upright(settings: Settings,
+                                                             tmp_path: Path) -> None:
+    provider = LocalProvider(settings)
+    req = await extend(portrait_clip(tmp_path, rotated=True), provider.capabilities(),
+                       resolution=Resolution.P480, duration=4, audio=False)
+    try:
+        sub = await provider.submit(req, idempotency_key="phone-1")
+        final = (await until_done(provider, sub.task_id))[-1]
+    finally:
+        await provider.aclose()
+    assert final.status is TaskStatus.SUCCEEDED and final.result is not None
+    video = file_path(final.result.video_urls[0])
+    facts = probe_file(video)
+    assert (facts.width, facts.height, facts.rotation) == (496, 864, 0)
+    head, _, count = first_and_last(video)
+    assert count == 96
+    # The clip's frames were turned upright: its band is across the top, not down a side.
+    assert mad(head[:40], np.full_like(head[:40], YELLOW)) < 16
+    assert mad(head[400:460, :40], np.full_like(head[400:460, :40], YELLOW)) > 60

@@ -102,6 +102,26 @@ def test_3gp_and_mkv_and_webm_named_honestly(tmp_path: Path) -> None:
     assert facts.duration is not None and abs(facts.duration - 1.0) < 0.1
 
 
+
+@pytest.mark.parametrize(("rotation", "tag", "fmt"), [
+    (90, False, "mp4"), (270, False, "mp4"), (90, False, "mov"), (90, True, "matroska"),
+])
+def test_phone_portrait_clip_is_measured_as_shown(tmp_path: Path, rotation: int, tag: bool,
+                                                  fmt: str) -> None:
+    # Stored 1280x720 with a display rotation (or the old `rotate` tag): players show 720x1280.
+    path = make_video(tmp_path / "phone.mp4", 1280, 720, seconds=1.0, fmt=fmt,
+                      rotation=rotation, rotate_tag=tag)
+    facts = probe_file(path)
+    assert (facts.kind, facts.width, facts.height) == (MediaKind.VIDEO, 720, 1280)
+    assert facts.rotation == rotation
+
+
+def test_upside_down_and_upright_clips_keep_their_size(tmp_path: Path) -> None:
+    flipped = probe_file(make_video(tmp_path / "a.mp4", 640, 480, 1.0, rotation=180))
+    assert (flipped.width, flipped.height, flipped.rotation) == (640, 480, 180)
+    upright = probe_file(make_video(tmp_path / "b.mp4", 720, 1280, 1.0))
+    assert (upright.width, upright.height, upright.rotation) == (720, 1280, 0)
+
 def test_m4a_audio_only_is_audio(tmp_path: Path) -> None:
     path = tmp_path / "voice.mp4"
     with av.open(str(path), "w", format="mp4") as out:

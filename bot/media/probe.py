@@ -174,14 +174,18 @@ def _facts_from_container(container: Any, path: Path, size: int) -> MediaFacts:
                           height=videos[0].codec_context.height)
     if videos:
         stream = videos[0]
-        _first_frame(container, stream, path)
+        rotation = display_rotation(stream, _first_frame(container, stream, path))
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if rotation in (90, 270):  # a phone's portrait clip is stored landscape
+            width, height = height, width
         codecs = {s.codec_context.name for s in (*videos, *audios)}
         return MediaFacts(
             kind=MediaKind.VIDEO,
             format=_container_name(demuxer, path, audio_only=False, codecs=codecs),
             size_bytes=size,
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
+            width=width,
+            height=height,
+            rotation=rotation,
             duration=_duration(stream, container),
             fps=_fps(stream),
             has_audio=bool(audios),
@@ -216,11 +220,47 @@ def _looks_like_svg(path: Path) -> bool:
     return head.startswith(b"<") and b"<svg" in head
 
 
-def _first_frame(container: Any, stream: Any, path: Path) -> None:
+def display_rotation(stream: Any, frame: Any) -> int:
+    """Clockwise degrees (0, 90, 180 or 270) a player turns `stream`'s pictures to show them.
+
+    Phones store a portrait clip as landscape pictures plus a display matrix. FFmpeg hands the
+    matrix to every decoded frame (`frame.rotation`, counter-clockwise); older files may carry
+    only a `rotate` tag (clockwise), which FFmpeg leaves in the stream's metadata. Flips and
+    angles between quarter turns are ignored: phones do not write them.
+    """
+    ccw = getattr(frame, "rotation", 0) if frame is not None else 0
+    if ccw:
+        return _quarter_turns(-float(ccw))
+    tags = {k.lower(): v for k, v in (stream.metadata or {}).items()}
+    try:
+        return _quarter_turns(float(tags.get("rotate", 0)))
+    except ValueError:
+        return 0
+
+
+def _quarter_turns(degrees: float) -> int:
+    return round(degrees / 90) % 4 * 90
+
+
+def upright(image: Image.Image, rotation: int) -> Image.Image:
+    """`image` (a decoded video picture) turned `rotation` degrees clockwise, as players show it."""
+    turn = _CLOCKWISE.get(rotation % 360)
+    return image.transpose(turn) if turn is not None else image
+
+
+#: Pillow names its turns counter-clockwise.
+_CLOCKWISE = {
+    90: Image.Transpose.ROTATE_270,
+    180: Image.Transpose.ROTATE_180,
+    270: Image.Transpose.ROTATE_90,
+}
+
+
+def _first_frame(container: Any, stream: Any, path: Path) -> Any:
     """Decode one frame: a header alone does not prove the stream is readable."""
     try:
-        for _frame in container.decode(stream):
-            return
+        for frame in container.decode(stream):
+            return frame
     except av.FFmpegError as exc:
         raise UnreadableMedia(f"{path.name} is damaged: its {stream.type} cannot be decoded") from (
             exc

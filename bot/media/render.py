@@ -29,6 +29,7 @@ import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
+from bot.media.probe import display_rotation, upright
 from bot.models import GenerationRequest, MediaKind, Reference, Role
 
 FPS = 24
@@ -275,6 +276,7 @@ def _video_frames(
     """`count` frames at 24 fps sampled by timestamp from a video, looping when it ends.
 
     Decodes frame by frame; only the frame on screen is kept, and it is scaled only when shown.
+    Frames are turned upright first: a phone's portrait clip is stored landscape.
     """
     emitted = 0
     while emitted < count:
@@ -294,7 +296,7 @@ def _video_frames(
                     t -= start
                     while held is not None and emitted < count and shown / FPS < t:
                         if held_arr is None:
-                            held_arr = _fit_frame(held, size)
+                            held_arr = _fit_frame(held, stream, size)
                         yield held_arr
                         emitted += 1
                         shown += 1
@@ -306,7 +308,7 @@ def _video_frames(
                 end = t + 1.0 / rate
                 while emitted < count and (shown == 0 or shown / FPS < end):
                     if held_arr is None:
-                        held_arr = _fit_frame(held, size)
+                        held_arr = _fit_frame(held, stream, size)
                     yield held_arr
                     emitted += 1
                     shown += 1
@@ -314,8 +316,9 @@ def _video_frames(
             raise RenderError(f"cannot read video {path.name}: {exc}") from exc
 
 
-def _fit_frame(frame: Any, size: tuple[int, int]) -> Frame:
-    return np.asarray(fit_cover(frame.to_image(), size), dtype=np.uint8)
+def _fit_frame(frame: Any, stream: Any, size: tuple[int, int]) -> Frame:
+    picture = upright(frame.to_image(), display_rotation(stream, frame))
+    return np.asarray(fit_cover(picture, size), dtype=np.uint8)
 
 
 def _prompt_frames(
