@@ -93,14 +93,17 @@ def _defaults(options: RequestOptions, caps: Capabilities) -> tuple[int, Resolut
 
 
 def _default_ratio(refs: Sequence[Reference], caps: Capabilities) -> Ratio:
-    """Adaptive where the model has it; otherwise the fixed ratio closest to the first image."""
+    """Adaptive where the model has it; otherwise the fixed ratio closest to the input that sets
+    the shape: the first image, else the first video (as displayed), as adaptive would."""
     if Ratio.ADAPTIVE in caps.ratios:
         return Ratio.ADAPTIVE
-    first = next((r.facts for r in refs if r.kind is MediaKind.IMAGE and r.facts), None)
-    if first and first.width and first.height:
-        nearest = nearest_ratio(first.width, first.height)
-        if nearest in caps.ratios:
-            return nearest
+    for kind in (MediaKind.IMAGE, MediaKind.VIDEO):
+        first = next((r.facts for r in refs if r.kind is kind and r.facts), None)
+        if first and first.width and first.height:
+            nearest = nearest_ratio(first.width, first.height)
+            if nearest in caps.ratios:
+                return nearest
+            break
     return Ratio.R16_9 if Ratio.R16_9 in caps.ratios else next(iter(sorted(caps.ratios)))
 
 
@@ -220,10 +223,13 @@ async def _prepare(
         if path is not None:
             try:
                 facts = await probe_file_async(path)
-            except UnreadableMedia:
-                problems.append(Problem(item.label, "is not an image, video or audio file we "
-                                                    "can read; attach a JPEG/PNG/WebP image, an "
-                                                    "MP4/MOV video or a WAV/MP3 clip."))
+            except UnreadableMedia as exc:
+                # The probe's own hint when it knows what the file is (an SVG, a JPEG cut
+                # short); otherwise what we can read.
+                problems.append(Problem(item.label, exc.hint or "is not an image, video or "
+                                                    "audio file we can read; attach a "
+                                                    "JPEG/PNG/WebP image, an MP4/MOV video or a "
+                                                    "WAV/MP3 clip."))
                 refused[item.declared_kind] += 1
                 continue
             if item.declared_kind and facts.kind is not item.declared_kind:

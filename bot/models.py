@@ -108,12 +108,13 @@ def nearest_ratio(width: int, height: int) -> Ratio:
     return min(FIXED_RATIOS, key=distance)
 
 
-def output_size(resolution: Resolution, ratio: Ratio, first_image: tuple[int, int] | None) -> (
+def output_size(resolution: Resolution, ratio: Ratio, picture: tuple[int, int] | None) -> (
     tuple[int, int]
 ):
-    """Pixel size for a resolution and ratio; adaptive follows the first image, else 16:9."""
+    """Pixel size for a resolution and ratio; adaptive follows `picture` (the input that sets
+    the shape, see `GenerationRequest.shape_size`), else 16:9."""
     if ratio is Ratio.ADAPTIVE:
-        ratio = nearest_ratio(*first_image) if first_image else Ratio.R16_9
+        ratio = nearest_ratio(*picture) if picture else Ratio.R16_9
     return SIZE_TABLE[resolution][ratio]
 
 
@@ -142,8 +143,11 @@ class MediaFacts(BaseModel):
     kind: MediaKind
     format: str  # e.g. "png", "jpeg", "mp4", "mov", "wav", "mp3"
     size_bytes: int
+    #: As shown: a video stored landscape with a 90° display rotation is measured portrait.
     width: int | None = None
     height: int | None = None
+    #: Clockwise degrees (0/90/180/270) a player turns a video's stored pictures to show them.
+    rotation: int = 0
     duration: float | None = None  # seconds (video/audio)
     fps: float | None = None
     has_audio: bool = False  # a video with an audio track
@@ -209,8 +213,23 @@ class GenerationRequest(BaseModel):
                 return ref.facts.width, ref.facts.height
         return None
 
+    def first_video_size(self) -> tuple[int, int] | None:
+        """As displayed: a phone's portrait clip is portrait whatever its stored pictures are."""
+        for ref in self.videos:
+            if ref.facts and ref.facts.width and ref.facts.height:
+                return ref.facts.width, ref.facts.height
+        return None
+
+    def shape_size(self) -> tuple[int, int] | None:
+        """The input whose shape the output follows: the first image, else the first video.
+
+        Extending or editing a clip keeps its shape (a portrait clip stays portrait) instead of
+        falling back to 16:9.
+        """
+        return self.first_image_size() or self.first_video_size()
+
     def output_size(self) -> tuple[int, int]:
-        return output_size(self.resolution, self.ratio, self.first_image_size())
+        return output_size(self.resolution, self.ratio, self.shape_size())
 
 
 class TaskStatus(StrEnum):

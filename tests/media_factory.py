@@ -24,23 +24,64 @@ def make_image(
     return path
 
 
+def make_svg(path: Path, width: int = 640, height: int = 480, *, exported: bool = False) -> Path:
+    """A small SVG drawing. `exported` adds what design tools write first (BOM, comment,
+    DOCTYPE), which FFmpeg does not recognise as SVG."""
+    head = '<?xml version="1.0" encoding="UTF-8"?>\n'
+    if exported:
+        head = ("\ufeff<!-- Generator: Adobe Illustrator 27.0, SVG Export Plug-In -->\n"
+                '<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
+                '"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">\n')
+    path.write_text(
+        f'{head}<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
+        f'<rect width="{width}" height="{height}" fill="#c82828"/>'
+        f'<circle cx="{width // 2}" cy="{height // 2}" r="{min(width, height) // 4}" '
+        'fill="#ffffff"/></svg>\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def cut_in_half(src: Path, dest: Path) -> Path:
+    """The first half of `src`'s bytes: a file cut short, as by an interrupted upload."""
+    data = src.read_bytes()
+    dest.write_bytes(data[: len(data) // 2])
+    return dest
+
+
 def make_video(
     path: Path, width: int = 864, height: int = 496, seconds: float = 3.0, fps: int = 24,
     audio: bool = False, fmt: str = "mp4", color: tuple[int, int, int] = (30, 90, 200),
+    rotation: int = 0, rotate_tag: bool = False, top_color: tuple[int, int, int] | None = None,
 ) -> Path:
-    """An H.264 clip of `seconds` at `fps`, optionally with an AAC track."""
+    """An H.264 clip of `seconds` at `fps`, optionally with an AAC track.
+
+    `width` x `height` is the stored picture. `rotation` (clockwise degrees) is written as a
+    display matrix, as phones do (1280x720 with 90 plays as 720x1280), or with `rotate_tag` as
+    the old `rotate` tag (Matroska keeps it). `top_color` paints the top eighth of the picture
+    as displayed, so a test can tell whether a reader turned the frames upright.
+    """
     with av.open(str(path), "w", format=fmt) as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "ultrafast"}
+        if rotation and rotate_tag:
+            stream.metadata["rotate"] = str(rotation)
+        elif rotation:
+            stream.set_display_rotation(-rotation)  # PyAV counts counter-clockwise
         astream = out.add_stream("aac", rate=44100, layout="mono") if audio else None
         frames = round(seconds * fps)
         base = np.zeros((height, width, 3), dtype=np.uint8)
         base[:, :] = color
+        turns = rotation // 90 % 4
         for i in range(frames):
             arr = base.copy()
             x = int(i / max(1, frames - 1) * (width - 16))
             arr[:, x : x + 16] = 255
+            if top_color is not None:
+                shown = np.rot90(arr, k=-turns)  # np.rot90 turns counter-clockwise
+                shown[: shown.shape[0] // 8] = top_color
+                arr = np.ascontiguousarray(np.rot90(shown, k=turns))
             for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
                 out.mux(packet)
         for packet in stream.encode():
@@ -90,15 +131,17 @@ def _write_tone(out: av.container.OutputContainer, stream: av.audio.stream.Audio
 
 def make_noisy_video(
     path: Path, width: int = 320, height: int = 240, seconds: float = 2.0, fps: int = 24,
-    audio: bool = True, seed: int = 7,
+    audio: bool = True, seed: int = 7, rotation: int = 0,
 ) -> Path:
     """Random-noise frames at near-lossless quality: a clip far larger than its length needs,
-    the worst case for fitting under an upload limit."""
+    the worst case for fitting under an upload limit. `rotation` as in `make_video`."""
     rng = np.random.default_rng(seed)
     with av.open(str(path), "w", format="mp4") as out:
         stream = out.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "ultrafast", "crf": "4"}
+        if rotation:
+            stream.set_display_rotation(-rotation)
         astream = out.add_stream("aac", rate=44100, layout="mono") if audio else None
         for _ in range(round(seconds * fps)):
             arr = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)

@@ -11,9 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bot.media import probe
 from bot.media.probe import UnreadableMedia, probe_file, probe_file_async
 from bot.models import MediaKind
-from tests.media_factory import _write_tone, make_audio, make_image, make_video
+from tests.media_factory import (
+    _write_tone,
+    cut_in_half,
+    make_audio,
+    make_image,
+    make_svg,
+    make_video,
+)
 
 
 @pytest.mark.parametrize(("fmt", "name"), [
@@ -94,6 +102,26 @@ def test_3gp_and_mkv_and_webm_named_honestly(tmp_path: Path) -> None:
     assert facts.duration is not None and abs(facts.duration - 1.0) < 0.1
 
 
+
+@pytest.mark.parametrize(("rotation", "tag", "fmt"), [
+    (90, False, "mp4"), (270, False, "mp4"), (90, False, "mov"), (90, True, "matroska"),
+])
+def test_phone_portrait_clip_is_measured_as_shown(tmp_path: Path, rotation: int, tag: bool,
+                                                  fmt: str) -> None:
+    # Stored 1280x720 with a display rotation (or the old `rotate` tag): players show 720x1280.
+    path = make_video(tmp_path / "phone.mp4", 1280, 720, seconds=1.0, fmt=fmt,
+                      rotation=rotation, rotate_tag=tag)
+    facts = probe_file(path)
+    assert (facts.kind, facts.width, facts.height) == (MediaKind.VIDEO, 720, 1280)
+    assert facts.rotation == rotation
+
+
+def test_upside_down_and_upright_clips_keep_their_size(tmp_path: Path) -> None:
+    flipped = probe_file(make_video(tmp_path / "a.mp4", 640, 480, 1.0, rotation=180))
+    assert (flipped.width, flipped.height, flipped.rotation) == (640, 480, 180)
+    upright = probe_file(make_video(tmp_path / "b.mp4", 720, 1280, 1.0))
+    assert (upright.width, upright.height, upright.rotation) == (720, 1280, 0)
+
 def test_m4a_audio_only_is_audio(tmp_path: Path) -> None:
     path = tmp_path / "voice.mp4"
     with av.open(str(path), "w", format="mp4") as out:
@@ -169,6 +197,61 @@ def test_png_with_broken_checksum_is_damaged(tmp_path: Path) -> None:
     with pytest.raises(UnreadableMedia, match="damaged png"):
         probe_file(bad)
 
+
+def photo_like_jpeg(path: Path) -> Path:
+    """A 640x480 JPEG with real detail, so half of its bytes is half of its picture."""
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)).save(path, "JPEG")
+    return path
+
+
+@pytest.mark.parametrize("source", ["factory", "photo"])
+def test_truncated_jpeg_is_damaged(tmp_path: Path, source: str) -> None:
+    if source == "factory":
+        whole = make_image(tmp_path / "whole.jpg", 640, 480, fmt="JPEG")
+    else:
+        whole = photo_like_jpeg(tmp_path / "whole.jpg")
+    assert probe_file(whole).format == "jpeg"
+    cut = cut_in_half(whole, tmp_path / "holiday.jpg")
+    with pytest.raises(UnreadableMedia, match=r"holiday\.jpg is a damaged jpeg image") as info:
+        probe_file(cut)
+    assert info.value.hint is not None and "damaged JPEG" in info.value.hint
+
+
+def test_truncated_png_is_damaged(tmp_path: Path) -> None:
+    cut = cut_in_half(make_image(tmp_path / "a.png", 640, 480), tmp_path / "cut.png")
+    with pytest.raises(UnreadableMedia, match="damaged png"):
+        probe_file(cut)
+
+
+def test_images_above_the_decode_limit_are_measured_not_decoded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Decoding a 50-megapixel image would take hundreds of MB; its edges get it refused anyway.
+    monkeypatch.setattr(probe, "_MAX_DECODE_PIXELS", 640 * 480 - 1)
+    cut = cut_in_half(photo_like_jpeg(tmp_path / "whole.jpg"), tmp_path / "cut.jpg")
+    facts = probe_file(cut)
+    assert (facts.format, facts.width, facts.height) == ("jpeg", 640, 480)
+
+
+@pytest.mark.parametrize(("name", "exported"), [
+    ("logo.svg", False), ("logo.png", False), ("drawing.svg", True), ("drawing.png", True),
+])
+def test_svg_is_refused_with_a_hint(tmp_path: Path, name: str, exported: bool) -> None:
+    path = make_svg(tmp_path / name, exported=exported)
+    with pytest.raises(UnreadableMedia,
+                       match=r"not an image we can read \(SVG is not supported; export PNG\)"
+                       ) as info:
+        probe_file(path)
+    assert info.value.hint is not None and "SVG" in info.value.hint and "PNG" in info.value.hint
+
+
+def test_unknown_bytes_carry_no_hint(tmp_path: Path) -> None:
+    path = tmp_path / "movie.mp4"
+    path.write_text("<html><body>not a movie</body></html>\n" * 100)
+    with pytest.raises(UnreadableMedia, match=probe._NOT_MEDIA) as info:
+        probe_file(path)
+    assert info.value.hint is None
 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(UnreadableMedia, match="cannot be opened"):

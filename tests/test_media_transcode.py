@@ -130,6 +130,49 @@ def test_thumbnail_of_video_is_its_first_frame(tmp_path: Path) -> None:
     assert close(pixel, ramp_color(0)) <= 6
 
 
+
+YELLOW = (250, 200, 0)
+
+
+def top_and_side(img: Image.Image) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Colours at the middle of the top edge and at the middle of the left edge."""
+    rgb = img.convert("RGB")
+    top, side = rgb.getpixel((rgb.width // 2, 2)), rgb.getpixel((2, rgb.height // 2))
+    assert isinstance(top, tuple) and isinstance(side, tuple)
+    return top, side
+
+
+@pytest.fixture
+def phone_clip(tmp_path: Path) -> Path:
+    """Stored 640x360 with a 90° display rotation: shown 360x640, a yellow band on top."""
+    return make_video(tmp_path / "phone.mp4", 640, 360, seconds=2.0, rotation=90,
+                      top_color=YELLOW)
+
+
+def test_last_frame_and_thumbnail_of_a_rotated_clip_are_upright(phone_clip: Path,
+                                                                 tmp_path: Path) -> None:
+    with Image.open(extract_last_frame(phone_clip, tmp_path / "last.png")) as img:
+        assert img.size == (360, 640)
+        top, side = top_and_side(img)
+    assert close(top, YELLOW) <= 12 and close(side, YELLOW) > 60
+    with Image.open(thumbnail(phone_clip, tmp_path / "thumb.jpg", max_edge=320)) as img:
+        assert img.size == (180, 320)
+        top, side = top_and_side(img)
+    assert close(top, YELLOW) <= 16 and close(side, YELLOW) > 60
+
+
+def test_fit_to_size_keeps_a_rotated_clip_portrait(tmp_path: Path) -> None:
+    src = make_noisy_video(tmp_path / "phone.mp4", 640, 480, seconds=2.0, audio=False,
+                           rotation=90)
+    facts = probe_file(src)
+    assert (facts.width, facts.height, facts.rotation) == (480, 640, 90)
+    dest = tmp_path / "fit.mp4"
+    assert fit_to_size(src, dest, facts.size_bytes // 4) is True
+    out = probe_file(dest)
+    assert out.size_bytes <= facts.size_bytes // 4
+    assert out.rotation == 90 and out.height is not None and out.width is not None
+    assert out.height > out.width  # still shown portrait, not stretched or turned
+
 def test_thumbnail_of_transparent_image_is_flattened_on_white(tmp_path: Path) -> None:
     src = tmp_path / "logo.png"
     Image.new("RGBA", (1200, 800), (0, 0, 0, 0)).save(src)

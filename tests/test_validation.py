@@ -12,7 +12,7 @@ from bot.errors import InvalidInput
 from bot.intake import MediaInput, RequestOptions, prepare
 from bot.models import MediaKind, Mode, Ratio, RequestedMode, Resolution, Role, SourceKind
 from bot.providers.base import Capabilities, MediaLimits
-from tests.media_factory import make_audio, make_image, make_video
+from tests.media_factory import cut_in_half, make_audio, make_image, make_svg, make_video
 
 ANY = frozenset(SourceKind)
 CAPS = Capabilities(
@@ -66,6 +66,20 @@ async def test_unreadable_file(tmp_path: Path) -> None:
     junk.write_text("this is not a video at all")
     one(await problems_for(tmp_path, [junk]), "movie.mp4", "not an image, video or audio")
 
+
+
+async def test_truncated_jpeg_is_refused_naming_the_file(tmp_path: Path) -> None:
+    whole = make_image(tmp_path / "whole.jpg", 640, 480, fmt="JPEG")
+    cut = cut_in_half(whole, tmp_path / "beach.jpg")
+    problem = one(await problems_for(tmp_path, [cut], "@image1 at sunset"), "beach.jpg")
+    assert "damaged JPEG" in problem and "export it again" in problem
+
+
+async def test_svg_is_refused_with_its_own_hint(tmp_path: Path) -> None:
+    svg = make_svg(tmp_path / "logo.svg")
+    problem = one(await problems_for(tmp_path, [svg], "@image1 spins"), "logo.svg")
+    assert "SVG is not supported; export PNG" in problem
+    assert "WAV/MP3" not in problem  # the general sentence is for bytes we cannot name
 
 async def test_image_rules(tmp_path: Path) -> None:
     small = make_image(tmp_path / "small.png", 200, 200)

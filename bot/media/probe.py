@@ -20,7 +20,15 @@ from bot.models import MediaFacts, MediaKind
 
 
 class UnreadableMedia(SeedanceError):
-    """The bytes are not an image, video or audio file we can read (or are damaged)."""
+    """The bytes are not an image, video or audio file we can read (or are damaged).
+
+    `hint` is set when the probe knows what the file is and what to do about it (an SVG, a
+    JPEG cut short): bot/intake.py shows it instead of its general "not a file we can read".
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 #: Pillow formats with a strong signature. Weak-signature plugins (TGA, MPEG, …) are left out so
@@ -44,6 +52,11 @@ _3GP_PREFIX = b"3g"
 _WEBM_CODECS = {"vp8", "vp9", "av1", "vorbis", "opus"}
 
 _NOT_MEDIA = "is not an image, video or audio file we can read"
+_SVG = "is not an image we can read (SVG is not supported; export PNG)"
+#: Images up to this many pixels are decoded in full at probe time, because only decoding finds
+#: a JPEG cut short. Bigger ones are refused by validation by their edges (6000 px a side, see
+#: bot/providers/base.py) and decoding them could take hundreds of MB, so they are not.
+_MAX_DECODE_PIXELS = 50_000_000
 
 
 def probe_file(path: Path) -> MediaFacts:
@@ -82,12 +95,39 @@ def _probe_image(path: Path, size: int) -> MediaFacts | None:
             fmt = (img.format or "").lower()
             width, height = img.size
             try:
-                img.verify()  # cheap integrity checks (PNG CRCs, truncation) without decoding
+                img.verify()  # cheap integrity checks (PNG CRCs) without decoding
             except Exception as exc:
-                raise UnreadableMedia(f"{path.name} is a damaged {fmt} image") from exc
+                raise _damaged(path, fmt) from exc
+        if width * height <= _MAX_DECODE_PIXELS:
+            _decode_image(path, fmt)
     fmt = _PILLOW_ALIASES.get(fmt, fmt)
     return MediaFacts(kind=MediaKind.IMAGE, format=fmt, size_bytes=size, width=width,
                       height=height)
+
+
+def _decode_image(path: Path, fmt: str) -> None:
+    """Decode every byte of the picture: `verify()` checks nothing in a JPEG, so a truncated one
+    would pass here and fail at render, after a paid gateway had it.
+
+    A JPEG is decoded at 1/8 scale (`draft`): every byte is still read, in a 64th of the memory.
+    Truncation is an error as long as `ImageFile.LOAD_TRUNCATED_IMAGES` stays false, which it
+    does everywhere in this repository.
+    """
+    try:
+        with Image.open(path, formats=_pillow_formats()) as img:
+            img.draft(img.mode, (max(1, img.width // 8), max(1, img.height // 8)))
+            img.load()
+    except Exception as exc:
+        raise _damaged(path, fmt) from exc
+
+
+def _damaged(path: Path, fmt: str) -> UnreadableMedia:
+    name = _PILLOW_ALIASES.get(fmt, fmt)
+    return UnreadableMedia(
+        f"{path.name} is a damaged {name} image",
+        hint=f"is a damaged {name.upper()} image (cut short or corrupted); save or export it "
+             "again and attach the new file.",
+    )
 
 
 def _pillow_formats() -> list[str]:
@@ -97,6 +137,8 @@ def _pillow_formats() -> list[str]:
 
 def _probe_av(path: Path, size: int) -> MediaFacts:
     """Video/audio facts via PyAV, opened from a file object so no name or protocol is used."""
+    if _looks_like_svg(path):  # FFmpeg has no SVG decoder here; say what the file is
+        raise _svg(path)
     try:
         with path.open("rb") as fh, av.open(fh, mode="r") as container:
             return _facts_from_container(container, path, size)
@@ -108,15 +150,20 @@ def _probe_av(path: Path, size: int) -> MediaFacts:
 
 def _facts_from_container(container: Any, path: Path, size: int) -> MediaFacts:
     demuxer = container.format.name
+    if demuxer == "svg_pipe":
+        raise _svg(path)
     if demuxer in _TEXT_DEMUXERS:
         raise UnreadableMedia(f"{path.name} {_NOT_MEDIA}")
+    # A stream without a codec context has no decoder in this FFmpeg build (SVG, some data
+    # streams): nothing can be measured or decoded from it, so it does not count.
     videos = [
         s for s in container.streams.video
-        if not s.disposition & av.stream.Disposition.attached_pic  # cover art is not a video
+        if s.codec_context is not None
+        and not s.disposition & av.stream.Disposition.attached_pic  # cover art is not a video
         and s.codec_context.name not in _TEXT_CODECS
         and s.codec_context.width and s.codec_context.height
     ]
-    audios = list(container.streams.audio)
+    audios = [s for s in container.streams.audio if s.codec_context is not None]
     if demuxer in _IMAGE_DEMUXERS or demuxer.endswith("_pipe"):
         if not videos:
             raise UnreadableMedia(f"{path.name} {_NOT_MEDIA}")
@@ -127,14 +174,18 @@ def _facts_from_container(container: Any, path: Path, size: int) -> MediaFacts:
                           height=videos[0].codec_context.height)
     if videos:
         stream = videos[0]
-        _first_frame(container, stream, path)
+        rotation = display_rotation(stream, _first_frame(container, stream, path))
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if rotation in (90, 270):  # a phone's portrait clip is stored landscape
+            width, height = height, width
         codecs = {s.codec_context.name for s in (*videos, *audios)}
         return MediaFacts(
             kind=MediaKind.VIDEO,
             format=_container_name(demuxer, path, audio_only=False, codecs=codecs),
             size_bytes=size,
-            width=stream.codec_context.width,
-            height=stream.codec_context.height,
+            width=width,
+            height=height,
+            rotation=rotation,
             duration=_duration(stream, container),
             fps=_fps(stream),
             has_audio=bool(audios),
@@ -152,11 +203,64 @@ def _facts_from_container(container: Any, path: Path, size: int) -> MediaFacts:
     raise UnreadableMedia(f"{path.name} {_NOT_MEDIA}")
 
 
-def _first_frame(container: Any, stream: Any, path: Path) -> None:
+def _svg(path: Path) -> UnreadableMedia:
+    return UnreadableMedia(f"{path.name} {_SVG}", hint=f"{_SVG}.")
+
+
+def _looks_like_svg(path: Path) -> bool:
+    """An `<svg` element in the first 4 KB of a markup file (after a BOM, comments, DOCTYPE).
+
+    FFmpeg calls only some SVGs `svg_pipe` (others `image2` or `tty`) and can decode none.
+    """
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
+    except OSError:
+        return False
+    return head.startswith(b"<") and b"<svg" in head
+
+
+def display_rotation(stream: Any, frame: Any) -> int:
+    """Clockwise degrees (0, 90, 180 or 270) a player turns `stream`'s pictures to show them.
+
+    Phones store a portrait clip as landscape pictures plus a display matrix. FFmpeg hands the
+    matrix to every decoded frame (`frame.rotation`, counter-clockwise); older files may carry
+    only a `rotate` tag (clockwise), which FFmpeg leaves in the stream's metadata. Flips and
+    angles between quarter turns are ignored: phones do not write them.
+    """
+    ccw = getattr(frame, "rotation", 0) if frame is not None else 0
+    if ccw:
+        return _quarter_turns(-float(ccw))
+    tags = {k.lower(): v for k, v in (stream.metadata or {}).items()}
+    try:
+        return _quarter_turns(float(tags.get("rotate", 0)))
+    except ValueError:
+        return 0
+
+
+def _quarter_turns(degrees: float) -> int:
+    return round(degrees / 90) % 4 * 90
+
+
+def upright(image: Image.Image, rotation: int) -> Image.Image:
+    """`image` (a decoded video picture) turned `rotation` degrees clockwise, as players show it."""
+    turn = _CLOCKWISE.get(rotation % 360)
+    return image.transpose(turn) if turn is not None else image
+
+
+#: Pillow names its turns counter-clockwise.
+_CLOCKWISE = {
+    90: Image.Transpose.ROTATE_270,
+    180: Image.Transpose.ROTATE_180,
+    270: Image.Transpose.ROTATE_90,
+}
+
+
+def _first_frame(container: Any, stream: Any, path: Path) -> Any:
     """Decode one frame: a header alone does not prove the stream is readable."""
     try:
-        for _frame in container.decode(stream):
-            return
+        for frame in container.decode(stream):
+            return frame
     except av.FFmpegError as exc:
         raise UnreadableMedia(f"{path.name} is damaged: its {stream.type} cannot be decoded") from (
             exc

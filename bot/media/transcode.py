@@ -19,7 +19,7 @@ from typing import Any
 import av
 from PIL import Image, ImageOps
 
-from bot.media.probe import UnreadableMedia, probe_file
+from bot.media.probe import UnreadableMedia, display_rotation, probe_file, upright
 from bot.models import MediaKind
 
 #: Share of the byte budget the container (moov, headers) and rate-control slack may take.
@@ -38,8 +38,9 @@ _PRESET = "veryfast"  # two shared cores: quality per second of CPU matters more
 class _Plan:
     video_kbps: int
     audio_kbps: int
-    width: int
+    width: int  # as stored, before `rotation`
     height: int
+    rotation: int = 0  # clockwise display rotation, carried over from the source
 
 
 def fit_to_size(src: Path, dest: Path, max_bytes: int) -> bool:
@@ -60,10 +61,15 @@ def fit_to_size(src: Path, dest: Path, max_bytes: int) -> bool:
             return True
         if not facts.duration or not facts.width or not facts.height:
             return False
+        # Re-encode the pictures as stored and keep the display rotation: turning every frame
+        # would cost a pass over the pixels and change nothing a player shows.
         width, height = _even(facts.width), _even(facts.height)
+        if facts.rotation in (90, 270):
+            width, height = height, width
         share = 1.0  # the part of the computed budget the next pass aims at
         for _ in range(_MAX_PASSES):
-            plan = _plan(max_bytes, facts.duration, facts.has_audio, width, height, share)
+            plan = _plan(max_bytes, facts.duration, facts.has_audio, width, height, share,
+                         facts.rotation)
             if plan is None:
                 return False
             _encode(src, tmp, plan)
@@ -84,7 +90,7 @@ def fit_to_size(src: Path, dest: Path, max_bytes: int) -> bool:
 
 
 def _plan(max_bytes: int, duration: float, has_audio: bool, width: int, height: int,
-          share: float) -> _Plan | None:
+          share: float, rotation: int = 0) -> _Plan | None:
     """Bitrates for a budget: total from bytes and seconds, minus audio; None if too low."""
     total_kbps = max_bytes * 8 * (1 - CONTAINER_OVERHEAD) / duration / 1000 * share
     audio = 0
@@ -93,7 +99,8 @@ def _plan(max_bytes: int, duration: float, has_audio: bool, width: int, height: 
     video = int(total_kbps - audio)
     if video < MIN_VIDEO_KBPS:
         return None
-    return _Plan(video_kbps=video, audio_kbps=audio, width=width, height=height)
+    return _Plan(video_kbps=video, audio_kbps=audio, width=width, height=height,
+                 rotation=rotation)
 
 
 def _even(n: float) -> int:
@@ -109,6 +116,8 @@ def _encode(src: Path, out_path: Path, plan: _Plan) -> None:
         rate = vin.average_rate or vin.guessed_rate or Fraction(24)
         vout = out.add_stream("libx264", rate=rate)
         vout.width, vout.height, vout.pix_fmt = plan.width, plan.height, "yuv420p"
+        if plan.rotation:
+            vout.set_display_rotation(-plan.rotation)  # PyAV counts counter-clockwise
         kbps = plan.video_kbps
         vout.bit_rate = kbps * 1000
         # maxrate/bufsize bound every second, so a noisy stretch cannot blow the budget.
@@ -159,22 +168,25 @@ def _video_frame(frame: Any, plan: _Plan) -> Any:
 
 
 def extract_last_frame(src: Path, dest: Path) -> Path:
-    """The video's true last frame as a PNG (for continuing a clip from where it ended)."""
+    """The video's true last frame as a PNG (for continuing a clip from where it ended), upright
+    as players show it."""
     src, dest = Path(src), Path(dest)
-    last = _last_frame_from(src, seek=True)
-    if last is None:  # seeking is unreliable in some files: decode the whole thing
-        last = _last_frame_from(src, seek=False)
-    if last is None:
+    found = _last_frame_from(src, seek=True)
+    if found is None:  # seeking is unreliable in some files: decode the whole thing
+        found = _last_frame_from(src, seek=False)
+    if found is None:
         raise UnreadableMedia(f"{src.name} has no video frames we can decode")
-    _save_atomic(last.to_image(), dest, "PNG")
+    last, rotation = found
+    _save_atomic(upright(last.to_image(), rotation), dest, "PNG")
     return dest
 
 
-def _last_frame_from(src: Path, *, seek: bool) -> Any:
+def _last_frame_from(src: Path, *, seek: bool) -> tuple[Any, int] | None:
     """Seek to a keyframe about a second before the end, then decode to the end.
 
     The backward seek lands on a keyframe at or before the target, so every later frame is
-    decoded; the frame with the greatest timestamp is the last one shown.
+    decoded; the frame with the greatest timestamp is the last one shown. Returned with its
+    clockwise display rotation.
     """
     with av.open(str(src)) as inp:
         if not inp.streams.video:
@@ -194,7 +206,7 @@ def _last_frame_from(src: Path, *, seek: bool) -> Any:
             for frame in _decode(packet):
                 if best is None or (frame.pts or 0) >= (best.pts or 0):
                     best = frame
-        return best
+        return None if best is None else (best, display_rotation(stream, best))
 
 
 def _end_pts(stream: Any, container: Any) -> int | None:
@@ -219,10 +231,11 @@ def thumbnail(src: Path, dest: Path, max_edge: int = 480) -> Path:
             flat = _flatten(picture)
     elif facts.kind is MediaKind.VIDEO:
         with av.open(str(src)) as inp:
-            frame = next((f for p in inp.demux(inp.streams.video[0]) for f in _decode(p)), None)
+            stream = inp.streams.video[0]
+            frame = next((f for p in inp.demux(stream) for f in _decode(p)), None)
             if frame is None:
                 raise UnreadableMedia(f"{src.name} has no video frames we can decode")
-            picture = frame.to_image()
+            picture = upright(frame.to_image(), display_rotation(stream, frame))
         picture.thumbnail((max_edge, max_edge))
         flat = _flatten(picture)
     else:

@@ -81,6 +81,20 @@ _TASK_ID = re.compile(r"^local-[A-Za-z0-9._-]{1,120}$")
 _POLL_HINT = 0.25
 
 
+def default_parallel_renders() -> int:
+    """One render per core this process may use.
+
+    Each render is one busy thread (the renderer encodes with a single x264 thread so that a seed
+    gives the same file on every machine, see bot/media/render.py), so N cores run N renders
+    at full speed; more would only make every render slower. Cores from the affinity mask, not
+    the machine, so a container pinned to two cores runs two.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def task_id_for(idempotency_key: str) -> str:
     """The task id of a job; keys that are not filename-safe are hashed so none escapes the dir."""
     if _SAFE_KEY.match(idempotency_key) and idempotency_key.strip("."):
@@ -153,9 +167,7 @@ class LocalProvider:
         self._clock = clock
         self._jobs: dict[str, _Job] = {}
         self._closed = False
-        # Rendering is CPU-bound (x264 uses several threads); one render per two cores keeps a
-        # busy queue from starving the bot's event loop.
-        self._slots = asyncio.Semaphore(max_parallel or max(1, (os.cpu_count() or 2) // 2))
+        self._slots = asyncio.Semaphore(max_parallel or default_parallel_renders())
 
     @property
     def default_model(self) -> str:
