@@ -18,12 +18,14 @@ from tests.media_factory import make_image, make_video
 
 
 def run_cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None
+    *args: str | bytes, cwd: Path, env: dict[str, str] | None = None,
+    module: str = "bot", timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
+    """`python -m bot ARGS` (or another launcher `module`) in a clean environment."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDANCE_")}
     full_env.update({"SEEDANCE_DATA_DIR": str(cwd / "data")}, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "bot", *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def measure(path: Path) -> dict[str, Any]:
@@ -148,3 +150,15 @@ def test_gateway_failure_exits_1_with_reason(data_dir: Path, tmp_path: Path,
     err = capsys.readouterr().err
     assert code == 1 and "failed" in err
     assert not out.exists()
+
+
+# ---- a prompt that is not UTF-8 -----------------------------------------------------------
+
+def test_a_prompt_byte_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    result = run_cli("generate", b"caf\xe9 au lait", "--out", "fox.mp4", cwd=tmp_path,
+                     timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert "prompt: the byte at position 4 is not UTF-8; save the text as UTF-8" in (
+        result.stderr)
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "cli.sqlite3").exists()  # nothing was stored
