@@ -81,7 +81,7 @@ def _inputs(args: argparse.Namespace) -> list[MediaInput]:
     return items
 
 
-def _options(args: argparse.Namespace, provider: str) -> RequestOptions:
+def _options(args: argparse.Namespace, provider: str, model: str | None) -> RequestOptions:
     return RequestOptions(
         prompt=args.prompt,
         mode=RequestedMode(args.mode),
@@ -95,7 +95,7 @@ def _options(args: argparse.Namespace, provider: str) -> RequestOptions:
         watermark=args.watermark,
         return_last_frame=args.last_frame_out is not None,
         provider=provider,
-        model=args.model,
+        model=model,
     )
 
 
@@ -126,10 +126,13 @@ async def _generate(args: argparse.Namespace) -> int:
             _say(f"seedance-bot: {problem}")
             return EXIT_INVALID
     provider = args.provider or settings.seedance_provider
+    model = args.model or settings.model_for(provider)
+    subject = "--model" if args.model else "SEEDANCE_MODEL"
     try:
-        return await run_one(settings, provider, _inputs(args), _options(args, provider),
-                             out=args.out, last_frame_out=args.last_frame_out,
-                             progress=sys.stderr.isatty())
+        return await run_one(settings, provider, _inputs(args),
+                             _options(args, provider, model), out=args.out,
+                             last_frame_out=args.last_frame_out, progress=sys.stderr.isatty(),
+                             model_subject=subject)
     except InvalidInput as exc:
         _say("seedance-bot: the request is not valid; nothing was sent:")
         for problem in exc.problems:
@@ -146,6 +149,30 @@ async def _generate(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
 
+def model_problem(settings: Settings) -> str | None:
+    """Why SEEDANCE_MODEL is not a model of SEEDANCE_PROVIDER's gateway (None when it is)."""
+    model = settings.seedance_model
+    if not model:
+        return None
+    from bot.providers import create_provider, model_refusal
+
+    async def check() -> str | None:
+        provider = create_provider(settings.seedance_provider, settings)
+        try:
+            return model_refusal(provider, model)
+        finally:
+            await provider.aclose()
+
+    try:
+        refusal = asyncio.run(check())
+    except ConfigError as exc:
+        return f"SEEDANCE_MODEL={model} needs {settings.seedance_provider}: {exc}"
+    if refusal:
+        return (f"SEEDANCE_MODEL={model} is not a model of SEEDANCE_PROVIDER="
+                f"{settings.seedance_provider}: {refusal}")
+    return None
+
+
 def _run_bot() -> int:
     try:
         settings = load_settings()
@@ -154,6 +181,11 @@ def _run_bot() -> int:
         return EXIT_INVALID
     if not settings.discord_token:
         _say(TOKEN_HELP)
+        return EXIT_INVALID
+    # What can be checked without Discord is checked before logging in to it.
+    problem = model_problem(settings)
+    if problem:
+        _say(f"seedance-bot: {problem}", settings)
         return EXIT_INVALID
     from cogs.app import run_bot  # the only place the core hands over to the Discord layer
 

@@ -23,7 +23,7 @@ from bot.config import Settings
 from bot.engine import Engine, EventKind, JobEvent, JobResult
 from bot.errors import InvalidInput, Problem, SeedanceError
 from bot.intake import MediaInput, RequestOptions, prepare
-from bot.providers import create_provider
+from bot.providers import create_provider, model_refusal
 from bot.providers.base import Provider
 from bot.store import JobState, JobView, Store
 
@@ -90,8 +90,13 @@ async def run_one(
     out: Path,
     last_frame_out: Path | None = None,
     progress: bool = False,
+    model_subject: str = "model",
 ) -> int:
-    """Validate (exit 2 on problems, nothing sent), then run the job to a written file."""
+    """Validate (exit 2 on problems, nothing sent), then run the job to a written file.
+
+    `model_subject` names where the model came from (--model, SEEDANCE_MODEL) in the problem
+    raised when the gateway does not run it.
+    """
     async with httpx.AsyncClient(timeout=60.0) as http:
         providers: dict[str, Provider] = {}
 
@@ -102,10 +107,10 @@ async def run_one(
 
         try:
             provider = provider_for(provider_name)
-            try:
-                caps = provider.capabilities(options.model)
-            except (KeyError, ValueError) as exc:
-                raise InvalidInput([Problem("model", str(exc))]) from None
+            refusal = model_refusal(provider, options.model)
+            if refusal:
+                raise InvalidInput([Problem(model_subject, refusal)])
+            caps = provider.capabilities(options.model)
             # The CLI's user is the operator: their own private URLs may be inputs.
             request = await prepare(inputs, options, caps, http=http,
                                     cache_dir=settings.data_dir / "cache",

@@ -162,3 +162,83 @@ def test_a_prompt_byte_that_is_not_utf8_is_named(tmp_path: Path) -> None:
         result.stderr)
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "data" / "cli.sqlite3").exists()  # nothing was stored
+
+
+# ---- models belong to their gateway -------------------------------------------------------
+
+class Listener:
+    """A loopback port that listens and never answers: any connection attempt is seen."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.setblocking(False)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def connected(self) -> bool:
+        try:
+            conn, _ = self.sock.accept()
+        except BlockingIOError:
+            return False
+        conn.close()
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def listener() -> Any:
+    server = Listener()
+    yield server
+    server.close()
+
+
+def test_an_unknown_seedance_model_is_refused_naming_the_known_ones(
+    tmp_path: Path, listener: Listener,
+) -> None:
+    result = run_cli("generate", "a fox", "--out", "fox.mp4", cwd=tmp_path, timeout=30, env={
+        "SEEDANCE_PROVIDER": "anyfast", "SEEDANCE_MODEL": "nosuch", "ANYFAST_API_KEY": "x",
+        "ANYFAST_BASE_URL": listener.url})
+    assert result.returncode == 2, result.stderr
+    assert "SEEDANCE_MODEL" in result.stderr and "'nosuch'" in result.stderr
+    assert "seedance-2.0-mini" in result.stderr and "seedance" in result.stderr
+    assert not listener.connected()
+
+
+def test_the_local_renderer_runs_one_model(tmp_path: Path) -> None:
+    result = run_cli("generate", "a fox", "--out", "fox.mp4", "--model", "nosuch",
+                     cwd=tmp_path, timeout=30)
+    assert result.returncode == 2
+    assert "--model: local has no model 'nosuch'; it runs seedance-local" in result.stderr
+    assert not (tmp_path / "fox.mp4").exists()
+
+
+async def test_seedance_model_stays_with_seedance_provider(tmp_path: Path) -> None:
+    """SEEDANCE_MODEL names an Anyfast model, but SEEDANCE_PROVIDER is another gateway: a
+    --provider anyfast run uses Anyfast's own default model, not SEEDANCE_MODEL."""
+    import asyncio
+
+    from tests.fakes.anyfast import FakeAnyfast
+    from tests.provider_helpers import seed_learned_durations
+
+    async with FakeAnyfast() as fake:
+        fake.pending_statuses = []  # done at the first poll
+        await seed_learned_durations(tmp_path / "data" / "cli.sqlite3", "anyfast", seconds=1.0)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("SEEDANCE_", "ANYFAST_"))}
+        env.update(SEEDANCE_DATA_DIR=str(tmp_path / "data"), SEEDANCE_PROVIDER="runware",
+                   SEEDANCE_MODEL="seedance", ANYFAST_API_KEY=fake.api_key,
+                   ANYFAST_BASE_URL=fake.base_url,
+                   SEEDANCE_PRIVATE_HOSTS="127.0.0.1")  # the fake serves results there
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "generate", "a lighthouse", "--out", "out.mp4",
+            "--provider", "anyfast", cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, stderr = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, stderr.decode()
+        (create,) = fake.received("POST", "/v1/video/generations")
+        assert create.body["model"] == "seedance-2.0-mini"

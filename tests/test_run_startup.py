@@ -1,0 +1,58 @@
+"""`seedance-bot run` before and at its login: every way it cannot start is one line, and what
+needs no Discord is refused before Discord is contacted.
+
+The bot runs as a subprocess through tests/fakes/discord/run_bot.py, pointed at a loopback port
+nothing listens on: reaching the login at all shows up as "could not reach Discord".
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LOGIN = "logging in using static token"  # discord.py's INFO line as the login starts
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_bot(tmp_path: Path, env: dict[str, str] | None = None,
+            port: int | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("SEEDANCE_", "ANYFAST_", "RUNWARE_", "MAGNIFIC_", "HIAPI_",
+                                  "DISCORD_", "FAKE_DISCORD_"))}
+    clean.update({
+        "FAKE_DISCORD_API": f"http://127.0.0.1:{port or closed_port()}/api/v10",
+        "DISCORD_TOKEN": "x",
+        "SEEDANCE_DATA_DIR": str(tmp_path / "data"),
+        "PYTHONPATH": str(REPO),
+    })
+    clean.update(env or {})
+    return subprocess.run([sys.executable, "-m", "tests.fakes.discord.run_bot", "run"],
+                          cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=30)
+
+
+def failure(result: subprocess.CompletedProcess[str]) -> str:
+    """The one `seedance-bot:` line; no traceback anywhere."""
+    assert "Traceback" not in result.stderr, result.stderr
+    mine = [ln for ln in result.stderr.splitlines() if ln.startswith("seedance-bot:")]
+    assert len(mine) == 1, result.stderr
+    return mine[0]
+
+
+def test_an_unknown_model_is_refused_before_login(tmp_path: Path) -> None:
+    result = run_bot(tmp_path, {"SEEDANCE_PROVIDER": "anyfast", "SEEDANCE_MODEL": "nosuch",
+                                "ANYFAST_API_KEY": "x",
+                                "ANYFAST_BASE_URL": f"http://127.0.0.1:{closed_port()}"})
+    assert result.returncode == 2
+    line = failure(result)
+    assert "SEEDANCE_MODEL=nosuch is not a model of SEEDANCE_PROVIDER=anyfast" in line
+    assert "seedance-2.0-mini or seedance" in line
+    assert LOGIN not in result.stderr
