@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -104,6 +106,49 @@ def _say(message: str, settings: Settings | None = None) -> None:
     print(scrub(message, secrets), file=sys.stderr)
 
 
+def _write_probe(folder: Path, name: str = "seedance") -> str | None:
+    """Create, fill and remove a small file in `folder`: the only test of "can a file be
+    written here" that a read-only mount, a full disk and /proc all fail (root ignores the
+    permission bits that os.access reads). Named like the `.NAME.PID.part` file the video is
+    first copied to, so a name too long for that is caught here too."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    try:
+        os.write(fd, b"\0" * 4096)
+        os.fsync(fd)  # a full disk fails here, not at the write into the page cache
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        os.close(fd)
+        Path(probe).unlink(missing_ok=True)
+    return None
+
+
+def data_dir_problem(settings: Settings) -> str | None:
+    """Why SEEDANCE_DATA_DIR cannot hold the database and files (None when it can).
+
+    Checked by `generate` and `run` before anything else: otherwise a file in its place is a
+    FileExistsError traceback, found (by `run`) only after logging in to Discord.
+    """
+    folder = settings.data_dir
+    shown = f"SEEDANCE_DATA_DIR={folder}"
+    if folder.exists() and not folder.is_dir():
+        return (f"{shown} is a file, not a folder; point SEEDANCE_DATA_DIR at a folder (it is "
+                "created if missing) or move that file away.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return (f"{shown} cannot be created ({exc.strerror or exc}); point SEEDANCE_DATA_DIR at "
+                "a folder this user can write.")
+    reason = _write_probe(folder)
+    if reason:
+        return (f"{shown} is not writable ({reason}); point SEEDANCE_DATA_DIR at a folder this "
+                "user can write.")
+    return None
+
+
 def _check_out(path: Path, flag: str) -> str | None:
     if path.is_dir():
         return f"{flag} {path} is a directory; give a file name."
@@ -120,6 +165,10 @@ async def _generate(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _say(f"seedance-bot: configuration: {exc}")
         return EXIT_INVALID
+    problem = data_dir_problem(settings)
+    if problem:
+        _say(f"seedance-bot: {problem}", settings)
+        return EXIT_INVALID
     for path, flag in ((args.out, "--out"), (args.last_frame_out, "--last-frame-out")):
         problem = path and _check_out(path, flag)
         if problem:
@@ -135,8 +184,8 @@ async def _generate(args: argparse.Namespace) -> int:
                              model_subject=subject)
     except InvalidInput as exc:
         _say("seedance-bot: the request is not valid; nothing was sent:")
-        for problem in exc.problems:
-            _say(f"  - {problem}", settings)
+        for item in exc.problems:
+            _say(f"  - {item}", settings)
         return EXIT_INVALID
     except ConfigError as exc:
         _say(f"seedance-bot: configuration: {exc}", settings)
@@ -183,7 +232,7 @@ def _run_bot() -> int:
         _say(TOKEN_HELP)
         return EXIT_INVALID
     # What can be checked without Discord is checked before logging in to it.
-    problem = model_problem(settings)
+    problem = data_dir_problem(settings) or model_problem(settings)
     if problem:
         _say(f"seedance-bot: {problem}", settings)
         return EXIT_INVALID

@@ -242,3 +242,18 @@ async def test_seedance_model_stays_with_seedance_provider(tmp_path: Path) -> No
         assert proc.returncode == 0, stderr.decode()
         (create,) = fake.received("POST", "/v1/video/generations")
         assert create.body["model"] == "seedance-2.0-mini"
+
+
+# ---- the data folder ----------------------------------------------------------------------
+
+def one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+def test_a_data_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("not a folder")
+    result = run_cli("generate", "a fox", "--out", "fox.mp4", cwd=tmp_path, timeout=30)
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert f"SEEDANCE_DATA_DIR={tmp_path / 'data'} is a file" in line and "folder" in line

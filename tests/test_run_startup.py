@@ -47,6 +47,15 @@ def failure(result: subprocess.CompletedProcess[str]) -> str:
     return mine[0]
 
 
+def test_a_data_dir_that_is_a_file_is_refused_before_login(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("not a folder")
+    result = run_bot(tmp_path)
+    assert result.returncode == 2
+    line = failure(result)
+    assert f"SEEDANCE_DATA_DIR={tmp_path / 'data'} is a file, not a folder" in line
+    assert LOGIN not in result.stderr
+
+
 def test_an_unknown_model_is_refused_before_login(tmp_path: Path) -> None:
     result = run_bot(tmp_path, {"SEEDANCE_PROVIDER": "anyfast", "SEEDANCE_MODEL": "nosuch",
                                 "ANYFAST_API_KEY": "x",
