@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -42,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = sub.add_parser("generate", help="make one video without Discord")
     gen.add_argument("prompt", help="what the video shows (may use @image1, @video1, @audio1)")
-    gen.add_argument("--out", required=True, type=Path, help="where to write the MP4")
+    # Kept as typed (not Path): a trailing "/" says the user meant a folder.
+    gen.add_argument("--out", required=True, help="where to write the MP4")
     gen.add_argument("--provider", choices=PROVIDER_NAMES, help="gateway (default: "
                      "SEEDANCE_PROVIDER, else local)")
     gen.add_argument("--model", help="model id on that gateway")
@@ -64,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--camera-fixed", action="store_true")
     gen.add_argument("--web-search", action="store_true")
     gen.add_argument("--watermark", action="store_true")
-    gen.add_argument("--last-frame-out", metavar="FILE", type=Path,
+    gen.add_argument("--last-frame-out", metavar="FILE",
                      help="also write the video's last frame as PNG")
     return parser
 
@@ -149,39 +151,99 @@ def data_dir_problem(settings: Settings) -> str | None:
     return None
 
 
-def _check_out(path: Path, flag: str) -> str | None:
-    if path.is_dir():
-        return f"{flag} {path} is a directory; give a file name."
-    if not path.parent.exists():
-        return f"{flag} {path}: the folder {path.parent} does not exist."
+_NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _out_problem(raw: str, flag: str) -> str | None:
+    """Why a file cannot be written at `raw`, found before anything is sent and paid for."""
+    path = Path(raw)
+    if raw.endswith(("/", os.sep)) or path.name in ("", ".", ".."):
+        return (f"{flag} {raw} is a directory; give a file name, e.g. "
+                f"{path / 'video.mp4'}.")
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        info = None
+    except NotADirectoryError:
+        info = None  # a parent is a file: said below, about the folder
+    except OSError as exc:
+        return f"{flag} {raw}: {exc.strerror or exc}."
+    if info is not None:
+        if stat.S_ISDIR(info.st_mode):
+            return f"{flag} {raw} is a directory; give a file name."
+        for test, what in _NOT_REGULAR:
+            if test(info.st_mode):
+                return f"{flag} {raw} is {what}, not a file; give the path of a file to write."
+    folder = path.absolute().parent
+    if not folder.exists():
+        return f"{flag} {raw}: the folder {folder} does not exist."
+    if not folder.is_dir():
+        return f"{flag} {raw}: {folder} is a file, not a folder."
+    reason = _write_probe(folder, path.name)
+    if reason:
+        return f"{flag} {raw}: cannot write in {folder} ({reason})."
+    return None
+
+
+def _is_local(src: str) -> bool:
+    return "://" not in src
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links, bind mounts
+    except OSError:
+        return False
+
+
+def _check_outputs(args: argparse.Namespace) -> str | None:
+    """--out and --last-frame-out: writable, regular, and none of the inputs."""
+    outputs = [("--out", args.out)]
+    if args.last_frame_out is not None:
+        outputs.append(("--last-frame-out", args.last_frame_out))
+    for flag, raw in outputs:
+        problem = _out_problem(raw, flag)
+        if problem:
+            return problem
+    inputs = [(flag, src) for flag, values in (
+        ("--first-frame", [args.first_frame] if args.first_frame else []),
+        ("--last-frame", [args.last_frame] if args.last_frame else []),
+        ("--image", args.image), ("--video", args.video), ("--audio", args.audio),
+    ) for src in values if _is_local(src)]
+    if len(outputs) == 2:
+        inputs.append(outputs[0])
+    for flag, raw in reversed(outputs):
+        for other_flag, src in inputs:
+            if other_flag != flag and _same_file(Path(raw), Path(src)):
+                return (f"{flag} {raw} is also the {other_flag} file; writing there would "
+                        "replace it. Give another file name.")
     return None
 
 
 async def _generate(args: argparse.Namespace) -> int:
-    from bot.oneshot import run_one  # the engine and providers load only when needed
+    from bot.oneshot import JobFailed, run_one  # the engine and providers load only when needed
 
     try:
         settings = load_settings()
     except ConfigError as exc:
         _say(f"seedance-bot: configuration: {exc}")
         return EXIT_INVALID
-    problem = data_dir_problem(settings)
+    problem = data_dir_problem(settings) or _check_outputs(args)
     if problem:
         _say(f"seedance-bot: {problem}", settings)
         return EXIT_INVALID
-    for path, flag in ((args.out, "--out"), (args.last_frame_out, "--last-frame-out")):
-        problem = path and _check_out(path, flag)
-        if problem:
-            _say(f"seedance-bot: {problem}")
-            return EXIT_INVALID
     provider = args.provider or settings.seedance_provider
     model = args.model or settings.model_for(provider)
     subject = "--model" if args.model else "SEEDANCE_MODEL"
+    last_frame_out = Path(args.last_frame_out) if args.last_frame_out is not None else None
     try:
         return await run_one(settings, provider, _inputs(args),
-                             _options(args, provider, model), out=args.out,
-                             last_frame_out=args.last_frame_out, progress=sys.stderr.isatty(),
-                             model_subject=subject)
+                             _options(args, provider, model), out=Path(args.out),
+                             last_frame_out=last_frame_out, progress=sys.stderr.isatty(),
+                             say=lambda line: _say(line, settings), model_subject=subject)
     except InvalidInput as exc:
         _say("seedance-bot: the request is not valid; nothing was sent:")
         for item in exc.problems:
@@ -190,6 +252,10 @@ async def _generate(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         _say(f"seedance-bot: configuration: {exc}", settings)
         return EXIT_INVALID
+    except JobFailed as exc:
+        verb = "" if exc.kind == "delivery" else "generation failed: "
+        _say(f"seedance-bot: {verb}{exc}", settings)
+        return EXIT_FAILED
     except GatewayError as exc:
         _say(f"seedance-bot: generation failed: {exc}", settings)
         return EXIT_FAILED

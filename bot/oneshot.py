@@ -14,7 +14,7 @@ import getpass
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import httpx
@@ -29,16 +29,41 @@ from bot.store import JobState, JobView, Store
 
 CLI_GUILD = "cli"
 
+Say = Callable[[str], None]
+
 
 class JobFailed(SeedanceError):
-    """The job ended without a video; the message is the gateway's reason, for a person."""
+    """The job ended without a video; the message is the gateway's reason, for a person.
+
+    `kind` is the engine's error kind (a `GatewayError.kind`, or "delivery" when the video was
+    made but could not be written), so the CLI can word it.
+    """
+
+    def __init__(self, message: str, *, kind: str | None = None, provider: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.provider = provider
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _os_reason(exc: BaseException) -> str:
+    """"No space left on device", not "[Errno 28] No space left on device: '/x/.y.part'"."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 class FileDelivery:
     """Writes each finished job to the `out` path stored in its context."""
 
-    def __init__(self, *, progress: bool) -> None:
+    def __init__(self, *, progress: bool, say: Say | None = None) -> None:
         self.progress = progress
+        self._say = say or _stderr
+        #: Why the last write of each job failed ("/x/y.mp4: No space left on device").
+        self.write_errors: dict[str, str] = {}
 
     async def on_event(self, job: JobView, event: JobEvent) -> None:
         if not self.progress:
@@ -58,18 +83,32 @@ class FileDelivery:
 
     async def deliver(self, job: JobView, result: JobResult) -> str:
         out = Path(job.context["out"])
-        await asyncio.to_thread(_write_atomic, result.video_path, out)
-        frame_out = job.context.get("last_frame_out")
-        if frame_out:
-            await asyncio.to_thread(_write_last_frame, result, Path(frame_out))
+        target = out
+        try:
+            await asyncio.to_thread(_write_atomic, result.video_path, out)
+            frame_out = job.context.get("last_frame_out")
+            if frame_out:
+                target = Path(frame_out)
+                await asyncio.to_thread(_write_last_frame, result, target)
+        except OSError as exc:
+            # The engine tries again a few times; say it now, while freeing space can still help.
+            self.write_errors[job.id] = f"{target}: {_os_reason(exc)}"
+            if self.progress:
+                print(file=sys.stderr)  # end the progress line
+            self._say(f"seedance-bot: could not write {target} ({_os_reason(exc)}); trying again")
+            raise
         return str(out)
 
 
 def _write_atomic(src: Path, dest: Path) -> None:
     """Copy then rename, so `dest` is either absent or whole (idempotent on a re-delivery)."""
     part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
-    shutil.copyfile(src, part)
-    os.replace(part, dest)
+    try:
+        shutil.copyfile(src, part)
+        os.replace(part, dest)
+    except OSError:
+        part.unlink(missing_ok=True)  # a full disk must not keep a half copy
+        raise
 
 
 def _write_last_frame(result: JobResult, dest: Path) -> None:
@@ -90,13 +129,15 @@ async def run_one(
     out: Path,
     last_frame_out: Path | None = None,
     progress: bool = False,
+    say: Say | None = None,
     model_subject: str = "model",
 ) -> int:
     """Validate (exit 2 on problems, nothing sent), then run the job to a written file.
 
     `model_subject` names where the model came from (--model, SEEDANCE_MODEL) in the problem
-    raised when the gateway does not run it.
+    raised when the gateway does not run it. Raises `JobFailed` when the job ends unwritten.
     """
+    delivery = FileDelivery(progress=progress, say=say)
     async with httpx.AsyncClient(timeout=60.0) as http:
         providers: dict[str, Provider] = {}
 
@@ -118,8 +159,7 @@ async def run_one(
                                     policy=settings.network_policy().trusting())
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             store = await Store.open(settings.data_dir / "cli.sqlite3")
-            engine = Engine(settings, store, delivery=FileDelivery(progress=progress),
-                            providers=provider_for, http=http)
+            engine = Engine(settings, store, delivery=delivery, providers=provider_for, http=http)
             try:
                 await engine.start()
                 context = {"out": str(out.resolve())}
@@ -137,4 +177,9 @@ async def run_one(
                 await p.aclose()
     if job.state is JobState.DELIVERED:
         return 0
-    raise JobFailed(job.error_message or f"the job ended {job.state.value}")
+    if job.error_kind == "delivery":
+        where = delivery.write_errors.get(job.id) or f"{out}: {job.error_message}"
+        raise JobFailed(f"the video was made but could not be written to {where}; it is "
+                        f"kept at {job.result_path}", kind=job.error_kind, provider=job.provider)
+    raise JobFailed(job.error_message or f"the job ended {job.state.value}",
+                    kind=job.error_kind, provider=job.provider)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -257,3 +258,86 @@ def test_a_data_dir_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     line = one_line(result.stderr)
     assert f"SEEDANCE_DATA_DIR={tmp_path / 'data'} is a file" in line and "folder" in line
+
+
+# ---- the output file, checked before anything is sent -------------------------------------
+
+def _unwritable(tmp_path: Path, case: str) -> tuple[str, str]:
+    """(the --out value, what the refusal must say) for one way a file cannot be written."""
+    if case == "under a file":
+        (tmp_path / "notes.txt").write_text("a file, not a folder")
+        return "notes.txt/fox.mp4", "is a file, not a folder"
+    if case == "read-only filesystem":
+        return "/proc/seedance-fox.mp4", "cannot write in /proc"
+    if case == "named pipe":
+        os.mkfifo(tmp_path / "pipe")
+        return "pipe", "is a named pipe, not a file"
+    if case == "trailing slash":
+        (tmp_path / "clips").mkdir()
+        return "clips/fox/", "is a directory"
+    assert case == "name too long for its part file"
+    return "f" * 250 + ".mp4", "File name too long"
+
+
+@pytest.mark.parametrize("flag", ["--out", "--last-frame-out"])
+@pytest.mark.parametrize("case", ["under a file", "read-only filesystem", "named pipe",
+                                  "trailing slash", "name too long for its part file"])
+def test_an_output_that_cannot_be_written_is_refused_before_sending(
+    tmp_path: Path, flag: str, case: str,
+) -> None:
+    target, needle = _unwritable(tmp_path, case)
+    outs = {"--out": "ok.mp4", "--last-frame-out": "ok.png", flag: target}
+    result = run_cli("generate", "a fox", "--out", outs["--out"], "--last-frame-out",
+                     outs["--last-frame-out"], cwd=tmp_path, timeout=30)
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    assert line.startswith(f"seedance-bot: {flag} {target}") and needle in line
+    assert not (tmp_path / "data" / "cli.sqlite3").exists()  # no job was ever made
+    if case == "trailing slash":
+        assert not (tmp_path / "clips" / "fox").exists()  # not written as a file named fox
+    if case == "named pipe":
+        assert stat.S_ISFIFO((tmp_path / "pipe").lstat().st_mode)  # not replaced by a file
+
+
+@pytest.mark.parametrize("flag", ["--image", "--first-frame"])
+def test_an_output_that_is_an_input_is_refused(tmp_path: Path, flag: str) -> None:
+    cat = make_image(tmp_path / "cat.png")
+    before = cat.read_bytes()
+    result = run_cli("generate", "a cat", flag, "cat.png", "--out", str(cat), cwd=tmp_path,
+                     timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert f"is also the {flag} file" in one_line(result.stderr)
+    assert cat.read_bytes() == before
+
+
+def test_last_frame_out_may_not_be_the_video(tmp_path: Path) -> None:
+    result = run_cli("generate", "a fox", "--out", "fox.mp4", "--last-frame-out", "./fox.mp4",
+                     cwd=tmp_path, timeout=30)
+    assert result.returncode == 2
+    assert "--last-frame-out ./fox.mp4 is also the --out file" in one_line(result.stderr)
+
+
+def test_a_video_made_but_not_written_says_written_not_posted(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The disk fills up after the checks: the paid video is kept, and the words are a file's."""
+    import errno
+
+    import bot.engine.engine
+    import bot.oneshot
+
+    def full(src: Path, dest: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(dest) + ".part")
+
+    monkeypatch.setattr(bot.oneshot, "_write_atomic", full)
+    monkeypatch.setattr(bot.engine.engine, "backoff", lambda attempt, **_: 0.0)
+    out = tmp_path / "fox.mp4"
+    code = main(["generate", "a fox", "--out", str(out), "--resolution", "480p",
+                 "--duration", "4"])
+    err = capsys.readouterr().err
+    assert code == 1
+    final = err.strip().splitlines()[-1]
+    assert f"could not be written to {out}: No space left on device" in final
+    assert "posted" not in err and "kept at" in final
+    assert "could not write" in err  # said at the first failed write, not only at the end
