@@ -11,7 +11,13 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+
+from bot.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 LOGIN = "logging in using static token"  # discord.py's INFO line as the login starts
@@ -45,6 +51,54 @@ def failure(result: subprocess.CompletedProcess[str]) -> str:
     mine = [ln for ln in result.stderr.splitlines() if ln.startswith("seedance-bot:")]
     assert len(mine) == 1, result.stderr
     return mine[0]
+
+
+def test_discord_unreachable_is_one_line_naming_the_host(tmp_path: Path) -> None:
+    port = closed_port()
+    result = run_bot(tmp_path, port=port)
+    assert result.returncode == 1
+    line = failure(result)
+    assert f"could not reach Discord at 127.0.0.1:{port}" in line and "check the network" in line
+
+
+def test_no_voice_warnings_but_other_logging_stays(tmp_path: Path) -> None:
+    result = run_bot(tmp_path)
+    assert "PyNaCl" not in result.stderr and "davey" not in result.stderr
+    assert f"INFO discord.client: {LOGIN}" in result.stderr  # discord.py's log still shows
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_a_taken_callback_port_is_refused_before_login(tmp_path: Path, taken_port: int) -> None:
+    result = run_bot(tmp_path, {"SEEDANCE_WEBHOOK_BASE_URL": "https://example.test",
+                                "SEEDANCE_WEBHOOK_PORT": str(taken_port)})
+    assert result.returncode == 2
+    line = failure(result)
+    assert f"SEEDANCE_WEBHOOK_PORT={taken_port} is already in use" in line
+    assert LOGIN not in result.stderr
+
+
+async def test_a_live_bot_on_the_same_database_is_refused_at_once(tmp_path: Path) -> None:
+    """This test process holds the lease, as a running bot on this host would: no waiting for
+    its ttl, no login."""
+    (tmp_path / "data").mkdir()
+    store = await Store.open(tmp_path / "data" / "seedance.sqlite3")
+    owner = f"{socket.gethostname()}:{os.getpid()}:test"
+    try:
+        assert await store.take_lease("engine", owner, until=time.time() + 600, now=time.time())
+        result = run_bot(tmp_path)
+    finally:
+        await store.close()
+    assert result.returncode == 1
+    line = failure(result)
+    assert f"Another seedance-bot ({owner}) is running on this database" in line
+    assert "SEEDANCE_DATA_DIR" in line and LOGIN not in result.stderr
 
 
 def test_a_data_dir_that_is_a_file_is_refused_before_login(tmp_path: Path) -> None:
