@@ -15,11 +15,15 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.config import PROVIDER_NAMES, Settings, load_settings
 from bot.errors import ConfigError, GatewayError, InvalidInput, SeedanceError, scrub
 from bot.intake import MediaInput, RequestOptions
 from bot.models import MediaKind, Ratio, RequestedMode, Resolution, Role
+
+if TYPE_CHECKING:
+    from bot.oneshot import Written
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -223,6 +227,15 @@ def _check_outputs(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _done_line(written: Written) -> str:
+    what = str(written.out)
+    if written.last_frame_out is not None:
+        what += f" and {written.last_frame_out}"
+    seed = f"seed {written.seed}, " if written.seed is not None else ""
+    return (f"wrote {what} ({seed}{written.duration} s {written.resolution} {written.ratio}, "
+            f"{written.provider})")
+
+
 async def _generate(args: argparse.Namespace) -> int:
     from bot.oneshot import JobFailed, run_one  # the engine and providers load only when needed
 
@@ -240,10 +253,10 @@ async def _generate(args: argparse.Namespace) -> int:
     subject = "--model" if args.model else "SEEDANCE_MODEL"
     last_frame_out = Path(args.last_frame_out) if args.last_frame_out is not None else None
     try:
-        return await run_one(settings, provider, _inputs(args),
-                             _options(args, provider, model), out=Path(args.out),
-                             last_frame_out=last_frame_out, progress=sys.stderr.isatty(),
-                             say=lambda line: _say(line, settings), model_subject=subject)
+        written = await run_one(settings, provider, _inputs(args),
+                                _options(args, provider, model), out=Path(args.out),
+                                last_frame_out=last_frame_out, progress=sys.stderr.isatty(),
+                                say=lambda line: _say(line, settings), model_subject=subject)
     except InvalidInput as exc:
         _say("seedance-bot: the request is not valid; nothing was sent:")
         for item in exc.problems:
@@ -262,6 +275,8 @@ async def _generate(args: argparse.Namespace) -> int:
     except SeedanceError as exc:
         _say(f"seedance-bot: generation failed: {exc}", settings)
         return EXIT_FAILED
+    print(scrub(_done_line(written), settings.secrets()), flush=True)
+    return EXIT_OK
 
 
 def model_problem(settings: Settings) -> str | None:

@@ -4,7 +4,7 @@ The CLI is a delivery port like the Discord layer: the engine validates nothing 
 submits, follows, downloads and calls `deliver`, which writes the file. CLI jobs live in their
 own database (`cli.sqlite3` under the data dir) so a CLI run never resumes, or delivers, a
 Discord job; a CLI run killed half-way is resumed by the next CLI run and still written to the
-path it was asked for (kept in the job's context).
+path it was asked for (kept in the job's context) — and that run says so on stderr.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -23,9 +24,10 @@ from bot.config import Settings
 from bot.engine import Engine, EventKind, JobEvent, JobResult
 from bot.errors import InvalidInput, Problem, SeedanceError
 from bot.intake import MediaInput, RequestOptions, prepare
+from bot.models import Ratio, nearest_ratio
 from bot.providers import create_provider, model_refusal
 from bot.providers.base import Provider
-from bot.store import JobState, JobView, Store
+from bot.store import ACTIVE_STATES, WAITING_STATES, JobState, JobView, Store
 
 CLI_GUILD = "cli"
 
@@ -45,6 +47,19 @@ class JobFailed(SeedanceError):
         self.provider = provider
 
 
+@dataclass(frozen=True)
+class Written:
+    """What `run_one` wrote, for the one line the CLI prints on success."""
+
+    out: Path
+    last_frame_out: Path | None
+    seed: int | None
+    duration: int
+    resolution: str
+    ratio: str
+    provider: str
+
+
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -57,19 +72,52 @@ def _os_reason(exc: BaseException) -> str:
 
 
 class FileDelivery:
-    """Writes each finished job to the `out` path stored in its context."""
+    """Writes each finished job to the `out` path stored in its context.
+
+    Also the CLI's voice on stderr: write failures are full lines whether or not stderr is a
+    terminal; the `[stage] 40%` progress line only on a terminal (`progress`). Jobs not in
+    `mine` were left by an earlier, interrupted run; their news is labelled with their file.
+    """
 
     def __init__(self, *, progress: bool, say: Say | None = None) -> None:
         self.progress = progress
         self._say = say or _stderr
+        self.mine: set[str] = set()
         #: Why the last write of each job failed ("/x/y.mp4: No space left on device").
         self.write_errors: dict[str, str] = {}
+        self._line_open = 0  # length of a progress line left without its newline, if any
+
+    def end_line(self) -> None:
+        """End an open progress line, so what follows starts on a line of its own."""
+        if self._line_open:
+            print(file=sys.stderr, flush=True)
+            self._line_open = 0
+
+    def say(self, message: str) -> None:
+        """One full line on stderr, after ending an open progress line."""
+        self.end_line()
+        self._say(message)
+
+    def show(self, text: str) -> None:
+        """Replace the progress line (a terminal only), blanking what is left of a longer one."""
+        if self.progress:
+            print(f"\r{text.ljust(self._line_open)}", end="", file=sys.stderr, flush=True)
+            self._line_open = max(len(text), 1)
+
+    def _label(self, job: JobView) -> str:
+        if job.id in self.mine:
+            return ""
+        return f"(the earlier job for {job.context.get('out', job.id)}) "
 
     async def on_event(self, job: JobView, event: JobEvent) -> None:
-        if not self.progress:
+        if job.id not in self.mine:
+            if event.kind is EventKind.DELIVERED:
+                self.say(f"seedance-bot: wrote {event.reason} (the interrupted job from earlier)")
+            elif event.kind is EventKind.FAILED:
+                self.say(f"seedance-bot: {self._label(job)}failed: {event.reason}")
             return
         words = {
-            EventKind.QUEUED: "queued", EventKind.STARTED: "generating",
+            EventKind.QUEUED: "queued", EventKind.STARTED: "starting",
             EventKind.PROGRESS: "generating", EventKind.RETRYING: "retrying",
             EventKind.SUCCEEDED: "downloading", EventKind.DELIVERED: "done",
         }
@@ -78,8 +126,9 @@ class FileDelivery:
             return
         pct = f" {event.percent:.0f}%" if event.percent is not None else ""
         why = f" ({event.reason})" if event.kind is EventKind.RETRYING and event.reason else ""
-        end = "\n" if event.kind is EventKind.DELIVERED else ""
-        print(f"\r[{stage}]{pct}{why}".ljust(60), end=end, file=sys.stderr, flush=True)
+        self.show(f"[{stage}]{pct}{why}")
+        if event.kind is EventKind.DELIVERED:
+            self.end_line()
 
     async def deliver(self, job: JobView, result: JobResult) -> str:
         out = Path(job.context["out"])
@@ -93,9 +142,8 @@ class FileDelivery:
         except OSError as exc:
             # The engine tries again a few times; say it now, while freeing space can still help.
             self.write_errors[job.id] = f"{target}: {_os_reason(exc)}"
-            if self.progress:
-                print(file=sys.stderr)  # end the progress line
-            self._say(f"seedance-bot: could not write {target} ({_os_reason(exc)}); trying again")
+            self.say(f"seedance-bot: {self._label(job)}could not write {target} "
+                     f"({_os_reason(exc)}); trying again")
             raise
         return str(out)
 
@@ -120,6 +168,22 @@ def _write_last_frame(result: JobResult, dest: Path) -> None:
     extract_last_frame(result.video_path, dest)
 
 
+def _shown_ratio(job: JobView, out: Path) -> str:
+    """The ratio asked for; for `adaptive`, the one the written video has."""
+    ratio = job.request.ratio
+    if ratio is not Ratio.ADAPTIVE:
+        return ratio.value
+    from bot.media.probe import probe_file
+
+    try:
+        facts = probe_file(out)
+    except Exception:  # the file is written; the line printed about it must not fail
+        return ratio.value
+    if facts.width and facts.height:
+        return nearest_ratio(facts.width, facts.height).value
+    return ratio.value
+
+
 async def run_one(
     settings: Settings,
     provider_name: str,
@@ -131,7 +195,7 @@ async def run_one(
     progress: bool = False,
     say: Say | None = None,
     model_subject: str = "model",
-) -> int:
+) -> Written:
     """Validate (exit 2 on problems, nothing sent), then run the job to a written file.
 
     `model_subject` names where the model came from (--model, SEEDANCE_MODEL) in the problem
@@ -161,6 +225,10 @@ async def run_one(
             store = await Store.open(settings.data_dir / "cli.sqlite3")
             engine = Engine(settings, store, delivery=delivery, providers=provider_for, http=http)
             try:
+                earlier = await store.jobs(ACTIVE_STATES | WAITING_STATES)
+                for old in earlier:
+                    delivery.say("seedance-bot: finishing an interrupted job from earlier: "
+                                 f"writing {old.context.get('out', old.id)}")
                 await engine.start()
                 context = {"out": str(out.resolve())}
                 if last_frame_out is not None:
@@ -168,18 +236,31 @@ async def run_one(
                 job = await engine.enqueue(request, guild_id=CLI_GUILD, channel_id=CLI_GUILD,
                                            user_id=getpass.getuser(), context=context,
                                            enforce_quota=False)
+                delivery.mine.add(job.id)
                 job = await engine.wait(job.id)
+                for old in earlier:
+                    now = await store.get_job(old.id)
+                    if now is not None and not now.terminal:
+                        delivery.say(f"seedance-bot: the earlier job for "
+                                     f"{old.context.get('out', old.id)} is not finished; the "
+                                     "next seedance-bot generate goes on with it")
             finally:
                 await engine.stop()
                 await store.close()
+                delivery.end_line()
         finally:
             for p in providers.values():
                 await p.aclose()
     if job.state is JobState.DELIVERED:
-        return 0
+        return Written(
+            out=out, last_frame_out=last_frame_out, seed=job.result_meta.get("seed"),
+            duration=job.request.duration, resolution=job.request.resolution.value,
+            ratio=await asyncio.to_thread(_shown_ratio, job, out), provider=job.provider,
+        )
     if job.error_kind == "delivery":
         where = delivery.write_errors.get(job.id) or f"{out}: {job.error_message}"
         raise JobFailed(f"the video was made but could not be written to {where}; it is "
-                        f"kept at {job.result_path}", kind=job.error_kind, provider=job.provider)
+                        f"kept at {job.result_path}",
+                        kind=job.error_kind, provider=job.provider)
     raise JobFailed(job.error_message or f"the job ended {job.state.value}",
                     kind=job.error_kind, provider=job.provider)

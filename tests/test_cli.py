@@ -341,3 +341,56 @@ def test_a_video_made_but_not_written_says_written_not_posted(
     assert f"could not be written to {out}: No space left on device" in final
     assert "posted" not in err and "kept at" in final
     assert "could not write" in err  # said at the first failed write, not only at the end
+
+
+# ---- what a run says ----------------------------------------------------------------------
+
+def test_success_prints_what_was_written_on_stdout(tmp_path: Path) -> None:
+    result = run_cli("generate", "a fox", "--out", "fox.mp4", "--seed", "1234", "--duration",
+                     "4", "--resolution", "480p", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "wrote fox.mp4 (seed 1234, 4 s 480p 16:9, local)\n"
+
+
+def _job_state(db: Path) -> str | None:
+    import sqlite3
+
+    if not db.exists():
+        return None
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            row = conn.execute("SELECT state FROM jobs").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return row[0] if row else None
+
+
+def test_finishing_an_interrupted_job_is_said(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDANCE_")}
+    env.update(SEEDANCE_DATA_DIR=str(tmp_path / "data"), SEEDANCE_LOCAL_DELAY="3")
+    first = subprocess.Popen(
+        [sys.executable, "-m", "bot", "generate", "a slow fox", "--out", "first.mp4",
+         "--duration", "4", "--resolution", "480p"], cwd=tmp_path, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = tmp_path / "data" / "cli.sqlite3"
+    try:
+        deadline = time.monotonic() + 60
+        while _job_state(db) != "generating" and first.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert _job_state(db) == "generating"
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    result = run_cli("generate", "a quick fox", "--out", "second.mp4", "--duration", "4",
+                     "--resolution", "480p", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    first_out = tmp_path / "first.mp4"
+    assert (f"seedance-bot: finishing an interrupted job from earlier: writing {first_out}"
+            in result.stderr)
+    assert (f"wrote {first_out} (the interrupted job from earlier)" in result.stderr
+            or f"the earlier job for {first_out} is not finished" in result.stderr)
+    assert result.stdout.startswith("wrote second.mp4 (")
