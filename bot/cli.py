@@ -16,8 +16,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from bot.config import PROVIDER_NAMES, Settings, load_settings
+from bot.config import DEFAULT_BASE_URLS, PROVIDER_NAMES, Settings, load_settings
 from bot.errors import ConfigError, GatewayError, InvalidInput, SeedanceError, scrub
 from bot.intake import MediaInput, RequestOptions
 from bot.models import MediaKind, Ratio, RequestedMode, Resolution, Role
@@ -227,6 +228,21 @@ def _check_outputs(args: argparse.Namespace) -> str | None:
     return None
 
 
+def failure_hint(kind: str | None, message: str, provider: str, settings: Settings) -> str:
+    """What to check after a gateway failure, named by variable: the key after a refused
+    key, the network and the base URL after no answer. Nothing for the offline renderer."""
+    if provider not in DEFAULT_BASE_URLS:
+        return ""
+    prefix = provider.upper()
+    if kind == "auth":
+        return f"; check {prefix}_API_KEY"
+    if kind == "unavailable" and "HTTP " not in message:  # no HTTP answer at all
+        url = settings.base_url(provider)
+        return (f"; could not reach {urlsplit(url).netloc}: check the network (a proxy or "
+                f"firewall), and {prefix}_BASE_URL ({url})")
+    return ""
+
+
 def _done_line(written: Written) -> str:
     what = str(written.out)
     if written.last_frame_out is not None:
@@ -266,11 +282,13 @@ async def _generate(args: argparse.Namespace) -> int:
         _say(f"seedance-bot: configuration: {exc}", settings)
         return EXIT_INVALID
     except JobFailed as exc:
+        hint = failure_hint(exc.kind, str(exc), exc.provider, settings)
         verb = "" if exc.kind == "delivery" else "generation failed: "
-        _say(f"seedance-bot: {verb}{exc}", settings)
+        _say(f"seedance-bot: {verb}{exc}{hint}", settings)
         return EXIT_FAILED
     except GatewayError as exc:
-        _say(f"seedance-bot: generation failed: {exc}", settings)
+        hint = failure_hint(exc.kind, str(exc), exc.provider, settings)
+        _say(f"seedance-bot: generation failed: {exc}{hint}", settings)
         return EXIT_FAILED
     except SeedanceError as exc:
         _say(f"seedance-bot: generation failed: {exc}", settings)

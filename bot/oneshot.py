@@ -14,13 +14,14 @@ import getpass
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
-from bot.config import Settings
+from bot.config import DEFAULT_BASE_URLS, Settings
 from bot.engine import Engine, EventKind, JobEvent, JobResult
 from bot.errors import InvalidInput, Problem, SeedanceError
 from bot.intake import MediaInput, RequestOptions, prepare
@@ -38,7 +39,7 @@ class JobFailed(SeedanceError):
     """The job ended without a video; the message is the gateway's reason, for a person.
 
     `kind` is the engine's error kind (a `GatewayError.kind`, or "delivery" when the video was
-    made but could not be written), so the CLI can word it.
+    made but could not be written), so the CLI can add the right hint (a key, the network).
     """
 
     def __init__(self, message: str, *, kind: str | None = None, provider: str = "") -> None:
@@ -74,14 +75,17 @@ def _os_reason(exc: BaseException) -> str:
 class FileDelivery:
     """Writes each finished job to the `out` path stored in its context.
 
-    Also the CLI's voice on stderr: write failures are full lines whether or not stderr is a
-    terminal; the `[stage] 40%` progress line only on a terminal (`progress`). Jobs not in
-    `mine` were left by an earlier, interrupted run; their news is labelled with their file.
+    Also the CLI's voice on stderr: retries and write failures are full lines whether or not
+    stderr is a terminal (a silent minute of retrying reads as a hang); the `[stage] 40%`
+    progress line only on a terminal (`progress`). Jobs not in `mine` were left by an earlier,
+    interrupted run; their news is labelled with their file.
     """
 
-    def __init__(self, *, progress: bool, say: Say | None = None) -> None:
+    def __init__(self, *, progress: bool, say: Say | None = None,
+                 hosts: dict[str, str] | None = None) -> None:
         self.progress = progress
         self._say = say or _stderr
+        self.hosts = dict(hosts or {})  # gateway -> the host it is reached at, for messages
         self.mine: set[str] = set()
         #: Why the last write of each job failed ("/x/y.mp4: No space left on device").
         self.write_errors: dict[str, str] = {}
@@ -110,6 +114,11 @@ class FileDelivery:
         return f"(the earlier job for {job.context.get('out', job.id)}) "
 
     async def on_event(self, job: JobView, event: JobEvent) -> None:
+        if event.kind is EventKind.RETRYING and event.reason:
+            host = self.hosts.get(job.provider)
+            where = f"{job.provider} at {host}" if host else job.provider
+            self.say(f"seedance-bot: {self._label(job)}retrying {where}: {event.reason}")
+            return
         if job.id not in self.mine:
             if event.kind is EventKind.DELIVERED:
                 self.say(f"seedance-bot: wrote {event.reason} (the interrupted job from earlier)")
@@ -118,17 +127,26 @@ class FileDelivery:
             return
         words = {
             EventKind.QUEUED: "queued", EventKind.STARTED: "starting",
-            EventKind.PROGRESS: "generating", EventKind.RETRYING: "retrying",
-            EventKind.SUCCEEDED: "downloading", EventKind.DELIVERED: "done",
+            EventKind.PROGRESS: "generating", EventKind.SUCCEEDED: "downloading",
+            EventKind.DELIVERED: "done",
         }
         stage = words.get(event.kind)
         if stage is None:
             return
         pct = f" {event.percent:.0f}%" if event.percent is not None else ""
-        why = f" ({event.reason})" if event.kind is EventKind.RETRYING and event.reason else ""
-        self.show(f"[{stage}]{pct}{why}")
+        self.show(f"[{stage}]{pct}")
         if event.kind is EventKind.DELIVERED:
             self.end_line()
+
+    def waiting_on(self, host: str) -> Callable[[float], Awaitable[None]]:
+        """A gateway client's retry sleep that shows the wait on the progress line, so the
+        retries inside one request (before the engine's own) are not silent either."""
+
+        async def sleep(delay: float) -> None:
+            self.show(f"[retrying] no usable answer from {host}; asking again in {delay:.0f} s")
+            await asyncio.sleep(delay)
+
+        return sleep
 
     async def deliver(self, job: JobView, result: JobResult) -> str:
         out = Path(job.context["out"])
@@ -201,13 +219,17 @@ async def run_one(
     `model_subject` names where the model came from (--model, SEEDANCE_MODEL) in the problem
     raised when the gateway does not run it. Raises `JobFailed` when the job ends unwritten.
     """
-    delivery = FileDelivery(progress=progress, say=say)
+    hosts = {name: urlsplit(settings.base_url(name)).netloc for name in DEFAULT_BASE_URLS}
+    delivery = FileDelivery(progress=progress, say=say, hosts=hosts)
     async with httpx.AsyncClient(timeout=60.0) as http:
         providers: dict[str, Provider] = {}
 
         def provider_for(name: str) -> Provider:
             if name not in providers:
-                providers[name] = create_provider(name, settings, client=http)
+                sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+                if progress and name in hosts:  # reached over the network
+                    sleep = delivery.waiting_on(hosts[name])
+                providers[name] = create_provider(name, settings, client=http, sleep=sleep)
             return providers[name]
 
         try:

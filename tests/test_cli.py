@@ -394,3 +394,47 @@ def test_finishing_an_interrupted_job_is_said(tmp_path: Path) -> None:
     assert (f"wrote {first_out} (the interrupted job from earlier)" in result.stderr
             or f"the earlier job for {first_out} is not finished" in result.stderr)
     assert result.stdout.startswith("wrote second.mp4 (")
+
+
+# ---- the network and the gateway's key ----------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+IN_REPO = {"PYTHONPATH": str(REPO)}  # for the launchers under tests/fakes
+
+def test_an_unreachable_gateway_says_retrying_and_names_its_base_url(
+    tmp_path: Path, listener: Listener,
+) -> None:
+    closed = listener.url
+    listener.close()  # nothing listens there any more: connections are refused
+    result = run_cli("generate", "a fox", "--out", "fox.mp4", "--provider", "runware",
+                     cwd=tmp_path, module="tests.fakes.instant_retries", timeout=30,
+                     env={**IN_REPO, "RUNWARE_API_KEY": "x", "RUNWARE_BASE_URL": closed})
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+    host = closed.removeprefix("http://")
+    assert any(f"retrying runware at {host}: " in line for line in lines[:-1])
+    assert "could not connect" in lines[-1] and "check the network" in lines[-1]
+    assert f"RUNWARE_BASE_URL ({closed})" in lines[-1]
+
+
+async def test_a_refused_key_names_the_variable(tmp_path: Path) -> None:
+    import asyncio
+
+    from tests.fakes.runware import FakeRunware
+
+    async with FakeRunware() as fake:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("SEEDANCE_", "RUNWARE_"))}
+        env.update(SEEDANCE_DATA_DIR=str(tmp_path / "data"), RUNWARE_API_KEY="wrong-key",
+                   RUNWARE_BASE_URL=fake.base_url)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "generate", "a fox", "--out", "fox.mp4",
+            "--provider", "runware", cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, raw = await asyncio.wait_for(proc.communicate(), 60)
+    stderr = raw.decode()
+    assert proc.returncode == 1, stderr
+    line = one_line(stderr)
+    assert "HTTP 401" in line and "check RUNWARE_API_KEY" in line
+    assert "wrong-key" not in stderr
