@@ -1,7 +1,8 @@
 """`seedance-bot`: run the Discord bot, or make one video from the command line.
 
-Exit codes (DESIGN.md §3): 0 the video is written; 2 invalid input or configuration — nothing
-was sent to any gateway; 1 the gateway or the network failed, with the gateway's reason.
+Exit codes: 0 the video is written; 2 invalid input or configuration — nothing was sent to any
+gateway; 1 the gateway or the network failed, with the gateway's reason. Every message is one
+line on stderr, scrubbed of secrets; the one line on stdout says what was written.
 """
 
 from __future__ import annotations
@@ -33,6 +34,37 @@ TOKEN_HELP = (
     "applications, open Bot → Reset Token, and put DISCORD_TOKEN=... in .env or the environment."
 )
 
+RUN_DESCRIPTION = """\
+Start the Discord bot and keep it running until it is stopped (Ctrl-C or SIGTERM).
+
+It needs DISCORD_TOKEN, the bot's token (https://discord.com/developers/applications → your
+application → Bot → Reset Token). Settings are read from the environment and from a .env file
+in the current folder. SEEDANCE_DATA_DIR (default ./data) is the folder for the job database,
+downloaded videos and the callback secret; one bot runs per data folder. SEEDANCE_PROVIDER picks
+the gateway (default local: renders offline, no key), with its <GATEWAY>_API_KEY; SEEDANCE_MODEL
+picks a model of that gateway."""
+
+RUN_EPILOG = """\
+exit codes:
+  0  stopped normally
+  1  Discord or the network failed, or another seedance-bot runs on this data folder
+  2  invalid configuration (token, data folder, model, callback port); nothing was started"""
+
+GENERATE_DESCRIPTION = """\
+Make one video without Discord and write it to --out, through the same engine the bot runs.
+
+SRC (--image, --video, --audio, --first-frame, --last-frame) is a local file path, an https://
+URL, or asset://ID (a file already stored at the gateway). Settings are read from the
+environment and from a .env file in the current folder (see `seedance-bot run --help`)."""
+
+GENERATE_EPILOG = """\
+exit codes:
+  0  the video is written (stdout says where, with its seed)
+  1  the gateway or the network failed; stderr gives the gateway's reason
+  2  invalid input or configuration; nothing was sent to any gateway
+
+A job interrupted half-way (Ctrl-C, a crash) is finished by the next generate, which says so."""
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse exits 2 on bad usage already; keep its message to one clear line."""
@@ -41,18 +73,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INVALID, f"{self.prog}: {message}\n")
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's and epilog's line breaks (the exit code table)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="seedance-bot", description=__doc__.splitlines()[0] if __doc__ else "")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="start the Discord bot")
+    sub.add_parser("run", help="start the Discord bot", description=RUN_DESCRIPTION,
+                   epilog=RUN_EPILOG, formatter_class=_Help)
 
-    gen = sub.add_parser("generate", help="make one video without Discord")
-    gen.add_argument("prompt", help="what the video shows (may use @image1, @video1, @audio1)")
+    gen = sub.add_parser("generate", help="make one video without Discord",
+                         description=GENERATE_DESCRIPTION, epilog=GENERATE_EPILOG,
+                         formatter_class=_Help)
+    gen.add_argument("prompt", help="what the video shows; name the files as @image1, @video1, "
+                                    "@audio1 (numbered in the order given)")
     # Kept as typed (not Path): a trailing "/" says the user meant a folder.
-    gen.add_argument("--out", required=True, help="where to write the MP4")
-    gen.add_argument("--provider", choices=PROVIDER_NAMES, help="gateway (default: "
-                     "SEEDANCE_PROVIDER, else local)")
-    gen.add_argument("--model", help="model id on that gateway")
+    gen.add_argument("--out", required=True, metavar="FILE",
+                     help="where to write the MP4 (its folder must exist; a file there is "
+                          "replaced)")
+    gen.add_argument("--provider", choices=PROVIDER_NAMES,
+                     help="gateway (default: SEEDANCE_PROVIDER, else local: offline, no key)")
+    gen.add_argument("--model", help="model id on that gateway (default: SEEDANCE_MODEL when "
+                                     "the gateway is SEEDANCE_PROVIDER, else the gateway's own "
+                                     "default)")
     gen.add_argument("--first-frame", metavar="SRC", help="image for the first frame")
     gen.add_argument("--last-frame", metavar="SRC", help="image for the last frame")
     gen.add_argument("--image", metavar="SRC", action="append", default=[],
@@ -61,16 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
                      help="reference video (repeatable)")
     gen.add_argument("--audio", metavar="SRC", action="append", default=[],
                      help="reference audio clip (repeatable)")
-    gen.add_argument("--mode", choices=[m.value for m in RequestedMode], default="auto")
-    gen.add_argument("--duration", type=int, help="seconds")
-    gen.add_argument("--resolution", choices=[r.value for r in Resolution])
+    gen.add_argument("--mode", choices=[m.value for m in RequestedMode], default="auto",
+                     help="default: auto, chosen from the files given")
+    gen.add_argument("--duration", type=int,
+                     help="seconds (default: 5, or the model's shortest if it has no 5 s)")
+    gen.add_argument("--resolution", choices=[r.value for r in Resolution],
+                     help="default: 720p where the model has it, else its lowest")
     gen.add_argument("--ratio", choices=[r.value for r in Ratio],
-                     help="default: adaptive where the model has it, else the closest fixed one")
-    gen.add_argument("--no-audio", action="store_true", help="no generated sound")
-    gen.add_argument("--seed", type=int)
-    gen.add_argument("--camera-fixed", action="store_true")
-    gen.add_argument("--web-search", action="store_true")
-    gen.add_argument("--watermark", action="store_true")
+                     help="default: adaptive where the model has it (follows the first image), "
+                          "else the fixed ratio nearest to the first image (16:9 without one)")
+    gen.add_argument("--no-audio", action="store_true",
+                     help="no generated sound (default: sound on where the model makes it)")
+    gen.add_argument("--seed", type=int,
+                     help="repeat a result: the same seed and request give a similar video "
+                          "(default: random; the seed used is printed)")
+    gen.add_argument("--camera-fixed", action="store_true", help="keep the camera still")
+    gen.add_argument("--web-search", action="store_true",
+                     help="let the model search the web (text-to-video only)")
+    gen.add_argument("--watermark", action="store_true", help="ask the gateway for a watermark")
     gen.add_argument("--last-frame-out", metavar="FILE",
                      help="also write the video's last frame as PNG")
     return parser

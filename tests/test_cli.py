@@ -438,3 +438,23 @@ async def test_a_refused_key_names_the_variable(tmp_path: Path) -> None:
     line = one_line(stderr)
     assert "HTTP 401" in line and "check RUNWARE_API_KEY" in line
     assert "wrong-key" not in stderr
+
+
+# ---- help ---------------------------------------------------------------------------------
+
+def test_run_help_says_what_the_bot_needs(tmp_path: Path) -> None:
+    result = run_cli("run", "--help", cwd=tmp_path, timeout=30)
+    assert result.returncode == 0
+    for needle in ("DISCORD_TOKEN", ".env", "SEEDANCE_DATA_DIR", "exit codes"):
+        assert needle in result.stdout, needle
+
+
+def test_generate_help_shows_defaults_sources_and_exit_codes(tmp_path: Path) -> None:
+    result = run_cli("generate", "--help", cwd=tmp_path, timeout=30)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())  # argparse wraps lines where it likes
+    for needle in ("default: 5", "720p where the model has it", "adaptive where the model has it",
+                   "nearest", "sound on", "SEEDANCE_PROVIDER, else local", "local file path",
+                   "https:// URL", "asset://ID", "exit codes:", "0 the video is written",
+                   "1 the gateway or the network failed", "2 invalid input or configuration"):
+        assert needle in text, needle
