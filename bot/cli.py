@@ -1,7 +1,8 @@
 """`seedance-bot`: run the Discord bot, or make one video from the command line.
 
-Exit codes (DESIGN.md §3): 0 the video is written; 2 invalid input or configuration — nothing
-was sent to any gateway; 1 the gateway or the network failed, with the gateway's reason.
+Exit codes: 0 the video is written; 2 invalid input or configuration — nothing was sent to any
+gateway; 1 the gateway or the network failed, with the gateway's reason. Every message is one
+line on stderr, scrubbed of secrets; the one line on stdout says what was written.
 """
 
 from __future__ import annotations
@@ -9,14 +10,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import stat
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
-from bot.config import PROVIDER_NAMES, Settings, load_settings
+from bot.config import DEFAULT_BASE_URLS, PROVIDER_NAMES, Settings, load_settings
 from bot.errors import ConfigError, GatewayError, InvalidInput, SeedanceError, scrub
 from bot.intake import MediaInput, RequestOptions
 from bot.models import MediaKind, Ratio, RequestedMode, Resolution, Role
+
+if TYPE_CHECKING:
+    from bot.oneshot import Written
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -24,6 +33,37 @@ TOKEN_HELP = (
     "DISCORD_TOKEN is not set: create an application at https://discord.com/developers/"
     "applications, open Bot → Reset Token, and put DISCORD_TOKEN=... in .env or the environment."
 )
+
+RUN_DESCRIPTION = """\
+Start the Discord bot and keep it running until it is stopped (Ctrl-C or SIGTERM).
+
+It needs DISCORD_TOKEN, the bot's token (https://discord.com/developers/applications → your
+application → Bot → Reset Token). Settings are read from the environment and from a .env file
+in the current folder. SEEDANCE_DATA_DIR (default ./data) is the folder for the job database,
+downloaded videos and the callback secret; one bot runs per data folder. SEEDANCE_PROVIDER picks
+the gateway (default local: renders offline, no key), with its <GATEWAY>_API_KEY; SEEDANCE_MODEL
+picks a model of that gateway."""
+
+RUN_EPILOG = """\
+exit codes:
+  0  stopped normally
+  1  Discord or the network failed, or another seedance-bot runs on this data folder
+  2  invalid configuration (token, data folder, model, callback port); nothing was started"""
+
+GENERATE_DESCRIPTION = """\
+Make one video without Discord and write it to --out, through the same engine the bot runs.
+
+SRC (--image, --video, --audio, --first-frame, --last-frame) is a local file path, an https://
+URL, or asset://ID (a file already stored at the gateway). Settings are read from the
+environment and from a .env file in the current folder (see `seedance-bot run --help`)."""
+
+GENERATE_EPILOG = """\
+exit codes:
+  0  the video is written (stdout says where, with its seed)
+  1  the gateway or the network failed; stderr gives the gateway's reason
+  2  invalid input or configuration; nothing was sent to any gateway
+
+A job interrupted half-way (Ctrl-C, a crash) is finished by the next generate, which says so."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,17 +73,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INVALID, f"{self.prog}: {message}\n")
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's and epilog's line breaks (the exit code table)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="seedance-bot", description=__doc__.splitlines()[0] if __doc__ else "")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="start the Discord bot")
+    sub.add_parser("run", help="start the Discord bot", description=RUN_DESCRIPTION,
+                   epilog=RUN_EPILOG, formatter_class=_Help)
 
-    gen = sub.add_parser("generate", help="make one video without Discord")
-    gen.add_argument("prompt", help="what the video shows (may use @image1, @video1, @audio1)")
-    gen.add_argument("--out", required=True, type=Path, help="where to write the MP4")
-    gen.add_argument("--provider", choices=PROVIDER_NAMES, help="gateway (default: "
-                     "SEEDANCE_PROVIDER, else local)")
-    gen.add_argument("--model", help="model id on that gateway")
+    gen = sub.add_parser("generate", help="make one video without Discord",
+                         description=GENERATE_DESCRIPTION, epilog=GENERATE_EPILOG,
+                         formatter_class=_Help)
+    gen.add_argument("prompt", help="what the video shows; name the files as @image1, @video1, "
+                                    "@audio1 (numbered in the order given)")
+    # Kept as typed (not Path): a trailing "/" says the user meant a folder.
+    gen.add_argument("--out", required=True, metavar="FILE",
+                     help="where to write the MP4 (its folder must exist; a file there is "
+                          "replaced)")
+    gen.add_argument("--provider", choices=PROVIDER_NAMES,
+                     help="gateway (default: SEEDANCE_PROVIDER, else local: offline, no key)")
+    gen.add_argument("--model", help="model id on that gateway (default: SEEDANCE_MODEL when "
+                                     "the gateway is SEEDANCE_PROVIDER, else the gateway's own "
+                                     "default)")
     gen.add_argument("--first-frame", metavar="SRC", help="image for the first frame")
     gen.add_argument("--last-frame", metavar="SRC", help="image for the last frame")
     gen.add_argument("--image", metavar="SRC", action="append", default=[],
@@ -52,17 +105,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="reference video (repeatable)")
     gen.add_argument("--audio", metavar="SRC", action="append", default=[],
                      help="reference audio clip (repeatable)")
-    gen.add_argument("--mode", choices=[m.value for m in RequestedMode], default="auto")
-    gen.add_argument("--duration", type=int, help="seconds")
-    gen.add_argument("--resolution", choices=[r.value for r in Resolution])
+    gen.add_argument("--mode", choices=[m.value for m in RequestedMode], default="auto",
+                     help="default: auto, chosen from the files given")
+    gen.add_argument("--duration", type=int,
+                     help="seconds (default: 5, or the model's shortest if it has no 5 s)")
+    gen.add_argument("--resolution", choices=[r.value for r in Resolution],
+                     help="default: 720p where the model has it, else its lowest")
     gen.add_argument("--ratio", choices=[r.value for r in Ratio],
-                     help="default: adaptive where the model has it, else the closest fixed one")
-    gen.add_argument("--no-audio", action="store_true", help="no generated sound")
-    gen.add_argument("--seed", type=int)
-    gen.add_argument("--camera-fixed", action="store_true")
-    gen.add_argument("--web-search", action="store_true")
-    gen.add_argument("--watermark", action="store_true")
-    gen.add_argument("--last-frame-out", metavar="FILE", type=Path,
+                     help="default: adaptive where the model has it (follows the first image), "
+                          "else the fixed ratio nearest to the first image (16:9 without one)")
+    gen.add_argument("--no-audio", action="store_true",
+                     help="no generated sound (default: sound on where the model makes it)")
+    gen.add_argument("--seed", type=int,
+                     help="repeat a result: the same seed and request give a similar video "
+                          "(default: random; the seed used is printed)")
+    gen.add_argument("--camera-fixed", action="store_true", help="keep the camera still")
+    gen.add_argument("--web-search", action="store_true",
+                     help="let the model search the web (text-to-video only)")
+    gen.add_argument("--watermark", action="store_true", help="ask the gateway for a watermark")
+    gen.add_argument("--last-frame-out", metavar="FILE",
                      help="also write the video's last frame as PNG")
     return parser
 
@@ -81,7 +142,7 @@ def _inputs(args: argparse.Namespace) -> list[MediaInput]:
     return items
 
 
-def _options(args: argparse.Namespace, provider: str) -> RequestOptions:
+def _options(args: argparse.Namespace, provider: str, model: str | None) -> RequestOptions:
     return RequestOptions(
         prompt=args.prompt,
         mode=RequestedMode(args.mode),
@@ -95,7 +156,7 @@ def _options(args: argparse.Namespace, provider: str) -> RequestOptions:
         watermark=args.watermark,
         return_last_frame=args.last_frame_out is not None,
         provider=provider,
-        model=args.model,
+        model=model,
     )
 
 
@@ -104,46 +165,212 @@ def _say(message: str, settings: Settings | None = None) -> None:
     print(scrub(message, secrets), file=sys.stderr)
 
 
-def _check_out(path: Path, flag: str) -> str | None:
-    if path.is_dir():
-        return f"{flag} {path} is a directory; give a file name."
-    if not path.parent.exists():
-        return f"{flag} {path}: the folder {path.parent} does not exist."
+def _write_probe(folder: Path, name: str = "seedance") -> str | None:
+    """Create, fill and remove a small file in `folder`: the only test of "can a file be
+    written here" that a read-only mount, a full disk and /proc all fail (root ignores the
+    permission bits that os.access reads). Named like the `.NAME.PID.part` file the video is
+    first copied to, so a name too long for that is caught here too."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".part")
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    try:
+        os.write(fd, b"\0" * 4096)
+        os.fsync(fd)  # a full disk fails here, not at the write into the page cache
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    finally:
+        os.close(fd)
+        Path(probe).unlink(missing_ok=True)
     return None
 
 
+def data_dir_problem(settings: Settings) -> str | None:
+    """Why SEEDANCE_DATA_DIR cannot hold the database and files (None when it can).
+
+    Checked by `generate` and `run` before anything else: otherwise a file in its place is a
+    FileExistsError traceback, found (by `run`) only after logging in to Discord.
+    """
+    folder = settings.data_dir
+    shown = f"SEEDANCE_DATA_DIR={folder}"
+    if folder.exists() and not folder.is_dir():
+        return (f"{shown} is a file, not a folder; point SEEDANCE_DATA_DIR at a folder (it is "
+                "created if missing) or move that file away.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return (f"{shown} cannot be created ({exc.strerror or exc}); point SEEDANCE_DATA_DIR at "
+                "a folder this user can write.")
+    reason = _write_probe(folder)
+    if reason:
+        return (f"{shown} is not writable ({reason}); point SEEDANCE_DATA_DIR at a folder this "
+                "user can write.")
+    return None
+
+
+_NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _out_problem(raw: str, flag: str) -> str | None:
+    """Why a file cannot be written at `raw`, found before anything is sent and paid for."""
+    path = Path(raw)
+    if raw.endswith(("/", os.sep)) or path.name in ("", ".", ".."):
+        return (f"{flag} {raw} is a directory; give a file name, e.g. "
+                f"{path / 'video.mp4'}.")
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        info = None
+    except NotADirectoryError:
+        info = None  # a parent is a file: said below, about the folder
+    except OSError as exc:
+        return f"{flag} {raw}: {exc.strerror or exc}."
+    if info is not None:
+        if stat.S_ISDIR(info.st_mode):
+            return f"{flag} {raw} is a directory; give a file name."
+        for test, what in _NOT_REGULAR:
+            if test(info.st_mode):
+                return f"{flag} {raw} is {what}, not a file; give the path of a file to write."
+    folder = path.absolute().parent
+    if not folder.exists():
+        return f"{flag} {raw}: the folder {folder} does not exist."
+    if not folder.is_dir():
+        return f"{flag} {raw}: {folder} is a file, not a folder."
+    reason = _write_probe(folder, path.name)
+    if reason:
+        return f"{flag} {raw}: cannot write in {folder} ({reason})."
+    return None
+
+
+def _is_local(src: str) -> bool:
+    return "://" not in src
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links, bind mounts
+    except OSError:
+        return False
+
+
+def _check_outputs(args: argparse.Namespace) -> str | None:
+    """--out and --last-frame-out: writable, regular, and none of the inputs."""
+    outputs = [("--out", args.out)]
+    if args.last_frame_out is not None:
+        outputs.append(("--last-frame-out", args.last_frame_out))
+    for flag, raw in outputs:
+        problem = _out_problem(raw, flag)
+        if problem:
+            return problem
+    inputs = [(flag, src) for flag, values in (
+        ("--first-frame", [args.first_frame] if args.first_frame else []),
+        ("--last-frame", [args.last_frame] if args.last_frame else []),
+        ("--image", args.image), ("--video", args.video), ("--audio", args.audio),
+    ) for src in values if _is_local(src)]
+    if len(outputs) == 2:
+        inputs.append(outputs[0])
+    for flag, raw in reversed(outputs):
+        for other_flag, src in inputs:
+            if other_flag != flag and _same_file(Path(raw), Path(src)):
+                return (f"{flag} {raw} is also the {other_flag} file; writing there would "
+                        "replace it. Give another file name.")
+    return None
+
+
+def failure_hint(kind: str | None, message: str, provider: str, settings: Settings) -> str:
+    """What to check after a gateway failure, named by variable: the key after a refused
+    key, the network and the base URL after no answer. Nothing for the offline renderer."""
+    if provider not in DEFAULT_BASE_URLS:
+        return ""
+    prefix = provider.upper()
+    if kind == "auth":
+        return f"; check {prefix}_API_KEY"
+    if kind == "unavailable" and "HTTP " not in message:  # no HTTP answer at all
+        url = settings.base_url(provider)
+        return (f"; could not reach {urlsplit(url).netloc}: check the network (a proxy or "
+                f"firewall), and {prefix}_BASE_URL ({url})")
+    return ""
+
+
+def _done_line(written: Written) -> str:
+    what = str(written.out)
+    if written.last_frame_out is not None:
+        what += f" and {written.last_frame_out}"
+    seed = f"seed {written.seed}, " if written.seed is not None else ""
+    return (f"wrote {what} ({seed}{written.duration} s {written.resolution} {written.ratio}, "
+            f"{written.provider})")
+
+
 async def _generate(args: argparse.Namespace) -> int:
-    from bot.oneshot import run_one  # the engine and providers load only when needed
+    from bot.oneshot import JobFailed, run_one  # the engine and providers load only when needed
 
     try:
         settings = load_settings()
     except ConfigError as exc:
         _say(f"seedance-bot: configuration: {exc}")
         return EXIT_INVALID
-    for path, flag in ((args.out, "--out"), (args.last_frame_out, "--last-frame-out")):
-        problem = path and _check_out(path, flag)
-        if problem:
-            _say(f"seedance-bot: {problem}")
-            return EXIT_INVALID
+    problem = data_dir_problem(settings) or _check_outputs(args)
+    if problem:
+        _say(f"seedance-bot: {problem}", settings)
+        return EXIT_INVALID
     provider = args.provider or settings.seedance_provider
+    model = args.model or settings.model_for(provider)
+    subject = "--model" if args.model else "SEEDANCE_MODEL"
+    last_frame_out = Path(args.last_frame_out) if args.last_frame_out is not None else None
     try:
-        return await run_one(settings, provider, _inputs(args), _options(args, provider),
-                             out=args.out, last_frame_out=args.last_frame_out,
-                             progress=sys.stderr.isatty())
+        written = await run_one(settings, provider, _inputs(args),
+                                _options(args, provider, model), out=Path(args.out),
+                                last_frame_out=last_frame_out, progress=sys.stderr.isatty(),
+                                say=lambda line: _say(line, settings), model_subject=subject)
     except InvalidInput as exc:
         _say("seedance-bot: the request is not valid; nothing was sent:")
-        for problem in exc.problems:
-            _say(f"  - {problem}", settings)
+        for item in exc.problems:
+            _say(f"  - {item}", settings)
         return EXIT_INVALID
     except ConfigError as exc:
         _say(f"seedance-bot: configuration: {exc}", settings)
         return EXIT_INVALID
+    except JobFailed as exc:
+        hint = failure_hint(exc.kind, str(exc), exc.provider, settings)
+        verb = "" if exc.kind == "delivery" else "generation failed: "
+        _say(f"seedance-bot: {verb}{exc}{hint}", settings)
+        return EXIT_FAILED
     except GatewayError as exc:
-        _say(f"seedance-bot: generation failed: {exc}", settings)
+        hint = failure_hint(exc.kind, str(exc), exc.provider, settings)
+        _say(f"seedance-bot: generation failed: {exc}{hint}", settings)
         return EXIT_FAILED
     except SeedanceError as exc:
         _say(f"seedance-bot: generation failed: {exc}", settings)
         return EXIT_FAILED
+    print(scrub(_done_line(written), settings.secrets()), flush=True)
+    return EXIT_OK
+
+
+def model_problem(settings: Settings) -> str | None:
+    """Why SEEDANCE_MODEL is not a model of SEEDANCE_PROVIDER's gateway (None when it is)."""
+    model = settings.seedance_model
+    if not model:
+        return None
+    from bot.providers import create_provider, model_refusal
+
+    async def check() -> str | None:
+        provider = create_provider(settings.seedance_provider, settings)
+        try:
+            return model_refusal(provider, model)
+        finally:
+            await provider.aclose()
+
+    try:
+        refusal = asyncio.run(check())
+    except ConfigError as exc:
+        return f"SEEDANCE_MODEL={model} needs {settings.seedance_provider}: {exc}"
+    if refusal:
+        return (f"SEEDANCE_MODEL={model} is not a model of SEEDANCE_PROVIDER="
+                f"{settings.seedance_provider}: {refusal}")
+    return None
 
 
 def _run_bot() -> int:
@@ -154,6 +381,11 @@ def _run_bot() -> int:
         return EXIT_INVALID
     if not settings.discord_token:
         _say(TOKEN_HELP)
+        return EXIT_INVALID
+    # What can be checked without Discord is checked before logging in to it.
+    problem = data_dir_problem(settings) or model_problem(settings)
+    if problem:
+        _say(f"seedance-bot: {problem}", settings)
         return EXIT_INVALID
     from cogs.app import run_bot  # the only place the core hands over to the Discord layer
 

@@ -135,6 +135,14 @@ class Settings(BaseSettings):
         """The operator's host list for one gateway's results; empty: any public host."""
         return parse_result_hosts(self.seedance_result_hosts).get(provider, ())
 
+    def model_for(self, provider: str) -> str | None:
+        """SEEDANCE_MODEL when `provider` is SEEDANCE_PROVIDER, else None (that gateway's default).
+
+        A model id belongs to one gateway: "seedance" on Anyfast means nothing to Runware, so a
+        request sent to another gateway than the configured one must not carry it along.
+        """
+        return self.seedance_model if provider == self.seedance_provider else None
+
     def api_key(self, provider: str) -> str | None:
         value = getattr(self, f"{provider}_api_key", None)
         return value if isinstance(value, str) else None

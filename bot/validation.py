@@ -201,6 +201,27 @@ def check_capabilities(req: GenerationRequest, caps: Capabilities) -> list[Probl
     return out
 
 
+def check_prompt_encoding(prompt: str) -> list[Problem]:
+    """Text that is not UTF-8 cannot be stored or sent (JSON bodies and the job store need it).
+
+    On Linux, argv bytes that are not UTF-8 reach Python as surrogate escapes (PEP 383: byte 0xE9
+    becomes U+DCE9); the position given is that byte's, counted from 1, so an editor finds it.
+    """
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        index, char = exc.start, prompt[exc.start]
+        more = sum(1 for c in prompt[index + 1:] if "\ud800" <= c <= "\udfff")
+        after = f" (and {more} more after it)" if more else ""
+        if "\udc80" <= char <= "\udcff":  # an undecodable byte, escaped
+            byte = len(prompt[:index].encode("utf-8")) + 1
+            return [Problem("prompt", f"the byte at position {byte}{after} is not UTF-8; save "
+                                      "the text as UTF-8.")]
+        return [Problem("prompt", f"the character at position {index + 1}{after} is half of a "
+                                  "UTF-16 surrogate pair, not text; save the text as UTF-8.")]
+    return []
+
+
 def validate(
     req: GenerationRequest, caps: Capabilities,
     refused: Mapping[MediaKind | None, int] | None = None,
@@ -209,7 +230,7 @@ def validate(
 
     `refused`: files refused before they could become references (see `check_collection`).
     """
-    problems: list[Problem] = []
+    problems: list[Problem] = check_prompt_encoding(req.prompt)
     for ref in req.references:
         problems.extend(check_file(ref, caps.limits))
     problems.extend(check_collection(req, caps.limits, refused))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -104,3 +105,27 @@ def test_pid_alive() -> None:
     import os
     assert pid_alive(os.getpid())
     assert not pid_alive(2**22 + 12345)
+
+
+async def test_a_live_holder_on_this_host_is_refused_at_once(
+        stores: tuple[Store, Store]) -> None:
+    """Its pid runs here, so waiting for the ttl could not change the answer."""
+    clock = Clock()
+    first, second = lease(stores[0], clock, pid=1), lease(stores[1], clock, pid=2)
+    await first.acquire()
+    with pytest.raises(LeaseHeld) as caught:
+        await second.acquire()  # the default wait is a whole ttl
+    assert clock.t == 1000.0
+    assert first.owner in str(caught.value)
+
+
+async def test_waiting_for_another_hosts_lease_is_said_once(
+        stores: tuple[Store, Store], caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    other = lease(stores[0], clock, pid=1, host="other")
+    await other.acquire()
+    with caplog.at_level(logging.WARNING, logger="bot.lease"):
+        await lease(stores[1], clock, pid=2).acquire()
+    waits = [r.getMessage() for r in caplog.records if "waiting up to" in r.getMessage()]
+    assert len(waits) == 1
+    assert other.owner in waits[0] and "31 s" in waits[0]

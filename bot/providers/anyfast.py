@@ -389,5 +389,8 @@ class AnyfastProvider(HttpGateway):
 
 def build(settings: Settings, **transport: Unpack[TransportOptions]) -> AnyfastProvider:
     key = require_api_key(settings, NAME, "at https://www.anyfast.ai")
-    model = settings.seedance_model if settings.seedance_model in _CAPS else None
+    # SEEDANCE_MODEL only when Anyfast is the configured gateway (a model belongs to one); an
+    # unknown id is refused by the front ends before anything is sent (model_refusal).
+    wanted = settings.model_for(NAME)
+    model = wanted if wanted in _CAPS else None
     return AnyfastProvider(key, settings.base_url(NAME), model=model, **transport)

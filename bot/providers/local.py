@@ -174,11 +174,17 @@ class LocalProvider:
         return DEFAULT_MODEL
 
     def capabilities(self, model: str | None = None) -> Capabilities:
-        """Everything Seedance 2.0 offers; files are read in place (PATH) or after download."""
+        """Everything Seedance 2.0 offers; files are read in place (PATH) or after download.
+
+        One model, like the single-model gateways: any other id is refused, so a typo in
+        --model or SEEDANCE_MODEL is caught here too instead of being recorded as the model.
+        """
+        if model not in (None, DEFAULT_MODEL):
+            raise ValueError(f"local has no model {model!r}; it runs {DEFAULT_MODEL}")
         where = frozenset({SourceKind.PATH, SourceKind.URL})
         return Capabilities(
             provider=NAME,
-            model=model or DEFAULT_MODEL,
+            model=DEFAULT_MODEL,
             resolutions=frozenset(Resolution),
             durations=frozenset(range(4, 16)),
             audio_generation=True,

@@ -1,0 +1,121 @@
+"""`seedance-bot run` before and at its login: every way it cannot start is one line, and what
+needs no Discord is refused before Discord is contacted.
+
+The bot runs as a subprocess through tests/fakes/discord/run_bot.py, pointed at a loopback port
+nothing listens on: reaching the login at all shows up as "could not reach Discord".
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+LOGIN = "logging in using static token"  # discord.py's INFO line as the login starts
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_bot(tmp_path: Path, env: dict[str, str] | None = None,
+            port: int | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("SEEDANCE_", "ANYFAST_", "RUNWARE_", "MAGNIFIC_", "HIAPI_",
+                                  "DISCORD_", "FAKE_DISCORD_"))}
+    clean.update({
+        "FAKE_DISCORD_API": f"http://127.0.0.1:{port or closed_port()}/api/v10",
+        "DISCORD_TOKEN": "x",
+        "SEEDANCE_DATA_DIR": str(tmp_path / "data"),
+        "PYTHONPATH": str(REPO),
+    })
+    clean.update(env or {})
+    return subprocess.run([sys.executable, "-m", "tests.fakes.discord.run_bot", "run"],
+                          cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=30)
+
+
+def failure(result: subprocess.CompletedProcess[str]) -> str:
+    """The one `seedance-bot:` line; no traceback anywhere."""
+    assert "Traceback" not in result.stderr, result.stderr
+    mine = [ln for ln in result.stderr.splitlines() if ln.startswith("seedance-bot:")]
+    assert len(mine) == 1, result.stderr
+    return mine[0]
+
+
+def test_discord_unreachable_is_one_line_naming_the_host(tmp_path: Path) -> None:
+    port = closed_port()
+    result = run_bot(tmp_path, port=port)
+    assert result.returncode == 1
+    line = failure(result)
+    assert f"could not reach Discord at 127.0.0.1:{port}" in line and "check the network" in line
+
+
+def test_no_voice_warnings_but_other_logging_stays(tmp_path: Path) -> None:
+    result = run_bot(tmp_path)
+    assert "PyNaCl" not in result.stderr and "davey" not in result.stderr
+    assert f"INFO discord.client: {LOGIN}" in result.stderr  # discord.py's log still shows
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("0.0.0.0", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_a_taken_callback_port_is_refused_before_login(tmp_path: Path, taken_port: int) -> None:
+    result = run_bot(tmp_path, {"SEEDANCE_WEBHOOK_BASE_URL": "https://example.test",
+                                "SEEDANCE_WEBHOOK_PORT": str(taken_port)})
+    assert result.returncode == 2
+    line = failure(result)
+    assert f"SEEDANCE_WEBHOOK_PORT={taken_port} is already in use" in line
+    assert LOGIN not in result.stderr
+
+
+async def test_a_live_bot_on_the_same_database_is_refused_at_once(tmp_path: Path) -> None:
+    """This test process holds the lease, as a running bot on this host would: no waiting for
+    its ttl, no login."""
+    (tmp_path / "data").mkdir()
+    store = await Store.open(tmp_path / "data" / "seedance.sqlite3")
+    owner = f"{socket.gethostname()}:{os.getpid()}:test"
+    try:
+        assert await store.take_lease("engine", owner, until=time.time() + 600, now=time.time())
+        result = run_bot(tmp_path)
+    finally:
+        await store.close()
+    assert result.returncode == 1
+    line = failure(result)
+    assert f"Another seedance-bot ({owner}) is running on this database" in line
+    assert "SEEDANCE_DATA_DIR" in line and LOGIN not in result.stderr
+
+
+def test_a_data_dir_that_is_a_file_is_refused_before_login(tmp_path: Path) -> None:
+    (tmp_path / "data").write_text("not a folder")
+    result = run_bot(tmp_path)
+    assert result.returncode == 2
+    line = failure(result)
+    assert f"SEEDANCE_DATA_DIR={tmp_path / 'data'} is a file, not a folder" in line
+    assert LOGIN not in result.stderr
+
+
+def test_an_unknown_model_is_refused_before_login(tmp_path: Path) -> None:
+    result = run_bot(tmp_path, {"SEEDANCE_PROVIDER": "anyfast", "SEEDANCE_MODEL": "nosuch",
+                                "ANYFAST_API_KEY": "x",
+                                "ANYFAST_BASE_URL": f"http://127.0.0.1:{closed_port()}"})
+    assert result.returncode == 2
+    line = failure(result)
+    assert "SEEDANCE_MODEL=nosuch is not a model of SEEDANCE_PROVIDER=anyfast" in line
+    assert "seedance-2.0-mini or seedance" in line
+    assert LOGIN not in result.stderr
