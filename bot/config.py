@@ -122,11 +122,6 @@ class Settings(BaseSettings):
     def prices(self) -> dict[str, int]:
         return parse_prices(self.seedance_prices) if self.seedance_prices else dict(DEFAULT_PRICES)
 
-    def model_for(self, provider: str) -> str | None:
-        """SEEDANCE_MODEL when `provider` is SEEDANCE_PROVIDER's gateway; else None (that
-        gateway's default): a model id means nothing on another gateway."""
-        return self.seedance_model if provider == self.seedance_provider else None
-
     def network_policy(self) -> NetworkPolicy:
         """Where downloads of results and members' URLs may go (see bot/media/fetch.py)."""
         return NetworkPolicy.parse(self.seedance_private_hosts)
