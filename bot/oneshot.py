@@ -32,6 +32,12 @@ from bot.store import ACTIVE_STATES, WAITING_STATES, JobState, JobView, Store
 
 CLI_GUILD = "cli"
 
+
+def cli_inputs(settings: Settings) -> Path:
+    """The CLI's own downloaded inputs: the bot's retention must not sweep them (it knows
+    only its own database), nor the CLI's the bot's."""
+    return settings.data_dir / "cli_cache"
+
 Say = Callable[[str], None]
 
 
@@ -240,12 +246,13 @@ async def run_one(
             caps = provider.capabilities(options.model)
             # The CLI's user is the operator: their own private URLs may be inputs.
             request = await prepare(inputs, options, caps, http=http,
-                                    cache_dir=settings.data_dir / "cache",
+                                    cache_dir=cli_inputs(settings),
                                     max_bytes=settings.seedance_max_download_bytes,
                                     policy=settings.network_policy().trusting())
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             store = await Store.open(settings.data_dir / "cli.sqlite3")
-            engine = Engine(settings, store, delivery=delivery, providers=provider_for, http=http)
+            engine = Engine(settings, store, delivery=delivery, providers=provider_for, http=http,
+                            inputs_dir=cli_inputs(settings))
             try:
                 earlier = await store.jobs(ACTIVE_STATES | WAITING_STATES)
                 for old in earlier:
@@ -260,6 +267,9 @@ async def run_one(
                                            enforce_quota=False)
                 delivery.mine.add(job.id)
                 job = await engine.wait(job.id)
+                # The CLI has no daily loop: each run applies SEEDANCE_RETENTION_DAYS to the
+                # CLI's own earlier jobs (their copies under jobs/ and cache/).
+                await engine.cleanup()
                 for old in earlier:
                     now = await store.get_job(old.id)
                     if now is not None and not now.terminal:

@@ -30,7 +30,7 @@ from bot.models import TaskState
 from bot.providers import create_provider
 from bot.providers.base import Provider
 from bot.store import Store
-from bot.webhooks import CallbackReceiver, load_or_create_secret
+from bot.webhooks import CallbackReceiver, https_problem, load_or_create_secret
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,10 @@ class SeedanceBot(commands.AutoShardedBot):
             for name in PROVIDER_NAMES
             if name != "local" and self.settings.api_key(name)
         }
+        problem = https_problem(self.settings.seedance_webhook_base_url,
+                                [p.capabilities() for p in configured.values()])
+        if problem:
+            raise ConfigError(problem)
         receiver = CallbackReceiver(
             configured,
             sink,

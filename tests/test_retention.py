@@ -154,3 +154,19 @@ async def test_delete_my_data_leaves_nothing_of_the_users_jobs(local: Local,
                     *(str(Path(r.local_path or "").relative_to(data_dir))
                       for r in theirs_job.request.references)}
     assert set(after) == theirs_files
+
+
+async def test_the_bots_retention_leaves_the_clis_inputs_alone(local: Local,
+                                                              data_dir: Path) -> None:
+    """The bot and the CLI may share a data folder; each database's retention knows only its
+    own jobs, so each keeps its downloaded inputs in a folder of its own."""
+    from bot.oneshot import cli_inputs
+
+    cli_copy = cli_inputs(local.settings) / "an-input-of-a-running-cli-job"
+    cli_copy.parent.mkdir(parents=True)
+    cli_copy.write_bytes(b"png")
+    old = time.time() - 30 * DAY
+    os.utime(cli_copy, (old, old))
+    local.now[0] += 30 * DAY
+    await local.engine.cleanup()
+    assert cli_copy.exists() and cli_inputs(local.settings) != local.engine.inputs_dir

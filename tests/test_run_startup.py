@@ -119,3 +119,16 @@ def test_an_unknown_model_is_refused_before_login(tmp_path: Path) -> None:
     assert "SEEDANCE_MODEL=nosuch is not a model of SEEDANCE_PROVIDER=anyfast" in line
     assert "seedance-2.0-mini or seedance" in line
     assert LOGIN not in result.stderr
+
+
+def test_an_http_callback_url_is_refused_before_login_when_hiapi_needs_https(
+        tmp_path: Path) -> None:
+    """HiAPI calls back HTTPS URLs only: an http:// receiver would silently never hear from it
+    (issue 11, item 21)."""
+    result = run_bot(tmp_path, {"HIAPI_API_KEY": "k",
+                                "SEEDANCE_WEBHOOK_BASE_URL": "http://bot.example.com:8080",
+                                "SEEDANCE_WEBHOOK_PORT": str(closed_port())})
+    assert result.returncode == 2
+    line = failure(result)
+    assert "SEEDANCE_WEBHOOK_BASE_URL" in line and "https://" in line and "hiapi" in line
+    assert LOGIN not in result.stderr

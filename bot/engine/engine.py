@@ -136,6 +136,7 @@ class Engine:
         callbacks: CallbackUrls | None = None,
         poll_policy: PollPolicy | None = None,
         downloader: Downloader | None = None,
+        inputs_dir: Path | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -150,6 +151,7 @@ class Engine:
         self._callbacks = callbacks
         self._downloader = downloader
         self._policy = settings.network_policy()
+        self._inputs_dir = inputs_dir or settings.data_dir / "cache"
         self._fair = FairQueue()
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._scheduler: asyncio.Task[None] | None = None
@@ -462,8 +464,9 @@ class Engine:
 
     @property
     def inputs_dir(self) -> Path:
-        """Where downloaded inputs are kept (bot/intake.py writes there)."""
-        return self.settings.data_dir / "cache"
+        """Where this engine's downloaded inputs are kept (bot/intake.py writes there). Each
+        database has its own: retention deletes the copies no job of *its* database needs."""
+        return self._inputs_dir
 
     def _remove_files(self, job: JobView, kept: set[Path]) -> int:
         """The job's folder and its input copies under `inputs_dir` that no kept job needs."""
