@@ -83,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="start the Discord bot", description=RUN_DESCRIPTION,
                    epilog=RUN_EPILOG, formatter_class=_Help)
 
+    sample = sub.add_parser(
+        "sample", help="write sample inputs to try generate with",
+        description="Write two pictures, a 4 s clip and a tune (each within every gateway's "
+                    "limits) to try `generate` with, e.g. --first-frame DIR/image.png "
+                    "--last-frame DIR/image2.png, or --video DIR/clip.mp4.")
+    sample.add_argument("folder", nargs="?", default="samples", type=Path,
+                        help="where to write them (default: ./samples)")
+
     gen = sub.add_parser("generate", help="make one video without Discord",
                          description=GENERATE_DESCRIPTION, epilog=GENERATE_EPILOG,
                          formatter_class=_Help)
@@ -112,8 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--resolution", choices=[r.value for r in Resolution],
                      help="default: 720p where the model has it, else its lowest")
     gen.add_argument("--ratio", choices=[r.value for r in Ratio],
-                     help="default: adaptive where the model has it (follows the first image), "
-                          "else the fixed ratio nearest to the first image (16:9 without one)")
+                     help="default: adaptive where the model has it (follows the first image, "
+                          "else the first video), else the fixed ratio nearest to that (16:9 "
+                          "without one)")
     gen.add_argument("--no-audio", action="store_true",
                      help="no generated sound (default: sound on where the model makes it)")
     gen.add_argument("--seed", type=int,
@@ -392,6 +401,21 @@ def _run_bot() -> int:
     return run_bot(settings)
 
 
+def _sample(folder: Path) -> int:
+    from bot.media.samples import write_samples
+
+    try:
+        written = write_samples(folder)
+    except OSError as exc:
+        _say(f"seedance-bot: could not write samples to {folder}: {exc.strerror or exc}")
+        return EXIT_INVALID
+    for path in written:
+        print(path)
+    _say(f'try: seedance-bot generate "the sun sets over the hills" --first-frame '
+         f'{written[0]} --last-frame {written[1]} --out sunset.mp4')
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.command == "run" else logging.WARNING,
@@ -400,6 +424,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.command == "run":
         return _run_bot()
+    if args.command == "sample":
+        return _sample(args.folder)
     try:
         return asyncio.run(_generate(args))
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import subprocess
 import sys
@@ -458,3 +459,23 @@ def test_generate_help_shows_defaults_sources_and_exit_codes(tmp_path: Path) -> 
                    "https:// URL", "asset://ID", "exit codes:", "0 the video is written",
                    "1 the gateway or the network failed", "2 invalid input or configuration"):
         assert needle in text, needle
+
+
+def test_sample_inputs_work_in_every_mode_they_name(tmp_path: Path) -> None:
+    """A newcomer has no media at hand: `seedance-bot sample` writes inputs within every
+    gateway's limits, and the command it suggests works as printed."""
+    made = run_cli("sample", "samples", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    names = [Path(line).name for line in made.stdout.split()]
+    assert names == ["image.png", "image2.png", "clip.mp4", "tune.wav"]
+    suggested = made.stderr.strip().removeprefix("try: ").split()
+    assert suggested[:2] == ["seedance-bot", "generate"]
+    args = shlex.split(" ".join(suggested[2:]))
+    first_last = run_cli("generate", *args, "--duration", "4", "--resolution", "480p",
+                         cwd=tmp_path)
+    assert first_last.returncode == 0, first_last.stderr
+    assert measure(tmp_path / "sunset.mp4")["size"] == (864, 496)
+    reference = run_cli("generate", "@video1 to the rhythm of @audio1", "--video",
+                        "samples/clip.mp4", "--audio", "samples/tune.wav", "--out", "more.mp4",
+                        "--duration", "4", "--resolution", "480p", cwd=tmp_path)
+    assert reference.returncode == 0, reference.stderr
