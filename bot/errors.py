@@ -1,7 +1,8 @@
 """One error hierarchy for the whole core.
 
-Two families: `InvalidInput` (the user's request is wrong; nothing was sent or spent; exit 2)
-and `GatewayError` (a gateway or the network failed; exit 1). Gateway errors carry the
+Three families: `InvalidInput` (the user's request is wrong; nothing was sent or spent; exit 2),
+`Refusal` (the request is fine but a rule or a limit says no; nothing was spent; exit 2) and
+`GatewayError` (a gateway or the network failed; exit 1). Gateway errors carry the
 gateway's own reason, already scrubbed of secrets, and whether retrying can help.
 """
 
@@ -32,6 +33,12 @@ class InvalidInput(SeedanceError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = list(problems)
         super().__init__("; ".join(str(p) for p in self.problems))
+
+
+class Refusal(SeedanceError):
+    """A request the bot will not take, for a reason the person can act on: a block, a rule of
+    the server, a limit. Nothing was written or spent. The message is a sentence for them;
+    front ends show it as it is (the CLI exits 2)."""
 
 
 class ConfigError(SeedanceError):

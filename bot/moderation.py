@@ -13,39 +13,15 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 
+from bot.guild import ReviewMode
 from bot.store import TERMINAL_STATES, BlockRule, JobView, Store
 
 #: Longest rule an admin may add; long patterns are almost always a paste mistake.
 MAX_PATTERN = 200
 #: Characters people slip into words to dodge a filter (zero-width space, joiner, soft hyphen…).
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None)
-
-
-class ReviewMode(StrEnum):
-    """What moderators see before anyone else does."""
-
-    OFF = "off"
-    PROMPTS = "prompts"  # a prompt (and its files) waits for approval before generation
-    RESULTS = "results"  # a finished video waits for approval before it is posted
-    BOTH = "both"
-
-    @property
-    def prompts(self) -> bool:
-        return self in (ReviewMode.PROMPTS, ReviewMode.BOTH)
-
-    @property
-    def results(self) -> bool:
-        return self in (ReviewMode.RESULTS, ReviewMode.BOTH)
-
-    @classmethod
-    def of(cls, value: object) -> ReviewMode:
-        try:
-            return cls(str(value))
-        except ValueError:
-            return cls.OFF
 
 
 def normalise(text: str) -> str:

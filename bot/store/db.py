@@ -13,12 +13,13 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import aiosqlite
 
+from bot.guild import GuildSettings
 from bot.models import GenerationRequest
 from bot.store.leases import LeaseStore
 from bot.store.moderation import ModerationStore
@@ -441,37 +442,43 @@ class Store(ModerationStore, LeaseStore):
         return await self._atomic(body)
 
     # ---- guild settings -------------------------------------------------------------------
-    async def guild_settings(self, guild_id: str) -> dict[str, Any]:
+    async def guild_settings(self, guild_id: str) -> GuildSettings:
         rows = await self._read(
             "SELECT settings FROM guild_settings WHERE guild_id = ?", (guild_id,)
         )
-        return dict(json.loads(rows[0]["settings"])) if rows else {}
+        if not rows:
+            return GuildSettings()
+        return GuildSettings.from_stored(json.loads(rows[0]["settings"]), guild_id=guild_id)
 
-    async def set_guild_settings(
-        self, guild_id: str, values: Mapping[str, Any], *, now: float | None = None,
-        replace: bool = False,
-    ) -> dict[str, Any]:
-        """Merge `values` into the guild's settings (a None value removes the key)."""
+    async def all_guild_settings(self) -> dict[str, GuildSettings]:
+        """Every server that set anything (for sweeps over, e.g., servers with an audit log)."""
+        rows = await self._read("SELECT guild_id, settings FROM guild_settings ORDER BY guild_id")
+        return {r["guild_id"]: GuildSettings.from_stored(json.loads(r["settings"]),
+                                                         guild_id=r["guild_id"]) for r in rows}
+
+    async def update_guild_settings(
+        self, guild_id: str, change: Callable[[GuildSettings], GuildSettings], *,
+        now: float | None = None,
+    ) -> GuildSettings:
+        """Read, change and write a server's settings in one transaction (two admins at once
+        each see the other's change); `change` raises ValueError to refuse and write nothing."""
         stamp = time.time() if now is None else now
 
-        async def body(conn: aiosqlite.Connection) -> dict[str, Any]:
+        async def body(conn: aiosqlite.Connection) -> GuildSettings:
             async with conn.execute(
                 "SELECT settings FROM guild_settings WHERE guild_id = ?", (guild_id,)
             ) as cur:
                 row = await cur.fetchone()
-            current: dict[str, Any] = {} if replace or row is None else json.loads(row[0])
-            for key, value in values.items():
-                if value is None:
-                    current.pop(key, None)
-                else:
-                    current[key] = value
+            current = (GuildSettings.from_stored(json.loads(row[0]), guild_id=guild_id)
+                       if row else GuildSettings())
+            new = change(current)
             await conn.execute(
                 "INSERT INTO guild_settings (guild_id, settings, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (guild_id) DO UPDATE SET settings = excluded.settings,"
                 " updated_at = excluded.updated_at",
-                (guild_id, json.dumps(current), stamp),
+                (guild_id, json.dumps(new.stored()), stamp),
             )
-            return current
+            return new
 
         return await self._atomic(body)
 

@@ -260,13 +260,6 @@ class ModerationStore:
             (*wanted, updated_since, *([] if guild_id is None else [guild_id]), kind))
         return [self._job_from_row(r) for r in rows]
 
-    async def guilds_with_setting(self, key: str) -> dict[str, dict[str, Any]]:
-        """The settings of every guild where `key` is set (e.g. an audit channel)."""
-        rows = await self._read(
-            "SELECT guild_id, settings FROM guild_settings"
-            " WHERE json_extract(settings, '$.' || ?) IS NOT NULL", (key,))
-        return {r["guild_id"]: dict(json.loads(r["settings"])) for r in rows}
-
     # ---- export and forgetting ------------------------------------------------------------
     async def jobs_between(self, guild_id: str, since: float, until: float) -> list[JobView]:
         """The guild's jobs asked for in [since, until), oldest first (the CSV export)."""
