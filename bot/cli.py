@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from bot.config import DEFAULT_BASE_URLS, PROVIDER_NAMES, Settings, load_settings
-from bot.errors import ConfigError, GatewayError, InvalidInput, SeedanceError, scrub
+from bot.errors import ConfigError, GatewayError, InvalidInput, Refusal, SeedanceError, scrub
 from bot.intake import MediaInput, RequestOptions
 from bot.models import MediaKind, Ratio, RequestedMode, Resolution, Role
 
@@ -341,6 +341,9 @@ async def _generate(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     except ConfigError as exc:
         _say(f"seedance-bot: configuration: {exc}", settings)
+        return EXIT_INVALID
+    except Refusal as exc:  # a rule or a limit said no; nothing was sent or spent
+        _say(f"seedance-bot: {exc} Nothing was sent.", settings)
         return EXIT_INVALID
     except JobFailed as exc:
         hint = failure_hint(exc.kind, str(exc), exc.provider, settings)

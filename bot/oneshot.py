@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,13 +24,12 @@ import httpx
 from bot.config import DEFAULT_BASE_URLS, Settings
 from bot.engine import Engine, EventKind, JobEvent, JobResult
 from bot.errors import InvalidInput, Problem, SeedanceError
-from bot.intake import MediaInput, RequestOptions, prepare
+from bot.intake import MediaInput, RequestOptions
 from bot.models import Ratio, nearest_ratio
-from bot.providers import create_provider, model_refusal
+from bot.providers import create_provider
 from bot.providers.base import Provider
+from bot.service import Requester, Services
 from bot.store import ACTIVE_STATES, WAITING_STATES, JobState, JobView, Store
-
-CLI_GUILD = "cli"
 
 
 def cli_inputs(settings: Settings) -> Path:
@@ -239,32 +238,31 @@ async def run_one(
             return providers[name]
 
         try:
-            provider = provider_for(provider_name)
-            refusal = model_refusal(provider, options.model)
-            if refusal:
-                raise InvalidInput([Problem(model_subject, refusal)])
-            caps = provider.capabilities(options.model)
-            # The CLI's user is the operator: their own private URLs may be inputs.
-            request = await prepare(inputs, options, caps, http=http,
-                                    cache_dir=cli_inputs(settings),
-                                    max_bytes=settings.seedance_max_download_bytes,
-                                    policy=settings.network_policy().trusting())
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             store = await Store.open(settings.data_dir / "cli.sqlite3")
             engine = Engine(settings, store, delivery=delivery, providers=provider_for, http=http,
                             inputs_dir=cli_inputs(settings))
+            videos = Services.build(settings, store, engine, provider_for, http).videos
             try:
                 earlier = await store.jobs(ACTIVE_STATES | WAITING_STATES)
+                context = {"out": str(out.resolve())}
+                if last_frame_out is not None:
+                    context["last_frame_out"] = str(last_frame_out.resolve())
+                try:
+                    # The same use case as /video (the same checks and refusals); the
+                    # operator's own files may come from their own network.
+                    made = await videos.make(
+                        Requester.operator(getpass.getuser()), inputs,
+                        replace(options, provider=provider_name), context=context)
+                except InvalidInput as exc:
+                    raise InvalidInput([
+                        Problem(model_subject, p.message) if p.subject == "model" else p
+                        for p in exc.problems]) from None
                 for old in earlier:
                     delivery.say("seedance-bot: finishing an interrupted job from earlier: "
                                  f"writing {old.context.get('out', old.id)}")
                 await engine.start()
-                context = {"out": str(out.resolve())}
-                if last_frame_out is not None:
-                    context["last_frame_out"] = str(last_frame_out.resolve())
-                job = await engine.enqueue(request, guild_id=CLI_GUILD, channel_id=CLI_GUILD,
-                                           user_id=getpass.getuser(), context=context,
-                                           enforce_quota=False)
+                job = made.job
                 delivery.mine.add(job.id)
                 job = await engine.wait(job.id)
                 # The CLI has no daily loop: each run applies SEEDANCE_RETENTION_DAYS to the

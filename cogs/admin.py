@@ -1,24 +1,27 @@
 """`/seedance-admin …`: a server's own settings, for people with Manage Server.
 
-The group's default permissions hide it from others, and every command checks Manage Server
-again at run time (server admins can change who sees a command, not who may run it here).
+The group's default permissions hide it from others, every command checks Manage Server again
+at run time (server admins can change who sees a command, not who may run it here), and the
+AdminService (bot/service/admin.py) checks it a third time and makes every decision; this cog
+only parses options and renders answers. A refused setting raises a `Refusal`, which the
+command tree (cogs/app.py) answers privately.
 """
 
 from __future__ import annotations
 
 import io
-import time
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.errors import Refusal
+from bot.guild import ReviewMode
 from bot.models import Resolution
-from bot.moderation import jobs_csv, matching_rule, rule_problem
-from bot.store import QuotaLimitRow
-from cogs.texts import clip
+from bot.service import AdminService, Overview, Requester
+from cogs.utils.core import requester_of
+from cogs.utils.texts import clip, limits_line
 
 if TYPE_CHECKING:
     from cogs.app import SeedanceBot
@@ -30,6 +33,32 @@ def _manage_guild() -> Any:
     return app_commands.checks.has_permissions(manage_guild=True)
 
 
+def overview_text(o: Overview) -> str:
+    s = o.settings
+    lines = [
+        f"**Provider:** {o.provider} · model {o.model or 'default'}",
+        f"**Defaults:** resolution {s.resolution.value if s.resolution else 'model default'}, "
+        f"duration {s.duration or 'model default'} s, "
+        f"audio {'on' if s.audio is None else ('on' if s.audio else 'off')}",
+        "**Channels:** " + (", ".join(f"<#{c}>" for c in s.allowed_channels) or "all"),
+        "**Roles:** " + (", ".join(f"<@&{r}>" for r in s.allowed_roles) or "everyone"),
+        f"**Default quotas:** {o.user_daily} credits per user per day, "
+        f"{o.guild_monthly} per server per month",
+        f"**Limits:** {limits_line(o.limits)}",
+        f"**Moderation:** {s.moderation.value}"
+        + (f" · cards in <#{s.mod_channel}>" if s.mod_channel else ""),
+        "**Audit log:** " + (f"<#{s.audit_channel}>" if s.audit_channel else "off"),
+        f"**Rate limit:** {s.rate_per_minute} per user per minute" if s.rate_per_minute
+        else "**Rate limit:** off",
+        f"**Blocklist:** {o.rules} rules · **blocked members:** {o.blocked}",
+    ]
+    for row in o.quotas:
+        who = {"user": f"<@{row.subject_id}>", "role": f"<@&{row.subject_id}>",
+               "guild": "this server", "event": f"event {row.subject_id}"}[row.scope]
+        lines.append(f"• {who}: {row.credits} credits per {row.window}")
+    return "\n".join(lines)
+
+
 @app_commands.default_permissions(manage_guild=True)
 @app_commands.guild_only()
 class Admin(commands.GroupCog, group_name="seedance-admin",
@@ -38,83 +67,52 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
         self.bot = bot
         super().__init__()
 
+    @property
+    def admin(self) -> AdminService:
+        return self.bot.core.services.admin
+
     async def _reply(self, interaction: discord.Interaction[Any], text: str) -> None:
         await interaction.response.send_message(clip(text, 2000), ephemeral=True,
                                                 allowed_mentions=discord.AllowedMentions.none())
 
-    def _gid(self, interaction: discord.Interaction[Any]) -> str:
-        return str(interaction.guild_id)
+    def _who(self, interaction: discord.Interaction[Any]) -> Requester:
+        return requester_of(interaction)
 
     @app_commands.command(name="show", description="Show this server's settings and quotas")
     @_manage_guild()
     async def show(self, interaction: discord.Interaction[Any]) -> None:
-        gid = self._gid(interaction)
-        settings = await self.bot.store.guild_settings(gid)
-        limits = await self.bot.store.quota_limits(gid)
-        s = self.bot.settings
-        lines = [
-            f"**Provider:** {settings.get('provider', s.seedance_provider)}"
-            f" · model {settings.get('model') or s.seedance_model or 'default'}",
-            f"**Defaults:** resolution {settings.get('resolution', 'model default')}, "
-            f"duration {settings.get('duration', 'model default')} s, "
-            f"audio {settings.get('audio', 'on')}",
-            "**Channels:** " + (", ".join(f"<#{c}>" for c in settings.get("allowed_channels", []))
-                                or "all"),
-            "**Roles:** " + (", ".join(f"<@&{r}>" for r in settings.get("allowed_roles", []))
-                             or "everyone"),
-            f"**Default quotas:** {s.seedance_user_daily_credits} credits per user per day, "
-            f"{s.seedance_guild_monthly_credits} per server per month",
-        ]
-        mode = settings.get("moderation", "off")
-        lines.append(f"**Moderation:** {mode}"
-                     + (f" · cards in <#{settings['mod_channel']}>"
-                        if settings.get("mod_channel") else ""))
-        lines.append("**Audit log:** " + (f"<#{settings['audit_channel']}>"
-                                          if settings.get("audit_channel") else "off"))
-        per_minute = settings.get("rate_per_minute")
-        lines.append(f"**Rate limit:** {per_minute} per user per minute" if per_minute
-                     else "**Rate limit:** off")
-        rules = await self.bot.store.block_rules(gid)
-        blocks = await self.bot.store.user_blocks(gid)
-        lines.append(f"**Blocklist:** {len(rules)} rules · **blocked members:** {len(blocks)}")
-        for row in limits:
-            who = {"user": f"<@{row.subject_id}>", "role": f"<@&{row.subject_id}>",
-                   "guild": "this server", "event": f"event {row.subject_id}"}[row.scope]
-            lines.append(f"• {who}: {row.credits} credits per {row.window}")
-        await self._reply(interaction, "\n".join(lines))
+        await self._reply(interaction, overview_text(await self.admin.overview(
+            self._who(interaction))))
 
     @app_commands.command(name="quota-user", description="Daily credits for one member")
     @app_commands.describe(credits="Credits per UTC day; -1 removes the override")
     @_manage_guild()
     async def quota_user(self, interaction: discord.Interaction[Any], member: discord.Member,
                          credits: app_commands.Range[int, -1, 1_000_000]) -> None:
-        await self._set_limit(interaction, "user", str(member.id), credits, "day",
-                              f"{member.mention}")
+        await self._set_quota(interaction, "user", str(member.id), credits, member.mention)
 
     @app_commands.command(name="quota-role", description="Daily credits for members of a role")
     @app_commands.describe(credits="Credits per UTC day; -1 removes the override")
     @_manage_guild()
     async def quota_role(self, interaction: discord.Interaction[Any], role: discord.Role,
                          credits: app_commands.Range[int, -1, 1_000_000]) -> None:
-        await self._set_limit(interaction, "role", str(role.id), credits, "day", role.mention)
+        await self._set_quota(interaction, "role", str(role.id), credits, role.mention)
 
     @app_commands.command(name="quota-server", description="Monthly credits for the server")
     @app_commands.describe(credits="Credits per UTC month; -1 restores the default")
     @_manage_guild()
     async def quota_server(self, interaction: discord.Interaction[Any],
                            credits: app_commands.Range[int, -1, 100_000_000]) -> None:
-        await self._set_limit(interaction, "guild", "", credits, "month", "this server")
+        await self._set_quota(interaction, "guild", "", credits, "this server")
 
-    async def _set_limit(self, interaction: discord.Interaction[Any], scope: str, subject: str,
-                         credits: int, window: str, who: str) -> None:
-        gid = self._gid(interaction)
+    async def _set_quota(self, interaction: discord.Interaction[Any], scope: str, subject: str,
+                         credits: int, who: str) -> None:
+        changed = await self.admin.set_quota(self._who(interaction), scope, subject, credits)
         if credits < 0:
-            removed = await self.bot.store.delete_quota_limit(scope, gid, subject)
-            await self._reply(interaction, f"Removed the limit for {who}." if removed
+            await self._reply(interaction, f"Removed the limit for {who}." if changed
                               else f"{who} had no limit of their own.")
             return
-        await self.bot.store.set_quota_limit(
-            QuotaLimitRow(scope, gid, subject, credits, window), now=time.time())
+        window = "month" if scope == "guild" else "day"
         await self._reply(interaction, f"{who}: {credits} credits per {window} (UTC).")
 
     @app_commands.command(name="provider", description="Gateway and model for this server")
@@ -124,13 +122,7 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
         provider: Literal["local", "anyfast", "runware", "magnific", "hiapi"],
         model: str | None = None,
     ) -> None:
-        try:
-            caps = self.bot.provider(provider).capabilities(model)
-        except Exception as exc:  # a missing key or unknown model: say which
-            await self._reply(interaction, f"Can't use {provider}: {exc}")
-            return
-        await self.bot.store.set_guild_settings(self._gid(interaction),
-                                                {"provider": provider, "model": model})
+        caps = await self.admin.set_provider(self._who(interaction), provider, model)
         await self._reply(interaction, f"Videos here now use **{caps.provider}** · {caps.model}.")
 
     @app_commands.command(name="defaults", description="Default resolution, duration and audio")
@@ -141,48 +133,52 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
         duration: app_commands.Range[int, 4, 15] | None = None,
         audio: bool | None = None,
     ) -> None:
-        values: dict[str, Any] = {}
-        if resolution:
-            values["resolution"] = Resolution(resolution).value
-        if duration:
-            values["duration"] = duration
-        if audio is not None:
-            values["audio"] = audio
-        current = await self.bot.store.set_guild_settings(self._gid(interaction), values)
-        shown = {k: current[k] for k in ("resolution", "duration", "audio") if k in current}
+        current = await self.admin.set_defaults(
+            self._who(interaction), resolution=Resolution(resolution) if resolution else None,
+            duration=duration, audio=audio)
+        shown = {k: v for k, v in (("resolution", current.resolution and current.resolution.value),
+                                   ("duration", current.duration), ("audio", current.audio))
+                 if v is not None}
         await self._reply(interaction, f"Defaults: {shown or 'the model defaults'}.")
+
+    @app_commands.command(name="limits", description="How many videos run and wait at once")
+    @app_commands.describe(
+        running="Videos of this server made at once (0: the bot's default)",
+        queued="Videos of this server waiting at once (0: the bot's default)",
+        member_running="Videos of one member made at once (0: the bot's default)",
+        member_queued="Videos of one member waiting at once (0: the bot's default)",
+    )
+    @_manage_guild()
+    async def limits(
+        self, interaction: discord.Interaction[Any],
+        running: app_commands.Range[int, 0, 1000] | None = None,
+        queued: app_commands.Range[int, 0, 10_000] | None = None,
+        member_running: app_commands.Range[int, 0, 1000] | None = None,
+        member_queued: app_commands.Range[int, 0, 10_000] | None = None,
+    ) -> None:
+        who = self._who(interaction)
+        current = await self.admin.set_limits(who, running=running, queued=queued,
+                                              user_running=member_running,
+                                              user_queued=member_queued)
+        await self._reply(interaction, limits_line(self.admin.effective_limits(current)))
 
     @app_commands.command(name="channels", description="Channels where /video may be used")
     @_manage_guild()
     async def channels(self, interaction: discord.Interaction[Any], action: ListAction,
                        channel: discord.TextChannel | None = None) -> None:
-        await self._edit_list(interaction, "allowed_channels", action,
-                              str(channel.id) if channel else None, "<#{}>", "all channels")
+        allowed = await self.admin.edit_list(self._who(interaction), "allowed_channels", action,
+                                             str(channel.id) if channel else None)
+        await self._reply(interaction, "Allowed: "
+                          + (", ".join(f"<#{c}>" for c in allowed) or "all channels") + ".")
 
     @app_commands.command(name="roles", description="Roles allowed to use /video")
     @_manage_guild()
     async def roles(self, interaction: discord.Interaction[Any], action: ListAction,
                     role: discord.Role | None = None) -> None:
-        await self._edit_list(interaction, "allowed_roles", action,
-                              str(role.id) if role else None, "<@&{}>", "everyone")
-
-    async def _edit_list(self, interaction: discord.Interaction[Any], key: str,
-                         action: str, item: str | None, fmt: str, empty: str) -> None:
-        gid = self._gid(interaction)
-        current = [str(x) for x in (await self.bot.store.guild_settings(gid)).get(key, [])]
-        if action != "clear" and item is None:
-            await self._reply(interaction, f"Say which one to {action}.")
-            return
-        if action == "clear" or item is None:
-            current = []
-        elif action == "add" and item not in current:
-            current.append(item)
-        elif action == "remove" and item in current:
-            current.remove(item)
-        await self.bot.store.set_guild_settings(gid, {key: current or None})
-        shown = ", ".join(fmt.format(x) for x in current) or empty
-        await self._reply(interaction, f"Allowed: {shown}.")
-
+        allowed = await self.admin.edit_list(self._who(interaction), "allowed_roles", action,
+                                             str(role.id) if role else None)
+        await self._reply(interaction, "Allowed: "
+                          + (", ".join(f"<@&{r}>" for r in allowed) or "everyone") + ".")
 
     # ---- moderation -----------------------------------------------------------------------
     @app_commands.command(name="moderation",
@@ -194,22 +190,17 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
     async def moderation(self, interaction: discord.Interaction[Any],
                          mode: Literal["off", "prompts", "results", "both"],
                          channel: discord.TextChannel | None = None) -> None:
-        gid = self._gid(interaction)
-        current = await self.bot.store.guild_settings(gid)
-        target = str(channel.id) if channel else current.get("mod_channel")
-        if mode != "off" and not target:
-            await self._reply(interaction, "Say which channel the moderators use "
-                              "(`channel:`); review cards go there.")
-            return
-        await self.bot.store.set_guild_settings(gid, {"moderation": mode, "mod_channel": target})
-        if mode == "off":
+        current = await self.admin.set_moderation(self._who(interaction), ReviewMode(mode),
+                                                  str(channel.id) if channel else None)
+        if current.moderation is ReviewMode.OFF:
             await self._reply(interaction, "Moderation is off: videos post without review.")
             return
-        what = {"prompts": "prompts are approved before anything is generated",
-                "results": "videos are approved before they are posted",
-                "both": "prompts are approved before generating, and videos before posting"}[mode]
-        await self._reply(interaction, f"Moderation on: {what}. Cards go to <#{target}>; "
-                          "people with Manage Messages can decide.")
+        what = {ReviewMode.PROMPTS: "prompts are approved before anything is generated",
+                ReviewMode.RESULTS: "videos are approved before they are posted",
+                ReviewMode.BOTH: "prompts are approved before generating, and videos before "
+                                 "posting"}[current.moderation]
+        await self._reply(interaction, f"Moderation on: {what}. Cards go to "
+                          f"<#{current.mod_channel}>; people with Manage Messages can decide.")
 
     @app_commands.command(name="audit-channel",
                           description="Where one entry per finished job is logged")
@@ -217,15 +208,10 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
     @_manage_guild()
     async def audit_channel(self, interaction: discord.Interaction[Any],
                             channel: discord.TextChannel | None = None) -> None:
-        gid = self._gid(interaction)
-        if channel is None:
-            await self.bot.store.set_guild_settings(gid, {"audit_channel": None,
-                                                          "audit_since": None})
-            await self._reply(interaction, "The audit log is off.")
-            return
-        await self.bot.store.set_guild_settings(
-            gid, {"audit_channel": str(channel.id), "audit_since": time.time()})
-        await self._reply(interaction, f"Finished jobs are logged in {channel.mention}.")
+        await self.admin.set_audit_channel(self._who(interaction),
+                                           str(channel.id) if channel else None)
+        await self._reply(interaction, f"Finished jobs are logged in {channel.mention}."
+                          if channel else "The audit log is off.")
 
     @app_commands.command(name="blocklist-add", description="Refuse prompts with a word or regex")
     @app_commands.describe(kind="word: whole words or a phrase, any case; regex: Python syntax",
@@ -234,41 +220,30 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
     async def blocklist_add(self, interaction: discord.Interaction[Any],
                             kind: Literal["word", "regex"],
                             pattern: app_commands.Range[str, 1, 200]) -> None:
-        problem = rule_problem(kind, pattern)
-        if problem:
-            await self._reply(interaction, problem)
-            return
-        rule = await self.bot.store.add_block_rule(
-            self._gid(interaction), kind, pattern, added_by=str(interaction.user.id),
-            now=time.time())
-        if rule is None:
-            await self._reply(interaction, "That rule exists already.")
-            return
+        rule = await self.admin.add_rule(self._who(interaction), kind, pattern)
         await self._reply(interaction, f"Added rule #{rule.id} ({kind}): `{clip(pattern, 200)}`.")
 
     @app_commands.command(name="blocklist-remove", description="Remove a blocklist rule")
     @_manage_guild()
     async def blocklist_remove(self, interaction: discord.Interaction[Any],
                                rule: app_commands.Range[int, 1]) -> None:
-        removed = await self.bot.store.remove_block_rule(self._gid(interaction), rule)
+        removed = await self.admin.remove_rule(self._who(interaction), rule)
         await self._reply(interaction, f"Removed rule #{rule} (`{clip(removed.pattern, 200)}`)."
                           if removed else f"There is no rule #{rule} on this server.")
 
     @app_commands.command(name="blocklist", description="List the blocklist rules")
     @_manage_guild()
     async def blocklist(self, interaction: discord.Interaction[Any]) -> None:
-        rules = await self.bot.store.block_rules(self._gid(interaction))
-        if not rules:
-            await self._reply(interaction, "No blocklist rules.")
-            return
-        lines = [f"#{r.id} · {r.kind} · `{clip(r.pattern, 120)}`" for r in rules]
-        await self._reply(interaction, "\n".join(lines))
+        rules = await self.admin.rules(self._who(interaction))
+        await self._reply(interaction, "\n".join(
+            f"#{r.id} · {r.kind} · `{clip(r.pattern, 120)}`" for r in rules)
+            or "No blocklist rules.")
 
     @app_commands.command(name="blocklist-test", description="Which rule, if any, a text breaks")
     @_manage_guild()
     async def blocklist_test(self, interaction: discord.Interaction[Any],
                              text: app_commands.Range[str, 1, 2000]) -> None:
-        rule = matching_rule(await self.bot.store.block_rules(self._gid(interaction)), text)
+        rule = await self.admin.test_rule(self._who(interaction), text)
         await self._reply(interaction, "No rule matches; that prompt would be accepted."
                           if rule is None else
                           f"Refused by rule #{rule.id} ({rule.kind}): `{clip(rule.pattern, 200)}`.")
@@ -277,8 +252,7 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
     @_manage_guild()
     async def block(self, interaction: discord.Interaction[Any], member: discord.Member,
                     reason: app_commands.Range[str, 1, 300]) -> None:
-        await self.bot.store.set_user_block(self._gid(interaction), str(member.id), reason,
-                                            blocked_by=str(interaction.user.id), now=time.time())
+        await self.admin.block(self._who(interaction), str(member.id), reason)
         await self._reply(interaction, f"{member.mention} can no longer make videos here "
                           f"(they are told: {reason}).")
 
@@ -286,7 +260,7 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
     @_manage_guild()
     async def unblock(self, interaction: discord.Interaction[Any],
                       member: discord.Member) -> None:
-        removed = await self.bot.store.remove_user_block(self._gid(interaction), str(member.id))
+        removed = await self.admin.unblock(self._who(interaction), str(member.id))
         await self._reply(interaction, f"{member.mention} may make videos again." if removed
                           else f"{member.mention} was not blocked.")
 
@@ -295,8 +269,7 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
     @_manage_guild()
     async def rate_limit(self, interaction: discord.Interaction[Any],
                          per_minute: app_commands.Range[int, 0, 60]) -> None:
-        await self.bot.store.set_guild_settings(self._gid(interaction),
-                                                {"rate_per_minute": per_minute or None})
+        await self.admin.set_rate_limit(self._who(interaction), per_minute)
         await self._reply(interaction, f"At most {per_minute} per member per minute."
                           if per_minute else "No rate limit (quotas still apply).")
 
@@ -306,23 +279,16 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
     @_manage_guild()
     async def export(self, interaction: discord.Interaction[Any], since: str,
                      until: str) -> None:
-        try:
-            start = datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=UTC)
-            end = datetime.strptime(until, "%Y-%m-%d").replace(tzinfo=UTC) + timedelta(days=1)
-        except ValueError:
-            await self._reply(interaction, "Dates look like 2026-11-01 (year-month-day, UTC).")
-            return
-        if end <= start:
-            await self._reply(interaction, "`until` must not be before `since`.")
-            return
         await interaction.response.defer(ephemeral=True, thinking=True)
-        jobs = await self.bot.store.jobs_between(self._gid(interaction), start.timestamp(),
-                                                 end.timestamp())
-        data = jobs_csv(jobs).encode("utf-8")
-        name = f"seedance-jobs-{since}-to-{until}.csv"
+        try:
+            export = await self.admin.export(self._who(interaction), since, until)
+        except Refusal as exc:
+            await interaction.followup.send(str(exc), ephemeral=True)
+            return
         await interaction.followup.send(
-            f"{len(jobs)} jobs from {since} to {until} (UTC).",
-            file=discord.File(io.BytesIO(data), filename=name), ephemeral=True)
+            f"{export.jobs} jobs from {since} to {until} (UTC).",
+            file=discord.File(io.BytesIO(export.data), filename=export.filename),
+            ephemeral=True)
 
 
 async def setup(bot: SeedanceBot) -> None:

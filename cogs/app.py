@@ -1,8 +1,10 @@
 """The Discord bot: one `AutoShardedBot` subclass whose `setup_hook` builds the shared parts.
 
-Modelled on RoboDanny: resources (HTTP client, store, engine, callback receiver) are built once
-in `setup_hook`, cogs are extensions, persistent buttons are dynamic items so they work for
-messages posted before a restart. Intents are limited to what is used (guilds only: slash
+Modelled on RoboDanny: resources (HTTP client, store, engine, services, callback receiver) are
+built once, hung on the bot as `core` (cogs/utils/core.py), and cogs are extensions loaded by
+name, so this module imports no cog and no cog imports another. Persistent buttons are dynamic
+items, so they work for messages posted before a restart. One `CommandTree` subclass answers
+every command error (as Red does). Intents are limited to what is used (guilds only: slash
 commands and buttons arrive as interactions and need no privileged intents).
 """
 
@@ -14,36 +16,89 @@ import errno
 import logging
 import sys
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 import discord
 import httpx
+from discord import app_commands
 from discord.ext import commands, tasks
 
 from bot.config import PROVIDER_NAMES, Settings
-from bot.engine import Engine
+from bot.engine import Engine, QuotaExceeded
 from bot.engine.engine import CallbackUrls
-from bot.errors import ConfigError, scrub
+from bot.errors import ConfigError, InvalidInput, Refusal, SeedanceError, scrub
 from bot.lease import Lease, LeaseHeld
 from bot.models import TaskState
 from bot.providers import create_provider
 from bot.providers.base import Provider
+from bot.service import Services
 from bot.store import Store
 from bot.webhooks import CallbackReceiver, https_problem, load_or_create_secret
+from cogs.utils.cards import ModButton
+from cogs.utils.core import Core, cdn_hosts
+from cogs.utils.delivery import DiscordDelivery
+from cogs.utils.texts import refusal_text
+from cogs.utils.views import ForgetButton, JobButton
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("cogs.video", "cogs.info", "cogs.admin", "cogs.buttons", "cogs.moderation",
-              "cogs.events", "cogs.privacy", "cogs.errors")
+EXTENSIONS = ("cogs.video", "cogs.info", "cogs.admin", "cogs.moderation", "cogs.events",
+              "cogs.privacy")
+
+
+def describe(error: app_commands.AppCommandError) -> str:
+    """A command error as the person sees it: never internals or secrets."""
+    original = getattr(error, "original", error)
+    if isinstance(error, app_commands.MissingPermissions):
+        return "You need the **Manage Server** permission for that."
+    if isinstance(error, app_commands.CommandOnCooldown):
+        return f"Slow down: try again in {error.retry_after:.0f} s."
+    if isinstance(error, app_commands.NoPrivateMessage):
+        return "That works only in a server."
+    if isinstance(error, app_commands.CheckFailure):
+        return "You can't use that here."
+    if isinstance(original, InvalidInput | Refusal | QuotaExceeded):
+        return refusal_text(original)
+    if isinstance(original, SeedanceError):
+        return str(original)
+    return "Something went wrong on our side; it has been logged. Please try again."
+
+
+class SeedanceTree(app_commands.CommandTree[Any]):
+    """One place for app-command errors: an ephemeral answer, or the channel when the
+    interaction has expired. Core errors already carry a sentence for a person; anything else
+    is logged with its traceback and the person gets a short apology."""
+
+    async def on_error(self, interaction: discord.Interaction[Any],
+                       error: app_commands.AppCommandError) -> None:
+        original = getattr(error, "original", error)
+        if not isinstance(original, SeedanceError | app_commands.CheckFailure):
+            log.error("command %s failed", interaction.command and interaction.command.name,
+                      exc_info=original)
+        settings: Settings | None = getattr(interaction.client, "settings", None)
+        text = scrub(describe(error), settings.secrets() if settings else ())
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True)
+            else:
+                await interaction.response.send_message(text, ephemeral=True)
+        except discord.HTTPException:
+            # The interaction expired (10062) or its token died: say it in the channel.
+            channel = interaction.channel
+            if isinstance(channel, discord.abc.Messageable):
+                await channel.send(f"{interaction.user.mention} {text}",
+                                   allowed_mentions=discord.AllowedMentions(users=True))
 
 
 class SeedanceBot(commands.AutoShardedBot):
-    """The bot. `engine`, `store` and `http_client` exist once `setup_hook` has run."""
+    """The bot. `core` (store, engine, services) exists once `setup_hook` has run."""
 
     engine: Engine
     store: Store
     http_client: httpx.AsyncClient
+    core: Core
 
     def __init__(self, settings: Settings) -> None:
         # The bot has no voice: without this discord.py warns at every start that PyNaCl and
@@ -58,6 +113,7 @@ class SeedanceBot(commands.AutoShardedBot):
             intents=intents,
             help_command=None,
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
+            tree_cls=SeedanceTree,
         )
         self.settings = settings
         self._providers: dict[str, Provider] = {}
@@ -95,17 +151,19 @@ class SeedanceBot(commands.AutoShardedBot):
 
     async def setup_hook(self) -> None:
         """After logging in: the engine (its deliveries post to Discord), cogs, commands."""
-        from cogs.delivery import DiscordDelivery
-
         await self.prepare()  # done already when started by run_bot
         self.engine = Engine(
             self.settings,
             self.store,
-            delivery=DiscordDelivery(self),
+            delivery=DiscordDelivery(self, self.settings, self.store),
             providers=self.provider,
             http=self.http_client,
             callbacks=self._callbacks,
         )
+        services = Services.build(self.settings, self.store, self.engine, self.provider,
+                                  self.http_client, member_hosts=cdn_hosts(self.settings))
+        self.core = Core(self.settings, self.store, self.engine, services, self.http_client)
+        self.add_dynamic_items(JobButton, ModButton, ForgetButton)
         for ext in EXTENSIONS:
             await self.load_extension(ext)
         await self.engine.start()

@@ -1,12 +1,14 @@
 """`/event …`: a time-boxed contest in one channel, with its own credits and a gallery thread.
 
-- `start` writes the event row *before* creating the gallery thread, so a crash can never leave
-  a thread nobody knows about; a thread made just before a crash is adopted at the next start.
+The rules (length, review, one event per channel, when a summary is due) are the EventService's
+(bot/service/events.py); this cog creates the gallery thread, posts and renders:
+- `start` has the service write the event row *before* creating the gallery thread, so a crash
+  can never leave a thread nobody knows about; a thread made just before a crash is adopted at
+  the next start.
 - Intake closes at the end time even across restarts: `/video` refuses once it has passed, and
-  a 15 s loop closes due events and posts their summaries (`store.events_due`).
-- The summary waits (up to `SUMMARY_GRACE`) for entries still being made, so its numbers are
-  the final ones; it carries a nonce derived from the event id and its message id is stored
-  only after posting, so a crash in between re-posts nothing.
+  a 15 s loop closes due events and posts their summaries.
+- The summary carries a nonce derived from the event id and its message id is stored only
+  after posting, so a crash in between re-posts nothing.
 
 `/event status` is for everyone, so the group has no default permissions (Discord applies
 them to a whole command); `start` and `end` check Manage Server at run time.
@@ -18,36 +20,25 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from typing import TYPE_CHECKING, Any, Literal
 
 import discord
 from discord import app_commands
 from discord.ext import commands, tasks
 
-from bot.moderation import ReviewMode
-from bot.store import TERMINAL_STATES, EventRow, EventStats, JobState
-from cogs.texts import clip, duration_words, timestamp
+from bot.errors import Refusal
+from bot.guild import ReviewMode
+from bot.service import EventService, intake_closed_at
+from bot.service.events import UNPOSTABLE, ChannelBusy
+from bot.store import EventRow, EventStats
+from cogs.utils.core import requester_of
+from cogs.utils.messaging import NO_PINGS, event_nonce
+from cogs.utils.texts import clip, duration_words, timestamp
 
 if TYPE_CHECKING:
     from cogs.app import SeedanceBot
 
 log = logging.getLogger(__name__)
-
-NO_PINGS = discord.AllowedMentions.none()
-#: Longest event a server can run; longer ones are almost always a typo.
-MAX_SECONDS = 30 * 86400
-#: How long a summary waits for entries still being made when intake closes.
-SUMMARY_GRACE = 30 * 60
-#: A thread-less open event older than this lost its thread reference in a crash.
-ORPHAN_AFTER = 60
-#: `summary_ref` of an event whose start failed: there is nothing to summarise.
-NO_SUMMARY = "none"
-#: `summary_ref` when neither the thread nor the channel takes messages any more.
-UNPOSTABLE = "unpostable"
-#: States that wait on people (moderators), not on the pipeline.
-WAITING_FOR_REVIEW = frozenset({JobState.AWAITING_APPROVAL, JobState.HELD})
-UNFINISHED = [s for s in JobState if s not in TERMINAL_STATES]
 
 ModerationChoice = Literal["off", "prompts", "results", "both"]
 
@@ -57,12 +48,6 @@ MODERATION_WORDS = {
     ReviewMode.RESULTS: "moderators approve each video before it appears",
     ReviewMode.BOTH: "moderators approve each prompt, and each video before it appears",
 }
-
-
-def event_nonce(kind: str, event_id: str) -> str:
-    """Discord nonces are at most 25 characters. Job nonces are hex only; a prefix with a
-    non-hex letter keeps event messages apart from them and from each other."""
-    return (f"ev{kind}" + event_id.replace("-", ""))[:25]
 
 
 def gallery_name(name: str) -> str:
@@ -88,11 +73,6 @@ def announcement_text(event: EventRow) -> str:
 def stats_line(stats: EventStats) -> str:
     return (f"**{stats.entries}** entries, **{stats.posted}** posted, "
             f"**{stats.participants}** participants, **{stats.credits_used}** credits used")
-
-
-def intake_closed_at(event: EventRow) -> float:
-    """When entries stopped: the end time, or earlier when someone ended it by hand."""
-    return min(event.closed_at or event.ends_at, event.ends_at)
 
 
 def summary_text(event: EventRow, stats: EventStats, *, waiting_review: int = 0,
@@ -126,6 +106,10 @@ class Events(commands.GroupCog, group_name="event",
         self._lock = asyncio.Lock()  # one closer at a time: the loop and /event end
         self._adopted = False
         super().__init__()
+
+    @property
+    def events(self) -> EventService:
+        return self.bot.core.services.events
 
     async def cog_load(self) -> None:
         self.ticker.start()
@@ -162,57 +146,44 @@ class Events(commands.GroupCog, group_name="event",
         moderation: ModerationChoice | None = None,
     ) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        gid = str(interaction.guild_id)
         target = channel or interaction.channel
         if not isinstance(target, discord.TextChannel):
             await self._say(interaction, "Say which text channel the event is in (`channel:`).")
             return
-        seconds = hours * 3600 + minutes * 60
-        if not 0 < seconds <= MAX_SECONDS:
-            await self._say(interaction, "Give the event a length (`hours:` and/or `minutes:`) "
-                            "of at most 30 days.")
-            return
-        settings = await self.bot.store.guild_settings(gid)
-        mode = ReviewMode.of(moderation or settings.get("moderation"))
-        if mode is not ReviewMode.OFF and not settings.get("mod_channel"):
-            await self._say(interaction, "Entries would need a moderator's approval, but no "
-                            "moderators' channel is set: run `/seedance-admin moderation` first, "
-                            "or start the event with `moderation: off`.")
-            return
-        now = time.time()
-        row = EventRow(id=uuid.uuid4().hex, guild_id=gid, name=name.strip() or name,
-                       channel_id=str(target.id), ends_at=now + seconds,
-                       credits_per_user=credits, moderation=mode.value,
-                       created_by=str(interaction.user.id), created_at=now)
-        event = await self.bot.store.create_event(row)
-        if event is None:
-            running = await self.bot.store.open_event_in(gid, [str(target.id)])
-            what = f" ({bold(running.name)}, until {timestamp(running.ends_at, 'f')})" \
-                if running else ""
+        try:
+            event = await self.events.start(
+                requester_of(interaction), name=name, credits=credits,
+                channel_id=str(target.id), seconds=hours * 3600 + minutes * 60,
+                moderation=ReviewMode(moderation) if moderation else None)
+        except ChannelBusy as exc:
+            running = exc.running
+            what = (f" ({bold(running.name)}, until {timestamp(running.ends_at, 'f')})"
+                    if running else "")
             await self._say(interaction, f"{target.mention} already has an open event{what}. "
                             "End it with `/event end` first.")
+            return
+        except Refusal as exc:
+            await self._say(interaction, str(exc))
             return
         try:
             thread = await target.create_thread(
                 name=gallery_name(event.name), type=discord.ChannelType.public_thread,
                 auto_archive_duration=10080, reason=f"Gallery of the event {event.name}")
         except discord.HTTPException as exc:
-            await self.bot.store.close_event(event.id, now=time.time())
-            await self.bot.store.set_event_refs(event.id, summary_ref=NO_SUMMARY)
+            await self.events.not_started(event)
             await self._say(interaction, f"I couldn't create the gallery thread in "
                             f"{target.mention} ({exc.text or exc.status}); the bot needs "
                             "*Create Public Threads* and *Send Messages in Threads* there. "
                             "The event was not started.")
             return
-        await self.bot.store.set_event_refs(event.id, thread_id=str(thread.id))
-        event = await self.bot.store.get_event(event.id) or event
+        event = await self.events.attach_gallery(event, str(thread.id))
         announced = await self._announce(event, target, thread)
         note = "" if announced else (" I couldn't post the announcement in the channel; "
                                      "check my permissions there.")
         await self._say(interaction, f"Started {bold(event.name)} in {target.mention} until "
                         f"{timestamp(event.ends_at, 'f')} ({timestamp(event.ends_at)}), "
-                        f"{event.credits_per_user} credits per person, review: {mode.value}. "
-                        f"Gallery: {thread.mention}.{note}")
+                        f"{event.credits_per_user} credits per person, review: "
+                        f"{event.moderation}. Gallery: {thread.mention}.{note}")
 
     async def _announce(self, event: EventRow, channel: discord.abc.Messageable,
                         thread: discord.abc.Messageable) -> bool:
@@ -233,44 +204,33 @@ class Events(commands.GroupCog, group_name="event",
                                                      "your credits left")
     async def status(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        gid = str(interaction.guild_id)
-        here = await self.bot.store.open_event_in(gid, self._here(interaction))
-        shown = [here] if here else await self.bot.store.events(gid, open_only=True)
+        who = requester_of(interaction)
+        shown = await self.events.status(who)
         if not shown:
-            recent = await self.bot.store.events(gid)
-            last = next((e for e in recent if e.summary_ref != NO_SUMMARY), None)
             text = "No event is running on this server."
+            last = await self.events.last_ended(who)
             if last is not None:
-                stats = await self.bot.store.event_stats(last.id)
-                text += (f" The last one, {bold(last.name)}, ended "
-                         f"{timestamp(intake_closed_at(last), 'f')}: {stats_line(stats)}.")
+                event, stats = last
+                text += (f" The last one, {bold(event.name)}, ended "
+                         f"{timestamp(intake_closed_at(event), 'f')}: {stats_line(stats)}.")
             await self._say(interaction, text)
             return
-        roles = [str(r.id) for r in getattr(interaction.user, "roles", [])]
         parts = []
-        for event in shown[:5]:
-            stats = await self.bot.store.event_stats(event.id)
-            quota = await self.bot.engine.remaining(str(interaction.user.id), gid, roles,
-                                                    event_id=event.id)
-            window = quota.window("event")
-            left = window.left if window is not None else None
-            mine = (f"You have **{left}** of {event.credits_per_user} event credits left."
-                    if left is not None else "Your event credits are unlimited.")
+        for item in shown[:5]:
+            event = item.event
+            mine = (f"You have **{item.credits_left}** of {event.credits_per_user} event "
+                    "credits left." if item.credits_left is not None
+                    else "Your event credits are unlimited.")
             gallery = f" · gallery <#{event.thread_id}>" if event.thread_id else ""
-            ending = ("ended — the summary is on its way" if event.ends_at <= time.time()
+            ending = ("ended — the summary is on its way" if item.ended
                       else f"ends {timestamp(event.ends_at, 'f')} ({timestamp(event.ends_at)})")
             parts.append(
                 f"🎬 {bold(event.name)} in <#{event.channel_id}>{gallery}\n"
                 f"{ending} · review: {event.moderation}\n"
-                f"So far: {stats_line(stats)}.\n{mine}")
+                f"So far: {stats_line(item.stats)}.\n{mine}")
         if len(shown) > 5:
             parts.append(f"…and {len(shown) - 5} more.")
         await self._say(interaction, "\n\n".join(parts))
-
-    @staticmethod
-    def _here(interaction: discord.Interaction[Any]) -> list[str]:
-        parent = getattr(interaction.channel, "parent_id", None)
-        return [str(interaction.channel_id)] + ([str(parent)] if parent else [])
 
     # ---- /event end -------------------------------------------------------------------------
     @app_commands.command(name="end", description="Close an event's entries and post its "
@@ -279,21 +239,10 @@ class Events(commands.GroupCog, group_name="event",
     @app_commands.checks.has_permissions(manage_guild=True)
     async def end(self, interaction: discord.Interaction[Any], event: str | None = None) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        gid = str(interaction.guild_id)
-        open_events = await self.bot.store.events(gid, open_only=True)
-        chosen: EventRow | None
-        if event:
-            wanted = event.strip().casefold()
-            chosen = next((e for e in open_events if e.id == event.strip()), None) or next(
-                (e for e in open_events if e.name.casefold() == wanted), None)
-        else:
-            chosen = await self.bot.store.open_event_in(gid, self._here(interaction))
-            if chosen is None and len(open_events) == 1:
-                chosen = open_events[0]
-        if chosen is None:
-            names = ", ".join(bold(e.name) for e in open_events)
-            await self._say(interaction, f"Which event? Open ones: {names}." if open_events
-                            else "No event is open on this server.")
+        try:
+            chosen = await self.events.choose(requester_of(interaction), event)
+        except Refusal as exc:
+            await self._say(interaction, str(exc))
             return
         closed, outcome = await self.finish(chosen, now=time.time())
         await self._say(interaction, f"Entries to {bold(closed.name)} are closed. {outcome}")
@@ -301,7 +250,7 @@ class Events(commands.GroupCog, group_name="event",
     @end.autocomplete("event")
     async def _end_choices(self, interaction: discord.Interaction[Any],
                            current: str) -> list[app_commands.Choice[str]]:
-        events = await self.bot.store.events(str(interaction.guild_id), open_only=True)
+        events = await self.events.open_events(str(interaction.guild_id))
         needle = current.casefold()
         return [app_commands.Choice(name=clip(e.name, 100), value=e.id)
                 for e in events if needle in e.name.casefold()][:25]
@@ -314,7 +263,7 @@ class Events(commands.GroupCog, group_name="event",
         if not self._adopted:
             self._adopted = True
             await self._adopt_orphans(now)
-        for event in await self.bot.store.events_due(now):
+        for event in await self.events.due(now):
             try:
                 await self.finish(event, now=now)
             except Exception:  # one broken event must not stop the others ending
@@ -328,33 +277,26 @@ class Events(commands.GroupCog, group_name="event",
         """Close intake (once) and post the summary when its numbers are final.
 
         Returns the event as stored and a sentence saying where the summary is (or why not
-        yet). Entries still in the pipeline delay the summary up to `SUMMARY_GRACE`; entries
-        waiting for moderators do not (they would hold it for as long as nobody decides).
+        yet).
         """
         async with self._lock:
-            current = await self.bot.store.get_event(event.id) or event
-            if current.open:
-                # Ended by the clock: intake really closed at the end time (/video refuses
-                # after it), even when this loop runs a little later or after a restart.
-                closed_at = min(now, current.ends_at)
-                current = await self.bot.store.close_event(current.id, now=closed_at) or current
-            if current.summary_ref:
+            closing = await self.events.close(event, now=now)
+            current = closing.event
+            if closing.summarised:
                 return current, "The summary was posted already."
-            pending = [j for j in await self.bot.store.jobs(UNFINISHED, guild_id=current.guild_id)
-                       if j.event_id == current.id]
-            review = sum(1 for j in pending if j.state in WAITING_FOR_REVIEW)
-            making = len(pending) - review
-            if making and now < (current.closed_at or now) + SUMMARY_GRACE:
+            if not closing.summary_due:
+                making = closing.unfinished
                 return current, (f"The summary will be posted in "
                                  f"<#{current.thread_id or current.channel_id}> once the "
                                  f"{making} entr{'y' if making == 1 else 'ies'} still being "
                                  "made are finished.")
-            stats = await self.bot.store.event_stats(current.id)
+            stats = closing.stats
             ref = await self._post_summary(current, summary_text(
-                current, stats, waiting_review=review, unfinished=making), stats)
+                current, stats, waiting_review=closing.waiting_review,
+                unfinished=closing.unfinished), stats)
             if ref is None:
                 return current, "I couldn't post the summary yet; I'll try again shortly."
-            await self.bot.store.set_event_refs(current.id, summary_ref=ref)
+            await self.events.summary_posted(current, ref)
             if ref == UNPOSTABLE:
                 return current, ("I can't post in the gallery thread or the channel any more, "
                                  f"so there is no summary message: {stats_line(stats)}.")
@@ -398,9 +340,7 @@ class Events(commands.GroupCog, group_name="event",
         """An open event without a thread: the crash came between creating the thread and
         storing it. Adopt the thread by its name (ours), or make one."""
         for guild in self.bot.guilds:
-            for event in await self.bot.store.events(str(guild.id), open_only=True):
-                if event.thread_id or now - event.created_at < ORPHAN_AFTER:
-                    continue
+            for event in await self.events.orphans(str(guild.id), now):
                 channel = guild.get_channel(int(event.channel_id))
                 if not isinstance(channel, discord.TextChannel):
                     continue
@@ -413,7 +353,7 @@ class Events(commands.GroupCog, group_name="event",
                             name=gallery_name(event.name),
                             type=discord.ChannelType.public_thread, auto_archive_duration=10080,
                             reason=f"Gallery of the event {event.name}")
-                    await self.bot.store.set_event_refs(event.id, thread_id=str(thread.id))
+                    await self.events.attach_gallery(event, str(thread.id))
                     log.info("event %s: gallery thread %s adopted", event.id, thread.id)
                 except discord.HTTPException as exc:
                     log.warning("event %s has no gallery thread: %s", event.id, exc)

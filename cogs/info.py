@@ -8,7 +8,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.texts import clip, duration_words, settings_line, timestamp
+from cogs.utils.core import requester_of
+from cogs.utils.texts import clip, duration_words, limits_line, settings_line, timestamp
 
 if TYPE_CHECKING:
     from cogs.app import SeedanceBot
@@ -22,7 +23,8 @@ class Info(commands.Cog):
     @app_commands.guild_only()
     async def queue(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        entries = await self.bot.engine.queue(str(interaction.guild_id))
+        view = await self.bot.core.services.videos.queue(requester_of(interaction))
+        entries = view.entries
         me = str(interaction.user.id)
         running = [e for e in entries if e.position == 0]
         waiting = [e for e in entries if e.position > 0]
@@ -38,6 +40,7 @@ class Info(commands.Cog):
         lines += [f"`#{e.position}` yours · ready in ~{duration_words(e.eta)}" for e in mine_left]
         if not entries:
             lines = ["The queue is empty: a new `/video` starts right away."]
+        lines.append(f"-# {limits_line(view.limits)}")
         await interaction.followup.send(clip("\n".join(lines), 2000), ephemeral=True,
                                         allowed_mentions=discord.AllowedMentions.none())
 
@@ -45,9 +48,7 @@ class Info(commands.Cog):
     @app_commands.guild_only()
     async def quota(self, interaction: discord.Interaction[Any]) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
-        roles = [str(r.id) for r in getattr(interaction.user, "roles", [])]
-        status = await self.bot.engine.remaining(str(interaction.user.id),
-                                                 str(interaction.guild_id), roles)
+        status = await self.bot.core.services.videos.quota(requester_of(interaction))
         lines = []
         for window in status.windows:
             line = window.describe()

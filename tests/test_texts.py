@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from bot.models import GenerationRequest
 from bot.store import JobState, JobView
-from cogs.texts import audit_text, decision_line, review_embed, status_text
+from cogs.utils.texts import audit_text, decision_line, review_embed, status_text
 
 JOB = JobView(id="0f0e0d0c-0b0a-4000-8000-000000000001", guild_id="1", channel_id="2",
               user_id="3", role_ids=(), request=GenerationRequest(prompt="a spooky mansion"),

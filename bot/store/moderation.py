@@ -123,6 +123,36 @@ class ModerationStore:
             (guild_id, user_id, since))
         return int(rows[0]["n"])
 
+    async def claim_launch(self, guild_id: str, user_id: str, *, per_minute: int,
+                           now: float, launch_id: str) -> bool:
+        """Hold a place in the member's per-minute rate for a request being prepared: False
+        when their jobs and launches of the last minute already reach `per_minute`."""
+
+        async def body(conn: aiosqlite.Connection) -> bool:
+            since = now - 60.0
+            async with conn.execute(
+                "SELECT (SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND user_id = ?"
+                " AND created_at >= ?) + (SELECT COUNT(*) FROM launches WHERE guild_id = ?"
+                " AND user_id = ? AND at >= ?)",
+                (guild_id, user_id, since, guild_id, user_id, since)) as cur:
+                row = await cur.fetchone()
+            if row is not None and int(row[0]) >= per_minute:
+                return False
+            await conn.execute("DELETE FROM launches WHERE at < ?", (since,))
+            await conn.execute(
+                "INSERT INTO launches (id, guild_id, user_id, at) VALUES (?, ?, ?, ?)",
+                (launch_id, guild_id, user_id, now))
+            return True
+
+        claimed: bool = await self._atomic(body)
+        return claimed
+
+    async def drop_launch(self, launch_id: str) -> None:
+        async def body(conn: aiosqlite.Connection) -> None:
+            await conn.execute("DELETE FROM launches WHERE id = ?", (launch_id,))
+
+        await self._atomic(body)
+
     # ---- events ---------------------------------------------------------------------------
     async def create_event(self, event: EventRow) -> EventRow | None:
         """Write the event and its per-user credit limit; None if the channel has an open one."""

@@ -6,10 +6,15 @@ from datetime import UTC, datetime
 
 import discord
 
-from bot.engine import EventKind, JobEvent, JobResult
-from bot.errors import Problem
+from bot.engine import EventKind, JobEvent, JobResult, QuotaExceeded
+from bot.errors import InvalidInput, Problem
+from bot.guild import GuildLimits
 from bot.models import GenerationRequest
+from bot.moderation import Forgotten
+from bot.roles import mapping_lines
+from bot.service.privacy import LEDGER_DAYS, Holdings
 from bot.store import JobView
+from bot.words import size
 
 #: Discord's limits that shape our texts.
 MAX_CONTENT = 2000
@@ -48,6 +53,47 @@ def problems_text(problems: list[Problem]) -> str:
     lines = [f"• **{p.subject}**: {p.message}" for p in problems]
     body = head + "\n".join(lines)
     return clip(body, MAX_CONTENT)
+
+
+def refusal_text(exc: Exception) -> str:
+    """A refusal as the person sees it: every problem of a request, or the reason it can't be
+    made (the services' sentences are already written for a person)."""
+    if isinstance(exc, InvalidInput):
+        return problems_text(exc.problems)
+    if isinstance(exc, QuotaExceeded):
+        when = f" It resets {utc(exc.resets_at)}." if exc.resets_at else ""
+        return clip(f"Not enough credits: {exc}{when} Nothing was spent.", MAX_CONTENT)
+    return clip(str(exc), MAX_CONTENT)
+
+
+def holdings_text(held: Holdings) -> str:
+    if not held.jobs:
+        head = "I store **no jobs** of yours (none made, or you deleted them)."
+    else:
+        head = (f"I store **{held.jobs}** job{'s' if held.jobs != 1 else ''} of yours "
+                f"(all servers): **{held.with_prompt}** with your prompt and inputs, "
+                f"**{held.files}** file{'s' if held.files != 1 else ''} on disk "
+                f"({size(held.bytes)}: your inputs, results and last frames).")
+        if held.unfinished:
+            head += f" {held.unfinished} of them are not finished yet."
+    return (f"{head}\nThe credit ledger keeps your user id for up to {LEDGER_DAYS} days, as "
+            "quotas are counted from it.\n`/my-data delete` removes your prompts and files; "
+            "each job keeps an anonymous accounting row.")
+
+
+def forgotten_text(done: Forgotten) -> str:
+    return (f"Done. Deleted the prompts and input files of **{done.jobs}** "
+            f"job{'s' if done.jobs != 1 else ''} and **{done.files}** "
+            f"file{'s' if done.files != 1 else ''} from disk. Each job keeps an anonymous "
+            "accounting row (model, length, credits). Credit ledger lines of the last "
+            f"{LEDGER_DAYS} days keep your user id, as quotas are counted from them.")
+
+
+def limits_line(limits: GuildLimits) -> str:
+    """The caps of a server, in one line."""
+    return (f"This server runs up to {limits.running} videos at once and holds up to "
+            f"{limits.queued} waiting; each member up to {limits.user_running} running and "
+            f"{limits.user_queued} waiting.")
 
 
 def settings_line(request: GenerationRequest) -> str:
@@ -93,8 +139,6 @@ def prompt_unreviewed(job: JobView) -> bool:
 
 
 def mapping_block(request: GenerationRequest) -> str:
-    from bot.roles import mapping_lines
-
     lines = mapping_lines(request.references)
     return "\n".join(f"`{line}`" for line in lines)
 
@@ -160,7 +204,6 @@ def result_embed(job: JobView, result: JobResult, *,
     embed.add_field(name="Credits", value=str(result.credits or job.credits_estimate))
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>")
     if too_large_for is not None:
-        size_mb = result.video_path.stat().st_size / (1024 * 1024)
         urls = job.result_meta.get("video_urls") or job.result_meta.get("urls") or []
         public = next((u for u in urls if str(u).startswith("https://")), None)
         expires = job.result_meta.get("expires_at")
@@ -171,8 +214,8 @@ def result_embed(job: JobView, result: JobResult, *,
             where = f"ask an admin for job `{job.id}`"
         embed.add_field(
             name="Too large to upload here",
-            value=f"The video is {size_mb:.1f} MB and this server takes "
-                  f"{too_large_for / (1024 * 1024):.0f} MB per file, even after compressing. "
+            value=f"The video is {size(result.video_path.stat().st_size)} and this server takes "
+                  f"{size(too_large_for)} per file, even after compressing. "
                   f"{where}.",
             inline=False,
         )

@@ -18,94 +18,69 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import discord
 
+from bot.config import Settings
 from bot.engine import EventKind, JobEvent, JobResult
-from bot.media.transcode import fit_to_size, thumbnail
-from bot.store import JobView
-from cogs.buttons import result_view, status_view
-from cogs.texts import result_embed, status_text
+from bot.media.transcode import thumbnail
+from bot.store import JobView, Store
 
-if TYPE_CHECKING:
-    from cogs.app import SeedanceBot
+from .cards import on_job_event
+from .core import DiscordJobContext
+from .messaging import (
+    UPLOAD_MARGIN,
+    fit_upload,
+    interaction_webhook,
+    job_nonce,
+    jump_url,
+    result_channel,
+    tell_requester,
+    upload_limit,
+)
+from .texts import result_embed, status_text
+from .views import result_view, status_view
 
 log = logging.getLogger(__name__)
 
 STATUS_EDIT_INTERVAL = 3.0
-#: Interaction tokens live 15 minutes; switch to the channel API a minute before.
-TOKEN_SAFE_SECONDS = 14 * 60
-DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
-#: Room for multipart overhead and the embed next to the file.
-UPLOAD_MARGIN = 256 * 1024
 TERMINAL = frozenset({EventKind.FAILED, EventKind.CANCELLED, EventKind.REJECTED,
                       EventKind.DELIVERED, EventKind.HELD, EventKind.SUCCEEDED})
-
-
-def job_nonce(job_id: str) -> str:
-    """Discord nonces are at most 25 characters; a job id (uuid4 hex) keeps 100 bits in 25."""
-    return job_id.replace("-", "")[:25]
-
-
-async def fit_upload(src: Path, max_bytes: int) -> Path | None:
-    """`src` if it fits, else a transcoded copy that does (kept beside it), else None."""
-    if src.stat().st_size <= max_bytes:
-        return src
-    dest = src.with_name(f"{src.stem}.fit{max_bytes}.mp4")
-    if dest.exists():
-        return dest
-    fitted = await asyncio.to_thread(fit_to_size, src, dest, max_bytes)
-    return dest if fitted else None
-
-
-def interaction_webhook(bot: SeedanceBot, job: JobView) -> discord.Webhook | None:
-    """The job's interaction webhook while its token is safely alive (it dies at 15 min):
-    it edits the status message and may send ephemeral notes; after that, None."""
-    ctx = job.context
-    token, issued = ctx.get("interaction_token"), float(ctx.get("token_issued_at") or 0)
-    if not token or not ctx.get("application_id") or time.time() - issued >= TOKEN_SAFE_SECONDS:
-        return None
-    webhook = discord.Webhook.partial(int(ctx["application_id"]), token, client=bot)
-    webhook.type = discord.WebhookType.application  # an interaction's: may be ephemeral
-    return webhook
 
 
 class DiscordDelivery:
     """Status edits and result posts for the engine (see `bot.engine.Delivery`)."""
 
-    def __init__(self, bot: SeedanceBot) -> None:
-        self.bot = bot
+    def __init__(self, client: discord.Client, settings: Settings, store: Store) -> None:
+        self.client = client
+        self.settings = settings
+        self.store = store
         self._last_edit: dict[str, float] = {}
         self._latest: dict[str, tuple[JobView, str, bool]] = {}
         self._timers: dict[str, asyncio.Task[None]] = {}
 
     # ---- status message -------------------------------------------------------------------
     async def on_event(self, job: JobView, event: JobEvent) -> None:
-        from cogs.moderation import on_job_event, result_channel, tell_requester
-
         jump = None
         if event.kind is EventKind.DELIVERED and event.reason and event.reason.isdigit():
-            guild = job.guild_id if job.guild_id.isdigit() else "@me"
-            where = await result_channel(self.bot, job)
-            jump = f"https://discord.com/channels/{guild}/{where}/{event.reason}"
+            jump = jump_url(job.guild_id, await result_channel(self.store, job), event.reason)
         if event.kind is EventKind.REJECTED and event.reason:
             # The reason is for the requester, not for everyone reading the channel.
             told = await tell_requester(
-                self.bot, job, f"Your video (job `{job.id[:8]}`) was not approved by the "
+                self.client, job, f"Your video (job `{job.id[:8]}`) was not approved by the "
                 f"moderators: {event.reason}")
             if told:
                 event = replace(event, reason="the reason was sent to you privately")
         await self.edit_status(job, status_text(job, event, jump_url=jump),
                                final=event.kind in TERMINAL)
         try:
-            await on_job_event(self.bot, job, event)
+            await on_job_event(self.client, self.store, self.settings.data_dir, job, event)
         except discord.HTTPException as exc:
             log.warning("moderation update for job %s failed: %s", job.id, exc)
 
     async def edit_status(self, job: JobView, text: str, *, final: bool = False) -> None:
-        if not job.context.get("status_message_id"):
+        if not DiscordJobContext.of(job).status_message_id:
             return
         self._latest[job.id] = (job, text, final)
         wait = self._last_edit.get(job.id, 0.0) + STATUS_EDIT_INTERVAL - time.monotonic()
@@ -138,9 +113,9 @@ class DiscordDelivery:
             self._last_edit.pop(job_id, None)
 
     async def _edit_message(self, job: JobView, text: str, view: discord.ui.View | None) -> None:
-        message_id = int(job.context["status_message_id"])
+        message_id = int(DiscordJobContext.of(job).status_message_id or 0)
         kwargs: dict[str, Any] = {"content": text, "view": view}
-        webhook = interaction_webhook(self.bot, job)
+        webhook = interaction_webhook(self.client, job)
         if webhook is not None:
             try:
                 await webhook.edit_message(message_id, **kwargs)
@@ -149,19 +124,17 @@ class DiscordDelivery:
                 # An expired or revoked token: the channel API still works.
                 if getattr(exc, "status", 0) not in (401, 404):
                     raise
-        channel = self.bot.get_partial_messageable(int(job.channel_id))
+        channel = self.client.get_partial_messageable(int(job.channel_id))
         await channel.get_partial_message(message_id).edit(**kwargs)
 
     # ---- the finished video ---------------------------------------------------------------
     async def deliver(self, job: JobView, result: JobResult) -> str:
-        from cogs.moderation import result_channel
-
-        channel = self.bot.get_partial_messageable(int(await result_channel(self.bot, job)))
+        channel = self.client.get_partial_messageable(
+            int(await result_channel(self.store, job)))
         existing = await self._already_posted(channel, job.id)
         if existing is not None:
             return str(existing)
-        limit = int(job.context.get("filesize_limit") or DEFAULT_UPLOAD_LIMIT)
-        message = await self._post_within(channel, job, result, limit)
+        message = await self._post_within(channel, job, result, upload_limit(job))
         return str(message.id)  # the engine then emits DELIVERED, which links the status here
 
     async def _post_within(self, channel: discord.PartialMessageable, job: JobView,
@@ -202,7 +175,7 @@ class DiscordDelivery:
     async def _already_posted(self, channel: discord.PartialMessageable,
                               job_id: str) -> int | None:
         """A message of ours carrying this job's result buttons, if a crash hid it from us."""
-        me = self.bot.user
+        me = self.client.user
         try:
             async for message in channel.history(limit=50):
                 if me is not None and message.author.id != me.id:

@@ -1,0 +1,88 @@
+"""The use cases, for every front end (the Discord layer, the CLI): each takes plain values and
+returns typed outcomes or raises typed refusals (`bot.errors.Refusal`, `InvalidInput`). Every
+rule a person can be refused by lives here or below (the engine's admission, validation), never
+in a front end. See docs/ARCHITECTURE.md."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from bot.config import Settings
+from bot.engine import Engine
+from bot.providers.base import Provider
+from bot.store import Store
+
+from .admin import AdminService, Export, Overview
+from .events import Closing, EventService, EventStatus, intake_closed_at
+from .people import CLI_GUILD, DM_GUILD, Requester
+from .privacy import Holdings, PrivacyService
+from .refusals import (
+    BadSetting,
+    Blocked,
+    BlockedWords,
+    EventClosed,
+    GatewayUnavailable,
+    NotAllowed,
+    NothingThere,
+    NotInThisChannel,
+    ReviewUnavailable,
+    RoleRequired,
+    UnfinishedJobs,
+)
+from .videos import Made, VideoService, resolve_options
+
+
+@dataclass(frozen=True)
+class Services:
+    """Every use case, built once per process over one store and one engine."""
+
+    videos: VideoService
+    admin: AdminService
+    events: EventService
+    privacy: PrivacyService
+
+    @classmethod
+    def build(cls, settings: Settings, store: Store, engine: Engine,
+              providers: Callable[[str], Provider], http: httpx.AsyncClient, *,
+              member_hosts: Sequence[str] = ()) -> Services:
+        return cls(
+            videos=VideoService(settings, store, engine, providers, http,
+                                member_hosts=member_hosts),
+            admin=AdminService(settings, store, providers, limits=engine.limits),
+            events=EventService(store, engine),
+            privacy=PrivacyService(store, engine, settings.data_dir),
+        )
+
+
+__all__ = [
+    "CLI_GUILD",
+    "DM_GUILD",
+    "AdminService",
+    "BadSetting",
+    "Blocked",
+    "BlockedWords",
+    "Closing",
+    "EventClosed",
+    "EventService",
+    "EventStatus",
+    "Export",
+    "GatewayUnavailable",
+    "Holdings",
+    "Made",
+    "NotAllowed",
+    "NotInThisChannel",
+    "NothingThere",
+    "Overview",
+    "PrivacyService",
+    "Requester",
+    "ReviewUnavailable",
+    "RoleRequired",
+    "Services",
+    "UnfinishedJobs",
+    "VideoService",
+    "intake_closed_at",
+    "resolve_options",
+]

@@ -1,0 +1,89 @@
+"""Every reason the bot says no to a person, as a type: front ends render them, never decide them.
+
+All are `bot.errors.Refusal`s (nothing written or spent; the CLI exits 2). The admission limits
+checked in the job's own transaction (credits, queued caps, the per-minute rate) are raised by
+the engine as `QuotaExceeded`, `QueueFull` and `RateLimited`, Refusals too.
+"""
+
+from __future__ import annotations
+
+from bot.errors import Refusal
+
+
+class Blocked(Refusal):
+    """The server's admins blocked this member."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        why = f" Reason: {reason}" if reason else ""
+        super().__init__(f"You can't make videos on this server.{why}")
+
+
+class NotInThisChannel(Refusal):
+    def __init__(self, channels: tuple[str, ...]) -> None:
+        self.channels = channels
+        where = ", ".join(f"<#{c}>" for c in channels)
+        super().__init__(f"Videos can be made only in {where} on this server.")
+
+
+class RoleRequired(Refusal):
+    def __init__(self, roles: tuple[str, ...]) -> None:
+        self.roles = roles
+        names = ", ".join(f"<@&{r}>" for r in roles)
+        super().__init__(f"Making videos here needs one of these roles: {names}.")
+
+
+class BlockedWords(Refusal):
+    """The prompt breaks a blocklist rule. Names the rule, never the matched words (a
+    screenshot of the refusal should not spread the term)."""
+
+    def __init__(self, rule_id: int) -> None:
+        self.rule_id = rule_id
+        super().__init__(f"Your prompt uses words this server does not allow (blocklist rule "
+                         f"#{rule_id}). Nothing was spent; rephrase it and try again.")
+
+
+class EventClosed(Refusal):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"**{name}** has ended; entries are closed.")
+
+
+class ReviewUnavailable(Refusal):
+    """Moderation is on but nobody could review: fail closed."""
+
+    def __init__(self) -> None:
+        super().__init__("Videos here need a moderator's approval, but no moderators' channel "
+                         "is set. Ask an admin to run `/seedance-admin moderation`. Nothing was "
+                         "spent.")
+
+
+class GatewayUnavailable(Refusal):
+    """The gateway asked for cannot be used here (no key configured, unknown name)."""
+
+    def __init__(self, provider: str, why: str) -> None:
+        self.provider = provider
+        super().__init__(f"The {provider} gateway is not available: {why}")
+
+
+class NotAllowed(Refusal):
+    """The person may not act on this job or this setting."""
+
+
+class NothingThere(Refusal):
+    """What was asked for does not exist (any more): a job, an event, a file."""
+
+
+class BadSetting(Refusal):
+    """A setting an admin tried is not allowed; the message says which and why."""
+
+
+class UnfinishedJobs(Refusal):
+    """Deleting a member's data while their jobs still hold it."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        super().__init__(
+            f"You have {count} unfinished job{'s' if count != 1 else ''} (queued, being made "
+            "or waiting for a moderator). Wait until they end or cancel them with their Cancel "
+            "button, then press again. Nothing was deleted.")

@@ -1,0 +1,288 @@
+"""Making videos, for every front end: the CLI and the Discord layer call these and only render.
+
+`make` is the one path a new job takes: the gate (blocks, channels, roles, blocklist, event,
+review), the server's defaults, the gateway and model, the files (fetched, measured, mapped,
+validated), then the engine writes the job with its credits, queued caps and per-minute rate
+checked in one transaction. Reroll, Extend and Animate build a request from an earlier job and
+take the same path, so a button can never skip a rule a command would meet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bot.config import Settings
+from bot.engine import Engine, QueueEntry, QuotaStatus, RateLimited
+from bot.engine import NotAllowed as EngineNotAllowed
+from bot.errors import ConfigError, InvalidInput, Problem
+from bot.guild import GuildLimits, GuildSettings, ReviewMode
+from bot.intake import MediaInput, RequestOptions, prepare
+from bot.models import GenerationRequest, MediaKind, RequestedMode, Role
+from bot.providers import model_refusal
+from bot.providers.base import Capabilities, Provider
+from bot.store import EventRow, JobView, Store
+
+from .admin import effective_limits
+from .gate import Admitted, admit
+from .people import CLI_GUILD, Requester
+from .refusals import GatewayUnavailable, NotAllowed, NothingThere
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """A server's queue as a member sees it, with the caps that shape it."""
+
+    entries: list[QueueEntry]
+    limits: GuildLimits
+
+
+@dataclass(frozen=True)
+class Made:
+    """A job written and its credits reserved; the front end shows it from here on."""
+
+    job: JobView
+    review: ReviewMode
+    event: EventRow | None
+
+
+def resolve_options(options: RequestOptions, guild: GuildSettings,
+                    settings: Settings) -> RequestOptions:
+    """The request's options with the server's defaults filled in (a copy; the caller's
+    options stay as given).
+
+    A model belongs to its gateway: the server's model only on the server's gateway,
+    SEEDANCE_MODEL only on SEEDANCE_PROVIDER's; any other gateway runs its own default.
+    """
+    provider = options.provider or guild.provider or settings.seedance_provider
+    model = options.model
+    if not model:
+        model = (guild.model if provider == guild.provider else None) or settings.model_for(
+            provider)
+    return replace(
+        options, provider=provider, model=model,
+        duration=options.duration if options.duration is not None else guild.duration,
+        resolution=options.resolution or guild.resolution,
+        audio=options.audio if options.audio is not None else guild.audio,
+    )
+
+
+class VideoService:
+    """The use cases of making a video. Raises `Refusal`s and `InvalidInput`, never decides
+    anything about Discord."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        engine: Engine,
+        providers: Callable[[str], Provider],
+        http: httpx.AsyncClient,
+        *,
+        member_hosts: Sequence[str] = (),
+    ) -> None:
+        """`member_hosts`: where a member's files may come from (the front end's file host,
+        e.g. Discord's CDN); the operator's own files (the CLI) may come from anywhere."""
+        self.settings = settings
+        self.store = store
+        self.engine = engine
+        self.providers = providers
+        self.http = http
+        self.member_hosts = tuple(member_hosts)
+        self._policy = settings.network_policy()
+
+    # ---- a new video ------------------------------------------------------------------------
+    async def make(
+        self,
+        who: Requester,
+        inputs: Sequence[MediaInput],
+        options: RequestOptions,
+        *,
+        context: Mapping[str, Any] | None = None,
+    ) -> Made:
+        """Check, fetch, validate and queue one video; raises the first reason it can't be."""
+        admitted = await admit(self.store, who, options.prompt)
+        per_minute = admitted.settings.rate_per_minute
+        if not per_minute:
+            return await self._make(who, inputs, options, admitted, context)
+        # The request holds its place in the member's rate from now on (files may take a
+        # while to download), in the database, so a second quick request is refused in any
+        # process; the job's own transaction counts it again.
+        launch = uuid.uuid4().hex
+        if not await self.store.claim_launch(who.guild_id, who.user_id, per_minute=per_minute,
+                                             now=time.time(), launch_id=launch):
+            raise RateLimited(per_minute)
+        try:
+            return await self._make(who, inputs, options, admitted, context)
+        finally:
+            await self.store.drop_launch(launch)
+
+    async def _make(self, who: Requester, inputs: Sequence[MediaInput], options: RequestOptions,
+                    admitted: Admitted, context: Mapping[str, Any] | None) -> Made:
+        resolved = resolve_options(options, admitted.settings, self.settings)
+        caps = self._capabilities(resolved)
+        if options.audio is None and admitted.settings.audio:
+            # The server's "sound on" where the model has sound; elsewhere the model's default.
+            resolved = replace(resolved, audio=caps.audio_generation)
+        operator = who.guild_id == CLI_GUILD
+        request = await prepare(
+            inputs, resolved, caps, http=self.http, cache_dir=self.engine.inputs_dir,
+            max_bytes=self.settings.seedance_max_download_bytes,
+            allowed_hosts=() if operator else self.member_hosts,
+            policy=self._policy.trusting() if operator else self._policy,
+        )
+        review = admitted.review
+        job = await self.engine.enqueue(
+            request,
+            guild_id=who.guild_id,
+            channel_id=who.channel_id,
+            user_id=who.user_id,
+            role_ids=who.role_ids,
+            context={**(context or {}), "review": review.value},
+            needs_approval=review.prompts,
+            hold_result=review.results,
+            event_id=admitted.event.id if admitted.event else None,
+            enforce_quota=not operator,
+            per_minute=admitted.settings.rate_per_minute,
+        )
+        return Made(job, review, admitted.event)
+
+    def _capabilities(self, options: RequestOptions) -> Capabilities:
+        try:
+            provider = self.providers(options.provider)
+        except (ConfigError, KeyError, ValueError) as exc:
+            raise GatewayUnavailable(options.provider, str(exc)) from None
+        refusal = model_refusal(provider, options.model)
+        if refusal:
+            raise InvalidInput([Problem("model", refusal)])
+        return provider.capabilities(options.model)
+
+    # ---- where things stand ----------------------------------------------------------------
+    async def queue(self, who: Requester) -> QueueView:
+        entries = await self.engine.queue(who.guild_id)
+        settings = await self.store.guild_settings(who.guild_id)
+        return QueueView(entries, effective_limits(settings, self.engine.limits))
+
+    async def quota(self, who: Requester) -> QuotaStatus:
+        return await self.engine.remaining(who.user_id, who.guild_id, who.role_ids)
+
+    # ---- from an earlier video --------------------------------------------------------------
+    async def reroll(self, job_id: str, who: Requester, *,
+                     context: Mapping[str, Any] | None = None) -> Made:
+        """The same request again, with a new seed when the first one had a fixed seed."""
+        job = await self._own_or_moderated(job_id, who)
+        req = job.request
+        inputs = [MediaInput(r.source, name=r.name, declared_kind=r.kind,
+                             local_path=Path(r.local_path) if r.local_path else None)
+                  for r in req.references]
+        seed = random.randrange(0, 2**32) if req.seed is not None else None
+        return await self.make(who, inputs, _options_like(req, RequestedMode(req.mode.value),
+                                                          seed), context=context)
+
+    async def extend(self, job_id: str, who: Requester, *, posted_url: str | None = None,
+                     context: Mapping[str, Any] | None = None) -> Made:
+        """Continue the finished video. `posted_url` is where the front end published it (a
+        gateway that takes only URLs fetches it there); our own copy is what is measured."""
+        job = await self._own_or_moderated(job_id, who)
+        if not job.result_path or not Path(job.result_path).exists():
+            raise NothingThere("The video file is gone.")
+        video = MediaInput(posted_url or job.result_path, name="the posted video",
+                           declared_kind=MediaKind.VIDEO, local_path=Path(job.result_path))
+        return await self.make(who, [video],
+                               _options_like(job.request, RequestedMode.EXTEND, None),
+                               context=context)
+
+    async def animate(self, job_id: str, who: Requester, *,
+                      context: Mapping[str, Any] | None = None) -> Made:
+        """A new video whose first frame is this one's last."""
+        job = await self._own_or_moderated(job_id, who)
+        frame = await self.last_frame(job)
+        if frame is None:
+            raise NothingThere("The video file is gone.")
+        item = MediaInput(str(frame), name="last frame", declared_kind=MediaKind.IMAGE,
+                          role_hint=Role.FIRST_FRAME)
+        return await self.make(who, [item],
+                               _options_like(job.request, RequestedMode.FIRST_FRAME, None),
+                               context=context)
+
+    @staticmethod
+    async def last_frame(job: JobView) -> Path | None:
+        """The gateway's last frame, else one taken from the video (kept beside it)."""
+        if job.last_frame_path and Path(job.last_frame_path).exists():
+            return Path(job.last_frame_path)
+        if not job.result_path or not Path(job.result_path).exists():
+            return None
+        from bot.media.transcode import extract_last_frame
+
+        dest = Path(job.result_path).with_name("last_frame.png")
+        return await asyncio.to_thread(extract_last_frame, Path(job.result_path), dest)
+
+    # ---- deciding on a job ------------------------------------------------------------------
+    async def job(self, job_id: str) -> JobView:
+        job = await self.engine.job(job_id)
+        if job is None:
+            raise NothingThere("That job is no longer known.")
+        return job
+
+    async def _own_or_moderated(self, job_id: str, who: Requester) -> JobView:
+        job = await self.job(job_id)
+        if who.user_id != job.user_id and not (who.moderator and who.guild_id == job.guild_id):
+            raise NotAllowed("Only the requester or someone with Manage Messages can do that.")
+        return job
+
+    async def cancel(self, job_id: str, who: Requester) -> str:
+        """Cancel as far as possible; the answer says what is still billed."""
+        job = await self._own_or_moderated(job_id, who)
+        try:
+            return await self.engine.cancel(job.id, who.user_id,
+                                            moderator=who.user_id != job.user_id)
+        except EngineNotAllowed as exc:
+            raise NotAllowed(str(exc)) from None
+
+    async def may_act(self, job_id: str, who: Requester) -> JobView:
+        """The job, if `who` may act on it (reroll, extend, animate, cancel, delete its post):
+        the person who asked for it, or a moderator of its server."""
+        return await self._own_or_moderated(job_id, who)
+
+    async def may_decide(self, job_id: str, who: Requester) -> JobView:
+        """The job, if `who` may approve or reject it: a moderator of its server."""
+        return await self._moderated(job_id, who)
+
+    async def approve(self, job_id: str, who: Requester) -> JobView:
+        """Let a prompt into the queue, or a held video out; moderators of its server only."""
+        job = await self._moderated(job_id, who)
+        try:
+            return await self.engine.approve(job.id, who.user_id)
+        except EngineNotAllowed as exc:  # decided already (another moderator, a cancel)
+            raise NotAllowed(str(exc)) from None
+
+    async def reject(self, job_id: str, who: Requester, reason: str) -> JobView:
+        job = await self._moderated(job_id, who)
+        try:
+            return await self.engine.reject(job.id, who.user_id,
+                                            reason.strip() or "No reason given.")
+        except EngineNotAllowed as exc:
+            raise NotAllowed(str(exc)) from None
+
+    async def _moderated(self, job_id: str, who: Requester) -> JobView:
+        job = await self.job(job_id)
+        if job.guild_id != who.guild_id:
+            raise NothingThere("That job is no longer known.")
+        if not who.moderator:
+            raise NotAllowed("Only moderators (Manage Messages) can decide on this.")
+        return job
+
+
+def _options_like(req: GenerationRequest, mode: RequestedMode,
+                  seed: int | None) -> RequestOptions:
+    return RequestOptions(prompt=req.prompt, mode=mode, duration=req.duration,
+                          resolution=req.resolution, ratio=req.ratio, audio=req.audio, seed=seed,
+                          camera_fixed=req.camera_fixed, provider=req.provider, model=req.model)

@@ -1,0 +1,173 @@
+"""Buttons that survive restarts, and the one way a new job is launched from Discord.
+
+Every button is a dynamic item whose custom id carries the action and the id it acts on
+(`sd:<action>:<job>`, `sdu:forget:<user>`; the moderators' buttons are in cogs/utils/cards.py):
+after a restart discord.py matches the template and rebuilds the item, so buttons on messages
+posted long ago still work.
+Who may press is decided by the services and checked in `interaction_check`, before any
+callback runs; the callbacks only call a service and render its answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import discord
+
+from bot.errors import InvalidInput, Refusal
+from bot.service import Made
+from bot.store import TERMINAL_STATES, JobView
+
+from .core import DiscordJobContext, core_of, requester_of
+from .messaging import send_private
+from .texts import forgotten_text, refusal_text
+
+log = logging.getLogger(__name__)
+
+LABELS = {
+    "reroll": ("Reroll", "🎲", discord.ButtonStyle.primary),
+    "extend": ("Extend", "➕", discord.ButtonStyle.secondary),
+    "animate": ("Animate last frame", "🖼️", discord.ButtonStyle.secondary),
+    "cancel": ("Cancel", "✖️", discord.ButtonStyle.danger),
+    "delete": ("Delete", "🗑️", discord.ButtonStyle.danger),
+}
+
+
+async def launch(interaction: discord.Interaction[Any],
+                 start: Callable[[dict[str, Any]], Awaitable[Made]]) -> Made | None:
+    """Answer at once (Discord allows 3 s), then let a service make the job; its refusal is
+    shown privately. From the job's row on, the delivery port renders the status message."""
+    if not interaction.response.is_done():
+        await interaction.response.defer(thinking=True)
+    issued = time.time()
+    status = await interaction.original_response()
+    try:
+        made = await start(DiscordJobContext.for_interaction(interaction, status.id, issued))
+    except (Refusal, InvalidInput) as exc:
+        await send_private(interaction, refusal_text(exc))
+        return None
+    log.info("job %s queued for user %s in guild %s", made.job.id, made.job.user_id,
+             made.job.guild_id)
+    return made
+
+
+async def refuse(interaction: discord.Interaction[Any], exc: Exception) -> bool:
+    if interaction.response.is_done():
+        await interaction.followup.send(refusal_text(exc), ephemeral=True)
+    else:
+        await interaction.response.send_message(refusal_text(exc), ephemeral=True)
+    return False
+
+
+class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
+                template=r"sd:(?P<action>reroll|extend|animate|cancel|delete):(?P<job>[0-9a-f-]{32,36})"):
+    """The buttons of a job's status message and of its posted video."""
+
+    def __init__(self, action: str, job_id: str) -> None:
+        label, emoji, style = LABELS[action]
+        super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style,
+                                           custom_id=f"sd:{action}:{job_id}"))
+        self.action = action
+        self.job_id = job_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction[Any],
+                             item: discord.ui.Item[Any], match: re.Match[str]) -> JobButton:
+        return cls(match["action"], match["job"])
+
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        """The requester or a moderator (bot/service/videos.py says who)."""
+        try:
+            await core_of(interaction.client).services.videos.may_act(
+                self.job_id, requester_of(interaction))
+        except Refusal as exc:
+            return await refuse(interaction, exc)
+        return True
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        videos = core_of(interaction.client).services.videos
+        who = requester_of(interaction)
+        if self.action == "cancel":
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            await interaction.followup.send(await videos.cancel(self.job_id, who),
+                                            ephemeral=True)
+        elif self.action == "delete":
+            await interaction.response.defer()
+            if interaction.message is not None:
+                await interaction.message.delete()
+        elif self.action == "reroll":
+            await launch(interaction, lambda ctx: videos.reroll(self.job_id, who, context=ctx))
+        elif self.action == "extend":
+            url = _posted_video_url(interaction)
+            await launch(interaction, lambda ctx: videos.extend(self.job_id, who,
+                                                                posted_url=url, context=ctx))
+        else:
+            await launch(interaction, lambda ctx: videos.animate(self.job_id, who, context=ctx))
+
+
+def _posted_video_url(interaction: discord.Interaction[Any]) -> str | None:
+    """The posted file's CDN URL: a gateway that takes only URLs fetches it there."""
+    message = interaction.message
+    if message is None:
+        return None
+    return next((a.url for a in message.attachments if a.filename.endswith(".mp4")), None)
+
+
+def result_view(job: JobView) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for action in ("reroll", "extend", "animate", "delete"):
+        view.add_item(JobButton(action, job.id))
+    return view
+
+
+def status_view(job: JobView) -> discord.ui.View | None:
+    """A Cancel button while the job can still be stopped."""
+    if job.state in TERMINAL_STATES:
+        return None
+    view = discord.ui.View(timeout=None)
+    view.add_item(JobButton("cancel", job.id))
+    return view
+
+
+# ---- your data -------------------------------------------------------------------------------
+class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
+                   template=r"sdu:forget:(?P<user>[0-9]{1,20})"):
+    """"Delete my data" — for the user named in the custom id only."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(discord.ui.Button(label="Delete my data", emoji="🗑️",
+                                           style=discord.ButtonStyle.danger,
+                                           custom_id=f"sdu:forget:{user_id}"))
+        self.user_id = user_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction[Any],
+                             item: discord.ui.Item[Any], match: re.Match[str]) -> ForgetButton:
+        return cls(match["user"])
+
+    async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
+        """Only the person it names, and not while a job of theirs is unfinished."""
+        try:
+            await core_of(interaction.client).services.privacy.may_forget(
+                self.user_id, requester_of(interaction))
+        except Refusal as exc:
+            return await refuse(interaction, exc)
+        return True
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await interaction.response.edit_message(content="Deleting your data…", view=None)
+        privacy = core_of(interaction.client).services.privacy
+        try:
+            done = await privacy.forget(self.user_id, requester_of(interaction))
+        except Refusal as exc:  # a job started between the check and now
+            text = str(exc)
+        else:
+            text = forgotten_text(done)
+        try:
+            await interaction.edit_original_response(content=text)
+        except discord.HTTPException:
+            await interaction.followup.send(text, ephemeral=True)
