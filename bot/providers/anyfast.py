@@ -243,12 +243,10 @@ class AnyfastProvider(HttpGateway):
         idempotency_key: str,
         callback_url: str | None = None,
     ) -> SubmitResult:
-        """Create the task. Anyfast has no idempotency key and no callbacks, so a create that
-        timed out after sending is never repeated (it may already be running and billed)."""
+        """Create the task, sent once. Anyfast has no idempotency key, so a create that timed
+        out after sending is not retryable (it may already be running and billed)."""
         body = self.build_body(request)
-        response = await self.http.request(
-            "POST", "/v1/video/generations", json=body, idempotent=False
-        )
+        response = await self.http.create("/v1/video/generations", json=body, idempotent=False)
         answer = json_body(response, NAME)
         if not isinstance(answer, dict):
             raise GatewayUnavailableError("create answer is not a JSON object", provider=NAME,

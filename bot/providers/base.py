@@ -151,7 +151,8 @@ class Provider(Protocol):
         idempotency_key: str,
         callback_url: str | None = None,
     ) -> SubmitResult:
-        """Create the task. Retries only when the request provably did not reach the gateway.
+        """Create the task, in one try: the engine's requeue is the only retry of a create
+        (bot/providers/http.py). A `GatewayError` says whether resending is safe.
 
         `idempotency_key` is stable for one job (Runware uses it as `taskUUID`).
         """

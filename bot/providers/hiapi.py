@@ -282,9 +282,9 @@ class HiApiProvider(HttpGateway):
         idempotency_key: str,
         callback_url: str | None = None,
     ) -> SubmitResult:
-        """Create the task. HiAPI has no idempotency key, so a read timeout is not retried."""
+        """Create the task, sent once: HiAPI has no idempotency key."""
         body = self.build_body(request, callback_url=callback_url)
-        response = await self.http.request("POST", "/v1/tasks", json=body, idempotent=False)
+        response = await self.http.create("/v1/tasks", json=body, idempotent=False)
         data = _payload(response)
         task_id = data.get("taskId") if isinstance(data, dict) else None
         if not task_id:

@@ -233,10 +233,10 @@ class MagnificProvider(HttpGateway):
         idempotency_key: str,
         callback_url: str | None = None,
     ) -> SubmitResult:
-        """Create the task. Magnific has no idempotency key, so a read timeout is not retried."""
+        """Create the task, sent once: Magnific has no idempotency key."""
         body = self.build_body(request, callback_url=callback_url)
         path = CREATE_PATH.format(resolution=request.resolution.value)
-        response = await self.http.request("POST", path, json=body, idempotent=False)
+        response = await self.http.create(path, json=body, idempotent=False)
         try:
             state = task_state(_task_object(json_body(response, NAME)))
         except ValueError as exc:

@@ -235,12 +235,13 @@ class RunwareProvider(HttpGateway):
         idempotency_key: str,
         callback_url: str | None = None,
     ) -> SubmitResult:
-        """Create the task. Safe to repeat (same taskUUID), so read timeouts are retried too."""
+        """Create the task, sent once. Safe to repeat (same taskUUID), so even a lost answer
+        leaves the error retryable and the engine sends it again."""
         task = self.build_task(request, idempotency_key=idempotency_key,
                                callback_url=callback_url)
         uid = task["taskUUID"]
         self._expected[uid] = task["numberResults"]
-        response = await self.http.request("POST", "/v1", json=[task], idempotent=True)
+        response = await self.http.create("/v1", json=[task], idempotent=True)
         answer = json_body(response, NAME)
         state = self._read(uid, answer, creating=True)
         return SubmitResult(task_id=uid, state=state)
