@@ -29,9 +29,7 @@ from bot.errors import (
 from bot.models import (
     GenerationRequest,
     MediaKind,
-    Mode,
     ProviderResult,
-    Reference,
     Resolution,
     Role,
     SourceKind,
@@ -44,6 +42,7 @@ from bot.providers.base import (
     MediaLimits,
     SubmitResult,
     TransportOptions,
+    frame_images,
     media_source,
     require_api_key,
 )
@@ -206,11 +205,15 @@ class AnyfastProvider(HttpGateway):
         # Strict order text → image → video → audio; validation already ordered them, and a
         # stable sort keeps the user's order within each kind.
         refs = sorted(request.references, key=lambda r: _KIND_ORDER[r.kind])
-        for index, ref in enumerate(refs):
+        # A request built without roles gets the ones its mode implies.
+        first, last = frame_images(request)
+        implied = {id(ref): role for ref, role in ((first, Role.FIRST_FRAME),
+                                                   (last, Role.LAST_FRAME)) if ref is not None}
+        for ref in refs:
             kind = _ITEM_TYPE[ref.kind]
+            role = ref.role or implied.get(id(ref)) or _ROLE_BY_KIND[ref.kind]
             content.append(
-                {"type": kind, kind: {"url": media_source(ref, caps)},
-                 "role": self._role(ref, request.mode, index).value}
+                {"type": kind, kind: {"url": media_source(ref, caps)}, "role": role.value}
             )
         body: dict[str, Any] = {
             "model": model,
@@ -226,15 +229,6 @@ class AnyfastProvider(HttpGateway):
         if request.return_last_frame:
             body["return_last_frame"] = True
         return body
-
-    @staticmethod
-    def _role(ref: Reference, mode: Mode, index: int) -> Role:
-        """The assigned role; a request built without roles gets the one its mode implies."""
-        if ref.role is not None:
-            return ref.role
-        if ref.kind is MediaKind.IMAGE and mode in (Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME):
-            return Role.LAST_FRAME if index == 1 else Role.FIRST_FRAME
-        return _ROLE_BY_KIND[ref.kind]
 
     async def submit(
         self,

@@ -34,7 +34,6 @@ from bot.models import (
     Mode,
     ProviderResult,
     Resolution,
-    Role,
     SourceKind,
     TaskState,
     TaskStatus,
@@ -46,8 +45,9 @@ from bot.providers.base import (
     MediaLimits,
     SubmitResult,
     TransportOptions,
+    frame_images,
     media_source,
-    refuse_unreachable,
+    refuse_invalid,
     require_api_key,
     single_model_capabilities,
 )
@@ -75,12 +75,13 @@ CAPABILITIES = Capabilities(
     resolutions=frozenset({Resolution.P480, Resolution.P720}),
     durations=frozenset(range(4, 16)),
     ratios=ALL_RATIOS,
-    # Edit (images + videos) is left out: the page makes reference images and reference videos
-    # mutually exclusive ("First frame, reference images, and reference videos are mutually
-    # exclusive modes").
+    # The page makes reference images and reference videos mutually exclusive ("First frame,
+    # reference images, and reference videos are mutually exclusive modes"): never both in one
+    # request, so no editing (images + a video) either.
     modes=frozenset(
         {Mode.TEXT, Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME, Mode.REFERENCE, Mode.EXTEND}
     ),
+    reference_images_with_videos=False,
     limits=MediaLimits(),  # the defaults are this page's limits
     audio_generation=True,
     web_search=False,
@@ -248,9 +249,8 @@ class HiApiProvider(HttpGateway):
     def build_body(
         self, request: GenerationRequest, *, callback_url: str | None = None
     ) -> dict[str, Any]:
-        """The create body, field by field as the page lists them. Raises InvalidInput."""
+        """The create body of a validated request, field by field as the page lists them."""
         caps = self.capabilities(request.model)
-        _check(request, caps)
         inp: dict[str, Any] = {
             "prompt": request.prompt,
             "resolution": request.resolution.value,
@@ -258,16 +258,18 @@ class HiApiProvider(HttpGateway):
             "aspect_ratio": request.ratio.value,
             "generate_audio": request.audio,
         }
-        if request.mode in (Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME):
-            inp["first_frame_url"] = media_source(request.with_role(Role.FIRST_FRAME)[0], caps)
-        if request.mode is Mode.FIRST_LAST_FRAME:
-            inp["last_frame_url"] = media_source(request.with_role(Role.LAST_FRAME)[0], caps)
-        for role, key in (
-            (Role.REFERENCE_IMAGE, "reference_image_urls"),
-            (Role.REFERENCE_VIDEO, "reference_video_urls"),
-            (Role.REFERENCE_AUDIO, "reference_audio_urls"),
+        first, last = frame_images(request)
+        if first is not None:
+            inp["first_frame_url"] = media_source(first, caps)
+        if last is not None:
+            inp["last_frame_url"] = media_source(last, caps)
+        frames = {id(ref) for ref in (first, last) if ref is not None}
+        for kind, key in (
+            (MediaKind.IMAGE, "reference_image_urls"),
+            (MediaKind.VIDEO, "reference_video_urls"),
+            (MediaKind.AUDIO, "reference_audio_urls"),
         ):
-            refs = request.with_role(role)
+            refs = [r for r in request.of_kind(kind) if id(r) not in frames]
             if refs:
                 inp[key] = [media_source(r, caps) for r in refs]
         body: dict[str, Any] = {"model": caps.model, "input": inp}
@@ -282,7 +284,12 @@ class HiApiProvider(HttpGateway):
         idempotency_key: str,
         callback_url: str | None = None,
     ) -> SubmitResult:
-        """Create the task, sent once: HiAPI has no idempotency key."""
+        """Create the task, sent once: HiAPI has no idempotency key.
+
+        Refuses (InvalidInput) what validation refuses before anything is sent, local files
+        above all: HiAPI takes media only as URLs.
+        """
+        refuse_invalid(request, self.capabilities(request.model))
         body = self.build_body(request, callback_url=callback_url)
         response = await self.http.create("/v1/tasks", json=body, idempotent=False)
         data = _payload(response)
@@ -330,42 +337,6 @@ class HiApiProvider(HttpGateway):
             return False
         expected = sign(self.callback_secret, timestamp, body)
         return hmac.compare_digest(expected, signature.strip().lower())
-
-
-def _check(request: GenerationRequest, caps: Capabilities) -> None:
-    """Refuse what HiAPI cannot take before anything is sent (validation does this too)."""
-    problems: list[Problem] = []
-    if request.mode not in caps.modes:
-        problems.append(Problem(
-            "mode", "HiAPI cannot mix reference images with reference videos (video editing); "
-            "send images or videos, or use another provider",
-        ))
-    if request.resolution not in caps.resolutions:
-        problems.append(Problem("resolution", "HiAPI makes 480p or 720p; pick one"))
-    if request.duration not in caps.durations:
-        problems.append(Problem("duration", "HiAPI makes 4 to 15 second videos; pick one"))
-    if not request.prompt.strip():
-        problems.append(Problem("prompt", "HiAPI needs a prompt; describe the video"))
-    firsts = request.with_role(Role.FIRST_FRAME)
-    lasts = request.with_role(Role.LAST_FRAME)
-    frame_modes = {Mode.FIRST_FRAME: (1, 0), Mode.FIRST_LAST_FRAME: (1, 1)}
-    wanted = frame_modes.get(request.mode, (0, 0))
-    if (len(firsts), len(lasts)) != wanted:
-        problems.append(Problem(
-            "files", f"{request.mode.value} on HiAPI takes {wanted[0]} first-frame and "
-            f"{wanted[1]} last-frame image",
-        ))
-    references = [r for r in request.references if r.role not in (Role.FIRST_FRAME,
-                                                                   Role.LAST_FRAME)]
-    if request.mode in frame_modes and references:
-        problems.append(Problem(
-            "files", "HiAPI never mixes a first/last frame with reference media; drop one",
-        ))
-    if request.with_role(Role.REFERENCE_IMAGE) and request.with_role(Role.REFERENCE_VIDEO):
-        problems.append(Problem(
-            "files", "HiAPI takes reference images or reference videos, not both; drop one kind",
-        ))
-    refuse_unreachable(request, caps, problems)
 
 
 def build(settings: Settings, **transport: Unpack[TransportOptions]) -> HiApiProvider:

@@ -34,7 +34,6 @@ from bot.models import (
     Ratio,
     Reference,
     Resolution,
-    Role,
     SourceKind,
     TaskState,
     TaskStatus,
@@ -45,8 +44,9 @@ from bot.providers.base import (
     MediaLimits,
     SubmitResult,
     TransportOptions,
+    frame_images,
     media_source,
-    refuse_unreachable,
+    refuse_invalid,
     require_api_key,
     single_model_capabilities,
 )
@@ -59,7 +59,6 @@ MODEL = "seedance-2-mini"
 CREATE_PATH = "/v1/ai/video/seedance-2-mini-{resolution}"  # resolution is the path
 TASK_PATH = "/v1/ai/video/seedance-2-mini/{task_id}"
 RESULT_LIFETIME = 24 * 3600.0  # "a URL valid for 24 hours"
-SEED_MAX = 4_294_967_295
 
 #: Our ratios to the page's aspect names (`adaptive` has none; 9:21 is not one of ours).
 ASPECT_NAMES: dict[Ratio, str] = {
@@ -207,16 +206,15 @@ class MagnificProvider(HttpGateway):
     def build_body(
         self, request: GenerationRequest, *, callback_url: str | None = None
     ) -> dict[str, Any]:
-        """The create body, field by field as the page lists them. Raises InvalidInput."""
+        """The create body of a validated request, field by field as the page lists them."""
         caps = self.capabilities(request.model)
-        _check(request, caps)
+        assert request.ratio in ASPECT_NAMES, "validation refuses a ratio Magnific lacks"
         body: dict[str, Any] = {"prompt": request.prompt}
-        firsts = request.with_role(Role.FIRST_FRAME)
-        lasts = request.with_role(Role.LAST_FRAME)
-        if request.mode in (Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME):
-            body["image"] = _image_value(firsts[0], caps)
-        if request.mode is Mode.FIRST_LAST_FRAME:
-            body["image_end"] = _image_value(lasts[0], caps)
+        first, last = frame_images(request)
+        if first is not None:
+            body["image"] = _image_value(first, caps)
+        if last is not None:
+            body["image_end"] = _image_value(last, caps)
         body["duration"] = request.duration
         body["aspect_ratio"] = ASPECT_NAMES[request.ratio]
         body["camera_fixed"] = request.camera_fixed
@@ -233,7 +231,13 @@ class MagnificProvider(HttpGateway):
         idempotency_key: str,
         callback_url: str | None = None,
     ) -> SubmitResult:
-        """Create the task, sent once: Magnific has no idempotency key."""
+        """Create the task, sent once: Magnific has no idempotency key.
+
+        Refuses (InvalidInput) what validation refuses before anything is sent: the resolution
+        is the path and the aspect names are a closed list, so the body cannot carry anything
+        outside the capability table.
+        """
+        refuse_invalid(request, self.capabilities(request.model))
         body = self.build_body(request, callback_url=callback_url)
         path = CREATE_PATH.format(resolution=request.resolution.value)
         response = await self.http.create(path, json=body, idempotent=False)
@@ -270,42 +274,6 @@ def _image_value(ref: Reference, caps: Capabilities) -> str:
     if value.startswith("data:"):
         return value.split(",", 1)[1]
     return value
-
-
-def _check(request: GenerationRequest, caps: Capabilities) -> None:
-    """Refuse what Magnific cannot take before anything is sent (validation does this too)."""
-    problems: list[Problem] = []
-    if request.mode not in caps.modes:
-        problems.append(Problem(
-            "mode", f"Magnific does text, first_frame and first_last_frame only, "
-            f"not {request.mode.value}; pick one of those or another provider",
-        ))
-    if request.resolution not in caps.resolutions:
-        problems.append(Problem("resolution", "Magnific makes 480p or 720p; pick one"))
-    if request.duration not in caps.durations:
-        problems.append(Problem("duration", "Magnific makes 5 or 10 second videos; pick one"))
-    if request.ratio not in caps.ratios:
-        problems.append(Problem(
-            "ratio", "Magnific has no adaptive ratio; pick 16:9, 4:3, 1:1, 3:4, 9:16 or 21:9"
-        ))
-    if not request.prompt.strip():
-        problems.append(Problem("prompt", "Magnific needs a prompt; describe the video"))
-    elif caps.prompt_max_chars and len(request.prompt) > caps.prompt_max_chars:
-        problems.append(Problem(
-            "prompt", f"Magnific takes at most {caps.prompt_max_chars} characters; shorten it"
-        ))
-    if request.seed is not None and not 0 <= request.seed <= SEED_MAX:
-        problems.append(Problem("seed", f"Magnific takes a seed from 0 to {SEED_MAX}"))
-    firsts = request.with_role(Role.FIRST_FRAME)
-    lasts = request.with_role(Role.LAST_FRAME)
-    wanted = {Mode.FIRST_FRAME: (1, 0), Mode.FIRST_LAST_FRAME: (1, 1)}.get(request.mode, (0, 0))
-    others = [r for r in request.references if r.role not in (Role.FIRST_FRAME, Role.LAST_FRAME)]
-    if request.mode in caps.modes and ((len(firsts), len(lasts)) != wanted or others):
-        problems.append(Problem(
-            "files", f"{request.mode.value} on Magnific takes "
-            f"{wanted[0]} first-frame and {wanted[1]} last-frame image and nothing else",
-        ))
-    refuse_unreachable(request, caps, problems)
 
 
 def build(settings: Settings, **transport: Unpack[TransportOptions]) -> MagnificProvider:

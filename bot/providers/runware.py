@@ -31,11 +31,9 @@ from bot.errors import (
 from bot.models import (
     GenerationRequest,
     MediaKind,
-    Mode,
     ProviderResult,
     Ratio,
     Resolution,
-    Role,
     SourceKind,
     TaskState,
     TaskStatus,
@@ -45,6 +43,7 @@ from bot.providers.base import (
     HttpGateway,
     SubmitResult,
     TransportOptions,
+    frame_images,
     media_source,
     require_api_key,
     single_model_capabilities,
@@ -194,16 +193,12 @@ class RunwareProvider(HttpGateway):
             "positivePrompt": request.prompt,
             "duration": request.duration,
         }
-        frames = [r for r in request.images if r.role in (Role.FIRST_FRAME, Role.LAST_FRAME)]
-        if request.mode in (Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME) and not frames:
-            frames = request.images[:2]  # a request built without roles
+        first, last = frame_images(request)
+        frames = [(ref, at) for ref, at in ((first, "first"), (last, "last")) if ref is not None]
         inputs: dict[str, Any] = {}
         if frames:
-            inputs["frameImages"] = [
-                {"image": media_source(ref, caps),
-                 "frame": "last" if (ref.role is Role.LAST_FRAME or i == 1) else "first"}
-                for i, ref in enumerate(frames)
-            ]
+            inputs["frameImages"] = [{"image": media_source(ref, caps), "frame": at}
+                                     for ref, at in frames]
         else:
             for key, refs in (("referenceImages", request.images),
                               ("referenceVideos", request.videos),
