@@ -2,7 +2,7 @@
 
 Anyfast wraps ByteDance's Ark API behind an OpenAI-style task gateway, so two error shapes
 reach us (its own `{"code","message","data"}` and Ark's `{"error":{...}}`), and the poll answer
-nests the upstream task inside Anyfast's own (`data.data`). See CONTRACTS.md §1 and §5.
+nests the upstream task inside Anyfast's own (`data.data`). See docs/GATEWAYS.md#anyfast.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ MINI = "seedance-2.0-mini"
 FULL = "seedance"
 MODELS = (MINI, FULL)
 
-#: Result URLs live 12 h (one page says 24 h; CONTRACTS.md says assume the shorter).
+#: Result URLs live 12 h (one page says 24 h, another 12 h: the shorter is assumed).
 RESULT_TTL = 12 * 3600.0
 
 #: Codes that mean "out of balance" whatever the HTTP status (403 on this gateway, not 402).

@@ -45,7 +45,8 @@ FRAME_IMAGES: Mapping[Mode, tuple[int, int]] = MappingProxyType(
 
 @dataclass(frozen=True)
 class MediaLimits:
-    """Per-file and per-kind limits. Defaults are HiAPI's page, the strictest one (DESIGN.md §2)."""
+    """Per-file and per-kind limits. Defaults are HiAPI's page, the strictest one
+    (docs/GATEWAYS.md#media-limits)."""
 
     image_formats: frozenset[str] = frozenset({"jpeg", "png", "webp", "bmp", "tiff", "gif"})
     image_min_aspect: float = 0.4

@@ -3,7 +3,7 @@
 Every model on HiAPI is one `POST /v1/tasks` with model-specific `input`; results are listed in
 `output[]` by type with their own expiry. Media reach HiAPI only as URLs (no base64 is
 documented), so a local file cannot be sent. Callbacks may be HMAC-signed.
-See /work/shared/providers/seeds/hiapi-seedance-2.0-mini.md and CONTRACTS.md §4.
+See docs/GATEWAYS.md#hiapi.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Magnific is the narrowest gateway: text, first frame and first + last frame only, 5 or 10 s,
 no audio at all, and the resolution is chosen by the create path, not the body. Create and poll
 answer the same task object; no failure reason is documented, so a failure says so plainly.
-See /work/shared/providers/seeds/magnific-seedance-2.0-mini.md and CONTRACTS.md §3.
+See docs/GATEWAYS.md#magnific.
 """
 
 from __future__ import annotations

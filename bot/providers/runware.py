@@ -3,7 +3,7 @@
 Every call is a POST of a JSON array to `{base}/v1`. The `taskUUID` we send is derived from the
 job's idempotency key, so repeating a create (even after a read timeout) names the same task
 instead of starting a second, billed one. Results may come in several items (numberResults),
-in `data`, in `errors`, or both (CONTRACTS.md §2).
+in `data`, in `errors`, or both (docs/GATEWAYS.md#runware).
 """
 
 from __future__ import annotations
