@@ -2,8 +2,9 @@
 
 Every model on HiAPI is one `POST /v1/tasks` with model-specific `input`; results are listed in
 `output[]` by type with their own expiry. Media reach HiAPI only as URLs (no base64 is
-documented), so a local file cannot be sent. Callbacks may be HMAC-signed.
-See docs/GATEWAYS.md#hiapi.
+documented), so a local file cannot be sent. Callbacks may be HMAC-signed. The shapes we
+accept are the models in bot/providers/hiapi_models.py; what the page documents and what we
+infer is in docs/GATEWAYS.md#hiapi.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any, Unpack
 
 import httpx
+from pydantic import ValidationError
 
 from bot.config import Settings
 from bot.errors import (
@@ -51,7 +52,9 @@ from bot.providers.base import (
     require_api_key,
     single_model_capabilities,
 )
+from bot.providers.hiapi_models import CallbackBody, Created, Envelope, Task
 from bot.providers.http import HttpTransport, default_error, json_body, rejected_content
+from bot.providers.wire import why
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +109,11 @@ CAPABILITIES = Capabilities(
 _BALANCE_WORDS = ("BALANCE", "CREDIT", "QUOTA", "INSUFFICIENT", "PAYMENT")
 
 
-def _error_from(
-    status: int, body: Any, headers: httpx.Headers | None = None
-) -> GatewayError:
-    """Map `{"code","message","data":null,"error_code"}` (code = HTTP status) to an error kind."""
-    if not isinstance(body, dict):
-        raise ValueError("error body is not an object")
-    message = str(body.get("message") or "").strip() or f"HTTP {status}"
-    code = body.get("error_code")
-    code = str(code) if code else None
+def _error_from(status: int, body: Envelope, headers: httpx.Headers | None = None
+                ) -> GatewayError:
+    """Map the envelope of a failure (`code` = HTTP status, `error_code`) to an error kind."""
+    message = (body.message or "").strip() or f"HTTP {status}"
+    code = body.error_code or None
     if status == 402 or (code and any(w in code.upper() for w in _BALANCE_WORDS)):
         return InsufficientBalanceError(message, provider=NAME, status=status, code=code)
     if 400 <= status < 500 and status not in (401, 403, 404, 429):
@@ -126,87 +125,65 @@ def _error_from(
 
 
 def parse_error(response: httpx.Response) -> GatewayError:
-    body = response.json()
-    return _error_from(response.status_code, body, response.headers)
+    return _error_from(response.status_code, Envelope.model_validate(response.json()),
+                       response.headers)
 
 
 def _payload(response: httpx.Response) -> Any:
     """The `data` of a 2xx answer; an answer whose `code` says failure is that failure."""
-    body = json_body(response, NAME)
-    if not isinstance(body, dict):
-        raise GatewayUnavailableError("unexpected answer: not an object", provider=NAME)
-    code = body.get("code")
-    if isinstance(code, int) and code >= 400:
-        raise _error_from(code, body, response.headers)
-    return body.get("data")
+    try:
+        body = Envelope.model_validate(json_body(response, NAME))
+    except ValidationError:
+        raise GatewayUnavailableError("unexpected answer: not an object", provider=NAME) from None
+    if body.failed:
+        assert body.code is not None
+        raise _error_from(body.code, body, response.headers)
+    return body.data
 
 
-def _epoch(value: Any) -> float | None:
-    """expireAt as unix seconds, from seconds, milliseconds or an ISO 8601 string."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return float(value) / 1000.0 if value > 1e12 else float(value)
-    if isinstance(value, str) and value.strip():
-        text = value.strip()
-        if text.replace(".", "", 1).isdigit():
-            return _epoch(float(text))
-        try:
-            return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
+def read_task(data: Any, model: type[Task] = Task) -> Task:
+    """The task of a detail answer (or of a callback body); ValueError when there is none."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(f"task is not an object ({why(exc)})") from None
 
 
-def task_state(data: Any, *, task_id: str | None = None) -> TaskState:
+def task_state(task: Task, *, task_id: str | None = None) -> TaskState:
     """Map a HiAPI task (`data` of the detail answer, or a callback body) to a TaskState."""
-    if not isinstance(data, dict):
-        raise ValueError("task is not an object")
-    tid = data.get("taskId") or task_id
+    tid = task.taskId or task_id
     if not tid:
         raise ValueError("task without taskId")
-    raw = str(data.get("status", "")).strip().lower()
+    raw = (task.status or "").strip().lower()
     if raw not in STATUSES:
         if not raw:
             raise ValueError("task without status")
         log.warning("hiapi: unknown task status %r, treating it as running", raw)
     status = STATUSES.get(raw, TaskStatus.RUNNING)
     if status is TaskStatus.FAILED:
-        raw_error = data.get("error")
-        err: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
-        message = str(err.get("message") or "HiAPI reported the task as failed")
-        code = err.get("code")
+        err = task.error
+        message = (err.message if err else None) or "HiAPI reported the task as failed"
         return TaskState(
-            task_id=str(tid), status=status,
-            error=classify_failure(message, str(code) if code else None, provider=NAME),
+            task_id=tid, status=status,
+            error=classify_failure(message, (err.code if err else None) or None, provider=NAME),
         )
     if status is not TaskStatus.SUCCEEDED:
-        return TaskState(task_id=str(tid), status=status)
-    videos: list[str] = []
-    expiries: list[float] = []
-    last_frame: str | None = None
-    for item in data.get("output") or []:
-        if not isinstance(item, dict) or not isinstance(item.get("url"), str):
-            continue
-        kind = str(item.get("type") or "video").lower()
-        if kind == "video":
-            videos.append(item["url"])
-            expiry = _epoch(item.get("expireAt"))
-            if expiry is not None:
-                expiries.append(expiry)
-        elif kind == "last_frame":
-            last_frame = item["url"]
+        return TaskState(task_id=tid, status=status)
+    outputs = [o for o in task.output if o.url]
+    videos = [o for o in outputs if o.kind == "video"]
+    frames = [o.url for o in outputs if o.kind == "last_frame"]
     if not videos:
         return TaskState(
-            task_id=str(tid), status=TaskStatus.FAILED,
+            task_id=tid, status=TaskStatus.FAILED,
             error=classify_failure("HiAPI reported success but listed no video", None,
                                    provider=NAME),
         )
+    expiries = [o.expireAt for o in videos if o.expireAt is not None]
     result = ProviderResult(
-        video_urls=videos, last_frame_url=last_frame,
+        video_urls=[o.url for o in videos if o.url], last_frame_url=frames[-1] if frames else None,
         expires_at=min(expiries) if expiries else None,
     )
-    return TaskState(task_id=str(tid), status=status, progress=100.0, result=result)
+    return TaskState(task_id=tid, status=status, progress=100.0, result=result)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -293,28 +270,25 @@ class HiApiProvider(HttpGateway):
         body = self.build_body(request, callback_url=callback_url)
         response = await self.http.create("/v1/tasks", json=body, idempotent=False)
         data = _payload(response)
-        task_id = data.get("taskId") if isinstance(data, dict) else None
+        task_id = Created.model_validate(data).taskId if isinstance(data, dict) else None
         if not task_id:
             # The 2xx status says the gateway took the work: never resubmit this create.
             raise GatewayUnavailableError("create answer without data.taskId", provider=NAME,
                                           status=response.status_code)
         return SubmitResult(
-            task_id=str(task_id), state=TaskState(task_id=str(task_id), status=TaskStatus.PENDING)
+            task_id=task_id, state=TaskState(task_id=task_id, status=TaskStatus.PENDING)
         )
 
     async def poll(self, task_id: str) -> TaskState:
         response = await self.http.request("GET", f"/v1/tasks/{task_id}", idempotent=True)
         try:
-            return task_state(_payload(response), task_id=task_id)
+            return task_state(read_task(_payload(response)), task_id=task_id)
         except ValueError as exc:
             raise GatewayUnavailableError(f"unexpected task answer: {exc}", provider=NAME) from None
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> TaskState:
         """The callback body is exactly the detail answer's `data` (a wrapped one is accepted)."""
-        data = json.loads(body)
-        if isinstance(data, dict) and "taskId" not in data and isinstance(data.get("data"), dict):
-            data = data["data"]
-        return task_state(data)
+        return task_state(read_task(json.loads(body), CallbackBody))
 
     def verify_callback(self, headers: Mapping[str, str], body: bytes) -> bool:
         """Check HiAPI's HMAC over `timestamp.body` when a signing secret is configured.

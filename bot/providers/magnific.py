@@ -3,7 +3,8 @@
 Magnific is the narrowest gateway: text, first frame and first + last frame only, 5 or 10 s,
 no audio at all, and the resolution is chosen by the create path, not the body. Create and poll
 answer the same task object; no failure reason is documented, so a failure says so plainly.
-See docs/GATEWAYS.md#magnific.
+The shapes we accept are the models in bot/providers/magnific_models.py; what the page
+documents and what we infer is in docs/GATEWAYS.md#magnific.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Unpack
 
 import httpx
+from pydantic import ValidationError
 
 from bot.config import Settings
 from bot.errors import (
@@ -51,6 +53,8 @@ from bot.providers.base import (
     single_model_capabilities,
 )
 from bot.providers.http import HttpTransport, default_error, json_body, rejected_content
+from bot.providers.magnific_models import ErrorBody, TaskObject
+from bot.providers.wire import why
 
 log = logging.getLogger(__name__)
 
@@ -111,33 +115,9 @@ CAPABILITIES = Capabilities(
 )
 
 
-def _error_text(body: Any) -> tuple[str, str | None]:
-    """The message of any documented error shape, naming invalid params when listed."""
-    if not isinstance(body, dict):
-        raise ValueError("error body is not an object")
-    problem = body.get("problem")
-    inner: dict[str, Any] = problem if isinstance(problem, dict) else body
-    message = str(inner.get("message") or body.get("message") or "").strip()
-    code = inner.get("code") or body.get("code")
-    params = inner.get("invalid_params") or []
-    named = [
-        f"{p.get('name')}: {p.get('reason')}" if p.get("reason") else str(p.get("name"))
-        for p in params
-        if isinstance(p, dict) and p.get("name")
-    ]
-    if named:
-        message = f"{message or 'invalid parameters'} ({'; '.join(named)})"
-    elif ":attribute" in message:
-        # The gateway's template was not filled in; say so rather than show a riddle.
-        message = f"{message} (Magnific did not say which parameter)"
-    if not message:
-        raise ValueError("error body has no message")
-    return message, str(code) if code is not None else None
-
-
 def parse_error(response: httpx.Response) -> GatewayError:
     """Read `{"message"}`, `{"problem":{…}}` or the unwrapped problem body into an error kind."""
-    message, code = _error_text(response.json())
+    message, code = ErrorBody.model_validate(response.json()).text()
     status = response.status_code
     if 400 <= status < 500 and status not in (401, 402, 403, 404, 429):
         judged = rejected_content(message, code, provider=NAME, status=status)
@@ -146,30 +126,28 @@ def parse_error(response: httpx.Response) -> GatewayError:
     return default_error(response, provider=NAME, message=message, code=code)
 
 
-def _task_object(body: Any) -> dict[str, Any]:
-    """The task, from a `{"data": task}` answer or a bare task (the webhook shape)."""
-    if isinstance(body, dict) and isinstance(body.get("data"), dict):
-        body = body["data"]
-    if not isinstance(body, dict) or "status" not in body:
-        raise ValueError("no task object with a status")
-    return body
+def read_task(body: Any) -> TaskObject:
+    """The task object of an answer or a webhook body; ValueError when there is none."""
+    try:
+        return TaskObject.model_validate(body)
+    except ValidationError as exc:
+        raise ValueError(f"no task object with a status ({why(exc)})") from None
 
 
-def task_state(task: Mapping[str, Any], *, task_id: str | None = None) -> TaskState:
+def task_state(task: TaskObject, *, task_id: str | None = None) -> TaskState:
     """Map a Magnific task object to a TaskState (no progress is documented)."""
-    tid = task.get("task_id") or task_id
+    tid = task.task_id or task_id
     if not tid:
         raise ValueError("task object without task_id")
-    raw = str(task.get("status", "")).strip().upper()
+    raw = (task.status or "").strip().upper()
     status = STATUSES.get(raw)
     if status is None:
         log.warning("magnific: unknown task status %r, treating it as running", raw)
         status = TaskStatus.RUNNING
-    generated = task.get("generated") or []
-    urls = [u for u in generated if isinstance(u, str) and u]
+    urls = task.urls
     if status is TaskStatus.SUCCEEDED and not urls:
         return TaskState(
-            task_id=str(tid), status=TaskStatus.FAILED,
+            task_id=tid, status=TaskStatus.FAILED,
             error=classify_failure(
                 "Magnific marked the task COMPLETED but listed no video", None, provider=NAME
             ),
@@ -177,14 +155,14 @@ def task_state(task: Mapping[str, Any], *, task_id: str | None = None) -> TaskSt
     if status is TaskStatus.SUCCEEDED:
         # Seen at or after completion, so this is an upper bound on the URL's life.
         result = ProviderResult(video_urls=urls, expires_at=time.time() + RESULT_LIFETIME)
-        return TaskState(task_id=str(tid), status=status, progress=100.0, result=result)
+        return TaskState(task_id=tid, status=status, progress=100.0, result=result)
     if status is TaskStatus.FAILED:
         return TaskState(
             # Built directly: the words "safety checker" must not make an unknown cause
             # a certain moderation verdict.
-            task_id=str(tid), status=status, error=TaskFailedError(NO_REASON, provider=NAME)
+            task_id=tid, status=status, error=TaskFailedError(NO_REASON, provider=NAME)
         )
-    return TaskState(task_id=str(tid), status=status)
+    return TaskState(task_id=tid, status=status)
 
 
 class MagnificProvider(HttpGateway):
@@ -242,7 +220,7 @@ class MagnificProvider(HttpGateway):
         path = CREATE_PATH.format(resolution=request.resolution.value)
         response = await self.http.create(path, json=body, idempotent=False)
         try:
-            state = task_state(_task_object(json_body(response, NAME)))
+            state = task_state(read_task(json_body(response, NAME)))
         except ValueError as exc:
             # The 2xx status says the gateway took the work: never resubmit this create.
             raise GatewayUnavailableError(
@@ -255,13 +233,13 @@ class MagnificProvider(HttpGateway):
             "GET", TASK_PATH.format(task_id=task_id), idempotent=True
         )
         try:
-            return task_state(_task_object(json_body(response, NAME)), task_id=task_id)
+            return task_state(read_task(json_body(response, NAME)), task_id=task_id)
         except ValueError as exc:
             raise GatewayUnavailableError(f"unexpected task answer: {exc}", provider=NAME) from None
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> TaskState:
         """The webhook body is the task object without the `data` wrapper (both accepted)."""
-        return task_state(_task_object(json.loads(body)))
+        return task_state(read_task(json.loads(body)))
 
 
 def _image_value(ref: Reference, caps: Capabilities) -> str:
