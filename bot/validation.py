@@ -234,9 +234,9 @@ def _frame_problems(req: GenerationRequest, caps: Capabilities, who: str) -> lis
         return []
     needs = kind_count(firsts, "first-frame image") + (
         f" and {kind_count(lasts, 'last-frame image')}" if lasts else "")
-    return [Problem("files", f"{req.mode.value} on {who} takes {needs}; mark the images as "
-                             "first and last frame, or leave them unmarked to take them in "
-                             "order.")]
+    fix = ("mark the images as first and last frame, or leave both unmarked to take them in "
+           "order" if lasts else "mark the image as the first frame, or leave it unmarked")
+    return [Problem("files", f"{req.mode.value} on {who} takes {needs}; {fix}.")]
 
 
 def check_prompt_encoding(prompt: str) -> list[Problem]:

@@ -296,9 +296,13 @@ def test_frame_roles_follow_the_frame_table(mode: Mode, roles: list[Role | None]
     assert bool(problems) is refused, problems
     if refused and mode is Mode.REFERENCE:
         one(problems, "i0.png", "is marked as a frame image", "first_last_frame mode")
+    elif refused and mode is Mode.FIRST_FRAME:
+        one(problems, "files: first_frame on test (m) takes 1 first-frame image;",
+            "mark the image as the first frame, or leave it unmarked")
     elif refused:
-        one(problems, f"files: {mode.value} on test (m) takes 1 first-frame image",
-            "mark the images as first and last frame, or leave them unmarked")
+        one(problems, "files: first_last_frame on test (m) takes 1 first-frame image and 1 "
+            "last-frame image;", "mark the images as first and last frame, or leave both "
+            "unmarked")
 
 
 def test_files_that_do_not_fit_the_mode_are_left_to_the_mode_check() -> None:
