@@ -109,8 +109,10 @@ def parse_error(response: httpx.Response) -> GatewayError:
         body: Any = response.json()
     except ValueError:
         body = response.text[:300]
-    code, message = (None, body.strip()) if isinstance(body, str) else (
-        ErrorBody.model_validate(body).first() if isinstance(body, dict) else (None, ""))
+    if isinstance(body, dict):
+        code, message = ErrorBody.model_validate(body).first()
+    else:
+        code, message = None, (body.strip() if isinstance(body, str) else "")
     message = message or response.reason_phrase or f"HTTP {response.status_code}"
     status = response.status_code
     low = (code or "").lower()
