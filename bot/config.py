@@ -1,4 +1,5 @@
-"""Configuration from the environment and a `.env` file (DESIGN.md §3).
+"""Configuration from the environment and a `.env` file (README.md#configuration lists every
+variable; what each gateway needs is in docs/GATEWAYS.md#configuration).
 
 Every variable has a default that runs the bot offline (local provider, SQLite under ./data).
 A bad value becomes one `ConfigError` line naming the variable and what it allows.
@@ -25,7 +26,7 @@ DEFAULT_BASE_URLS = {
     "hiapi": "https://api.hiapi.ai",
 }
 
-#: Credits per second of video by resolution: 1 credit = 1 s of 480p (DESIGN.md §3).
+#: Credits per second of video by resolution: 1 credit = 1 s of 480p (docs/GATEWAYS.md#billing).
 DEFAULT_PRICES = {"480p": 1, "720p": 2, "1080p": 4}
 
 

@@ -1,7 +1,7 @@
 """The request and result vocabulary shared by the CLI, the engine, the providers and the cogs.
 
-Names follow the gateways' own pages (see DESIGN.md §2) so a reader can hold a request next to
-a seed page and compare them field by field.
+Names follow the gateways' own pages (docs/GATEWAYS.md says what each page calls them) so a
+reader can hold a request next to a gateway's page and compare them field by field.
 """
 
 from __future__ import annotations

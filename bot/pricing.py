@@ -1,4 +1,5 @@
-"""What a request costs in credits (DESIGN.md §3: 1 credit = 1 s of 480p unless configured)."""
+"""What a request costs in credits: 1 credit = 1 s of 480p unless configured, whatever the
+gateway charges (docs/GATEWAYS.md#billing)."""
 
 from __future__ import annotations
 

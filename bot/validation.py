@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bot.errors import Problem
-from bot.models import GenerationRequest, MediaKind, Mode, Reference
+from bot.models import GenerationRequest, MediaKind, Mode, Reference, Role
 from bot.providers.base import Capabilities, MediaLimits, unreachable_reason
 from bot.roles import placeholders
 from bot.words import a, kind_count, size
@@ -146,7 +146,17 @@ def check_capabilities(req: GenerationRequest, caps: Capabilities) -> list[Probl
     out: list[Problem] = []
     if req.mode not in caps.modes:
         allowed = ", ".join(m.value for m in Mode if m in caps.modes)
-        out.append(Problem("mode", f"{who} does not do {req.mode.value}; it does {allowed}."))
+        why = (" (it never takes reference images together with reference videos)"
+               if req.mode is Mode.EDIT and not caps.reference_images_with_videos else "")
+        out.append(Problem("mode", f"{who} does not do {req.mode.value}{why}; it does "
+                                   f"{allowed}."))
+    else:
+        out.extend(_frame_problems(req, caps, who))
+        if (not caps.reference_images_with_videos and req.mode not in caps.frame_images
+                and req.images and req.videos):
+            out.append(Problem("files", f"{who} takes reference images or reference videos, "
+                                        "not both; drop the images or the videos, or pick "
+                                        "another provider."))
     if req.mode is Mode.REFERENCE and len(req.images) < caps.limits.min_reference_images:
         least = kind_count(caps.limits.min_reference_images, "image")
         out.append(Problem("files", f"{who} needs at least {least} in reference mode; add "
@@ -199,6 +209,34 @@ def check_capabilities(req: GenerationRequest, caps: Capabilities) -> list[Probl
         if reason:
             out.append(Problem(_subject(ref), reason + "."))
     return out
+
+
+def _frame_problems(req: GenerationRequest, caps: Capabilities, who: str) -> list[Problem]:
+    """Frame roles as the table says: in a frame mode exactly its first/last frame images (all
+    marked, or none marked and taken in order); in any other mode no file marked as a frame.
+
+    When the files' kinds do not fit the mode at all, bot/roles.py has already said which modes
+    they fit (intake runs it first), so nothing is added here.
+    """
+    want = caps.frame_images.get(req.mode)
+    framed = [r for r in req.references if r.role in (Role.FIRST_FRAME, Role.LAST_FRAME)]
+    if want is None:
+        return [Problem(_subject(r), f"is marked as a frame image, but {req.mode.value} on "
+                                     f"{who} takes no frames; use first_frame or "
+                                     "first_last_frame mode, or pass it as a plain image.")
+                for r in framed]
+    firsts, lasts = want
+    if len(req.references) != firsts + lasts or req.videos or req.audios:
+        return []
+    marked = (len(req.with_role(Role.FIRST_FRAME)), len(req.with_role(Role.LAST_FRAME)))
+    unmarked = all(r.role is None for r in req.references)
+    if unmarked or (marked == want and len(framed) == len(req.references)):
+        return []
+    needs = kind_count(firsts, "first-frame image") + (
+        f" and {kind_count(lasts, 'last-frame image')}" if lasts else "")
+    fix = ("mark the images as first and last frame, or leave both unmarked to take them in "
+           "order" if lasts else "mark the image as the first frame, or leave it unmarked")
+    return [Problem("files", f"{req.mode.value} on {who} takes {needs}; {fix}.")]
 
 
 def check_prompt_encoding(prompt: str) -> list[Problem]:

@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from bot.config import Settings
-from bot.errors import ConfigError, GatewayUnavailableError, RateLimitError
+from bot.engine.policies import resubmit_is_safe
+from bot.errors import ConfigError, GatewayError, GatewayUnavailableError, RateLimitError
 from bot.media.probe import probe_file
 from bot.models import MediaKind
 from bot.providers import create_provider
@@ -67,30 +68,46 @@ async def test_cancel_is_not_offered_and_sends_nothing(fake: Any, provider: Http
     assert fake.requests == []
 
 
-async def test_rate_limit_honours_retry_after_and_is_bounded(
-    gw: GatewayCase, fake: Any, provider: HttpGateway, sleeps: SleepLog
+# Retries of a create (429 with Retry-After, 503, bounded) happen in the engine's requeue, not
+# here: tests/chaos/test_faults.py drives them through the real engine.
+
+@pytest.mark.parametrize(("status", "kind", "hint"), [
+    (429, RateLimitError, "3"), (503, GatewayUnavailableError, "2"),
+    (500, GatewayUnavailableError, None), (502, GatewayUnavailableError, None),
+    (504, GatewayUnavailableError, None),
+])
+async def test_a_refused_create_is_sent_once_and_says_whether_to_resend(
+    gw: GatewayCase, fake: Any, provider: HttpGateway, sleeps: SleepLog, status: int,
+    kind: type[GatewayError], hint: str | None,
 ) -> None:
-    limited = gw.error(429, "rate_limited", "Too many requests")
-    fake.fail_next(429, limited, headers={"Retry-After": "3"}, times=2)
-    submitted = await provider.submit(gw.generation_request(), idempotency_key="job-1")
-    assert submitted.task_id in fake.tasks
-    assert sleeps.delays == [3.0, 3.0] and len(fake.received("POST")) == 3
-    fake.fail_next(429, limited, headers={"Retry-After": "4"}, times=5)
-    with pytest.raises(RateLimitError) as info:
-        await provider.submit(gw.generation_request(), idempotency_key="job-2")
-    assert info.value.retry_after == 4.0
-    assert sleeps.delays == [3.0, 3.0] + [4.0] * 4  # 5 attempts, 4 waits, each as told
-    assert len(fake.received("POST")) == 3 + 5 and len(fake.tasks) == 1
+    """One try; the error keeps the status, Retry-After and retryable flag the engine's
+    `resubmit_is_safe` reads: 429/503 may be resent anywhere, other 5xx only where a repeated
+    create names the same task."""
+    fake.fail_next(status, gw.error(status, "refused", "not now"),
+                   headers={"Retry-After": hint} if hint else {})
+    with pytest.raises(kind) as info:
+        await provider.submit(gw.generation_request(), idempotency_key="job-1")
+    error = info.value
+    assert len(fake.received("POST")) == 1 and sleeps.delays == [] and not fake.tasks
+    assert error.status == status and error.retryable
+    assert error.retry_after == (float(hint) if hint else None)
+    safe = resubmit_is_safe(error, idempotent=gw.idempotent_submit)
+    assert safe is (status in (429, 503) or gw.idempotent_submit)
 
 
-async def test_503_on_create_is_retried_then_succeeds(
-    gw: GatewayCase, fake: Any, provider: HttpGateway, sleeps: SleepLog
-) -> None:
-    fake.fail_next(503, gw.error(503, "service_unavailable", "busy, retry later"),
-                   headers={"Retry-After": "2"})
-    submitted = await provider.submit(gw.generation_request(), idempotency_key="job-1")
-    assert submitted.task_id in fake.tasks and sleeps.delays == [2.0]
-    assert len(fake.received("POST")) == 2
+async def test_a_create_that_never_connected_may_be_resent(gw: GatewayCase,
+                                                           sleeps: SleepLog) -> None:
+    """Nothing listens: one try, no status, retryable, so the engine requeues it."""
+    provider = gw.build(Settings(_env_file=None, **{f"{gw.name}_api_key": "k",
+                                                    f"{gw.name}_base_url": "http://127.0.0.1:9"}),
+                        sleep=sleeps)
+    try:
+        with pytest.raises(GatewayUnavailableError, match="could not connect") as info:
+            await provider.submit(gw.generation_request(), idempotency_key="job-1")
+    finally:
+        await provider.aclose()
+    assert info.value.status is None and info.value.retryable and sleeps.delays == []
+    assert resubmit_is_safe(info.value, idempotent=gw.idempotent_submit)
 
 
 @pytest.mark.parametrize("gw", NOT_IDEMPOTENT, ids=_ids, indirect=True)
@@ -112,9 +129,10 @@ async def test_read_timeout_on_create_is_not_retried_but_on_poll_it_is(
     async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=0.2)) as client:
         provider = gw.client(fake, sleeps, client=client)
         fake.fail_next(200, {}, method="POST", delay=0.6)
-        with pytest.raises(GatewayUnavailableError, match="no answer"):
+        with pytest.raises(GatewayUnavailableError, match="no answer") as info:
             await provider.submit(gw.generation_request(), idempotency_key="job-1")
         assert len(fake.received("POST")) == 1 and sleeps.delays == []
+        assert not resubmit_is_safe(info.value, idempotent=False)
         submitted = await provider.submit(gw.generation_request(), idempotency_key="job-2")
         fake.fail_next(200, {}, method="GET", delay=0.6)
         state = await provider.poll(submitted.task_id)

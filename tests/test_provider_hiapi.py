@@ -293,7 +293,8 @@ async def test_task_of_nobody_is_not_found(provider: HiApiProvider) -> None:
     assert info.value.code == "NOT_FOUND"
 
 
-# 429, 503 and read timeouts on create, cancel, a missing key: test_provider_gateways.py
+# A create sent once whatever the answer, cancel, a missing key: test_provider_gateways.py;
+# 429 and 503 on create resent by the engine: tests/chaos/test_faults.py
 
 async def test_unavailable_after_bounded_retries(
     fake: FakeHiAPI, provider: HiApiProvider, sleeps: SleepLog

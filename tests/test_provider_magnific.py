@@ -296,7 +296,8 @@ async def test_key_echoed_by_the_gateway_is_scrubbed(
     assert fake.api_key not in str(info.value)
 
 
-# ---- retries (429, 503, 500 and read timeouts on create: test_provider_gateways.py) --------
+# ---- retries (a create is sent once: test_provider_gateways.py; resent by the engine:
+# tests/chaos/test_faults.py) --------------------------------------------------------------
 
 async def test_poll_5xx_is_retried(
     fake: FakeMagnific, provider: MagnificProvider, sleeps: SleepLog

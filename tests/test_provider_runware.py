@@ -277,16 +277,8 @@ async def test_moderation_on_create(fake: FakeRunware, provider: RunwareProvider
     assert info.value.status == 400
 
 
-@pytest.mark.parametrize("status", [503, 504, 500])
-async def test_unavailable_is_retried_with_the_same_task_uuid(
-    fake: FakeRunware, provider: RunwareProvider, sleeps: SleepLog, status: int
-) -> None:
-    fake.fail_next(status, _errors("serviceUnavailable", "Try again later."),
-                   headers={"Retry-After": "1.5"})
-    submitted = await provider.submit(GenerationRequest(prompt="a cat"), idempotency_key=JOB)
-    assert sleeps.delays == [1.5] and list(fake.tasks) == [JOB] == [submitted.task_id]
-    assert [r.body[0]["taskUUID"] for r in fake.received("POST")] == [JOB, JOB]
-
+# A create refused with 503, 504 or 500, or whose answer was lost, is resent by the engine with
+# the same taskUUID: tests/chaos/test_faults.py (test_runware_*).
 
 async def test_unavailable_after_all_attempts(fake: FakeRunware,
                                               provider: RunwareProvider) -> None:
@@ -300,19 +292,6 @@ async def test_unavailable_after_all_attempts(fake: FakeRunware,
 async def test_task_not_found(provider: RunwareProvider) -> None:
     with pytest.raises(TaskNotFoundError, match="No task"):
         await provider.poll(JOB)
-
-
-async def test_read_timeout_on_create_is_retried_with_the_same_uuid(
-    fake: FakeRunware, sleeps: SleepLog
-) -> None:
-    fake.create_delays = [0.5]  # the task is made, the answer comes too late
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=0.1)) as client:
-        provider = GATEWAY.client(fake, sleeps, client=client)
-        submitted = await provider.submit(GenerationRequest(prompt="a cat"),
-                                          idempotency_key="job-7")
-    sent = [r.body[0]["taskUUID"] for r in fake.received("POST")]
-    assert len(sent) == 2 and sent[0] == sent[1] == submitted.task_id
-    assert len(fake.tasks) == 1 and fake.repeats == 1 and len(sleeps.delays) == 1
 
 
 async def test_malformed_answer_is_a_transient_fault(fake: FakeRunware,

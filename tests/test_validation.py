@@ -10,7 +10,16 @@ import pytest
 
 from bot.errors import InvalidInput
 from bot.intake import MediaInput, RequestOptions, prepare
-from bot.models import MediaKind, Mode, Ratio, RequestedMode, Resolution, Role, SourceKind
+from bot.models import (
+    MediaKind,
+    Mode,
+    Ratio,
+    Reference,
+    RequestedMode,
+    Resolution,
+    Role,
+    SourceKind,
+)
 from bot.providers.base import Capabilities, MediaLimits
 from tests.media_factory import cut_in_half, make_audio, make_image, make_svg, make_video
 
@@ -234,3 +243,74 @@ async def test_results_and_min_reference_images(tmp_path: Path) -> None:
     problems = [str(p) for p in check_capabilities(req, caps)]
     one(problems, "results", "at most 1 video")
     one(problems, "at least 1 image")
+
+
+# ---- rules the capability table declares for frames and for mixing references --------------
+
+def _url(kind: MediaKind, name: str, role: Role | None) -> Reference:
+    return Reference(kind=kind, source=f"https://media.example.com/{name}", name=name, role=role)
+
+
+def test_reference_images_with_videos_refused_where_the_table_says_so() -> None:
+    from bot.models import GenerationRequest
+    from bot.validation import check_capabilities
+
+    apart = dataclasses.replace(CAPS, provider="hiapi", model="seedance-2.0-mini",
+                                reference_images_with_videos=False,
+                                modes=CAPS.modes - {Mode.EDIT})
+    refs = [_url(MediaKind.IMAGE, "cat.png", Role.REFERENCE_IMAGE),
+            _url(MediaKind.VIDEO, "clip.mp4", Role.REFERENCE_VIDEO)]
+    mixed = GenerationRequest(prompt="@image1 in @video1", mode=Mode.REFERENCE, references=refs)
+    problem = one([str(p) for p in check_capabilities(mixed, apart)], "files",
+                  "reference images or reference videos, not both")
+    assert "hiapi (seedance-2.0-mini)" in problem and "drop the images or the videos" in problem
+    assert check_capabilities(mixed, CAPS) == []  # a gateway that mixes them takes it
+    edit = mixed.model_copy(update={"mode": Mode.EDIT})
+    one([str(p) for p in check_capabilities(edit, apart)], "mode: hiapi (seedance-2.0-mini) "
+        "does not do edit (it never takes reference images together with reference videos)")
+    images_only = mixed.model_copy(update={"references": refs[:1]})
+    assert check_capabilities(images_only, apart) == []
+
+
+@pytest.mark.parametrize(("mode", "roles", "refused"), [
+    (Mode.FIRST_FRAME, [Role.FIRST_FRAME], False),
+    (Mode.FIRST_FRAME, [None], False),  # unmarked: the first image is the first frame
+    (Mode.FIRST_FRAME, [Role.LAST_FRAME], True),
+    (Mode.FIRST_FRAME, [Role.REFERENCE_IMAGE], True),
+    (Mode.FIRST_LAST_FRAME, [Role.FIRST_FRAME, Role.LAST_FRAME], False),
+    (Mode.FIRST_LAST_FRAME, [Role.LAST_FRAME, Role.FIRST_FRAME], False),
+    (Mode.FIRST_LAST_FRAME, [None, None], False),
+    (Mode.FIRST_LAST_FRAME, [Role.FIRST_FRAME, Role.FIRST_FRAME], True),
+    (Mode.FIRST_LAST_FRAME, [Role.FIRST_FRAME, None], True),
+    (Mode.REFERENCE, [Role.REFERENCE_IMAGE, Role.REFERENCE_IMAGE], False),
+    (Mode.REFERENCE, [Role.FIRST_FRAME, Role.REFERENCE_IMAGE], True),
+])
+def test_frame_roles_follow_the_frame_table(mode: Mode, roles: list[Role | None],
+                                            refused: bool) -> None:
+    from bot.models import GenerationRequest
+    from bot.validation import check_capabilities
+
+    refs = [_url(MediaKind.IMAGE, f"i{n}.png", role) for n, role in enumerate(roles)]
+    req = GenerationRequest(prompt="a fox", mode=mode, references=refs)
+    problems = [str(p) for p in check_capabilities(req, CAPS)]
+    assert bool(problems) is refused, problems
+    if refused and mode is Mode.REFERENCE:
+        one(problems, "i0.png", "is marked as a frame image", "first_last_frame mode")
+    elif refused and mode is Mode.FIRST_FRAME:
+        one(problems, "files: first_frame on test (m) takes 1 first-frame image;",
+            "mark the image as the first frame, or leave it unmarked")
+    elif refused:
+        one(problems, "files: first_last_frame on test (m) takes 1 first-frame image and 1 "
+            "last-frame image;", "mark the images as first and last frame, or leave both "
+            "unmarked")
+
+
+def test_files_that_do_not_fit_the_mode_are_left_to_the_mode_check() -> None:
+    """Intake's role assignment already says which modes the files fit; no second problem."""
+    from bot.models import GenerationRequest
+    from bot.validation import check_capabilities
+
+    two = [_url(MediaKind.IMAGE, "a.png", Role.FIRST_FRAME),
+           _url(MediaKind.IMAGE, "b.png", Role.FIRST_FRAME)]
+    req = GenerationRequest(prompt="a fox", mode=Mode.FIRST_FRAME, references=two)
+    assert check_capabilities(req, CAPS) == []

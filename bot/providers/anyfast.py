@@ -2,18 +2,19 @@
 
 Anyfast wraps ByteDance's Ark API behind an OpenAI-style task gateway, so two error shapes
 reach us (its own `{"code","message","data"}` and Ark's `{"error":{...}}`), and the poll answer
-nests the upstream task inside Anyfast's own (`data.data`). See CONTRACTS.md §1 and §5.
+nests the upstream task inside Anyfast's own (`data.data`); the shapes we accept are the models
+in bot/providers/anyfast_models.py. See docs/GATEWAYS.md#anyfast.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any, Unpack
 
 import httpx
+from pydantic import ValidationError
 
 from bot.config import Settings
 from bot.errors import (
@@ -29,14 +30,20 @@ from bot.errors import (
 from bot.models import (
     GenerationRequest,
     MediaKind,
-    Mode,
     ProviderResult,
-    Reference,
     Resolution,
     Role,
     SourceKind,
     TaskState,
     TaskStatus,
+)
+from bot.providers.anyfast_models import (
+    AssetAnswer,
+    CreateAnswer,
+    PollAnswer,
+    Task,
+    Upstream,
+    error_fields,
 )
 from bot.providers.base import (
     Capabilities,
@@ -44,6 +51,7 @@ from bot.providers.base import (
     MediaLimits,
     SubmitResult,
     TransportOptions,
+    frame_images,
     media_source,
     require_api_key,
 )
@@ -56,7 +64,7 @@ MINI = "seedance-2.0-mini"
 FULL = "seedance"
 MODELS = (MINI, FULL)
 
-#: Result URLs live 12 h (one page says 24 h; CONTRACTS.md says assume the shorter).
+#: Result URLs live 12 h (one page says 24 h, another 12 h: the shorter is assumed).
 RESULT_TTL = 12 * 3600.0
 
 #: Codes that mean "out of balance" whatever the HTTP status (403 on this gateway, not 402).
@@ -115,7 +123,7 @@ _KIND_ORDER = {MediaKind.IMAGE: 0, MediaKind.VIDEO: 1, MediaKind.AUDIO: 2}
 
 def parse_error(response: httpx.Response) -> GatewayError:
     """Read both error shapes Anyfast answers with and map them to our error kinds."""
-    code, message = _error_fields(_safe_json(response))
+    code, message = error_fields(_safe_json(response))
     message = message or response.reason_phrase or f"HTTP {response.status_code}"
     status = response.status_code
     if (code or "").lower() in BALANCE_CODES or status == 402:
@@ -138,45 +146,6 @@ def _safe_json(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return response.text[:300]
-
-
-def _error_fields(body: Any) -> tuple[str | None, str]:
-    """(code, message) from `{"code","message"}`, `{"error":{...}}` or plain text."""
-    if isinstance(body, str):
-        return None, body.strip()
-    if not isinstance(body, dict):
-        return None, ""
-    inner = body.get("error")
-    if isinstance(inner, dict):
-        code = inner.get("code") or inner.get("type")
-        return (str(code) if code else None), str(inner.get("message") or "")
-    if isinstance(inner, str):
-        return None, inner
-    code = body.get("code")
-    return (str(code) if code not in (None, "") else None), str(body.get("message") or "")
-
-
-def _progress(value: Any) -> float | None:
-    """`"50%"`, `50` or `"50"` → 50.0; anything else → None."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return max(0.0, min(100.0, float(value)))
-    if isinstance(value, str):
-        text = value.strip().rstrip("%").strip()
-        try:
-            return max(0.0, min(100.0, float(text)))
-        except ValueError:
-            return None
-    return None
-
-
-def _dig(obj: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(key)
-    return obj
 
 
 class AnyfastProvider(HttpGateway):
@@ -206,11 +175,15 @@ class AnyfastProvider(HttpGateway):
         # Strict order text → image → video → audio; validation already ordered them, and a
         # stable sort keeps the user's order within each kind.
         refs = sorted(request.references, key=lambda r: _KIND_ORDER[r.kind])
-        for index, ref in enumerate(refs):
+        # A request built without roles gets the ones its mode implies.
+        first, last = frame_images(request)
+        implied = {id(ref): role for ref, role in ((first, Role.FIRST_FRAME),
+                                                   (last, Role.LAST_FRAME)) if ref is not None}
+        for ref in refs:
             kind = _ITEM_TYPE[ref.kind]
+            role = ref.role or implied.get(id(ref)) or _ROLE_BY_KIND[ref.kind]
             content.append(
-                {"type": kind, kind: {"url": media_source(ref, caps)},
-                 "role": self._role(ref, request.mode, index).value}
+                {"type": kind, kind: {"url": media_source(ref, caps)}, "role": role.value}
             )
         body: dict[str, Any] = {
             "model": model,
@@ -227,15 +200,6 @@ class AnyfastProvider(HttpGateway):
             body["return_last_frame"] = True
         return body
 
-    @staticmethod
-    def _role(ref: Reference, mode: Mode, index: int) -> Role:
-        """The assigned role; a request built without roles gets the one its mode implies."""
-        if ref.role is not None:
-            return ref.role
-        if ref.kind is MediaKind.IMAGE and mode in (Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME):
-            return Role.LAST_FRAME if index == 1 else Role.FIRST_FRAME
-        return _ROLE_BY_KIND[ref.kind]
-
     async def submit(
         self,
         request: GenerationRequest,
@@ -243,29 +207,26 @@ class AnyfastProvider(HttpGateway):
         idempotency_key: str,
         callback_url: str | None = None,
     ) -> SubmitResult:
-        """Create the task. Anyfast has no idempotency key and no callbacks, so a create that
-        timed out after sending is never repeated (it may already be running and billed)."""
+        """Create the task, sent once. Anyfast has no idempotency key, so a create that timed
+        out after sending is not retryable (it may already be running and billed)."""
         body = self.build_body(request)
-        response = await self.http.request(
-            "POST", "/v1/video/generations", json=body, idempotent=False
-        )
-        answer = json_body(response, NAME)
-        if not isinstance(answer, dict):
+        response = await self.http.create("/v1/video/generations", json=body, idempotent=False)
+        raw = json_body(response, NAME)
+        try:
+            answer = CreateAnswer.model_validate(raw)
+        except ValidationError:
+            # The 2xx status says the gateway took the work: never resubmit this create.
             raise GatewayUnavailableError("create answer is not a JSON object", provider=NAME,
-                                          status=response.status_code)
-        task_id = answer.get("task_id") or answer.get("id")
+                                          status=response.status_code) from None
+        task_id = answer.task
         if not task_id:
-            data = answer.get("data")
-            task_id = _dig(data, "task_id") or _dig(data, "id")
-        if not task_id:
-            code, message = _error_fields(answer)
+            code, message = answer.fields()
             raise InvalidRequestError(
                 message or "the create answer carried no task id", provider=NAME, code=code,
                 status=response.status_code,
             )
-        state = TaskState(task_id=str(task_id), status=TaskStatus.PENDING,
-                          progress=_progress(answer.get("progress")))
-        return SubmitResult(task_id=str(task_id), state=state)
+        state = TaskState(task_id=task_id, status=TaskStatus.PENDING, progress=answer.progress)
+        return SubmitResult(task_id=task_id, state=state)
 
     # ---- poll -----------------------------------------------------------------------------
     async def poll(self, task_id: str) -> TaskState:
@@ -274,32 +235,33 @@ class AnyfastProvider(HttpGateway):
         )
         return self.parse_task(task_id, json_body(response, NAME))
 
-    def parse_task(self, task_id: str, answer: Any) -> TaskState:
-        """One poll answer (`{"code","message","data":{task}}`) → TaskState."""
-        if not isinstance(answer, dict):
-            raise GatewayUnavailableError("poll answer is not a JSON object", provider=NAME)
-        task = answer.get("data")
-        if not isinstance(task, dict):
-            if "status" in answer:  # a bare task object
-                task = answer
-            else:
-                code, message = _error_fields(answer)
-                if code and ("not_exist" in code or "not_found" in code):
-                    # the gateway sometimes says "no such task" inside a 200
-                    raise TaskNotFoundError(message or code, provider=NAME, code=code)
-                raise GatewayUnavailableError(
-                    message or "poll answer carried no task", provider=NAME, code=code
-                )
-        status = str(task.get("status") or "").strip().upper()
-        nested = task.get("data")
-        upstream: dict[str, Any] = nested if isinstance(nested, dict) else {}
-        progress = _progress(task.get("progress"))
-        tid = str(task.get("task_id") or task_id)
+    def parse_task(self, task_id: str, raw: Any) -> TaskState:
+        """One poll answer (`{"code","message","data":{task}}`, or a bare task) → TaskState."""
+        try:
+            answer = PollAnswer.model_validate(raw)
+        except ValidationError:
+            raise GatewayUnavailableError("poll answer is not a JSON object",
+                                          provider=NAME) from None
+        return self._state(task_id, answer)
+
+    def _state(self, task_id: str, answer: PollAnswer) -> TaskState:
+        task = answer.data
+        if task is None:
+            code, message = answer.fields()
+            if code and ("not_exist" in code or "not_found" in code):
+                # the gateway sometimes says "no such task" inside a 200
+                raise TaskNotFoundError(message or code, provider=NAME, code=code)
+            raise GatewayUnavailableError(
+                message or "poll answer carried no task", provider=NAME, code=code
+            )
+        status = (task.status or "").strip().upper()
+        progress = task.progress
+        tid = task.task_id or task_id
 
         if status in _SUCCEEDED:
-            return self._succeeded(tid, task, upstream)
+            return self._succeeded(tid, task)
         if status in _FAILED:
-            return self._failed(tid, task, upstream, progress)
+            return self._failed(tid, task, progress)
         if status in _RUNNING or status in _KEEP_POLLING:
             return TaskState(task_id=tid, status=TaskStatus.RUNNING, progress=progress)
         if status not in _PENDING:
@@ -307,32 +269,30 @@ class AnyfastProvider(HttpGateway):
             return TaskState(task_id=tid, status=TaskStatus.RUNNING, progress=progress)
         return TaskState(task_id=tid, status=TaskStatus.PENDING, progress=progress)
 
-    def _succeeded(self, tid: str, task: dict[str, Any], upstream: dict[str, Any]) -> TaskState:
+    def _succeeded(self, tid: str, task: Task) -> TaskState:
         # `fail_reason` may hold a copy of the URL on success (legacy quirk): not read here.
-        url = task.get("result_url") or _dig(upstream, "content", "video_url")
+        content = task.upstream.content
+        url = task.result_url or (content.video_url if content else None)
         if not url:
             error = TaskFailedError("the gateway reported success without a video URL",
                                     provider=NAME, refunded=False)
             return TaskState(task_id=tid, status=TaskStatus.FAILED, progress=100.0, error=error)
-        seed = upstream.get("seed")
-        finished = task.get("finish_time")
-        base = float(finished) if isinstance(finished, int | float) and finished > 0 else None
+        seed = task.upstream.seed
+        finished = task.finish_time
         result = ProviderResult(
-            video_urls=[str(url)],
-            last_frame_url=_dig(upstream, "content", "last_frame_url") or None,
-            seed=int(seed) if isinstance(seed, int | float) and not isinstance(seed, bool)
-            else None,
-            expires_at=(base or time.time()) + RESULT_TTL,
+            video_urls=[url],
+            last_frame_url=(content.last_frame_url if content else None) or None,
+            seed=int(seed) if seed is not None else None,
+            expires_at=(finished if finished and finished > 0 else time.time()) + RESULT_TTL,
         )
         return TaskState(task_id=tid, status=TaskStatus.SUCCEEDED, progress=100.0,
                          result=result)
 
-    def _failed(self, tid: str, task: dict[str, Any], upstream: dict[str, Any],
-                progress: float | None) -> TaskState:
-        raw_error = upstream.get("error")
-        up_error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
-        code = up_error.get("code") or None
-        reason = str(task.get("fail_reason") or up_error.get("message") or "").strip()
+    def _failed(self, tid: str, task: Task, progress: float | None) -> TaskState:
+        upstream: Upstream = task.upstream
+        code = (upstream.error.code if upstream.error else None) or None
+        up_message = upstream.error.message if upstream.error else None
+        reason = (task.fail_reason or up_message or "").strip()
         error = classify_failure(reason or "the task failed", code, provider=NAME)
         if type(error) is TaskFailedError and progress is not None and progress >= 100:
             # The seed's own note: reaching 100% and then failing is the provider's moderation.
@@ -347,14 +307,15 @@ class AnyfastProvider(HttpGateway):
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> TaskState:
         """Anyfast documents no callbacks; a body shaped like a poll answer is read as one."""
         try:
-            answer = json.loads(body)
-        except ValueError:
-            raise InvalidRequestError("callback body is not JSON", provider=NAME) from None
-        task = answer.get("data") if isinstance(answer, dict) else None
-        tid = str(_dig(answer, "data", "task_id") or _dig(answer, "task_id") or "")
-        if not tid and not isinstance(task, dict):
+            answer = PollAnswer.model_validate_json(body)
+        except ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors()):
+                raise InvalidRequestError("callback body is not JSON", provider=NAME) from None
+            answer = PollAnswer()
+        tid = (answer.data.task_id if answer.data else None) or answer.task_id
+        if not tid and answer.data is None:
             raise InvalidRequestError("callback body names no task", provider=NAME)
-        return self.parse_task(tid, answer)
+        return self._state(tid or "", answer)
 
     # ---- assets (asset://<id> references) --------------------------------------------------
     async def create_asset_group(self, name: str) -> str:
@@ -378,13 +339,13 @@ class AnyfastProvider(HttpGateway):
         return self._asset_id(json_body(response, NAME))
 
     @staticmethod
-    def _asset_id(answer: Any) -> str:
-        ident = _dig(answer, "Id") or _dig(answer, "Result", "Id") or _dig(answer, "data", "Id")
+    def _asset_id(raw: Any) -> str:
+        ident = AssetAnswer.model_validate(raw).ident if isinstance(raw, dict) else None
         if not ident:
-            code, message = _error_fields(answer)
+            code, message = error_fields(raw)
             raise InvalidRequestError(message or "the asset answer carried no Id",
                                       provider=NAME, code=code)
-        return str(ident)
+        return ident
 
 
 def build(settings: Settings, **transport: Unpack[TransportOptions]) -> AnyfastProvider:

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Protocol, TypedDict, runtime_checkable
 
 import httpx
@@ -26,6 +27,7 @@ from bot.models import (
     Ratio,
     Reference,
     Resolution,
+    Role,
     SourceKind,
     TaskState,
 )
@@ -34,11 +36,17 @@ from bot.words import KIND_NOUNS, a
 
 ALL_MODES = frozenset(Mode)
 ALL_RATIOS = frozenset(Ratio)
+#: (first-frame, last-frame) images each frame mode takes, with nothing else beside them: what
+#: every Seedance page says ("first frame, first + last frame and reference never mix").
+FRAME_IMAGES: Mapping[Mode, tuple[int, int]] = MappingProxyType(
+    {Mode.FIRST_FRAME: (1, 0), Mode.FIRST_LAST_FRAME: (1, 1)}
+)
 
 
 @dataclass(frozen=True)
 class MediaLimits:
-    """Per-file and per-kind limits. Defaults are HiAPI's page, the strictest one (DESIGN.md §2)."""
+    """Per-file and per-kind limits. Defaults are HiAPI's page, the strictest one
+    (docs/GATEWAYS.md#media-limits)."""
 
     image_formats: frozenset[str] = frozenset({"jpeg", "png", "webp", "bmp", "tiff", "gif"})
     image_min_aspect: float = 0.4
@@ -96,6 +104,11 @@ class Capabilities:
     seed: bool = True
     camera_fixed: bool = False
     watermark: bool = True
+    #: Frame images per frame mode (see FRAME_IMAGES); a mode missing here takes no frames.
+    frame_images: Mapping[Mode, tuple[int, int]] = field(default_factory=lambda: FRAME_IMAGES)
+    #: False where reference images and reference videos exclude each other in one request
+    #: (HiAPI's page), which also rules out editing (images with a video).
+    reference_images_with_videos: bool = True
     webhooks: bool = False
     #: The gateway calls back only HTTPS URLs (HiAPI's page), so SEEDANCE_WEBHOOK_BASE_URL
     #: must be https:// when this gateway is configured.
@@ -151,7 +164,8 @@ class Provider(Protocol):
         idempotency_key: str,
         callback_url: str | None = None,
     ) -> SubmitResult:
-        """Create the task. Retries only when the request provably did not reach the gateway.
+        """Create the task, in one try: the engine's requeue is the only retry of a create
+        (bot/providers/http.py). A `GatewayError` says whether resending is safe.
 
         `idempotency_key` is stable for one job (Runware uses it as `taskUUID`).
         """
@@ -238,13 +252,36 @@ def require_api_key(settings: Settings, provider: str, where: str) -> str:
     return key
 
 
-def refuse_unreachable(request: GenerationRequest, caps: Capabilities,
-                       problems: list[Problem]) -> None:
-    """Add every reference the gateway cannot fetch, then raise if anything is wrong."""
-    for ref in request.references:
-        reason = unreachable_reason(ref, caps)
-        if reason:
-            problems.append(Problem(ref.name, reason))
+def frame_images(request: GenerationRequest) -> tuple[Reference | None, Reference | None]:
+    """The first and the last frame of a request, None where it has none.
+
+    By role; a request built without frame roles (a test, a hand-made request) in a frame mode
+    gets the ones its mode implies, as the pages do: the first image, then the second.
+    """
+    firsts = request.with_role(Role.FIRST_FRAME)
+    lasts = request.with_role(Role.LAST_FRAME)
+    if not firsts and not lasts and request.mode in FRAME_IMAGES:
+        images = [r for r in request.images if r.role is None]
+        firsts, lasts = images[:1], images[1:2]
+    return (firsts[0] if firsts else None), (lasts[0] if lasts else None)
+
+
+def refuse_invalid(request: GenerationRequest, caps: Capabilities) -> None:
+    """Raise InvalidInput for a request validation would refuse, before anything is sent.
+
+    For gateways whose bodies cannot carry a request outside their table at all (Magnific's
+    resolution path and aspect names, HiAPI's URL-only media): the same rules as intake (the
+    mode's files, bot/roles.py; the capability table, bot/validation.py), never a copy of them.
+    """
+    # Imported here: bot.validation reads this module's Capabilities.
+    from bot.roles import MODE_NEEDS, fits
+    from bot.validation import check_capabilities
+
+    problems: list[Problem] = []
+    if not fits(request.mode, request.references, request.prompt):
+        problems.append(Problem("mode", f"{request.mode.value} needs "
+                                        f"{MODE_NEEDS[request.mode]}."))
+    problems.extend(check_capabilities(request, caps))
     if problems:
         raise InvalidInput(problems)
 

@@ -2,8 +2,9 @@
 
 Every model on HiAPI is one `POST /v1/tasks` with model-specific `input`; results are listed in
 `output[]` by type with their own expiry. Media reach HiAPI only as URLs (no base64 is
-documented), so a local file cannot be sent. Callbacks may be HMAC-signed.
-See /work/shared/providers/seeds/hiapi-seedance-2.0-mini.md and CONTRACTS.md §4.
+documented), so a local file cannot be sent. Callbacks may be HMAC-signed. The shapes we
+accept are the models in bot/providers/hiapi_models.py; what the page documents and what we
+infer is in docs/GATEWAYS.md#hiapi.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime
 from typing import Any, Unpack
 
 import httpx
+from pydantic import ValidationError
 
 from bot.config import Settings
 from bot.errors import (
@@ -34,7 +35,6 @@ from bot.models import (
     Mode,
     ProviderResult,
     Resolution,
-    Role,
     SourceKind,
     TaskState,
     TaskStatus,
@@ -46,12 +46,15 @@ from bot.providers.base import (
     MediaLimits,
     SubmitResult,
     TransportOptions,
+    frame_images,
     media_source,
-    refuse_unreachable,
+    refuse_invalid,
     require_api_key,
     single_model_capabilities,
 )
+from bot.providers.hiapi_models import CallbackBody, Created, Envelope, Task
 from bot.providers.http import HttpTransport, default_error, json_body, rejected_content
+from bot.providers.wire import why
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +78,13 @@ CAPABILITIES = Capabilities(
     resolutions=frozenset({Resolution.P480, Resolution.P720}),
     durations=frozenset(range(4, 16)),
     ratios=ALL_RATIOS,
-    # Edit (images + videos) is left out: the page makes reference images and reference videos
-    # mutually exclusive ("First frame, reference images, and reference videos are mutually
-    # exclusive modes").
+    # The page makes reference images and reference videos mutually exclusive ("First frame,
+    # reference images, and reference videos are mutually exclusive modes"): never both in one
+    # request, so no editing (images + a video) either.
     modes=frozenset(
         {Mode.TEXT, Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME, Mode.REFERENCE, Mode.EXTEND}
     ),
+    reference_images_with_videos=False,
     limits=MediaLimits(),  # the defaults are this page's limits
     audio_generation=True,
     web_search=False,
@@ -105,15 +109,11 @@ CAPABILITIES = Capabilities(
 _BALANCE_WORDS = ("BALANCE", "CREDIT", "QUOTA", "INSUFFICIENT", "PAYMENT")
 
 
-def _error_from(
-    status: int, body: Any, headers: httpx.Headers | None = None
-) -> GatewayError:
-    """Map `{"code","message","data":null,"error_code"}` (code = HTTP status) to an error kind."""
-    if not isinstance(body, dict):
-        raise ValueError("error body is not an object")
-    message = str(body.get("message") or "").strip() or f"HTTP {status}"
-    code = body.get("error_code")
-    code = str(code) if code else None
+def _error_from(status: int, body: Envelope, headers: httpx.Headers | None = None
+                ) -> GatewayError:
+    """Map the envelope of a failure (`code` = HTTP status, `error_code`) to an error kind."""
+    message = (body.message or "").strip() or f"HTTP {status}"
+    code = body.error_code or None
     if status == 402 or (code and any(w in code.upper() for w in _BALANCE_WORDS)):
         return InsufficientBalanceError(message, provider=NAME, status=status, code=code)
     if 400 <= status < 500 and status not in (401, 403, 404, 429):
@@ -125,87 +125,65 @@ def _error_from(
 
 
 def parse_error(response: httpx.Response) -> GatewayError:
-    body = response.json()
-    return _error_from(response.status_code, body, response.headers)
+    return _error_from(response.status_code, Envelope.model_validate(response.json()),
+                       response.headers)
 
 
 def _payload(response: httpx.Response) -> Any:
     """The `data` of a 2xx answer; an answer whose `code` says failure is that failure."""
-    body = json_body(response, NAME)
-    if not isinstance(body, dict):
-        raise GatewayUnavailableError("unexpected answer: not an object", provider=NAME)
-    code = body.get("code")
-    if isinstance(code, int) and code >= 400:
-        raise _error_from(code, body, response.headers)
-    return body.get("data")
+    try:
+        body = Envelope.model_validate(json_body(response, NAME))
+    except ValidationError:
+        raise GatewayUnavailableError("unexpected answer: not an object", provider=NAME) from None
+    if body.failed:
+        assert body.code is not None
+        raise _error_from(body.code, body, response.headers)
+    return body.data
 
 
-def _epoch(value: Any) -> float | None:
-    """expireAt as unix seconds, from seconds, milliseconds or an ISO 8601 string."""
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return float(value) / 1000.0 if value > 1e12 else float(value)
-    if isinstance(value, str) and value.strip():
-        text = value.strip()
-        if text.replace(".", "", 1).isdigit():
-            return _epoch(float(text))
-        try:
-            return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            return None
-    return None
+def read_task(data: Any, model: type[Task] = Task) -> Task:
+    """The task of a detail answer (or of a callback body); ValueError when there is none."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(f"task is not an object ({why(exc)})") from None
 
 
-def task_state(data: Any, *, task_id: str | None = None) -> TaskState:
+def task_state(task: Task, *, task_id: str | None = None) -> TaskState:
     """Map a HiAPI task (`data` of the detail answer, or a callback body) to a TaskState."""
-    if not isinstance(data, dict):
-        raise ValueError("task is not an object")
-    tid = data.get("taskId") or task_id
+    tid = task.taskId or task_id
     if not tid:
         raise ValueError("task without taskId")
-    raw = str(data.get("status", "")).strip().lower()
+    raw = (task.status or "").strip().lower()
     if raw not in STATUSES:
         if not raw:
             raise ValueError("task without status")
         log.warning("hiapi: unknown task status %r, treating it as running", raw)
     status = STATUSES.get(raw, TaskStatus.RUNNING)
     if status is TaskStatus.FAILED:
-        raw_error = data.get("error")
-        err: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
-        message = str(err.get("message") or "HiAPI reported the task as failed")
-        code = err.get("code")
+        err = task.error
+        message = (err.message if err else None) or "HiAPI reported the task as failed"
         return TaskState(
-            task_id=str(tid), status=status,
-            error=classify_failure(message, str(code) if code else None, provider=NAME),
+            task_id=tid, status=status,
+            error=classify_failure(message, (err.code if err else None) or None, provider=NAME),
         )
     if status is not TaskStatus.SUCCEEDED:
-        return TaskState(task_id=str(tid), status=status)
-    videos: list[str] = []
-    expiries: list[float] = []
-    last_frame: str | None = None
-    for item in data.get("output") or []:
-        if not isinstance(item, dict) or not isinstance(item.get("url"), str):
-            continue
-        kind = str(item.get("type") or "video").lower()
-        if kind == "video":
-            videos.append(item["url"])
-            expiry = _epoch(item.get("expireAt"))
-            if expiry is not None:
-                expiries.append(expiry)
-        elif kind == "last_frame":
-            last_frame = item["url"]
+        return TaskState(task_id=tid, status=status)
+    outputs = [o for o in task.output if o.url]
+    videos = [o for o in outputs if o.kind == "video"]
+    frames = [o.url for o in outputs if o.kind == "last_frame"]
     if not videos:
         return TaskState(
-            task_id=str(tid), status=TaskStatus.FAILED,
+            task_id=tid, status=TaskStatus.FAILED,
             error=classify_failure("HiAPI reported success but listed no video", None,
                                    provider=NAME),
         )
+    expiries = [o.expireAt for o in videos if o.expireAt is not None]
     result = ProviderResult(
-        video_urls=videos, last_frame_url=last_frame,
+        video_urls=[o.url for o in videos if o.url], last_frame_url=frames[-1] if frames else None,
         expires_at=min(expiries) if expiries else None,
     )
-    return TaskState(task_id=str(tid), status=status, progress=100.0, result=result)
+    return TaskState(task_id=tid, status=status, progress=100.0, result=result)
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -248,9 +226,8 @@ class HiApiProvider(HttpGateway):
     def build_body(
         self, request: GenerationRequest, *, callback_url: str | None = None
     ) -> dict[str, Any]:
-        """The create body, field by field as the page lists them. Raises InvalidInput."""
+        """The create body of a validated request, field by field as the page lists them."""
         caps = self.capabilities(request.model)
-        _check(request, caps)
         inp: dict[str, Any] = {
             "prompt": request.prompt,
             "resolution": request.resolution.value,
@@ -258,16 +235,18 @@ class HiApiProvider(HttpGateway):
             "aspect_ratio": request.ratio.value,
             "generate_audio": request.audio,
         }
-        if request.mode in (Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME):
-            inp["first_frame_url"] = media_source(request.with_role(Role.FIRST_FRAME)[0], caps)
-        if request.mode is Mode.FIRST_LAST_FRAME:
-            inp["last_frame_url"] = media_source(request.with_role(Role.LAST_FRAME)[0], caps)
-        for role, key in (
-            (Role.REFERENCE_IMAGE, "reference_image_urls"),
-            (Role.REFERENCE_VIDEO, "reference_video_urls"),
-            (Role.REFERENCE_AUDIO, "reference_audio_urls"),
+        first, last = frame_images(request)
+        if first is not None:
+            inp["first_frame_url"] = media_source(first, caps)
+        if last is not None:
+            inp["last_frame_url"] = media_source(last, caps)
+        frames = {id(ref) for ref in (first, last) if ref is not None}
+        for kind, key in (
+            (MediaKind.IMAGE, "reference_image_urls"),
+            (MediaKind.VIDEO, "reference_video_urls"),
+            (MediaKind.AUDIO, "reference_audio_urls"),
         ):
-            refs = request.with_role(role)
+            refs = [r for r in request.of_kind(kind) if id(r) not in frames]
             if refs:
                 inp[key] = [media_source(r, caps) for r in refs]
         body: dict[str, Any] = {"model": caps.model, "input": inp}
@@ -282,32 +261,34 @@ class HiApiProvider(HttpGateway):
         idempotency_key: str,
         callback_url: str | None = None,
     ) -> SubmitResult:
-        """Create the task. HiAPI has no idempotency key, so a read timeout is not retried."""
+        """Create the task, sent once: HiAPI has no idempotency key.
+
+        Refuses (InvalidInput) what validation refuses before anything is sent, local files
+        above all: HiAPI takes media only as URLs.
+        """
+        refuse_invalid(request, self.capabilities(request.model))
         body = self.build_body(request, callback_url=callback_url)
-        response = await self.http.request("POST", "/v1/tasks", json=body, idempotent=False)
+        response = await self.http.create("/v1/tasks", json=body, idempotent=False)
         data = _payload(response)
-        task_id = data.get("taskId") if isinstance(data, dict) else None
+        task_id = Created.model_validate(data).taskId if isinstance(data, dict) else None
         if not task_id:
             # The 2xx status says the gateway took the work: never resubmit this create.
             raise GatewayUnavailableError("create answer without data.taskId", provider=NAME,
                                           status=response.status_code)
         return SubmitResult(
-            task_id=str(task_id), state=TaskState(task_id=str(task_id), status=TaskStatus.PENDING)
+            task_id=task_id, state=TaskState(task_id=task_id, status=TaskStatus.PENDING)
         )
 
     async def poll(self, task_id: str) -> TaskState:
         response = await self.http.request("GET", f"/v1/tasks/{task_id}", idempotent=True)
         try:
-            return task_state(_payload(response), task_id=task_id)
+            return task_state(read_task(_payload(response)), task_id=task_id)
         except ValueError as exc:
             raise GatewayUnavailableError(f"unexpected task answer: {exc}", provider=NAME) from None
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> TaskState:
         """The callback body is exactly the detail answer's `data` (a wrapped one is accepted)."""
-        data = json.loads(body)
-        if isinstance(data, dict) and "taskId" not in data and isinstance(data.get("data"), dict):
-            data = data["data"]
-        return task_state(data)
+        return task_state(read_task(json.loads(body), CallbackBody))
 
     def verify_callback(self, headers: Mapping[str, str], body: bytes) -> bool:
         """Check HiAPI's HMAC over `timestamp.body` when a signing secret is configured.
@@ -330,42 +311,6 @@ class HiApiProvider(HttpGateway):
             return False
         expected = sign(self.callback_secret, timestamp, body)
         return hmac.compare_digest(expected, signature.strip().lower())
-
-
-def _check(request: GenerationRequest, caps: Capabilities) -> None:
-    """Refuse what HiAPI cannot take before anything is sent (validation does this too)."""
-    problems: list[Problem] = []
-    if request.mode not in caps.modes:
-        problems.append(Problem(
-            "mode", "HiAPI cannot mix reference images with reference videos (video editing); "
-            "send images or videos, or use another provider",
-        ))
-    if request.resolution not in caps.resolutions:
-        problems.append(Problem("resolution", "HiAPI makes 480p or 720p; pick one"))
-    if request.duration not in caps.durations:
-        problems.append(Problem("duration", "HiAPI makes 4 to 15 second videos; pick one"))
-    if not request.prompt.strip():
-        problems.append(Problem("prompt", "HiAPI needs a prompt; describe the video"))
-    firsts = request.with_role(Role.FIRST_FRAME)
-    lasts = request.with_role(Role.LAST_FRAME)
-    frame_modes = {Mode.FIRST_FRAME: (1, 0), Mode.FIRST_LAST_FRAME: (1, 1)}
-    wanted = frame_modes.get(request.mode, (0, 0))
-    if (len(firsts), len(lasts)) != wanted:
-        problems.append(Problem(
-            "files", f"{request.mode.value} on HiAPI takes {wanted[0]} first-frame and "
-            f"{wanted[1]} last-frame image",
-        ))
-    references = [r for r in request.references if r.role not in (Role.FIRST_FRAME,
-                                                                   Role.LAST_FRAME)]
-    if request.mode in frame_modes and references:
-        problems.append(Problem(
-            "files", "HiAPI never mixes a first/last frame with reference media; drop one",
-        ))
-    if request.with_role(Role.REFERENCE_IMAGE) and request.with_role(Role.REFERENCE_VIDEO):
-        problems.append(Problem(
-            "files", "HiAPI takes reference images or reference videos, not both; drop one kind",
-        ))
-    refuse_unreachable(request, caps, problems)
 
 
 def build(settings: Settings, **transport: Unpack[TransportOptions]) -> HiApiProvider:

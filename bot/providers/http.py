@@ -1,10 +1,28 @@
 """HTTP transport shared by the gateway modules: retries that cannot double-bill.
 
-A create is retried only when it provably did not reach the gateway (connect errors) or the
-gateway said 429/503 (it did not accept the work). A read timeout after sending could mean the
-task exists, so it is retried only for idempotent calls (polls, or Runware's create, whose
-`taskUUID` makes a repeat harmless). `Retry-After` is honoured; backoff is exponential with
-jitter and bounded; `sleep` is injectable so tests run in milliseconds.
+Reads (polls, Runware's getResponse) are retried here: connect errors, 429/5xx and read
+timeouts, up to `max_attempts` tries, honouring `Retry-After`, with bounded exponential backoff
+and jitter; `sleep` is injectable so tests run in milliseconds.
+
+A task create is sent exactly once per call (`HttpTransport.create`). Its one retry budget is
+the engine's durable requeue (bot/engine/engine.py `_submit`, bounded by
+`EngineLimits.submit_retries`, guarded by `resubmit_is_safe` in bot/engine/policies.py): it
+survives a restart, frees the gateway slot for other jobs meanwhile and waits at least the
+error's `retry_after`. Retrying here as well used to multiply the two budgets (5 tries per
+submit x 4 submits = 20 creates). So each create error keeps what `resubmit_is_safe` reads:
+
+* `retryable` - True for 429, 5xx and "could not connect"; False for a create whose answer was
+  lost after sending (read timeout) unless the gateway dedupes creates (Runware's taskUUID);
+* `status` - None when the request never left, else the HTTP status (429 and 503 say the
+  gateway did not take the work; 500/502/504 may hide a task);
+* `retry_after` - the gateway's hint in seconds, which the engine waits at least.
+
+Worst case per job: 1 + `submit_retries` create calls (4 with the defaults). At most one of
+them made a task: a gateway without idempotency is resent only after a 429, a 503 or a
+connection that never opened, and Runware's repeats name the same taskUUID. The announced
+retry without audio after an audio-moderation failure sends one more create (a second task,
+the only one a job can make). A restart in the middle of a create resends it only where the
+gateway dedupes creates; elsewhere the job fails without resending.
 """
 
 from __future__ import annotations
@@ -37,6 +55,8 @@ log = logging.getLogger(__name__)
 Sleep = Callable[[float], Awaitable[None]]
 ErrorParser = Callable[[httpx.Response], GatewayError]
 
+#: Tries per task create: the engine's requeue is its only retry budget (see above).
+CREATE_ATTEMPTS = 1
 #: Statuses after which the gateway provably did not take the work.
 NOT_ACCEPTED = frozenset({429, 503})
 TRANSIENT = frozenset({429, 500, 502, 503, 504})
@@ -142,8 +162,14 @@ class HttpTransport:
         *,
         json: Any = None,
         idempotent: bool,
+        attempts: int | None = None,
     ) -> httpx.Response:
-        """Send, retrying only where it cannot double-bill. Returns a 2xx response."""
+        """Send, retrying only where it cannot double-bill. Returns a 2xx response.
+
+        `attempts` caps the tries (default `max_attempts`); `idempotent` says whether a call
+        whose answer was lost may be repeated (and is reported as retryable).
+        """
+        limit = self.max_attempts if attempts is None else max(1, attempts)
         attempt = 0
         while True:
             attempt += 1
@@ -157,7 +183,7 @@ class HttpTransport:
                 error: GatewayError = GatewayUnavailableError(
                     f"could not connect ({type(exc).__name__})", provider=self.provider
                 )
-                if attempt >= self.max_attempts:
+                if attempt >= limit:
                     raise error from None
             except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:
                 if not idempotent:
@@ -174,7 +200,7 @@ class HttpTransport:
                 error = GatewayUnavailableError(
                     f"no answer from the gateway ({type(exc).__name__})", provider=self.provider
                 )
-                if attempt >= self.max_attempts:
+                if attempt >= limit:
                     raise error from None
             else:
                 if response.is_success:
@@ -183,7 +209,7 @@ class HttpTransport:
                 retry = response.status_code in NOT_ACCEPTED or (
                     idempotent and response.status_code in TRANSIENT
                 )
-                if not retry or attempt >= self.max_attempts:
+                if not retry or attempt >= limit:
                     raise error
             delay = self.backoff.delay(attempt, error.retry_after)
             log.info(
@@ -191,6 +217,15 @@ class HttpTransport:
                 self.provider, method, path, error.kind, attempt, delay,
             )
             await self.sleep(delay)
+
+    async def create(self, path: str, *, json: Any, idempotent: bool) -> httpx.Response:
+        """POST a task create once (`CREATE_ATTEMPTS`): the engine requeues it if it may.
+
+        `idempotent`: the gateway dedupes a repeated create (Runware's taskUUID), so a lost
+        answer is still retryable; without that it is not, since the task may exist.
+        """
+        return await self.request("POST", path, json=json, idempotent=idempotent,
+                                  attempts=CREATE_ATTEMPTS)
 
     def _error(self, response: httpx.Response) -> GatewayError:
         try:

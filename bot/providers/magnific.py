@@ -3,7 +3,8 @@
 Magnific is the narrowest gateway: text, first frame and first + last frame only, 5 or 10 s,
 no audio at all, and the resolution is chosen by the create path, not the body. Create and poll
 answer the same task object; no failure reason is documented, so a failure says so plainly.
-See /work/shared/providers/seeds/magnific-seedance-2.0-mini.md and CONTRACTS.md §3.
+The shapes we accept are the models in bot/providers/magnific_models.py; what the page
+documents and what we infer is in docs/GATEWAYS.md#magnific.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Unpack
 
 import httpx
+from pydantic import ValidationError
 
 from bot.config import Settings
 from bot.errors import (
@@ -34,7 +36,6 @@ from bot.models import (
     Ratio,
     Reference,
     Resolution,
-    Role,
     SourceKind,
     TaskState,
     TaskStatus,
@@ -45,12 +46,15 @@ from bot.providers.base import (
     MediaLimits,
     SubmitResult,
     TransportOptions,
+    frame_images,
     media_source,
-    refuse_unreachable,
+    refuse_invalid,
     require_api_key,
     single_model_capabilities,
 )
 from bot.providers.http import HttpTransport, default_error, json_body, rejected_content
+from bot.providers.magnific_models import ErrorBody, TaskObject
+from bot.providers.wire import why
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +63,6 @@ MODEL = "seedance-2-mini"
 CREATE_PATH = "/v1/ai/video/seedance-2-mini-{resolution}"  # resolution is the path
 TASK_PATH = "/v1/ai/video/seedance-2-mini/{task_id}"
 RESULT_LIFETIME = 24 * 3600.0  # "a URL valid for 24 hours"
-SEED_MAX = 4_294_967_295
 
 #: Our ratios to the page's aspect names (`adaptive` has none; 9:21 is not one of ours).
 ASPECT_NAMES: dict[Ratio, str] = {
@@ -112,33 +115,9 @@ CAPABILITIES = Capabilities(
 )
 
 
-def _error_text(body: Any) -> tuple[str, str | None]:
-    """The message of any documented error shape, naming invalid params when listed."""
-    if not isinstance(body, dict):
-        raise ValueError("error body is not an object")
-    problem = body.get("problem")
-    inner: dict[str, Any] = problem if isinstance(problem, dict) else body
-    message = str(inner.get("message") or body.get("message") or "").strip()
-    code = inner.get("code") or body.get("code")
-    params = inner.get("invalid_params") or []
-    named = [
-        f"{p.get('name')}: {p.get('reason')}" if p.get("reason") else str(p.get("name"))
-        for p in params
-        if isinstance(p, dict) and p.get("name")
-    ]
-    if named:
-        message = f"{message or 'invalid parameters'} ({'; '.join(named)})"
-    elif ":attribute" in message:
-        # The gateway's template was not filled in; say so rather than show a riddle.
-        message = f"{message} (Magnific did not say which parameter)"
-    if not message:
-        raise ValueError("error body has no message")
-    return message, str(code) if code is not None else None
-
-
 def parse_error(response: httpx.Response) -> GatewayError:
     """Read `{"message"}`, `{"problem":{…}}` or the unwrapped problem body into an error kind."""
-    message, code = _error_text(response.json())
+    message, code = ErrorBody.model_validate(response.json()).text()
     status = response.status_code
     if 400 <= status < 500 and status not in (401, 402, 403, 404, 429):
         judged = rejected_content(message, code, provider=NAME, status=status)
@@ -147,30 +126,28 @@ def parse_error(response: httpx.Response) -> GatewayError:
     return default_error(response, provider=NAME, message=message, code=code)
 
 
-def _task_object(body: Any) -> dict[str, Any]:
-    """The task, from a `{"data": task}` answer or a bare task (the webhook shape)."""
-    if isinstance(body, dict) and isinstance(body.get("data"), dict):
-        body = body["data"]
-    if not isinstance(body, dict) or "status" not in body:
-        raise ValueError("no task object with a status")
-    return body
+def read_task(body: Any) -> TaskObject:
+    """The task object of an answer or a webhook body; ValueError when there is none."""
+    try:
+        return TaskObject.model_validate(body)
+    except ValidationError as exc:
+        raise ValueError(f"no task object with a status ({why(exc)})") from None
 
 
-def task_state(task: Mapping[str, Any], *, task_id: str | None = None) -> TaskState:
+def task_state(task: TaskObject, *, task_id: str | None = None) -> TaskState:
     """Map a Magnific task object to a TaskState (no progress is documented)."""
-    tid = task.get("task_id") or task_id
+    tid = task.task_id or task_id
     if not tid:
         raise ValueError("task object without task_id")
-    raw = str(task.get("status", "")).strip().upper()
+    raw = (task.status or "").strip().upper()
     status = STATUSES.get(raw)
     if status is None:
         log.warning("magnific: unknown task status %r, treating it as running", raw)
         status = TaskStatus.RUNNING
-    generated = task.get("generated") or []
-    urls = [u for u in generated if isinstance(u, str) and u]
+    urls = task.urls
     if status is TaskStatus.SUCCEEDED and not urls:
         return TaskState(
-            task_id=str(tid), status=TaskStatus.FAILED,
+            task_id=tid, status=TaskStatus.FAILED,
             error=classify_failure(
                 "Magnific marked the task COMPLETED but listed no video", None, provider=NAME
             ),
@@ -178,14 +155,14 @@ def task_state(task: Mapping[str, Any], *, task_id: str | None = None) -> TaskSt
     if status is TaskStatus.SUCCEEDED:
         # Seen at or after completion, so this is an upper bound on the URL's life.
         result = ProviderResult(video_urls=urls, expires_at=time.time() + RESULT_LIFETIME)
-        return TaskState(task_id=str(tid), status=status, progress=100.0, result=result)
+        return TaskState(task_id=tid, status=status, progress=100.0, result=result)
     if status is TaskStatus.FAILED:
         return TaskState(
             # Built directly: the words "safety checker" must not make an unknown cause
             # a certain moderation verdict.
-            task_id=str(tid), status=status, error=TaskFailedError(NO_REASON, provider=NAME)
+            task_id=tid, status=status, error=TaskFailedError(NO_REASON, provider=NAME)
         )
-    return TaskState(task_id=str(tid), status=status)
+    return TaskState(task_id=tid, status=status)
 
 
 class MagnificProvider(HttpGateway):
@@ -207,16 +184,15 @@ class MagnificProvider(HttpGateway):
     def build_body(
         self, request: GenerationRequest, *, callback_url: str | None = None
     ) -> dict[str, Any]:
-        """The create body, field by field as the page lists them. Raises InvalidInput."""
+        """The create body of a validated request, field by field as the page lists them."""
         caps = self.capabilities(request.model)
-        _check(request, caps)
+        assert request.ratio in ASPECT_NAMES, "validation refuses a ratio Magnific lacks"
         body: dict[str, Any] = {"prompt": request.prompt}
-        firsts = request.with_role(Role.FIRST_FRAME)
-        lasts = request.with_role(Role.LAST_FRAME)
-        if request.mode in (Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME):
-            body["image"] = _image_value(firsts[0], caps)
-        if request.mode is Mode.FIRST_LAST_FRAME:
-            body["image_end"] = _image_value(lasts[0], caps)
+        first, last = frame_images(request)
+        if first is not None:
+            body["image"] = _image_value(first, caps)
+        if last is not None:
+            body["image_end"] = _image_value(last, caps)
         body["duration"] = request.duration
         body["aspect_ratio"] = ASPECT_NAMES[request.ratio]
         body["camera_fixed"] = request.camera_fixed
@@ -233,12 +209,18 @@ class MagnificProvider(HttpGateway):
         idempotency_key: str,
         callback_url: str | None = None,
     ) -> SubmitResult:
-        """Create the task. Magnific has no idempotency key, so a read timeout is not retried."""
+        """Create the task, sent once: Magnific has no idempotency key.
+
+        Refuses (InvalidInput) what validation refuses before anything is sent: the resolution
+        is the path and the aspect names are a closed list, so the body cannot carry anything
+        outside the capability table.
+        """
+        refuse_invalid(request, self.capabilities(request.model))
         body = self.build_body(request, callback_url=callback_url)
         path = CREATE_PATH.format(resolution=request.resolution.value)
-        response = await self.http.request("POST", path, json=body, idempotent=False)
+        response = await self.http.create(path, json=body, idempotent=False)
         try:
-            state = task_state(_task_object(json_body(response, NAME)))
+            state = task_state(read_task(json_body(response, NAME)))
         except ValueError as exc:
             # The 2xx status says the gateway took the work: never resubmit this create.
             raise GatewayUnavailableError(
@@ -251,13 +233,13 @@ class MagnificProvider(HttpGateway):
             "GET", TASK_PATH.format(task_id=task_id), idempotent=True
         )
         try:
-            return task_state(_task_object(json_body(response, NAME)), task_id=task_id)
+            return task_state(read_task(json_body(response, NAME)), task_id=task_id)
         except ValueError as exc:
             raise GatewayUnavailableError(f"unexpected task answer: {exc}", provider=NAME) from None
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> TaskState:
         """The webhook body is the task object without the `data` wrapper (both accepted)."""
-        return task_state(_task_object(json.loads(body)))
+        return task_state(read_task(json.loads(body)))
 
 
 def _image_value(ref: Reference, caps: Capabilities) -> str:
@@ -270,42 +252,6 @@ def _image_value(ref: Reference, caps: Capabilities) -> str:
     if value.startswith("data:"):
         return value.split(",", 1)[1]
     return value
-
-
-def _check(request: GenerationRequest, caps: Capabilities) -> None:
-    """Refuse what Magnific cannot take before anything is sent (validation does this too)."""
-    problems: list[Problem] = []
-    if request.mode not in caps.modes:
-        problems.append(Problem(
-            "mode", f"Magnific does text, first_frame and first_last_frame only, "
-            f"not {request.mode.value}; pick one of those or another provider",
-        ))
-    if request.resolution not in caps.resolutions:
-        problems.append(Problem("resolution", "Magnific makes 480p or 720p; pick one"))
-    if request.duration not in caps.durations:
-        problems.append(Problem("duration", "Magnific makes 5 or 10 second videos; pick one"))
-    if request.ratio not in caps.ratios:
-        problems.append(Problem(
-            "ratio", "Magnific has no adaptive ratio; pick 16:9, 4:3, 1:1, 3:4, 9:16 or 21:9"
-        ))
-    if not request.prompt.strip():
-        problems.append(Problem("prompt", "Magnific needs a prompt; describe the video"))
-    elif caps.prompt_max_chars and len(request.prompt) > caps.prompt_max_chars:
-        problems.append(Problem(
-            "prompt", f"Magnific takes at most {caps.prompt_max_chars} characters; shorten it"
-        ))
-    if request.seed is not None and not 0 <= request.seed <= SEED_MAX:
-        problems.append(Problem("seed", f"Magnific takes a seed from 0 to {SEED_MAX}"))
-    firsts = request.with_role(Role.FIRST_FRAME)
-    lasts = request.with_role(Role.LAST_FRAME)
-    wanted = {Mode.FIRST_FRAME: (1, 0), Mode.FIRST_LAST_FRAME: (1, 1)}.get(request.mode, (0, 0))
-    others = [r for r in request.references if r.role not in (Role.FIRST_FRAME, Role.LAST_FRAME)]
-    if request.mode in caps.modes and ((len(firsts), len(lasts)) != wanted or others):
-        problems.append(Problem(
-            "files", f"{request.mode.value} on Magnific takes "
-            f"{wanted[0]} first-frame and {wanted[1]} last-frame image and nothing else",
-        ))
-    refuse_unreachable(request, caps, problems)
 
 
 def build(settings: Settings, **transport: Unpack[TransportOptions]) -> MagnificProvider:

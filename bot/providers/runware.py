@@ -3,13 +3,13 @@
 Every call is a POST of a JSON array to `{base}/v1`. The `taskUUID` we send is derived from the
 job's idempotency key, so repeating a create (even after a read timeout) names the same task
 instead of starting a second, billed one. Results may come in several items (numberResults),
-in `data`, in `errors`, or both (CONTRACTS.md §2).
+in `data`, in `errors`, or both: the shapes we accept are the models in
+bot/providers/runware_models.py. See docs/GATEWAYS.md#runware.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 import uuid
@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Unpack
 
 import httpx
+from pydantic import ValidationError
 
 from bot.config import Settings
 from bot.errors import (
@@ -31,11 +32,9 @@ from bot.errors import (
 from bot.models import (
     GenerationRequest,
     MediaKind,
-    Mode,
     ProviderResult,
     Ratio,
     Resolution,
-    Role,
     SourceKind,
     TaskState,
     TaskStatus,
@@ -45,11 +44,13 @@ from bot.providers.base import (
     HttpGateway,
     SubmitResult,
     TransportOptions,
+    frame_images,
     media_source,
     require_api_key,
     single_model_capabilities,
 )
 from bot.providers.http import HttpTransport, default_error, json_body, rejected_content
+from bot.providers.runware_models import Answer, ErrorBody, Item
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,10 @@ def parse_error(response: httpx.Response) -> GatewayError:
         body: Any = response.json()
     except ValueError:
         body = response.text[:300]
-    code, message = _first_error(body)
+    if isinstance(body, dict):
+        code, message = ErrorBody.model_validate(body).first()
+    else:
+        code, message = None, (body.strip() if isinstance(body, str) else "")
     message = message or response.reason_phrase or f"HTTP {response.status_code}"
     status = response.status_code
     low = (code or "").lower()
@@ -121,29 +125,6 @@ def parse_error(response: httpx.Response) -> GatewayError:
         if judged:
             return judged
     return default_error(response, provider=NAME, message=message, code=code)
-
-
-def _first_error(body: Any) -> tuple[str | None, str]:
-    if isinstance(body, str):
-        return None, body.strip()
-    if not isinstance(body, dict):
-        return None, ""
-    errors = body.get("errors") or body.get("error")
-    if isinstance(errors, dict):
-        errors = [errors]
-    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-        first = errors[0]
-        message = str(first.get("message") or "")
-        if first.get("parameter"):
-            message = f"{message} (parameter: {first['parameter']})"
-        return (str(first["code"]) if first.get("code") else None), message
-    return None, str(body.get("message") or "")
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 class RunwareProvider(HttpGateway):
@@ -173,7 +154,7 @@ class RunwareProvider(HttpGateway):
         # only: after a restart a task counts as done when nothing is still processing.
         self._expected: dict[str, int] = {}
         # Distinct webhook items per task, so the n-th of n results completes the task.
-        self._delivered: dict[str, dict[str, dict[str, Any]]] = {}
+        self._delivered: dict[str, dict[str, Item]] = {}
 
     def capabilities(self, model: str | None = None) -> Capabilities:
         return single_model_capabilities(
@@ -194,16 +175,12 @@ class RunwareProvider(HttpGateway):
             "positivePrompt": request.prompt,
             "duration": request.duration,
         }
-        frames = [r for r in request.images if r.role in (Role.FIRST_FRAME, Role.LAST_FRAME)]
-        if request.mode in (Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME) and not frames:
-            frames = request.images[:2]  # a request built without roles
+        first, last = frame_images(request)
+        frames = [(ref, at) for ref, at in ((first, "first"), (last, "last")) if ref is not None]
         inputs: dict[str, Any] = {}
         if frames:
-            inputs["frameImages"] = [
-                {"image": media_source(ref, caps),
-                 "frame": "last" if (ref.role is Role.LAST_FRAME or i == 1) else "first"}
-                for i, ref in enumerate(frames)
-            ]
+            inputs["frameImages"] = [{"image": media_source(ref, caps), "frame": at}
+                                     for ref, at in frames]
         else:
             for key, refs in (("referenceImages", request.images),
                               ("referenceVideos", request.videos),
@@ -235,14 +212,14 @@ class RunwareProvider(HttpGateway):
         idempotency_key: str,
         callback_url: str | None = None,
     ) -> SubmitResult:
-        """Create the task. Safe to repeat (same taskUUID), so read timeouts are retried too."""
+        """Create the task, sent once. Safe to repeat (same taskUUID), so even a lost answer
+        leaves the error retryable and the engine sends it again."""
         task = self.build_task(request, idempotency_key=idempotency_key,
                                callback_url=callback_url)
         uid = task["taskUUID"]
         self._expected[uid] = task["numberResults"]
-        response = await self.http.request("POST", "/v1", json=[task], idempotent=True)
-        answer = json_body(response, NAME)
-        state = self._read(uid, answer, creating=True)
+        response = await self.http.create("/v1", json=[task], idempotent=True)
+        state = self._read(uid, self._answer(json_body(response, NAME)), creating=True)
         return SubmitResult(task_id=uid, state=state)
 
     # ---- poll -----------------------------------------------------------------------------
@@ -251,33 +228,31 @@ class RunwareProvider(HttpGateway):
             "POST", "/v1", json=[{"taskType": "getResponse", "taskUUID": task_id}],
             idempotent=True,
         )
-        state = self._read(task_id, json_body(response, NAME))
+        state = self._read(task_id, self._answer(json_body(response, NAME)))
         if state.status is TaskStatus.RUNNING and state.retry_after is None:
             hint = response.headers.get("retry-after")
             if hint and hint.replace(".", "", 1).isdigit():
                 state.retry_after = float(hint)
         return state
 
-    def _read(self, task_id: str, answer: Any, *, creating: bool = False) -> TaskState:
+    @staticmethod
+    def _answer(raw: Any) -> Answer:
+        try:
+            return Answer.model_validate(raw)
+        except ValidationError:
+            raise GatewayUnavailableError("answer is not a JSON object", provider=NAME) from None
+
+    def _read(self, task_id: str, answer: Answer, *, creating: bool = False) -> TaskState:
         """Fold `data` items and `errors` for one taskUUID into one TaskState."""
-        if isinstance(answer, list):
-            answer = {"data": answer}
-        if not isinstance(answer, dict):
-            raise GatewayUnavailableError("answer is not a JSON object", provider=NAME)
-        items = [i for i in (answer.get("data") or []) if isinstance(i, dict)]
-        errors = [e for e in (answer.get("errors") or []) if isinstance(e, dict)]
-        if "taskUUID" in answer and not items and not errors:
-            items = [answer]  # a flat result object (webhook body)
-        mine = [i for i in items if i.get("taskUUID") in (None, task_id)]
-        failed = [e for e in errors if e.get("taskUUID") in (None, task_id)]
-        failed += [i for i in mine if str(i.get("status", "")).lower() in _ERROR]
+        mine = [i for i in answer.data if i.taskUUID in (None, task_id)]
+        failed = [e for e in answer.errors if e.taskUUID in (None, task_id)]
+        failed += [i for i in mine if i.state in _ERROR]
         for item in mine:
-            if (str(item.get("status", "")).lower() in _SUCCESS and not item.get("videoURL")
-                    and item not in failed):
-                failed.append({"code": "noVideoURL", "message": "the task reported success "
-                               "without a video URL"})
-        done = [i for i in mine if i.get("videoURL") and i not in failed]
-        running = [i for i in mine if str(i.get("status", "")).lower() in _RUNNING]
+            if item.state in _SUCCESS and not item.videoURL and item not in failed:
+                failed.append(Item(code="noVideoURL",
+                                   message="the task reported success without a video URL"))
+        done = [i for i in mine if i.videoURL and i not in failed]
+        running = [i for i in mine if i.state in _RUNNING]
 
         if creating:
             if failed and not done:
@@ -285,8 +260,7 @@ class RunwareProvider(HttpGateway):
             return TaskState(task_id=task_id, status=TaskStatus.PENDING)
 
         expected = self._expected.get(task_id)
-        progress = max((p for p in (_number(i.get("progress")) for i in running)
-                        if p is not None), default=None)
+        progress = max((i.progress for i in running if i.progress is not None), default=None)
         settled = len(done) + len(failed)
         finished = (settled >= expected) if expected else (bool(done or failed) and not running)
         if done and finished:
@@ -301,31 +275,25 @@ class RunwareProvider(HttpGateway):
         partial = self._result(done) if done else None
         return TaskState(task_id=task_id, status=status, progress=progress, result=partial)
 
-    def _result(self, done: list[dict[str, Any]]) -> ProviderResult:
-        costs = [c for c in (_number(i.get("cost")) for i in done) if c is not None]
-        seed = _number(done[0].get("seed"))
+    def _result(self, done: list[Item]) -> ProviderResult:
+        costs = [i.cost for i in done if i.cost is not None]
+        seed = done[0].seed
         return ProviderResult(
-            video_urls=[str(i["videoURL"]) for i in done],
+            video_urls=[i.videoURL for i in done if i.videoURL],
             seed=int(seed) if seed is not None else None,
             cost=sum(costs) if costs else None,
             expires_at=time.time() + self.ttl if self.ttl else None,
         )
 
     @staticmethod
-    def _error_fields(item: dict[str, Any]) -> tuple[str | None, str]:
-        nested = item.get("error")
-        source = nested if isinstance(nested, dict) else item
-        code = source.get("code") or item.get("code")
-        message = str(source.get("message") or item.get("message") or "the task failed")
-        return (str(code) if code else None), message
-
-    def _task_error(self, item: dict[str, Any]) -> GatewayError:
-        code, message = self._error_fields(item)
+    def _task_error(item: Item) -> GatewayError:
+        code, message = item.fields()
         return classify_failure(message, code, provider=NAME)
 
-    def _create_error(self, item: dict[str, Any]) -> GatewayError:
+    @staticmethod
+    def _create_error(item: Item) -> GatewayError:
         """An `errors` entry inside a 2xx create answer: the task was not accepted."""
-        code, message = self._error_fields(item)
+        code, message = item.fields()
         judged = classify_failure(message, code, provider=NAME)
         if isinstance(judged, ContentRejectedError):
             return judged
@@ -339,32 +307,19 @@ class RunwareProvider(HttpGateway):
         state is RUNNING with the results so far. Deduplication is the receiver's job.
         """
         try:
-            answer = json.loads(body)
-        except ValueError:
-            raise InvalidRequestError("webhook body is not JSON", provider=NAME) from None
-        if isinstance(answer, list):
-            answer = {"data": answer}
-        if not isinstance(answer, dict):
-            raise InvalidRequestError("webhook body is not an object", provider=NAME)
-        uid = answer.get("taskUUID")
-        for key in ("data", "errors"):
-            group = answer.get(key)
-            if not uid and isinstance(group, list) and group and isinstance(group[0], dict):
-                uid = group[0].get("taskUUID")
+            answer = Answer.model_validate_json(body)
+        except ValidationError as exc:
+            if any(e["type"] == "json_invalid" for e in exc.errors()):
+                raise InvalidRequestError("webhook body is not JSON", provider=NAME) from None
+            raise InvalidRequestError("webhook body is not an object", provider=NAME) from None
+        uid = answer.task
         if not uid:
             raise InvalidRequestError("webhook body names no taskUUID", provider=NAME)
-        uid = str(uid)
-        items = [i for i in (answer.get("data") or []) if isinstance(i, dict)]
-        items += [{**e, "status": "error"} for e in (answer.get("errors") or [])
-                  if isinstance(e, dict)]
-        if not items and "taskUUID" in answer:
-            items = [answer]
+        items = [*answer.data, *(e.model_copy(update={"status": "error"}) for e in answer.errors)]
         seen = self._delivered.setdefault(uid, {})
         for item in items:
-            key = str(item.get("videoUUID") or item.get("videoURL")
-                      or json.dumps(item, sort_keys=True))
-            seen[key] = item
-        return self._read(uid, {"data": list(seen.values())})
+            seen[item.videoUUID or item.videoURL or item.model_dump_json()] = item
+        return self._read(uid, Answer(data=list(seen.values())))
 
 
 def build(settings: Settings, **transport: Unpack[TransportOptions]) -> RunwareProvider:

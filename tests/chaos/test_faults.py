@@ -22,6 +22,7 @@ import pytest
 
 from bot.engine import EngineLimits, JobState, JobView
 from bot.providers.base import HttpGateway
+from bot.providers.http import CREATE_ATTEMPTS
 from tests.chaos.faults_helpers import GATEWAYS, LATE, LIMITS, Gateway, Rig, rig
 from tests.e2e.harness import REPO, BotProcess
 from tests.fakes.common import FakeGateway, sample_video
@@ -65,17 +66,29 @@ async def assert_ledger(r: Rig, job: JobView, settled: str) -> None:
     assert await r.ledger(job.id) == ["reserve", settled]
 
 
+def gaps_before_retries(steps: list[tuple[str, float]]) -> list[float]:
+    """Clock time between each requeue after a refused create and the job's next start."""
+    return [steps[i + 1][1] - at for i, (state, at) in enumerate(steps[:-1])
+            if state == "queued" and i > 0 and steps[i + 1][0] == "submitting"]
+
+
 def gap_before_retry(steps: list[tuple[str, float]]) -> float:
-    """Clock time between the job's requeue after a refused create and its next start."""
-    for i, (state, at) in enumerate(steps[:-1]):
-        if state == "queued" and i > 0 and steps[i + 1][0] == "submitting":
-            return steps[i + 1][1] - at
-    raise AssertionError(f"no retry in {steps}")
+    """Clock time between the job's first requeue after a refused create and its next start."""
+    gaps = gaps_before_retries(steps)
+    assert gaps, f"no retry in {steps}"
+    return gaps[0]
 
 
 def max_attempts(r: Rig) -> int:
+    """Tries the transport gives one poll."""
     assert isinstance(r.provider, HttpGateway)
     return r.provider.http.max_attempts
+
+
+def create_attempts(r: Rig) -> int:
+    """Tries the transport gives one create (one: the engine's requeue is its retry budget)."""
+    assert isinstance(r.provider, HttpGateway)
+    return CREATE_ATTEMPTS
 
 
 # ---- control ------------------------------------------------------------------------------
@@ -97,16 +110,16 @@ async def test_without_faults_one_create_one_commit(gw: Gateway, data_dir: Path)
 async def test_429_storm_honours_retry_after_and_creates_once(gw: Gateway,
                                                               data_dir: Path) -> None:
     async with rig(gw, data_dir) as r:
-        storm = max_attempts(r) + 1  # more than one submit's worth: the engine requeues
+        storm = create_attempts(r) + 1  # more than one submit's worth: the engine requeues
         r.fake.fail_next(429, gw.rate_limited, headers={"Retry-After": "7"}, times=storm,
                          **gw.create)
         job = await r.run()
         assert_delivered(r, job)
         assert len(gw.creates(r.fake)) == storm + 1 and gw.tasks(r.fake) == 1
-        # Each transport retry waited the hint; the engine's requeue waited at least it too.
-        assert r.sleeps.delays and all(d >= 7.0 for d in r.sleeps.delays), r.sleeps.delays
-        assert len(r.sleeps.delays) == storm - 1
-        assert gap_before_retry(await r.steps(job.id)) >= 7.0
+        # The transport sent each create once; each of the engine's requeues waited the hint.
+        assert r.sleeps.delays == []
+        gaps = gaps_before_retries(await r.steps(job.id))
+        assert len(gaps) == storm and all(g >= 7.0 for g in gaps), gaps
         await assert_ledger(r, job, "commit")
 
 
@@ -132,11 +145,76 @@ async def test_503_that_never_ends_fails_clearly_and_releases(gw: Gateway,
         r.fake.fail_next(503, body, times=200, **gw.create)
         job = await r.run()
         assert_failed(job, "503")
-        # Each submit tried as often as the transport allows, and the engine resubmitted
-        # exactly as often as its limit says; never did the gateway take a task.
-        sent = max_attempts(r) * (LIMITS.submit_retries + 1)
+        # Each submit tried as often as the transport allows a create, and the engine
+        # resubmitted exactly as often as its limit says; never did the gateway take a task.
+        sent = create_attempts(r) * (LIMITS.submit_retries + 1)
         assert len(gw.creates(r.fake)) == sent and gw.tasks(r.fake) == 0
         await assert_ledger(r, job, "release")
+
+
+# ---- create retries: one try at the transport, the engine's requeue is the budget ----------
+# (moved here from tests/test_provider_gateways.py and tests/test_provider_runware.py, where the
+# transport itself used to retry creates)
+
+@ALL
+async def test_rate_limit_on_create_honours_retry_after_and_is_bounded(
+    gw: Gateway, data_dir: Path
+) -> None:
+    limited = gw.rate_limited
+    async with rig(gw, data_dir) as r:
+        r.fake.fail_next(429, limited, headers={"Retry-After": "3"}, times=2, **gw.create)
+        job = await r.run()
+        assert_delivered(r, job)
+        assert len(gw.creates(r.fake)) == 3 and gw.tasks(r.fake) == 1
+        gaps = gaps_before_retries(await r.steps(job.id))
+        assert len(gaps) == 2 and all(g >= 3.0 for g in gaps), gaps  # each wait as told
+        assert r.sleeps.delays == []
+    async with rig(gw, data_dir / "bounded") as r:
+        r.fake.fail_next(429, limited, headers={"Retry-After": "4"}, times=50, **gw.create)
+        job = await r.run()
+        assert_failed(job, "429", "too many")
+        assert job.error_kind == "rate_limited"
+        gaps = gaps_before_retries(await r.steps(job.id))
+        assert len(gaps) == LIMITS.submit_retries and all(g >= 4.0 for g in gaps), gaps
+        assert len(gw.creates(r.fake)) == 1 + LIMITS.submit_retries and gw.tasks(r.fake) == 0
+        await assert_ledger(r, job, "release")
+
+
+@ALL
+async def test_503_on_create_is_retried_then_succeeds(gw: Gateway, data_dir: Path) -> None:
+    async with rig(gw, data_dir) as r:
+        r.fake.fail_next(503, gw.unavailable, headers={"Retry-After": "2"}, **gw.create)
+        job = await r.run()
+        assert_delivered(r, job)
+        assert gw.tasks(r.fake) == 1 and len(gw.creates(r.fake)) == 2
+        assert gap_before_retry(await r.steps(job.id)) >= 2.0 and r.sleeps.delays == []
+        await assert_ledger(r, job, "commit")
+
+
+@pytest.mark.parametrize("status", [503, 504, 500])
+async def test_runware_unavailable_create_is_resent_with_the_same_task_uuid(
+    data_dir: Path, status: int
+) -> None:
+    gw = GATEWAYS["runware"]
+    async with rig(gw, data_dir) as r:
+        r.fake.fail_next(status, gw.unavailable, headers={"Retry-After": "1.5"}, **gw.create)
+        job = await r.run()
+        assert_delivered(r, job)
+        assert gap_before_retry(await r.steps(job.id)) >= 1.5 and r.sleeps.delays == []
+        sent = [c.body[0]["taskUUID"] for c in gw.creates(r.fake)]
+        assert sent == [job.task_id, job.task_id] and list(r.fake.tasks) == [job.task_id]
+
+
+async def test_runware_lost_create_answer_is_resent_with_the_same_uuid(data_dir: Path) -> None:
+    gw = GATEWAYS["runware"]
+    async with rig(gw, data_dir) as r:
+        r.fake.create_delays = [LATE]  # the task is made, the answer comes too late
+        job = await r.run()
+        assert_delivered(r, job)
+        sent = [c.body[0]["taskUUID"] for c in gw.creates(r.fake)]
+        assert len(sent) == 2 and sent[0] == sent[1] == job.task_id
+        assert len(r.fake.tasks) == 1 and r.fake.repeats == 1
+        assert len(gaps_before_retries(await r.steps(job.id))) == 1 and r.sleeps.delays == []
 
 
 @ALL
