@@ -26,8 +26,7 @@ from bot.engine import Engine, EventKind, JobEvent, JobResult
 from bot.errors import InvalidInput, Problem, SeedanceError
 from bot.intake import MediaInput, RequestOptions
 from bot.models import Ratio, nearest_ratio
-from bot.providers import create_provider
-from bot.providers.base import Provider
+from bot.providers import ProviderRegistry
 from bot.service import Requester, Services
 from bot.store import ACTIVE_STATES, WAITING_STATES, JobState, JobView, Store
 
@@ -227,15 +226,12 @@ async def run_one(
     hosts = {name: urlsplit(settings.base_url(name)).netloc for name in DEFAULT_BASE_URLS}
     delivery = FileDelivery(progress=progress, say=say, hosts=hosts)
     async with httpx.AsyncClient(timeout=60.0) as http:
-        providers: dict[str, Provider] = {}
+        def sleep_for(name: str) -> Callable[[float], Awaitable[None]]:
+            if progress and name in hosts:  # reached over the network: show the waits
+                return delivery.waiting_on(hosts[name])
+            return asyncio.sleep
 
-        def provider_for(name: str) -> Provider:
-            if name not in providers:
-                sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-                if progress and name in hosts:  # reached over the network
-                    sleep = delivery.waiting_on(hosts[name])
-                providers[name] = create_provider(name, settings, client=http, sleep=sleep)
-            return providers[name]
+        provider_for = ProviderRegistry(settings, client=http, sleep_for=sleep_for)
 
         try:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -279,8 +275,7 @@ async def run_one(
                 await store.close()
                 delivery.end_line()
         finally:
-            for p in providers.values():
-                await p.aclose()
+            await provider_for.aclose()
     if job.state is JobState.DELIVERED:
         return Written(
             out=out, last_frame_out=last_frame_out, seed=job.result_meta.get("seed"),

@@ -31,7 +31,7 @@ from bot.engine.engine import CallbackUrls
 from bot.errors import ConfigError, InvalidInput, Refusal, SeedanceError, scrub
 from bot.lease import Lease, LeaseHeld
 from bot.models import TaskState
-from bot.providers import create_provider
+from bot.providers import ProviderRegistry
 from bot.providers.base import Provider
 from bot.service import Services
 from bot.store import Store
@@ -116,7 +116,7 @@ class SeedanceBot(commands.AutoShardedBot):
             tree_cls=SeedanceTree,
         )
         self.settings = settings
-        self._providers: dict[str, Provider] = {}
+        self.providers: ProviderRegistry | None = None
         self._receiver: CallbackReceiver | None = None
         self.lease: Lease | None = None
         self.lease_lost = False
@@ -125,10 +125,10 @@ class SeedanceBot(commands.AutoShardedBot):
         self._prepared = False
 
     def provider(self, name: str) -> Provider:
-        """One provider instance per gateway, sharing the bot's HTTP client."""
-        if name not in self._providers:
-            self._providers[name] = create_provider(name, self.settings, client=self.http_client)
-        return self._providers[name]
+        """One provider instance per gateway for the process (bot/providers/__init__.py)."""
+        if self.providers is None:
+            self.providers = ProviderRegistry(self.settings, client=self.http_client)
+        return self.providers.get(name)
 
     async def prepare(self) -> None:
         """Everything that needs no Discord, before logging in to it: the store, the lease
@@ -246,8 +246,8 @@ class SeedanceBot(commands.AutoShardedBot):
                 await self.lease.release()
         if self._receiver is not None:
             await self._receiver.stop()
-        for provider in self._providers.values():
-            await provider.aclose()
+        if self.providers is not None:
+            await self.providers.aclose()
         if getattr(self, "store", None) is not None:
             await self.store.close()
         if getattr(self, "http_client", None) is not None:

@@ -1,4 +1,4 @@
-"""The CLI as DESIGN.md §3 promises: exit codes 0/1/2, messages, and the video it writes."""
+"""The CLI as the README promises: exit codes 0/1/2, messages, and the video it writes."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A fake Anyfast that validates create bodies as the seed pages say and answers every documented
-variant of create and poll (CONTRACTS.md §1), so a client bug shows up as a failing test."""
+variant of create and poll (docs/GATEWAYS.md#anyfast), so a client bug shows up as a failing test."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class FakeAnyfast(FakeGateway):
         self.seed = 424242
         self.error_style = "anyfast"  # validation errors: "anyfast" or "ark" shape
         # Tasks asking for sound fail at 100% with the upstream's audio moderation error (the
-        # pitfall CONTRACTS.md describes); the same request without sound succeeds.
+        # pitfall docs/GATEWAYS.md describes); the same request without sound succeeds.
         self.flag_audio = False
 
     def setup_routes(self, router: web.UrlDispatcher) -> None:

@@ -2,7 +2,7 @@
 received, scripted faults, result files whose URLs expire, and callbacks sent twice.
 
 Each gateway's fake (tests/fakes/<gateway>.py) subclasses `FakeGateway`, adds its routes in
-`setup_routes`, and speaks that gateway's protocol as CONTRACTS.md describes.
+`setup_routes`, and speaks that gateway's protocol as docs/GATEWAYS.md describes.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A fake Runware: one `POST /v1` taking a JSON array of tasks, validating `videoInference` as the
-Seedance 2.0 Mini page says, and answering every `getResponse` variant of CONTRACTS.md §2."""
+Seedance 2.0 Mini page says, and answering every `getResponse` variant of docs/GATEWAYS.md#runware."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ class FakeRunware(FakeGateway):
         self.error_code, self.error_message = "timeoutProvider", "The provider timed out."
         self.cost = 0.18
         # Tasks with settings.audio fail with the upstream's audio moderation error; the same
-        # request without sound succeeds (CONTRACTS.md, pitfalls shared by all).
+        # request without sound succeeds (docs/GATEWAYS.md#rules-shared-by-all).
         self.flag_audio = False
         # seconds to hold the next create answers AFTER making the task (one per create)
         self.create_delays: list[float] = []
