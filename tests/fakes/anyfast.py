@@ -1,5 +1,6 @@
 """A fake Anyfast that validates create bodies as the seed pages say and answers every documented
-variant of create and poll (docs/GATEWAYS.md#anyfast), so a client bug shows up as a failing test."""
+variant of create and poll (docs/GATEWAYS.md#anyfast), so a client bug shows up as a failing
+test."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """A fake Runware: one `POST /v1` taking a JSON array of tasks, validating `videoInference` as the
-Seedance 2.0 Mini page says, and answering every `getResponse` variant of docs/GATEWAYS.md#runware."""
+Seedance 2.0 Mini page says, and answering every `getResponse` variant of
+docs/GATEWAYS.md#runware."""
 
 from __future__ import annotations
 
