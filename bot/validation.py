@@ -1,9 +1,10 @@
 """Every rule checked before a credit or a cent is spent.
 
 Rules come from two places: the media limits all gateways share
-(docs/GATEWAYS.md#media-limits, HiAPI's page being the strictest) and the chosen model's capability table. Facts come from the real bytes
-(bot.media.probe), never from names or declared types. Every problem is collected, each a
-sentence a Discord user understands: what is wrong, the rule, and the fix.
+(docs/GATEWAYS.md#media-limits, HiAPI's page being the strictest) and the chosen model's
+capability table. Facts come from the real bytes (bot.media.probe), never from names or
+declared types. Every problem is collected, each a sentence a Discord user understands: what
+is wrong, the rule, and the fix.
 """
 
 from __future__ import annotations
