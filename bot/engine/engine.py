@@ -52,6 +52,7 @@ from bot.store import (
     ACTIVE_STATES,
     RUNNING_STATES,
     WAITING_STATES,
+    CheckResult,
     JobState,
     JobView,
     NewJob,
@@ -274,7 +275,7 @@ class Engine:
             hold_result=hold_result,
         )
         exceeded = await self.store.create_job(new, checks, now=now)
-        if exceeded is not None:
+        if isinstance(exceeded, CheckResult):  # (no admission caps asked for here)
             raise QuotaExceeded(window_of(exceeded.check, applicable, exceeded.used, now), credits)
         self._notify(new.id)
         job = await self._get(new.id)
