@@ -28,6 +28,7 @@ cancelled(reason), rejected(reason), delivered; and `deliver(job, JobResult) -> 
 must be idempotent per `job.id` (use it as the Discord message nonce; the CLI checks its output
 file). Guild settings live in the store: `store.guild_settings(guild_id)`,
 `store.set_guild_settings(guild_id, values)`; quota limits: `store.set_quota_limit(...)`.
+Who pays when a job ends is one table: bot/engine/refunds.py.
 """
 
 from bot.engine.engine import CallbackUrls, Engine, JobNotFound, NotAllowed, QueueFull
