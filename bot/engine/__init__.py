@@ -27,8 +27,12 @@ started, progress(percent), retrying(reason), succeeded(result), held, failed(re
 cancelled(reason), rejected(reason), delivered; and `deliver(job, JobResult) -> ref`, which
 must be idempotent per `job.id` (use it as the Discord message nonce; the CLI checks its output
 file). Guild settings live in the store: `store.guild_settings(guild_id)`,
-`store.set_guild_settings(guild_id, values)`; quota limits: `store.set_quota_limit(...)`.
-Who pays when a job ends is one table: bot/engine/refunds.py.
+`store.update_guild_settings(guild_id, change)`; quota limits: `store.set_quota_limit(...)`.
+
+Caps: jobs in flight per gateway account come from SEEDANCE_GATEWAY_CONCURRENCY (else
+bot/engine/caps.py's defaults, else `EngineLimits.gateway_in_flight`); running jobs per server
+and per member from the server's `GuildSettings.limits` (bot/guild.py), each unset one from
+`EngineLimits`. Who pays when a job ends is one table: bot/engine/refunds.py.
 """
 
 from bot.engine.engine import CallbackUrls, Engine, JobNotFound, NotAllowed, QueueFull

@@ -1,9 +1,10 @@
 """The scheduling loop: whenever something may have changed, start what the caps allow.
 
-A pass reads the waiting and running rows, lets `FairQueue` pick under `EngineLimits`, and
-moves each pick to SUBMITTING through the job machine before handing it to a runner. It then
-announces queue positions and sleeps until woken (a job was added, ended, or requeued;
-`JobMachine.move` sets the event) or until the earliest retry time of a job waiting for one.
+A pass reads the waiting and running rows, re-reads the caps of the servers with jobs waiting
+(bot/engine/caps.py), lets `FairQueue` pick, and moves each pick to SUBMITTING through the job
+machine before handing it to a runner. It then announces queue positions and sleeps until woken
+(a job was added, ended, or requeued; `JobMachine.move` sets the event) or until the earliest
+retry time of a job waiting for one.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from collections.abc import Awaitable, Callable
 
 from bot.store import RUNNING_STATES, JobState, JobView, Store
 
+from .caps import CapsReader
 from .events import EventKind, JobEvent
 from .machine import JobMachine
 from .queue import QueueSnapshot, QueueView
 from .refunds import Outcome
-from .scheduler import EngineLimits, FairQueue
+from .scheduler import FairQueue
 
 log = logging.getLogger(__name__)
 
@@ -30,13 +32,13 @@ class Dispatcher:
     """Runs the scheduling loop (see the module docstring)."""
 
     def __init__(
-        self, store: Store, *, fair: FairQueue, limits: EngineLimits, machine: JobMachine,
+        self, store: Store, *, fair: FairQueue, caps: CapsReader, machine: JobMachine,
         queue: QueueView, spawn: Callable[[str], None], wake: asyncio.Event, clock: Clock,
         sleep: Sleep,
     ) -> None:
         self._store = store
         self._fair = fair
-        self._limits = limits
+        self._caps = caps
         self._machine = machine
         self._queue = queue
         self._spawn = spawn
@@ -86,8 +88,9 @@ class Dispatcher:
         rows = await self._store.jobs([JobState.QUEUED, *RUNNING_STATES])
         queued = [j for j in rows if j.state is JobState.QUEUED]
         running = [j for j in rows if j.state is not JobState.QUEUED]
+        caps = await self._caps.refresh(j.guild_id for j in queued)
         started_rows: list[JobView] = []
-        for job in self._fair.pick(queued, running, self._limits, now):
+        for job in self._fair.pick(queued, running, caps, now):
             started = await self._machine.move(
                 job, JobState.SUBMITTING, Outcome.STARTED, detail=f"attempt {job.attempts + 1}",
                 events=[JobEvent(EventKind.STARTED)], attempts=job.attempts + 1, started_at=now,

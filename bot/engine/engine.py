@@ -9,8 +9,9 @@ The parts, each in its module: `JobMachine` (machine.py) makes every change and 
 settling credits by the table in refunds.py; `Dispatcher` (dispatch.py) starts queued jobs as
 the caps allow (scheduler.py picks fairly, caps.py reads the caps); `Runners` (runner.py) drive
 each active job, `ResultFetcher` (results.py) fetches and proves its files; `QueueView`
-(queue.py) tells waiting jobs their place; quota.py decides whether a job's credits fit;
-retention.py deletes what is no longer kept. This class wires them and is the API.
+(queue.py) tells waiting jobs their place under each server's caps (caps.py); quota.py
+decides whether a job's credits fit; retention.py deletes what is no longer kept. This class
+wires them and is the API.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bot.providers.base import Provider
 from bot.store import ACTIVE_STATES, WAITING_STATES, CheckResult, JobState, JobView, NewJob, Store
 
 from . import retention
+from .caps import CapsReader
 from .dispatch import Dispatcher
 from .events import Delivery, EventKind, JobEvent, QueueEntry
 from .follow import TaskFollower
@@ -118,10 +120,12 @@ class Engine:
         self._started = False
         wake = asyncio.Event()
         fair = FairQueue()
+        self._caps = CapsReader(settings, self.limits, store)
         durations = Durations(store, self.provider)
         self._queue = QueueView(
-            store, fair=fair, limits=self.limits, durations=durations, clock=clock,
-            sleep=sleep, emit=lambda job, event: self._machine.emit(job, event),
+            store, fair=fair, caps=self._caps, durations=durations, clock=clock, sleep=sleep,
+            emit=lambda job, event: self._machine.emit(job, event),
+            announce_interval=self.limits.announce_interval,
         )
         self._machine = JobMachine(
             store, clock=clock, delivery=delivery, queue=self._queue, wake=wake,
@@ -143,7 +147,7 @@ class Engine:
             clock=clock, sleep=sleep, backoff=_backoff, wake=wake, secrets=settings.secrets(),
         )
         self._dispatch = Dispatcher(
-            store, fair=fair, limits=self.limits, machine=self._machine, queue=self._queue,
+            store, fair=fair, caps=self._caps, machine=self._machine, queue=self._queue,
             spawn=lambda job_id: self._runner.spawn(job_id, resumed=False), wake=wake,
             clock=clock, sleep=sleep,
         )
@@ -325,8 +329,8 @@ class Engine:
         )
 
     async def queue(self, guild_id: str) -> list[QueueEntry]:
-        """The guild's running jobs (position 0) and waiting jobs in start order, with ETAs.
-        Cheap when nothing changed since the last look."""
+        """The guild's running jobs (position 0) and waiting jobs in start order, with ETAs
+        under the guild's own caps. Cheap when nothing changed since the last look."""
         entries = await self._queue.entries()
         return [e for e in entries if e.job.guild_id == str(guild_id)]
 

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from bot.providers.base import Provider
 from bot.store import RUNNING_STATES, JobState, JobView, Store
 
+from .caps import CapsReader
 from .events import EventKind, JobEvent, QueueEntry
-from .scheduler import EngineLimits, FairQueue, estimate_finish
+from .scheduler import FairQueue, estimate_finish
 
 log = logging.getLogger(__name__)
 
@@ -82,17 +83,17 @@ class QueueView:
     """Positions and ETAs of waiting jobs, announced coalesced (see the module docstring)."""
 
     def __init__(
-        self, store: Store, *, fair: FairQueue, limits: EngineLimits, durations: Durations,
-        clock: Clock, sleep: Sleep, emit: Emit,
+        self, store: Store, *, fair: FairQueue, caps: CapsReader, durations: Durations,
+        clock: Clock, sleep: Sleep, emit: Emit, announce_interval: float,
     ) -> None:
         self._store = store
         self._fair = fair
-        self._limits = limits
+        self._caps = caps
         self._durations = durations
         self._clock = clock
         self._sleep = sleep
         self._emit = emit
-        self._interval = limits.announce_interval
+        self._interval = announce_interval
         self._announced: dict[str, int] = {}  # job id -> the position it was last told
         self._lock = asyncio.Lock()
         self._announcer: asyncio.Task[None] | None = None
@@ -147,8 +148,9 @@ class QueueView:
         return snapshot
 
     async def entries(self, snapshot: QueueSnapshot | None = None) -> list[QueueEntry]:
-        """Every running job (position 0) and waiting job (its place in its guild), with ETAs.
-        Cheap when nothing changed: only the ETAs are recomputed (they move with the clock)."""
+        """Every running job (position 0) and waiting job (its place in its guild), with ETAs
+        under each guild's own caps. Cheap when nothing changed: only the ETAs are recomputed
+        (they move with the clock)."""
         snapshot = snapshot or await self.snapshot()
         now = self._clock()
         if snapshot.order_tick != self._fair.tick:
@@ -159,9 +161,9 @@ class QueueView:
             key = duration_key(job)
             if key not in expected:
                 expected[key] = await self._durations.expected(job)
+        caps = await self._caps.caps_for(j.guild_id for j in snapshot.queued)
         finish = estimate_finish(
-            snapshot.ordered, snapshot.running, self._limits,
-            lambda j: expected[duration_key(j)], now,
+            snapshot.ordered, snapshot.running, caps, lambda j: expected[duration_key(j)], now,
         )
         entries = [QueueEntry(0, finish[j.id], j) for j in snapshot.running]
         position: dict[str, int] = {}
