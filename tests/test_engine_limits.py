@@ -1,5 +1,5 @@
-"""Limits people set: gateway concurrency (configuration) and each server's running caps (its
-settings), applied by the scheduler and the ETAs."""
+"""Limits people set: gateway concurrency (configuration), each server's running and waiting
+caps and the per-minute rate (its settings), applied by the scheduler, the ETAs and admission."""
 
 from __future__ import annotations
 
@@ -14,10 +14,18 @@ import httpx
 import pytest
 
 from bot.config import Settings, load_settings
-from bot.engine import Engine, EngineLimits, FairQueue, JobState
+from bot.engine import (
+    Engine,
+    EngineLimits,
+    FairQueue,
+    JobState,
+    QueueFull,
+    QuotaExceeded,
+    RateLimited,
+)
 from bot.engine.caps import CapsReader, default_gateway_concurrency
 from bot.engine.scheduler import Caps, estimate_finish
-from bot.errors import ConfigError
+from bot.errors import ConfigError, Refusal
 from bot.guild import GuildLimits
 from bot.models import TaskState, TaskStatus
 from bot.store import JobView, Store
@@ -190,6 +198,87 @@ async def test_queue_etas_use_the_servers_caps(rig: Rig) -> None:
     assert [entries[i].eta for i in ids] == [60, 60, 60, 120]  # three at once on this server
 
 
+async def test_the_members_and_the_servers_waiting_caps_come_from_its_settings(
+    rig: Rig,
+) -> None:
+    engine = rig.engine(EngineLimits(user_queued=5))
+    await rig.set_limits("g1", user_queued=2, queued=3)
+    await add(engine, "a")
+    await add(engine, "a")
+    with pytest.raises(QueueFull) as mine:
+        await add(engine, "a")
+    assert mine.value.scope == "user" and mine.value.limit == 2
+    assert str(mine.value) == ("You already have 2 videos waiting; wait for one to start or "
+                               "cancel one first. Nothing was spent.")
+    await add(engine, "b")
+    with pytest.raises(QueueFull) as full:
+        await add(engine, "c")
+    assert full.value.scope == "server" and full.value.waiting == 3
+    assert str(full.value).startswith("This server already has 3 videos waiting;")
+    await add(engine, "c", guild="g2")  # another server, the engine's defaults
+    assert len(await rig.store.jobs(guild_id="g1")) == 3
+    assert len(await rig.store.ledger()) == 4  # nothing was reserved for the refusals
+
+
+async def test_unset_caps_fall_back_to_the_engine_defaults(rig: Rig) -> None:
+    engine = rig.engine(EngineLimits(user_queued=2))
+    await add(engine, "a")
+    await add(engine, "a")
+    with pytest.raises(QueueFull):
+        await add(engine, "a")
+
+
+async def test_the_per_minute_rate_uses_the_engine_clock(rig: Rig) -> None:
+    engine = rig.engine(EngineLimits(user_queued=50))
+    await add(engine, "a", per_minute=2)
+    rig.clock.t += 30
+    await add(engine, "a", per_minute=2)
+    with pytest.raises(RateLimited) as caught:
+        await add(engine, "a", per_minute=2)
+    assert caught.value.per_minute == 2
+    assert str(caught.value) == ("You can start 2 videos per minute on this server; try again "
+                                 "in a minute. Nothing was spent.")
+    await add(engine, "b", per_minute=2)  # another member
+    await add(engine, "a", per_minute=0)  # 0 (or None): no rate
+    rig.clock.t += 31  # the first is now more than a minute old; the second and third are not
+    with pytest.raises(RateLimited):
+        await add(engine, "a", per_minute=2)
+    await add(engine, "a", per_minute=3)
+    assert str(RateLimited(1)).startswith("You can start 1 video per minute")
+
+
+async def test_concurrent_enqueues_cannot_overfill_a_members_queue(rig: Rig) -> None:
+    engine = rig.engine(EngineLimits(user_queued=5))
+
+    async def one() -> bool:
+        try:
+            await add(engine, "a")
+        except QueueFull:
+            return False
+        return True
+
+    accepted = await asyncio.gather(*(one() for _ in range(40)))
+    assert sum(accepted) == 5
+    assert len(await rig.store.jobs(user_id="a")) == 5
+
+
+async def test_quota_is_checked_before_the_queue_caps(rig: Rig, data_dir: Path) -> None:
+    settings = Settings(seedance_data_dir=data_dir, seedance_user_daily_credits=5,
+                        seedance_private_hosts="127.0.0.1")
+    engine = rig.engine(EngineLimits(user_queued=1), settings=settings)
+    await add(engine, "a")
+    with pytest.raises(QuotaExceeded):  # out of credits and out of places: credits first
+        await add(engine, "a")
+
+
+def test_every_refusal_is_a_refusal_and_exported() -> None:
+    import bot.engine
+
+    for refusal in (QuotaExceeded, QueueFull, RateLimited):
+        assert issubclass(refusal, Refusal)
+        assert refusal.__name__ in bot.engine.__all__
+
+
 # ---- an event: 300 entries on one gateway, drained at the configured concurrency ---------------
 async def test_a_300_entry_event_is_drained_at_the_gateway_concurrency(
     rig: Rig, data_dir: Path,
@@ -213,9 +302,9 @@ async def test_a_300_entry_event_is_drained_at_the_gateway_concurrency(
                 WHERE state IN ('submitting', 'generating');
             END;
         """)
-    engine = rig.engine(EngineLimits(retry_base=1.0, announce_interval=5.0, user_queued=30),
-                        settings=settings, providers={"runware": gateway})
-    await rig.set_limits("event", running=60, user_running=5)
+    engine = rig.engine(EngineLimits(retry_base=1.0, announce_interval=5.0), settings=settings,
+                        providers={"runware": gateway})
+    await rig.set_limits("event", running=60, user_running=5, user_queued=30)
     ids = [await add(engine, f"member{i % 12}", guild="event", req={"provider": "runware"})
            for i in range(300)]
     await engine.start()

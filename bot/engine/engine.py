@@ -9,8 +9,8 @@ The parts, each in its module: `JobMachine` (machine.py) makes every change and 
 settling credits by the table in refunds.py; `Dispatcher` (dispatch.py) starts queued jobs as
 the caps allow (scheduler.py picks fairly, caps.py reads the caps); `Runners` (runner.py) drive
 each active job, `ResultFetcher` (results.py) fetches and proves its files; `QueueView`
-(queue.py) tells waiting jobs their place under each server's caps (caps.py); quota.py
-decides whether a job's credits fit; retention.py deletes what is no longer kept. This class
+(queue.py) tells waiting jobs their place under each server's caps; admission.py and quota.py
+decide whether a job may be written; retention.py deletes what is no longer kept. This class
 wires them and is the API.
 """
 
@@ -35,6 +35,7 @@ from bot.providers.base import Provider
 from bot.store import ACTIVE_STATES, WAITING_STATES, CheckResult, JobState, JobView, NewJob, Store
 
 from . import retention
+from .admission import QueueFull, admission_for, applicable_limits, refusal
 from .caps import CapsReader
 from .dispatch import Dispatcher
 from .events import Delivery, EventKind, JobEvent, QueueEntry
@@ -42,15 +43,7 @@ from .follow import TaskFollower
 from .machine import JobMachine
 from .policies import PollPolicy, backoff
 from .queue import Durations, QueueView
-from .quota import (
-    Applicable,
-    QuotaExceeded,
-    QuotaStatus,
-    QuotaWindow,
-    checks_for,
-    resolve_limits,
-    window_of,
-)
+from .quota import QuotaExceeded, QuotaStatus, QuotaWindow, checks_for, window_of
 from .refunds import Outcome
 from .results import ResultFetcher, job_dir
 from .runner import Runners
@@ -76,10 +69,6 @@ class JobNotFound(SeedanceError):
 
 class NotAllowed(SeedanceError):
     """The caller may not act on this job (cogs check moderators themselves)."""
-
-
-class QueueFull(SeedanceError):
-    """The user already has as many jobs waiting as the per-user cap allows."""
 
 
 def _backoff(attempt: int, **kw: Any) -> float:
@@ -205,25 +194,26 @@ class Engine:
         event_id: str | None = None,
         hold_result: bool = False,
         enforce_quota: bool = True,
+        per_minute: int | None = None,
     ) -> JobView:
         """Write the job and reserve its credits (atomically) before returning it.
 
-        Raises `QuotaExceeded` (nothing written) or `QueueFull`. `hold_result` keeps the
-        finished video for a moderator (`held`) instead of posting it; `enforce_quota=False`
-        still books the credits in the ledger but skips the limits (the operator's CLI).
+        Raises (nothing written) `QuotaExceeded`, `QueueFull` (the server's or the member's
+        waiting jobs are at their cap: `GuildLimits.queued` / `user_queued`, else the engine's)
+        or `RateLimited` (the member created `per_minute` jobs in this server in the last 60 s
+        of the engine clock; None or 0: no rate). `hold_result` keeps the finished video for a
+        moderator (`held`) instead of posting it; `enforce_quota=False` still books the credits
+        in the ledger but skips the credit limits (the operator's CLI).
         """
         guild_id, user_id = str(guild_id), str(user_id)
         provider = self._provider_or_invalid(request.provider)
-        waiting = await self.store.jobs(WAITING_STATES, guild_id=guild_id, user_id=user_id)
-        if len(waiting) >= self.limits.user_queued:
-            raise QueueFull(
-                f"You already have {len(waiting)} videos waiting; wait for one to start or "
-                "cancel one first."
-            )
         credits = credits_for(request, self.settings.prices)
         now = self._clock()
         roles = tuple(str(r) for r in role_ids)
-        applicable = await self._applicable(guild_id, user_id, roles, event_id)
+        applicable = await applicable_limits(
+            self.settings, self.store, guild_id=guild_id, user_id=user_id, role_ids=roles,
+            event_id=event_id,
+        )
         checks = (
             checks_for(applicable, guild_id=guild_id, user_id=user_id, event_id=event_id, now=now)
             if enforce_quota
@@ -244,9 +234,12 @@ class Engine:
             event_id=event_id,
             hold_result=hold_result,
         )
-        written = await self._machine.create(new, checks, now=now)
+        admission = admission_for(self.limits, await self._caps.guild(guild_id), per_minute)
+        written = await self._machine.create(new, checks, admission, now=now)
         if isinstance(written, CheckResult):
             raise QuotaExceeded(window_of(written.check, applicable, written.used, now), credits)
+        if not isinstance(written, JobView):
+            raise refusal(written)
         return written
 
     async def job(self, job_id: str) -> JobView | None:
@@ -340,8 +333,10 @@ class Engine:
     ) -> QuotaStatus:
         now = self._clock()
         guild_id, user_id = str(guild_id), str(user_id)
-        applicable = await self._applicable(guild_id, user_id, [str(r) for r in role_ids],
-                                            event_id)
+        applicable = await applicable_limits(
+            self.settings, self.store, guild_id=guild_id, user_id=user_id,
+            role_ids=[str(r) for r in role_ids], event_id=event_id,
+        )
         windows: list[QuotaWindow] = []
         for check in checks_for(
             applicable, guild_id=guild_id, user_id=user_id, event_id=event_id, now=now
@@ -389,18 +384,6 @@ class Engine:
                         exc_info=True)
 
     # ---- helpers --------------------------------------------------------------------------
-    async def _applicable(
-        self, guild_id: str, user_id: str, role_ids: Sequence[str], event_id: str | None
-    ) -> Applicable:
-        return resolve_limits(
-            await self.store.quota_limits(guild_id),
-            user_id=user_id,
-            role_ids=list(role_ids),
-            event_id=event_id,
-            default_user_daily=self.settings.seedance_user_daily_credits,
-            default_guild_monthly=self.settings.seedance_guild_monthly_credits,
-        )
-
     async def _get(self, job_id: str) -> JobView:
         job = await self.store.get_job(job_id)
         if job is None:

@@ -27,6 +27,7 @@ from bot.store import (
     UsageCheck,
 )
 from bot.store.db import LedgerKind
+from bot.store.records import Admission, AdmissionRefused
 
 from .events import Delivery, EventKind, JobEvent
 from .queue import QueueView
@@ -68,14 +69,13 @@ class JobMachine:
         return self._changed.setdefault(job_id, asyncio.Event())
 
     async def create(
-        self, new: NewJob, checks: Sequence[UsageCheck], *, now: float
-    ) -> JobView | CheckResult:
-        """Write a new job and reserve its credits, or say which quota check refused it
-        (nothing written). A job awaiting approval is announced as such; a queued one learns
-        its place before this returns (the queue view coalesces bursts)."""
-        refused = await self.store.create_job(new, checks, now=now)
+        self, new: NewJob, checks: Sequence[UsageCheck], admission: Admission, *, now: float
+    ) -> JobView | CheckResult | AdmissionRefused:
+        """Write a new job and reserve its credits, or say which guard refused it (nothing
+        written). A job awaiting approval is announced as such; a queued one learns its place
+        before this returns (the queue view coalesces bursts)."""
+        refused = await self.store.create_job(new, checks, now=now, admission=admission)
         if refused is not None:
-            assert isinstance(refused, CheckResult), "no admission caps were asked for"
             return refused
         self._touched(new.id)
         job = await self.store.get_job(new.id)

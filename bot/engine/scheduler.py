@@ -5,8 +5,9 @@ next. Each guild and each (guild, user) remembers when it was last served; the o
 longest ago (never served first, ties by oldest job) goes next, so a user with twenty jobs
 waiting delays another user's single job by at most one slot. Caps apply per gateway (in
 flight), per guild (running) and per member of a guild (running), each guild's own where it set
-them (`Caps`); the per-user queued cap is checked at enqueue. The memory of who was served is
-per process: after a restart ties fall back to `seq`.
+them (`Caps`); the queued caps and the per-minute rate are checked at enqueue, in the store's
+transaction (bot/engine/admission.py). The memory of who was served is per process: after a
+restart ties fall back to `seq`.
 Picking and ordering cost O(n log n) (heaps, see `_RoundRobin`), so a queue of thousands can be
 re-ordered several times a second.
 """
@@ -32,6 +33,7 @@ class EngineLimits:
     guild_running: int = 2  # per guild: jobs submitting, generating or downloading
     user_running: int = 1
     user_queued: int = 5  # waiting (queued or awaiting approval) per user per guild
+    guild_queued: int | None = None  # waiting per guild; None: no cap
     submit_retries: int = 3  # transient create failures before the job fails
     poll_errors: int = 8  # consecutive failed polls before the job fails
     download_attempts: int = 3
