@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     seedance_result_hosts: str = ""
     #: Days finished files are kept under the data dir.
     seedance_retention_days: int = Field(default=7, ge=0)
+    #: Jobs in flight (submitting or generating) at once per gateway account, e.g.
+    #: "runware=20,anyfast=8": what the account's plan allows. A gateway not named keeps the
+    #: engine's default (bot/engine/caps.py).
+    seedance_gateway_concurrency: str = ""
 
     @field_validator(
         "anyfast_base_url", "runware_base_url", "magnific_base_url", "hiapi_base_url"
@@ -104,6 +108,12 @@ class Settings(BaseSettings):
         parse_result_hosts(v)
         return v
 
+    @field_validator("seedance_gateway_concurrency")
+    @classmethod
+    def _gateway_concurrency(cls, v: str) -> str:
+        parse_gateway_concurrency(v)
+        return v
+
     @field_validator("seedance_prices")
     @classmethod
     def _prices(cls, v: str | None) -> str | None:
@@ -122,6 +132,11 @@ class Settings(BaseSettings):
     @property
     def prices(self) -> dict[str, int]:
         return parse_prices(self.seedance_prices) if self.seedance_prices else dict(DEFAULT_PRICES)
+
+    @property
+    def gateway_concurrency(self) -> dict[str, int]:
+        """The operator's in-flight ceiling per named gateway (SEEDANCE_GATEWAY_CONCURRENCY)."""
+        return parse_gateway_concurrency(self.seedance_gateway_concurrency)
 
     def network_policy(self) -> NetworkPolicy:
         """Where downloads of results and members' URLs may go (see bot/media/fetch.py)."""
@@ -183,6 +198,27 @@ def parse_result_hosts(text: str) -> dict[str, tuple[str, ...]]:
             raise ValueError("use the form runware=.runware.ai|im.runware.ai,hiapi=cdn.hiapi.ai "
                              f"(gateways: {', '.join(PROVIDER_NAMES[1:])})")
         table[name] = listed
+    return table
+
+
+#: The most jobs in flight one gateway may be given: a typo of 20000 is refused.
+MAX_GATEWAY_CONCURRENCY = 1000
+
+
+def parse_gateway_concurrency(text: str) -> dict[str, int]:
+    """"runware=20,anyfast=8" → {gateway: jobs in flight at once}."""
+    table: dict[str, int] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition("=")
+        name, value = name.strip().lower(), value.strip()
+        if (not sep or name not in PROVIDER_NAMES or not value.isdigit()
+                or not 1 <= int(value) <= MAX_GATEWAY_CONCURRENCY):
+            raise ValueError(f"use the form runware=20,anyfast=8: a gateway "
+                             f"({', '.join(PROVIDER_NAMES)}) and a whole number of jobs from 1 "
+                             f"to {MAX_GATEWAY_CONCURRENCY}")
+        table[name] = int(value)
     return table
 
 

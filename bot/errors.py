@@ -76,13 +76,16 @@ class GatewayError(SeedanceError):
         status: int | None = None,
         code: str | None = None,
         retry_after: float | None = None,
-        refunded: bool = True,
+        refunded: bool | None = None,
     ) -> None:
         self.provider = provider
         self.status = status
         self.code = code
         self.retry_after = retry_after
-        # Whether the gateway did not bill (or refunded) the failed work; drives quota release.
+        # What the gateway's own answer says about billing for the failed work: True (not
+        # billed, or refunded), False (billed). None when it says nothing: the engine's refund
+        # table (bot/engine/refunds.py) then decides from where in the job's life it failed, so
+        # a new error type is never refunded (or charged) by accident of a default.
         self.refunded = refunded
         self.reason = message
         super().__init__(self.describe())

@@ -45,6 +45,12 @@ def test_prices_follow_the_design_table() -> None:
         credits_for(request(resolution="1080p"), {"480p": 1})
 
 
+def test_each_result_of_a_task_is_charged() -> None:
+    # A task asked for three videos renders (and is billed by the gateway for) three.
+    assert credits_for(request(resolution="480p", duration=5, results=3)) == 15
+    assert credits_for(request(resolution="720p", duration=4, results=2)) == 16
+
+
 def test_settings_price_table_is_used() -> None:
     prices = Settings(seedance_prices="720p=5").prices
     assert credits_for(request(resolution="720p", duration=4), prices) == 20

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.models import GenerationRequest
-from bot.store import JobState, NewJob, QuotaLimitRow, Store, UsageCheck, migrations
+from bot.store import CheckResult, JobState, NewJob, QuotaLimitRow, Store, UsageCheck, migrations
 from bot.store.db import split_statements
 
 
@@ -182,3 +182,77 @@ async def test_finished_before_lists_terminal_jobs_with_files(store: Store) -> N
     await store.transition(running.id, JobState.READY, now=5.0, result_path="/y/video.mp4")
     assert [j.id for j in await store.finished_before(10.0)] == [done.id]
     assert await store.finished_before(4.0) == []
+
+
+# ---- admission: the caps checked in the enqueue transaction ------------------------------------
+async def test_admission_caps_refuse_in_order_and_write_nothing(store: Store) -> None:
+    from bot.store.records import Admission, AdmissionRefused
+
+    caps = Admission(guild_queued=3, user_queued=2, per_minute=10)
+    assert await store.create_job(new_job("a"), [], now=100.0, admission=caps) is None
+    assert await store.create_job(new_job("a"), [], now=100.0, admission=caps) is None
+    assert await store.create_job(new_job("a"), [], now=100.0, admission=caps) == (
+        AdmissionRefused("user_queued", 2, 2))
+    assert await store.create_job(new_job("b"), [], now=100.0, admission=caps) is None
+    # The server's cap is checked before the member's: "b" has room, the server has none.
+    assert await store.create_job(new_job("b"), [], now=100.0, admission=caps) == (
+        AdmissionRefused("guild_queued", 3, 3))
+    assert await store.create_job(new_job("c", guild="g2"), [], now=100.0,
+                                  admission=caps) is None  # another server: its own count
+    assert len(await store.jobs(guild_id="g1")) == 3 and len(await store.ledger()) == 4
+
+
+async def test_admission_counts_only_waiting_jobs_and_quota_comes_first(store: Store) -> None:
+    from bot.store.records import Admission, AdmissionRefused
+
+    caps = Admission(user_queued=1)
+    first = new_job("a")
+    assert await store.create_job(first, [], now=1.0, admission=caps) is None
+    full = UsageCheck("user", "g1", 5, since=0.0, user_id="a")
+    refused = await store.create_job(new_job("a"), [full], now=1.0, admission=caps)
+    assert isinstance(refused, CheckResult)  # the credits are out too: the quota says so
+    assert await store.create_job(new_job("a"), [], now=1.0, admission=caps) == (
+        AdmissionRefused("user_queued", 1, 1))
+    await store.transition(first.id, JobState.SUBMITTING, now=2.0)  # running: not waiting
+    assert await store.create_job(new_job("a"), [], now=2.0, admission=caps) is None
+    approval = new_job("b")
+    approval = NewJob(**{**approval.__dict__, "state": JobState.AWAITING_APPROVAL})
+    assert await store.create_job(approval, [], now=2.0, admission=caps) is None
+    assert await store.create_job(new_job("b"), [], now=2.0, admission=caps) == (
+        AdmissionRefused("user_queued", 1, 1))  # awaiting approval is waiting too
+
+
+async def test_admission_per_minute_counts_the_last_sixty_seconds(store: Store) -> None:
+    from bot.store.records import Admission, AdmissionRefused
+
+    caps = Admission(per_minute=2)
+    assert await store.create_job(new_job("a"), [], now=1000.0, admission=caps) is None
+    assert await store.create_job(new_job("a"), [], now=1030.0, admission=caps) is None
+    assert await store.create_job(new_job("a"), [], now=1059.0, admission=caps) == (
+        AdmissionRefused("per_minute", 2, 2))
+    assert await store.create_job(new_job("b"), [], now=1059.0, admission=caps) is None
+    # At 1060 the first job is a minute old: one place again, not two.
+    assert await store.create_job(new_job("a"), [], now=1060.0, admission=caps) is None
+    assert await store.create_job(new_job("a"), [], now=1060.0, admission=caps) == (
+        AdmissionRefused("per_minute", 2, 2))
+    # None and 0 mean no rate at all.
+    for off in (Admission(per_minute=None), Admission(per_minute=0)):
+        assert await store.create_job(new_job("a"), [], now=1060.0, admission=off) is None
+
+
+async def test_admission_holds_across_connections(tmp_path: Path) -> None:
+    """Two processes enqueueing at once cannot both take the last place."""
+    from bot.store.records import Admission
+
+    path = tmp_path / "shared.sqlite3"
+    stores = [await Store.open(path) for _ in range(3)]
+    try:
+        caps = Admission(user_queued=4)
+        accepted = await asyncio.gather(*(
+            stores[i % 3].create_job(new_job("a"), [], now=1.0, admission=caps)
+            for i in range(30)))
+        assert sum(r is None for r in accepted) == 4
+        assert len(await stores[0].jobs(user_id="a")) == 4
+    finally:
+        for s in stores:
+            await s.close()

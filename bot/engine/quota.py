@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from bot.errors import SeedanceError
+from bot.errors import Refusal
 from bot.store import QuotaLimitRow, UsageCheck
 
 USER_WINDOW = "user"
@@ -93,7 +93,7 @@ class QuotaStatus:
         return next((w for w in self.windows if w.name == name), None)
 
 
-class QuotaExceeded(SeedanceError):
+class QuotaExceeded(Refusal):
     """A job would spend more than a limit allows; nothing was written or reserved."""
 
     def __init__(self, window: QuotaWindow, needed: int) -> None:

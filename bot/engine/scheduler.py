@@ -4,8 +4,10 @@ The database keeps the jobs and their `seq` (arrival order); this module only de
 next. Each guild and each (guild, user) remembers when it was last served; the one served
 longest ago (never served first, ties by oldest job) goes next, so a user with twenty jobs
 waiting delays another user's single job by at most one slot. Caps apply per gateway (in
-flight), per guild (running) and per user (running); the per-user queued cap is checked at
-enqueue. The memory of who was served is per process: after a restart ties fall back to `seq`.
+flight), per guild (running) and per member of a guild (running), each guild's own where it set
+them (`Caps`); the queued caps and the per-minute rate are checked at enqueue, in the store's
+transaction (bot/engine/admission.py). The memory of who was served is per process: after a
+restart ties fall back to `seq`.
 Picking and ordering cost O(n log n) (heaps, see `_RoundRobin`), so a queue of thousands can be
 re-ordered several times a second.
 """
@@ -14,20 +16,24 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
+from bot.guild import GuildLimits
 from bot.store import IN_FLIGHT_STATES, JobView
 
 
 @dataclass(frozen=True)
 class EngineLimits:
-    """Caps and retry bounds. The defaults suit one bot on one small server."""
+    """The engine-wide defaults of caps, and retry bounds. The defaults suit one bot on one
+    small server; SEEDANCE_GATEWAY_CONCURRENCY and each server's `GuildLimits` (bot/guild.py)
+    override the caps (see `Caps` and bot/engine/caps.py)."""
 
     gateway_in_flight: int = 4  # per provider: jobs submitting or generating
     guild_running: int = 2  # per guild: jobs submitting, generating or downloading
     user_running: int = 1
     user_queued: int = 5  # waiting (queued or awaiting approval) per user per guild
+    guild_queued: int | None = None  # waiting per guild; None: no cap
     submit_retries: int = 3  # transient create failures before the job fails
     poll_errors: int = 8  # consecutive failed polls before the job fails
     download_attempts: int = 3
@@ -37,6 +43,34 @@ class EngineLimits:
     # seconds between two recomputations of the queue's positions while it keeps changing
     # (a burst of enqueues): the first change is announced at once, the rest coalesce
     announce_interval: float = 0.5
+
+
+@dataclass(frozen=True)
+class Caps:
+    """The running caps one scheduling pass (and its ETAs) applies: per gateway, per guild and
+    per member of a guild, each falling back to `limits` where nothing more specific is set."""
+
+    limits: EngineLimits = EngineLimits()
+    gateways: Mapping[str, int] = field(default_factory=dict)  # provider -> jobs in flight
+    guilds: Mapping[str, GuildLimits] = field(default_factory=dict)
+
+    def gateway(self, provider: str) -> int:
+        return self.gateways.get(provider, self.limits.gateway_in_flight)
+
+    def guild_running(self, guild_id: str) -> int:
+        own = self.guilds.get(guild_id)
+        return own.running if own is not None and own.running is not None \
+            else self.limits.guild_running
+
+    def user_running(self, guild_id: str) -> int:
+        own = self.guilds.get(guild_id)
+        return own.user_running if own is not None and own.user_running is not None \
+            else self.limits.user_running
+
+
+def as_caps(limits: EngineLimits | Caps) -> Caps:
+    """`limits` as caps: bare `EngineLimits` apply the same caps to every gateway and guild."""
+    return limits if isinstance(limits, Caps) else Caps(limits)
 
 
 class FairQueue:
@@ -56,10 +90,11 @@ class FairQueue:
         self,
         queued: Iterable[JobView],
         running: Iterable[JobView],
-        limits: EngineLimits,
+        limits: EngineLimits | Caps,
         now: float,
     ) -> list[JobView]:
         """The jobs to start now, in start order; remembers them as served."""
+        caps = as_caps(limits)
         running = list(running)
         gateway = Counter(j.provider for j in running if j.state in IN_FLIGHT_STATES)
         guild = Counter(j.guild_id for j in running)
@@ -69,9 +104,9 @@ class FairQueue:
             # Counters only grow during one pick, so a job once ineligible stays so: the
             # round-robin may drop it for good.
             return (
-                gateway[job.provider] < limits.gateway_in_flight
-                and guild[job.guild_id] < limits.guild_running
-                and user[(job.guild_id, job.user_id)] < limits.user_running
+                gateway[job.provider] < caps.gateway(job.provider)
+                and guild[job.guild_id] < caps.guild_running(job.guild_id)
+                and user[(job.guild_id, job.user_id)] < caps.user_running(job.guild_id)
             )
 
         turns = _RoundRobin(
@@ -219,7 +254,7 @@ class _Slots:
 def estimate_finish(
     ordered: Sequence[JobView],
     running: Sequence[JobView],
-    limits: EngineLimits,
+    limits: EngineLimits | Caps,
     expected: Callable[[JobView], float],
     now: float,
 ) -> dict[str, float]:
@@ -229,6 +264,7 @@ def estimate_finish(
     have a free slot, and takes its expected duration (recent real durations, else typical).
     O(n log cap), so it runs on every announcement even with thousands waiting.
     """
+    caps = as_caps(limits)
     finish: dict[str, float] = {}
     gateway: dict[str, _Slots] = {}
     guild: dict[str, _Slots] = {}
@@ -237,13 +273,13 @@ def estimate_finish(
     def slots(job: JobView) -> tuple[_Slots, _Slots, _Slots]:
         g = gateway.get(job.provider)
         if g is None:
-            g = gateway[job.provider] = _Slots(limits.gateway_in_flight)
+            g = gateway[job.provider] = _Slots(caps.gateway(job.provider))
         h = guild.get(job.guild_id)
         if h is None:
-            h = guild[job.guild_id] = _Slots(limits.guild_running)
+            h = guild[job.guild_id] = _Slots(caps.guild_running(job.guild_id))
         u = user.get((job.guild_id, job.user_id))
         if u is None:
-            u = user[(job.guild_id, job.user_id)] = _Slots(limits.user_running)
+            u = user[(job.guild_id, job.user_id)] = _Slots(caps.user_running(job.guild_id))
         return g, h, u
 
     for job in running:

@@ -24,6 +24,8 @@ from bot.models import GenerationRequest
 from bot.store.leases import LeaseStore
 from bot.store.moderation import ModerationStore
 from bot.store.records import (
+    Admission,
+    AdmissionRefused,
     CheckResult,
     JobState,
     JobView,
@@ -214,22 +216,30 @@ class Store(ModerationStore, LeaseStore):
 
     # ---- jobs -----------------------------------------------------------------------------
     async def create_job(
-        self, job: NewJob, checks: Sequence[UsageCheck], *, now: float
-    ) -> CheckResult | None:
-        """Write the job and reserve its credits, unless a check would overflow.
+        self, job: NewJob, checks: Sequence[UsageCheck], *, now: float,
+        admission: Admission | None = None,
+    ) -> CheckResult | AdmissionRefused | None:
+        """Write the job and reserve its credits, unless a quota check or an admission cap
+        would be broken.
 
-        Returns the first check that would be exceeded (and writes nothing), else None. All
-        checks, the insert and the reservation share one IMMEDIATE transaction, so concurrent
-        reservations (from any process) can never overspend a limit.
+        Returns the first guard that fails (and writes nothing), else None: the quota checks in
+        order, then `admission`'s guild queued cap, the member's queued cap and the member's
+        per-minute rate (jobs created in this guild since `now - 60`). Guards, insert and
+        reservation share one IMMEDIATE transaction, so concurrent enqueues (from any process)
+        can never overspend a limit nor overfill a queue.
         """
 
-        async def body(conn: aiosqlite.Connection) -> CheckResult | None:
+        async def body(conn: aiosqlite.Connection) -> CheckResult | AdmissionRefused | None:
             for check in checks:
                 if check.limit < 0:
                     continue
                 used = await _usage(conn, check)
                 if used + job.credits_estimate > check.limit:
                     return CheckResult(check, used)
+            if admission is not None:
+                refused = await _admit(conn, job, admission, now)
+                if refused is not None:
+                    return refused
             async with conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs") as cur:
                 row = await cur.fetchone()
                 seq = int(row[0]) if row else 1
@@ -524,6 +534,32 @@ async def _usage(conn: aiosqlite.Connection, check: UsageCheck) -> int:
     async with conn.execute(sql, params) as cur:
         row = await cur.fetchone()
     return int(row[0]) if row else 0
+
+
+async def _admit(
+    conn: aiosqlite.Connection, job: NewJob, admission: Admission, now: float
+) -> AdmissionRefused | None:
+    """The first admission cap `job` would break (see `Store.create_job`), else None."""
+    waiting = "state IN ('awaiting_approval', 'queued')"
+    guards = (
+        ("guild_queued", admission.guild_queued,
+         f"SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND {waiting}", (job.guild_id,)),
+        ("user_queued", admission.user_queued,
+         f"SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND user_id = ? AND {waiting}",
+         (job.guild_id, job.user_id)),
+        ("per_minute", admission.per_minute,
+         "SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND user_id = ? AND created_at > ?",
+         (job.guild_id, job.user_id, now - 60.0)),
+    )
+    for cap, limit, sql, params in guards:
+        if not limit:
+            continue
+        async with conn.execute(sql, params) as cur:
+            row = await cur.fetchone()
+        count = int(row[0]) if row else 0
+        if count >= limit:
+            return AdmissionRefused(cap, limit, count)
+    return None
 
 
 async def _settle(conn: aiosqlite.Connection, job_id: str, kind: LedgerKind, now: float) -> None:

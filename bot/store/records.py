@@ -129,6 +129,25 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class Admission:
+    """Caps `Store.create_job` checks after the quota, in the same transaction as the insert,
+    so two enqueues at once cannot both take the last place. None (or 0): no cap."""
+
+    guild_queued: int | None = None  # the guild's jobs waiting (queued or awaiting approval)
+    user_queued: int | None = None  # the member's jobs waiting in that guild
+    per_minute: int | None = None  # the member's jobs created in that guild in the last 60 s
+
+
+@dataclass(frozen=True)
+class AdmissionRefused:
+    """The admission cap a new job would break: which one, its limit, and the count found."""
+
+    cap: str  # guild_queued | user_queued | per_minute
+    limit: int
+    count: int
+
+
+@dataclass(frozen=True)
 class QuotaLimitRow:
     scope: str  # user | guild | role | event
     guild_id: str

@@ -1,0 +1,83 @@
+"""Whether a new job may be written: credits, queue places, and the member's pace.
+
+Every guard is checked by `Store.create_job` inside the transaction that writes the job, so
+nothing can slip in between a check and the insert: first the quota windows (bot/engine/quota.py),
+then the server's cap on waiting jobs, the member's cap on waiting jobs, and the member's
+per-minute rate. The first guard that fails becomes a `Refusal` here; nothing was written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.config import Settings
+from bot.errors import Refusal
+from bot.guild import GuildLimits
+from bot.store import Store
+from bot.store.records import Admission, AdmissionRefused
+from bot.words import count
+
+from .quota import Applicable, resolve_limits
+from .scheduler import EngineLimits
+
+
+class QueueFull(Refusal):
+    """A queue is full: the member's own (`scope` "user") or the whole server's ("server")."""
+
+    def __init__(self, scope: str, limit: int, waiting: int) -> None:
+        self.scope = scope
+        self.limit = limit
+        self.waiting = waiting
+        if scope == "user":
+            text = (f"You already have {count(waiting, 'video')} waiting; wait for one to start "
+                    "or cancel one first. Nothing was spent.")
+        else:
+            text = (f"This server already has {count(waiting, 'video')} waiting; try again when "
+                    "some have started. Nothing was spent.")
+        super().__init__(text)
+
+
+class RateLimited(Refusal):
+    """The member started as many videos in this server in the last minute as it allows."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        super().__init__(f"You can start {count(per_minute, 'video')} per minute on this "
+                         "server; try again in a minute. Nothing was spent.")
+
+
+def admission_for(
+    limits: EngineLimits, guild: GuildLimits, per_minute: int | None
+) -> Admission:
+    """The admission caps of a server: its own where set, else the engine's defaults."""
+    return Admission(
+        guild_queued=guild.queued if guild.queued is not None else limits.guild_queued,
+        user_queued=guild.user_queued if guild.user_queued is not None else limits.user_queued,
+        per_minute=per_minute or None,
+    )
+
+
+def refusal(refused: AdmissionRefused) -> Refusal:
+    """The sentence for a member whose job an admission cap refused."""
+    if refused.cap == "per_minute":
+        return RateLimited(refused.limit)
+    return QueueFull("user" if refused.cap == "user_queued" else "server", refused.limit,
+                     refused.count)
+
+
+async def applicable_limits(
+    settings: Settings, store: Store, *, guild_id: str, user_id: str, role_ids: Sequence[str],
+    event_id: str | None,
+) -> Applicable:
+    """The credit limits that apply to a member in a server (and an event)."""
+    return resolve_limits(
+        await store.quota_limits(guild_id),
+        user_id=user_id,
+        role_ids=list(role_ids),
+        event_id=event_id,
+        default_user_daily=settings.seedance_user_daily_credits,
+        default_guild_monthly=settings.seedance_guild_monthly_credits,
+    )
+
+
+__all__ = ["QueueFull", "RateLimited", "admission_for", "applicable_limits", "refusal"]

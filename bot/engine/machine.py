@@ -1,0 +1,171 @@
+"""The one place a job changes state: the row, the ledger and the news move together.
+
+`JobMachine.move(job, to_state, outcome)` writes the change (only if the job is still in the
+state it was read in), settles the credits as bot/engine/refunds.py says for that state and
+outcome (in the same transaction), then announces it: wakes `Engine.wait`, marks the queue view
+stale, wakes the scheduler when a slot or a queue place may have opened, lets the gateway drop
+its copy of a finished task, and emits the `JobEvent`s to the delivery port. Nobody else calls
+`store.transition`, so no change can forget one of these steps nor choose a refund by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from bot.errors import GatewayError, RealFaceError, scrub
+from bot.store import (
+    TERMINAL_STATES,
+    WAITING_STATES,
+    CheckResult,
+    JobState,
+    JobView,
+    NewJob,
+    Store,
+    UsageCheck,
+)
+from bot.store.db import LedgerKind
+from bot.store.records import Admission, AdmissionRefused
+
+from .events import Delivery, EventKind, JobEvent
+from .queue import QueueView
+from .refunds import Outcome, Settle, gateway_outcome, settlement
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+#: How the store writes a settlement (NOTHING writes none).
+_LEDGER: dict[Settle, LedgerKind] = {Settle.COMMIT: "commit", Settle.RELEASE: "release"}
+
+
+class JobMachine:
+    """Writes and announces every change of every job (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        clock: Clock,
+        delivery: Delivery,
+        queue: QueueView,
+        wake: asyncio.Event,
+        discard: Callable[[JobView], Awaitable[None]],
+        secrets: Sequence[str] = (),
+    ) -> None:
+        self.store = store
+        self._clock = clock
+        self._delivery = delivery
+        self._queue = queue
+        self._wake = wake
+        self._discard = discard
+        self._secrets = tuple(secrets)
+        self._changed: dict[str, asyncio.Event] = {}
+
+    def changed(self, job_id: str) -> asyncio.Event:
+        """Set at the job's next change (for `Engine.wait`)."""
+        return self._changed.setdefault(job_id, asyncio.Event())
+
+    async def create(
+        self, new: NewJob, checks: Sequence[UsageCheck], admission: Admission, *, now: float
+    ) -> JobView | CheckResult | AdmissionRefused:
+        """Write a new job and reserve its credits, or say which guard refused it (nothing
+        written). A job awaiting approval is announced as such; a queued one learns its place
+        before this returns (the queue view coalesces bursts)."""
+        refused = await self.store.create_job(new, checks, now=now, admission=admission)
+        if refused is not None:
+            return refused
+        self._touched(new.id)
+        job = await self.store.get_job(new.id)
+        assert job is not None, "a job vanished right after it was written"
+        if new.state is JobState.AWAITING_APPROVAL:
+            await self.emit(job, JobEvent(EventKind.AWAITING_APPROVAL))
+        else:
+            await self._queue.announce()
+            self._wake.set()
+        return job
+
+    async def move(
+        self,
+        job: JobView,
+        to_state: JobState,
+        outcome: str,
+        *,
+        error: GatewayError | None = None,
+        detail: str = "",
+        events: Sequence[JobEvent] = (),
+        **fields: Any,
+    ) -> JobView | None:
+        """Move `job` from the state it was read in to `to_state`, settle, and announce.
+
+        Returns the job as written, or None when it had moved on (someone else changed it
+        first; nothing was written or announced). `error` is the gateway error behind a gateway
+        outcome (its explicit `refunded` may decide the settlement); `events` go to the delivery
+        port, in order, after the change is committed. A terminal state stamps `finished_at`.
+        """
+        settle = settlement(job.state, outcome, error)
+        ledger = _LEDGER.get(settle)
+        now = self._clock()
+        if to_state in TERMINAL_STATES:
+            fields.setdefault("finished_at", now)
+        moved = await self.store.transition(
+            job.id, to_state, now=now, from_states=[job.state], detail=detail,
+            ledger=ledger, **fields,
+        )
+        if moved is None:
+            return None
+        if job.state is JobState.QUEUED or to_state in TERMINAL_STATES:
+            self._queue.forget(job.id)  # its place in the queue is no longer news
+        self._touched(job.id)
+        if to_state in TERMINAL_STATES or to_state in WAITING_STATES:
+            self._wake.set()  # a slot or a queue place may have opened
+        on_disk = (JobState.READY, JobState.HELD)
+        if (to_state in on_disk and job.state is JobState.DOWNLOADING) or (
+            to_state in TERMINAL_STATES and job.state not in on_disk
+        ):
+            # The gateway's copy is no longer needed: ours is on disk, or the job ended (a
+            # ready or held job's copy went when its files reached disk).
+            await self._discard(moved)
+        for event in events:
+            await self.emit(moved, event)
+        return moved
+
+    async def fail(
+        self, job: JobView, outcome: str, kind: str, message: str, *,
+        error: GatewayError | None = None,
+    ) -> JobView | None:
+        """End `job` as failed, saying why (scrubbed of secrets) to its owner."""
+        message = scrub(message, self._secrets)
+        return await self.move(
+            job, JobState.FAILED, outcome, error=error, detail=f"{kind}: {message}",
+            events=[JobEvent(EventKind.FAILED, reason=message)],
+            error_kind=kind, error_message=message,
+        )
+
+    async def fail_gateway(self, job: JobView, how: str, err: GatewayError) -> JobView | None:
+        """End `job` as failed by a gateway error met at step `how` (see refunds.py)."""
+        reason = str(err)
+        if isinstance(err, RealFaceError):
+            reason += " (inputs that look like a real person are refused; this is final)"
+        return await self.fail(job, gateway_outcome(how, err), err.kind, reason, error=err)
+
+    async def emit(self, job: JobView, event: JobEvent) -> None:
+        """Tell the delivery layer; its failures never stop a job."""
+        try:
+            await self._delivery.on_event(job, event)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery.on_event failed for %s (%s)", job.id, event.kind)
+
+    def _touched(self, job_id: str) -> None:
+        """After every change to a job's row: the queue view is stale and `wait` wakes."""
+        self._queue.touched(job_id)
+        event = self._changed.pop(job_id, None)
+        if event is not None:
+            event.set()
+
+
+__all__ = ["JobMachine", "Outcome"]
