@@ -74,7 +74,7 @@ class RequestOptions:
     watermark: bool = False
     #: The caller wants the last frame as an image (from the gateway where it offers one).
     return_last_frame: bool = False
-    provider: str = "local"
+    provider: str = ""  # "": the server's gateway, else SEEDANCE_PROVIDER (bot/service)
     model: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 

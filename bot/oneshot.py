@@ -235,12 +235,11 @@ async def run_one(
 
         try:
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-            store = await Store.open(settings.data_dir / "cli.sqlite3")
+            store = Store.deferred(settings.data_dir / "cli.sqlite3")
             engine = Engine(settings, store, delivery=delivery, providers=provider_for, http=http,
                             inputs_dir=cli_inputs(settings))
             videos = Services.build(settings, store, engine, provider_for, http).videos
             try:
-                earlier = await store.jobs(ACTIVE_STATES | WAITING_STATES)
                 context = {"out": str(out.resolve())}
                 if last_frame_out is not None:
                     context["last_frame_out"] = str(last_frame_out.resolve())
@@ -254,6 +253,9 @@ async def run_one(
                     raise InvalidInput([
                         Problem(model_subject, p.message) if p.subject == "model" else p
                         for p in exc.problems]) from None
+                # The database is opened only now that the request is valid.
+                earlier = [j for j in await store.jobs(ACTIVE_STATES | WAITING_STATES)
+                           if j.id != made.job.id]
                 for old in earlier:
                     delivery.say("seedance-bot: finishing an interrupted job from earlier: "
                                  f"writing {old.context.get('out', old.id)}")

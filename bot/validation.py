@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from bot.errors import Problem
+from bot.errors import InvalidInput, Problem
 from bot.models import GenerationRequest, MediaKind, Mode, Reference, Role
 from bot.providers.base import Capabilities, MediaLimits, unreachable_reason
-from bot.roles import placeholders
+from bot.roles import MODE_NEEDS, fits, placeholders
 from bot.words import a, kind_count, size
 
 MAX_SEED = 4_294_967_295
@@ -275,3 +275,19 @@ def validate(
     problems.extend(check_collection(req, caps.limits, refused))
     problems.extend(check_capabilities(req, caps))
     return problems
+
+
+def refuse_invalid(request: GenerationRequest, caps: Capabilities) -> None:
+    """Raise InvalidInput for a request validation would refuse, before anything is sent.
+
+    For gateways whose bodies cannot carry a request outside their table at all (Magnific's
+    resolution path and aspect names, HiAPI's URL-only media): the same rules as intake (the
+    mode's files, bot/roles.py; the capability table, below), never a copy of them.
+    """
+    problems: list[Problem] = []
+    if not fits(request.mode, request.references, request.prompt):
+        problems.append(Problem("mode", f"{request.mode.value} needs "
+                                        f"{MODE_NEEDS[request.mode]}."))
+    problems.extend(check_capabilities(request, caps))
+    if problems:
+        raise InvalidInput(problems)

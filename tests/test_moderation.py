@@ -146,9 +146,10 @@ async def test_job_messages_and_what_a_restart_must_post(store: Store) -> None:
     assert await store.jobs_since("g", "a", 0) == 1 and await store.jobs_since("g", "a", 5) == 0
     assert await store.jobs_without_message("approval", [JobState.AWAITING_APPROVAL],
                                             guild_id="other") == []
-    await store.set_guild_settings("g", {"audit_channel": "7"})
-    await store.set_guild_settings("quiet", {"moderation": "off"})
-    assert list(await store.guilds_with_setting("audit_channel")) == ["g"]
+    await store.update_guild_settings("g", lambda s: s.changed(audit_channel="7"))
+    await store.update_guild_settings("quiet", lambda s: s.changed(moderation="off"))
+    with_audit = {g for g, s in (await store.all_guild_settings()).items() if s.audit_channel}
+    assert with_audit == {"g"}
 
 
 async def test_csv_export_lists_exactly_the_guilds_jobs_in_range(store: Store) -> None:

@@ -35,12 +35,12 @@ from bot.models import (
     SourceKind,
 )
 from bot.providers.anyfast import AnyfastProvider
-from bot.providers.base import Capabilities, refuse_invalid
+from bot.providers.base import Capabilities
 from bot.providers.hiapi import HiApiProvider
 from bot.providers.magnific import MagnificProvider
 from bot.providers.runware import RunwareProvider
 from bot.roles import assign_roles, fits
-from bot.validation import validate
+from bot.validation import refuse_invalid, validate
 
 #: Never used to send anything: the cases only build bodies.
 _CLIENT = httpx.AsyncClient()

@@ -20,7 +20,7 @@ from bot.errors import InvalidInput, Refusal
 from bot.guild import GuildSettings, ReviewMode
 from bot.intake import MediaInput, RequestOptions
 from bot.models import Resolution
-from bot.providers.local import LocalProvider
+from bot.providers import ProviderRegistry
 from bot.service import (
     BadSetting,
     Blocked,
@@ -56,9 +56,8 @@ class World:
 async def build(data_dir: Path, http: httpx.AsyncClient, **settings: object) -> World:
     config = Settings(_env_file=None, seedance_data_dir=data_dir, **settings)  # type: ignore[arg-type]
     store = await Store.open(config.database_path)
-    local = LocalProvider(config)
-    engine = Engine(config, store, delivery=FakeDelivery(), providers={"local": local},
-                    http=http)
+    engine = Engine(config, store, delivery=FakeDelivery(),
+                    providers=ProviderRegistry(config, client=http), http=http)
     return World(config, store, engine,
                  Services.build(config, store, engine, engine.provider, http))
 
@@ -151,7 +150,7 @@ def test_server_defaults_fill_in_without_touching_the_callers_options() -> None:
     assert (resolved.provider, resolved.duration, resolved.resolution) == (
         "runware", 8, Resolution.P720)
     assert resolved.model is None  # SEEDANCE_MODEL belongs to anyfast, not the server's runware
-    assert asked.duration is None and asked.provider == "local"  # the caller's copy as given
+    assert asked.duration is None and asked.provider == ""  # the caller's copy as given
     on_anyfast = resolve_options(RequestOptions(prompt="x", provider="anyfast"), guild, settings)
     assert on_anyfast.model == "seedance"
 

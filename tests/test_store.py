@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.guild import GuildSettings
 from bot.models import GenerationRequest
 from bot.store import CheckResult, JobState, NewJob, QuotaLimitRow, Store, UsageCheck, migrations
 from bot.store.db import split_statements
@@ -140,14 +141,20 @@ async def test_quota_limit_rows_upsert_and_delete(store: Store) -> None:
 
 
 async def test_guild_settings_merge_remove_and_replace(store: Store) -> None:
-    assert await store.guild_settings("g1") == {}
-    await store.set_guild_settings("g1", {"provider": "runware", "channels": ["1", "2"]})
-    merged = await store.set_guild_settings("g1", {"resolution": "720p", "provider": None})
-    assert merged == {"channels": ["1", "2"], "resolution": "720p"}
+    """Settings are typed now (bot/guild.py); a change merges into what is stored, None removes
+    a setting, a whole new value replaces it, and an unknown key is refused."""
+    assert await store.guild_settings("g1") == GuildSettings()
+    await store.update_guild_settings(
+        "g1", lambda s: s.changed(provider="runware", allowed_channels=["1", "2"]))
+    merged = await store.update_guild_settings(
+        "g1", lambda s: s.changed(resolution="720p", provider=None))
+    assert merged.stored() == {"allowed_channels": ["1", "2"], "resolution": "720p"}
     assert await store.guild_settings("g1") == merged
-    assert await store.set_guild_settings("g1", {"audio": False}, replace=True) == {
-        "audio": False
-    }
+    replaced = await store.update_guild_settings("g1", lambda s: GuildSettings(audio=False))
+    assert replaced.stored() == {"audio": False}
+    with pytest.raises(ValueError, match="no server setting 'channels'"):
+        await store.update_guild_settings("g1", lambda s: s.changed(channels=["1"]))
+    assert (await store.guild_settings("g1")).stored() == {"audio": False}  # nothing written
 
 
 async def test_recent_durations_newest_first(store: Store) -> None:

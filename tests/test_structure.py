@@ -43,8 +43,10 @@ def imports_of(name: str, path: Path, known: dict[str, Path]) -> set[str]:
                 anchor = package.split(".")
                 anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
-            targets.add(base)
-            targets.update(f"{base}.{alias.name}" for alias in node.names)
+            submodules = {f"{base}.{alias.name}" for alias in node.names}
+            targets.update(submodules & known.keys())
+            if not submodules <= known.keys():  # names defined in `base` itself
+                targets.add(base)
     return {t for t in targets if t in known and t != name}
 
 

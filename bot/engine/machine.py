@@ -26,7 +26,7 @@ from bot.store import (
     Store,
     UsageCheck,
 )
-from bot.store.db import LedgerKind
+from bot.store.ledger import LedgerKind
 from bot.store.records import Admission, AdmissionRefused
 
 from .events import Delivery, EventKind, JobEvent

@@ -19,7 +19,7 @@ from typing import Protocol, TypedDict, runtime_checkable
 import httpx
 
 from bot.config import Settings
-from bot.errors import ConfigError, InvalidInput, Problem
+from bot.errors import ConfigError
 from bot.models import (
     GenerationRequest,
     MediaKind,
@@ -264,26 +264,6 @@ def frame_images(request: GenerationRequest) -> tuple[Reference | None, Referenc
         images = [r for r in request.images if r.role is None]
         firsts, lasts = images[:1], images[1:2]
     return (firsts[0] if firsts else None), (lasts[0] if lasts else None)
-
-
-def refuse_invalid(request: GenerationRequest, caps: Capabilities) -> None:
-    """Raise InvalidInput for a request validation would refuse, before anything is sent.
-
-    For gateways whose bodies cannot carry a request outside their table at all (Magnific's
-    resolution path and aspect names, HiAPI's URL-only media): the same rules as intake (the
-    mode's files, bot/roles.py; the capability table, bot/validation.py), never a copy of them.
-    """
-    # Imported here: bot.validation reads this module's Capabilities.
-    from bot.roles import MODE_NEEDS, fits
-    from bot.validation import check_capabilities
-
-    problems: list[Problem] = []
-    if not fits(request.mode, request.references, request.prompt):
-        problems.append(Problem("mode", f"{request.mode.value} needs "
-                                        f"{MODE_NEEDS[request.mode]}."))
-    problems.extend(check_capabilities(request, caps))
-    if problems:
-        raise InvalidInput(problems)
 
 
 def single_model_capabilities(

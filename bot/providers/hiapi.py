@@ -48,13 +48,13 @@ from bot.providers.base import (
     TransportOptions,
     frame_images,
     media_source,
-    refuse_invalid,
     require_api_key,
     single_model_capabilities,
 )
 from bot.providers.hiapi_models import CallbackBody, Created, Envelope, Task
 from bot.providers.http import HttpTransport, default_error, json_body, rejected_content
 from bot.providers.wire import why
+from bot.validation import refuse_invalid
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,8 @@ benchmarks drive. It behaves like a gateway where it matters to the engine:
   is 0. `discard` deletes a task's files (and its spec, which holds the prompt) once the job
   has its own copy or has ended.
 
-Test hook: a prompt containing the literal marker ``[local:fail:<kind>]`` makes the task fail
-(after the simulated delay) with the error a gateway would produce:
-
-* ``audio_moderation`` → `AudioModerationError`, only when the request generates audio; the
-  same prompt with audio off succeeds, like the real gateways' audio false positives, so the
-  engine's retry-without-audio policy can be tested end to end;
-* ``real_face`` → `RealFaceError`; ``moderation`` → `ContentRejectedError`;
-* ``task_failed`` → `TaskFailedError`.
+Test hook: a prompt containing ``[local:fail:<kind>]`` makes the task fail (after the simulated
+delay) the way a gateway would (bot/providers/local_failures.py).
 
 There are no callbacks: `parse_callback` raises and `verify_callback` is False.
 """
@@ -48,10 +42,6 @@ import httpx
 
 from bot.config import Settings
 from bot.errors import (
-    AudioModerationError,
-    ContentRejectedError,
-    GatewayError,
-    RealFaceError,
     TaskFailedError,
     TaskNotFoundError,
 )
@@ -67,6 +57,7 @@ from bot.models import (
 )
 from bot.providers.base import Capabilities, SubmitResult
 from bot.providers.http import Sleep
+from bot.providers.local_failures import failure_error, failure_marker
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +65,6 @@ NAME = "local"
 DEFAULT_MODEL = "seedance-local"
 SPEC_VERSION = 1
 
-_FAIL_MARKER = re.compile(r"\[local:fail:(audio_moderation|real_face|moderation|task_failed)\]")
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9._-]{1,120}$")
 _TASK_ID = re.compile(r"^local-[A-Za-z0-9._-]{1,120}$")
 #: Poll hint while rendering: frequent enough for a demo, cheap (a stat and a small JSON read).
@@ -100,38 +90,6 @@ def task_id_for(idempotency_key: str) -> str:
     if _SAFE_KEY.match(idempotency_key) and idempotency_key.strip("."):
         return f"local-{idempotency_key}"
     return "local-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
-
-
-def failure_marker(request: GenerationRequest) -> str | None:
-    """The failure the prompt asks for, if any (audio moderation only when audio is generated)."""
-    match = _FAIL_MARKER.search(request.prompt)
-    if match is None:
-        return None
-    kind = match.group(1)
-    if kind == "audio_moderation" and not request.audio:
-        return None
-    return kind
-
-
-def _failure_error(kind: str) -> GatewayError:
-    """The error a real gateway reports for each simulated failure, with its upstream code."""
-    why = f"simulated by the [local:fail:{kind}] marker in the prompt"
-    if kind == "audio_moderation":
-        return AudioModerationError(
-            f"the generated audio was flagged as sensitive ({why})",
-            provider=NAME, code="OutputAudioSensitiveContentDetected",
-        )
-    if kind == "real_face":
-        return RealFaceError(
-            f"an input image may contain a real person ({why})",
-            provider=NAME, code="InputImageSensitiveContentDetected.PrivacyInformation",
-        )
-    if kind == "moderation":
-        return ContentRejectedError(
-            f"the output video was flagged by content moderation ({why})",
-            provider=NAME, code="OutputVideoSensitiveContentDetected",
-        )
-    return TaskFailedError(f"the task failed ({why})", provider=NAME, code="InternalServiceError")
 
 
 @dataclass
@@ -339,7 +297,7 @@ class LocalProvider:
                 return TaskState(task_id=task_id, status=TaskStatus.RUNNING,
                                  progress=min(99.0, clock), retry_after=hint)
             return TaskState(task_id=task_id, status=TaskStatus.FAILED,
-                             error=_failure_error(str(spec["failure"])))
+                             error=failure_error(str(spec["failure"])))
         video = self._video_path(task_id)
         if video.exists():
             if waiting:
