@@ -243,5 +243,14 @@ async def wait_for_state(store: Any, job_id: str, *states: str, tries: int = 100
     raise AssertionError(f"job {job_id} stuck in {job.state if job else None}, wanted {states}")
 
 
+async def until(predicate: Callable[[], Any], tries: int = 5000, pause: float = 0.001) -> None:
+    """Let the engine run until `await predicate()` is true (a condition, not a timing)."""
+    for _ in range(tries):
+        if await predicate():
+            return
+        await asyncio.sleep(pause)
+    raise AssertionError("condition never became true")
+
+
 def job_dir(data_dir: Path, job_id: str) -> Path:
     return data_dir / "jobs" / job_id

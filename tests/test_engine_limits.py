@@ -30,7 +30,7 @@ from bot.guild import GuildLimits
 from bot.models import TaskState, TaskStatus
 from bot.store import JobView, Store
 from tests.fakes.common import FakeGateway
-from tests.test_engine_fakes import FakeClock, FakeDelivery, FakeProvider, Outcome, request
+from tests.test_engine_fakes import FakeClock, FakeDelivery, FakeProvider, Outcome, request, until
 
 
 # ---- SEEDANCE_GATEWAY_CONCURRENCY -------------------------------------------------------------
@@ -151,14 +151,6 @@ async def add(engine: Engine, user: str, guild: str = "g1", **kw: Any) -> str:
     made = await engine.enqueue(request(**kw.pop("req", {})), guild_id=guild, channel_id="c",
                                 user_id=user, **kw)
     return made.id
-
-
-async def until(predicate: Any, tries: int = 5000) -> None:
-    for _ in range(tries):
-        if await predicate():
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("condition never became true")
 
 
 async def test_a_servers_running_cap_applies_at_the_next_pass(rig: Rig) -> None:

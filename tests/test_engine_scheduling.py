@@ -14,7 +14,7 @@ from bot.config import Settings
 from bot.engine import Engine, EngineLimits, FairQueue, JobEvent, JobState
 from bot.store import IN_FLIGHT_STATES, RUNNING_STATES, JobView, Store
 from tests.fakes.common import FakeGateway
-from tests.test_engine_fakes import FakeClock, FakeDelivery, FakeProvider, Outcome, request
+from tests.test_engine_fakes import FakeClock, FakeDelivery, FakeProvider, Outcome, request, until
 
 
 class Harness:
@@ -60,14 +60,6 @@ async def settle(rounds: int = 20) -> None:
     """Let the engine run until it has nothing left to do right now (DB calls use a thread)."""
     for _ in range(rounds):
         await asyncio.sleep(0.002)
-
-
-async def until(predicate: Any, tries: int = 2000) -> None:
-    for _ in range(tries):
-        if await predicate():
-            return
-        await asyncio.sleep(0.002)
-    raise AssertionError("condition never became true")
 
 
 async def test_twenty_jobs_delay_another_users_single_job_by_one_slot(h: Harness) -> None:
