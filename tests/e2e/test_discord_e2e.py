@@ -90,9 +90,13 @@ async def test_every_input_mode_posts_a_real_video(tmp_path: Path) -> None:
          [("clip.mp4", vid, "video/mp4")], "@video1 = file1 (clip.mp4) → reference video"),
     ]
     async with FakeDiscord() as fake, running(tmp_path, fake):
+        # Two members, three videos each: one member's six at once could meet the cap of five
+        # waiting videos per member, depending on whether the first had started yet.
+        members = [fake.member, fake.add_member("second")]
         interactions = []
-        for _, options, files, _ in cases:
-            inter = await fake.slash("video", {**options, **FAST}, attachments=files)
+        for i, (_, options, files, _) in enumerate(cases):
+            inter = await fake.slash("video", {**options, **FAST}, attachments=files,
+                                     user=members[i % 2])
             interactions.append(inter)
         for inter in interactions:
             callback = await fake.wait_for_callback(inter)
