@@ -13,7 +13,7 @@ import pytest
 from bot.guild import GuildSettings
 from bot.models import GenerationRequest
 from bot.store import CheckResult, JobState, NewJob, QuotaLimitRow, Store, UsageCheck, migrations
-from bot.store.db import split_statements
+from bot.store.schema import split_statements
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Durable state: the one home of SQL (numbered migrations in `migrations/`, WAL, aiosqlite)."""
 
-from bot.store.db import Store, migrations
+from bot.store.db import Store
 from bot.store.records import (
     ACTIVE_STATES,
     IN_FLIGHT_STATES,
@@ -20,6 +20,7 @@ from bot.store.records import (
     Transition,
     UsageCheck,
 )
+from bot.store.schema import migrations
 
 __all__ = [
     "ACTIVE_STATES",

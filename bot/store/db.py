@@ -1,24 +1,21 @@
 """The only home of SQL: jobs, their audit trail, the credits ledger, limits, guild settings.
 
-One aiosqlite connection per `Store`, WAL mode, numbered migrations applied at open. Every write
-runs in its own `BEGIN IMMEDIATE` transaction, so a check-then-write (a quota reservation, a
-conditional state change) is atomic against other coroutines *and* other processes sharing the
-file. Writes are shielded from task cancellation: a job runner cancelled mid-write still leaves
-a whole transaction behind, never half of one.
+One `Database` (bot/store/database.py) behind every method: SQLite in SEEDANCE_DATA_DIR by
+default, PostgreSQL when SEEDANCE_DATABASE_URL names one; numbered migrations per dialect are
+applied at open (bot/store/schema.py). Every write runs in its own transaction, and a
+check-then-write (a quota reservation, a conditional state change) is atomic against other
+coroutines *and* other processes sharing the database. Writes are shielded from cancellation.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import aiosqlite
-
 from bot.models import GenerationRequest
+from bot.store.database import Database, SqliteDatabase, Tx, open_database
 from bot.store.leases import LeaseStore
 from bot.store.ledger import LedgerKind, admit, settle, usage_of
 from bot.store.moderation import ModerationStore
@@ -34,108 +31,65 @@ from bot.store.records import (
     UsageCheck,
 )
 from bot.store.rows import WRITABLE, encode, job_from_row
-from bot.store.schema import enable_wal, migrations, split_statements
+from bot.store.schema import migrate, schema_version
 from bot.store.settings import SettingsStore
 
 T = TypeVar("T")
 
 
 class Store(ModerationStore, SettingsStore, LeaseStore):
-    """Durable state of the bot. Open with `await Store.open(path)`; close with `close()`."""
+    """Durable state of the bot. Open with `await Store.open(url_or_path)`; `close()` it."""
 
     _job_from_row = staticmethod(job_from_row)
 
-    def __init__(self, conn: aiosqlite.Connection | None, path: Path) -> None:
-        self._conn = conn
-        self.path = path
-        self._lock = asyncio.Lock()
-        self._opening = asyncio.Lock()
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     @classmethod
-    async def open(cls, path: Path | str) -> Store:
-        store = cls.deferred(path)
-        await store._connection()
+    async def open(cls, url_or_path: Path | str) -> Store:
+        """A SQLite file's path, or a `postgresql://` URL; migrated before it is returned.
+
+        Raises `DatabaseUnavailable` (one line, password masked) when PostgreSQL can't be
+        reached."""
+        db = await open_database(url_or_path)
+        store = cls(db)
+        if isinstance(db, SqliteDatabase):
+            db.on_open = store._migrate
+            await db.connection()
+        else:
+            await store._migrate()
         return store
 
     @classmethod
     def deferred(cls, path: Path | str) -> Store:
-        """A store that creates and opens its database at first use: a run refused before
+        """A SQLite store that creates and opens its file at first use: a run refused before
         anything is written (the CLI's invalid input) leaves no database behind."""
-        return cls(None, Path(path))
+        db = SqliteDatabase(Path(path))
+        store = cls(db)
+        db.on_open = store._migrate
+        return store
 
-    async def _connection(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            async with self._opening:
-                if self._conn is None:
-                    if str(self.path) != ":memory:":
-                        self.path.parent.mkdir(parents=True, exist_ok=True)
-                    conn = await aiosqlite.connect(str(self.path), isolation_level=None)
-                    conn.row_factory = aiosqlite.Row
-                    await conn.execute("PRAGMA busy_timeout = 30000")
-                    await enable_wal(conn)
-                    await conn.execute("PRAGMA synchronous = NORMAL")
-                    await conn.execute("PRAGMA foreign_keys = ON")
-                    self._conn = conn
-                    await self._migrate()
-        return self._conn
+    @property
+    def dialect(self) -> str:
+        return self.db.dialect
 
     async def close(self) -> None:
-        async with self._lock:
-            if self._conn is not None:
-                await self._conn.close()
+        await self.db.close()
 
     # ---- plumbing -------------------------------------------------------------------------
-    async def _atomic(self, body: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
-        """Run `body` in one BEGIN IMMEDIATE transaction; cancellation waits for it to end."""
-        conn = await self._connection()
+    async def _atomic(self, body: Callable[[Tx], Awaitable[T]], *,
+                      lock: str | None = None) -> T:
+        """Run `body` in one transaction; cancellation waits for it to end."""
+        return await self.db.atomic(body, lock=lock)
 
-        async def run() -> T:
-            async with self._lock:
-                await conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = await body(conn)
-                except BaseException:
-                    await conn.execute("ROLLBACK")
-                    raise
-                await conn.execute("COMMIT")
-                return result
-
-        return await asyncio.shield(run())
-
-    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        conn = await self._connection()
-        async with self._lock, conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return await self.db.fetch(sql, params)
 
     async def _migrate(self) -> None:
-        assert self._conn is not None
-        await self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
-        )
-        for version, name, sql in migrations():
-
-            async def apply(
-                conn: aiosqlite.Connection, version: int = version, name: str = name,
-                sql: str = sql,
-            ) -> None:
-                async with conn.execute(
-                    "SELECT 1 FROM schema_migrations WHERE version = ?", (version,)
-                ) as cur:
-                    if await cur.fetchone():
-                        return  # another process got here first
-                for statement in split_statements(sql):
-                    await conn.execute(statement)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                    (version, name, time.time()),
-                )
-
-            await self._atomic(apply)
+        await migrate(self.db)
 
     async def schema_version(self) -> int:
-        rows = await self._read("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")
-        return int(rows[0]["v"])
+        return await schema_version(self.db)
 
     # ---- jobs -----------------------------------------------------------------------------
     async def create_job(
@@ -152,21 +106,19 @@ class Store(ModerationStore, SettingsStore, LeaseStore):
         can never overspend a limit nor overfill a queue.
         """
 
-        async def body(conn: aiosqlite.Connection) -> CheckResult | AdmissionRefused | None:
+        async def body(tx: Tx) -> CheckResult | AdmissionRefused | None:
             for check in checks:
                 if check.limit < 0:
                     continue
-                used = await usage_of(conn, check)
+                used = await usage_of(tx, check)
                 if used + job.credits_estimate > check.limit:
                     return CheckResult(check, used)
             if admission is not None:
-                refused = await admit(conn, job, admission, now)
+                refused = await admit(tx, job, admission, now)
                 if refused is not None:
                     return refused
-            async with conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs") as cur:
-                row = await cur.fetchone()
-                seq = int(row[0]) if row else 1
-            await conn.execute(
+            seq = await self._next_seq(tx)
+            await tx.execute(
                 "INSERT INTO jobs (id, guild_id, channel_id, user_id, role_ids, request,"
                 " provider, model, state, seq, credits_estimate, context, event_id, hold_result,"
                 " created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -177,19 +129,27 @@ class Store(ModerationStore, SettingsStore, LeaseStore):
                     json.dumps(job.context), job.event_id, int(job.hold_result), now, now,
                 ),
             )
-            await conn.execute(
+            await tx.execute(
                 "INSERT INTO job_transitions (job_id, from_state, to_state, at, detail)"
                 " VALUES (?, NULL, ?, ?, ?)",
                 (job.id, job.state.value, now, f"reserved {job.credits_estimate} credits"),
             )
-            await conn.execute(
+            await tx.execute(
                 "INSERT INTO ledger (job_id, user_id, guild_id, event_id, kind, credits, at,"
                 " reserved_at) VALUES (?, ?, ?, ?, 'reserve', ?, ?, ?)",
                 (job.id, job.user_id, job.guild_id, job.event_id, job.credits_estimate, now, now),
             )
             return None
 
-        return await self._atomic(body)
+        # One server's admissions take turns (its credits, caps and rate are one check).
+        return await self._atomic(body, lock=f"seedance:admit:{job.guild_id}")
+
+    async def _next_seq(self, tx: Tx) -> int:
+        """The next queue position: a sequence on PostgreSQL (no lock between servers), the
+        largest plus one on SQLite (one writer at a time anyway)."""
+        if self.db.dialect == "postgres":
+            return int(await tx.fetchval("SELECT nextval('jobs_seq')"))
+        return int(await tx.fetchval("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs") or 1)
 
     async def get_job(self, job_id: str) -> JobView | None:
         rows = await self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
@@ -238,9 +198,9 @@ class Store(ModerationStore, SettingsStore, LeaseStore):
         if bad:
             raise ValueError(f"not writable: {sorted(bad)}")
 
-        async def body(conn: aiosqlite.Connection) -> JobView | None:
-            async with conn.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)) as cur:
-                row = await cur.fetchone()
+        async def body(tx: Tx) -> JobView | None:
+            row = await tx.fetchrow(self._lock_row("SELECT state FROM jobs WHERE id = ?"),
+                                    (job_id,))
             if row is None:
                 return None
             current = row["state"]
@@ -251,18 +211,18 @@ class Store(ModerationStore, SettingsStore, LeaseStore):
             for column, value in fields.items():
                 sets.append(f"{column} = ?")
                 params.append(encode(column, value))
-            await conn.execute(
-                f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?", [*params, job_id]
+            updated = await tx.fetchrow(
+                f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? RETURNING *", [*params, job_id]
             )
-            await conn.execute(
+            await tx.execute(
                 "INSERT INTO job_transitions (job_id, from_state, to_state, at, detail)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (job_id, current, to_state.value, now, detail),
             )
             if ledger is not None:
-                await settle(conn, job_id, ledger, now)
-            async with conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
-                updated = await cur.fetchone()
+                await settle(tx, job_id, ledger, now)
+                if ledger == "commit":  # settle wrote credits_charged
+                    updated = await tx.fetchrow("SELECT * FROM jobs WHERE id = ?", (job_id,))
             return job_from_row(updated) if updated else None
 
         return await self._atomic(body)
@@ -277,8 +237,8 @@ class Store(ModerationStore, SettingsStore, LeaseStore):
         sets = [f"{c} = ?" for c in fields]
         params = [encode(c, v) for c, v in fields.items()]
 
-        async def body(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        async def body(tx: Tx) -> None:
+            await tx.execute(
                 f"UPDATE jobs SET {', '.join(sets)}, updated_at = ? WHERE id = ?",
                 [*params, now, job_id],
             )
@@ -307,8 +267,8 @@ class Store(ModerationStore, SettingsStore, LeaseStore):
     async def mark_cleaned(self, job_id: str, *, now: float) -> None:
         """Retention removed the job's files: it no longer points at them."""
 
-        async def body(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        async def body(tx: Tx) -> None:
+            await tx.execute(
                 "UPDATE jobs SET cleaned_at = ?, result_path = NULL, last_frame_path = NULL"
                 " WHERE id = ?", (now, job_id))
 
@@ -338,5 +298,10 @@ class Store(ModerationStore, SettingsStore, LeaseStore):
         ]
 
     async def usage(self, check: UsageCheck) -> int:
-        async with self._lock:
-            return await usage_of(await self._connection(), check)
+        return await self._atomic(lambda tx: usage_of(tx, check))
+
+    def _lock_row(self, sql: str) -> str:
+        """`sql` reading a row this transaction will change: locked on PostgreSQL, so a
+        conditional change by two processes at once is made by one (SQLite's transaction
+        already holds the file's write lock)."""
+        return sql + " FOR UPDATE" if self.db.dialect == "postgres" else sql

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiosqlite
+from bot.store.database import Tx
 
 
 class LeaseStore:
     """A mixin of `Store` (it provides `_read` and `_atomic`)."""
 
-    _read: Callable[..., Awaitable[list[aiosqlite.Row]]]
+    _read: Callable[..., Awaitable[list[Any]]]
     _atomic: Callable[..., Awaitable[Any]]
 
     async def lease_holder(self, name: str) -> tuple[str, float] | None:
@@ -24,21 +24,21 @@ class LeaseStore:
         """Take or renew the lease: free, expired, already ours, or held by `replacing` (an
         owner the caller proved dead). Atomic against every other process on the file."""
 
-        async def body(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(
+        async def body(tx: Tx) -> bool:
+            changed_rows = await tx.execute(
                 "INSERT INTO leases (name, owner, expires_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner,"
                 " expires_at = excluded.expires_at"
                 " WHERE leases.owner = excluded.owner OR leases.expires_at < ?"
                 " OR leases.owner = ?",
                 (name, owner, until, now, replacing or owner))
-            return cur.rowcount > 0
+            return changed_rows > 0
 
         taken: bool = await self._atomic(body)
         return taken
 
     async def drop_lease(self, name: str, owner: str) -> None:
-        async def body(conn: aiosqlite.Connection) -> None:
-            await conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+        async def body(tx: Tx) -> None:
+            await tx.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
 
         await self._atomic(body)

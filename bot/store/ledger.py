@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import aiosqlite
-
+from bot.store.database import Tx
 from bot.store.records import Admission, AdmissionRefused, NewJob, UsageCheck
 
 LedgerKind = Literal["commit", "release"]
 
 
-async def usage_of(conn: aiosqlite.Connection, check: UsageCheck) -> int:
+async def usage_of(tx: Tx, check: UsageCheck) -> int:
     sql = (
         "SELECT COALESCE(SUM(CASE kind WHEN 'reserve' THEN credits"
         " WHEN 'release' THEN -credits ELSE 0 END), 0) FROM ledger"
@@ -27,13 +26,11 @@ async def usage_of(conn: aiosqlite.Connection, check: UsageCheck) -> int:
         params.append(check.event_id)
     elif check.outside_events:
         sql += " AND event_id IS NULL"
-    async with conn.execute(sql, params) as cur:
-        row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    return int(await tx.fetchval(sql, params) or 0)
 
 
 async def admit(
-    conn: aiosqlite.Connection, job: NewJob, admission: Admission, now: float
+    tx: Tx, job: NewJob, admission: Admission, now: float
 ) -> AdmissionRefused | None:
     """The first admission cap `job` would break (see `Store.create_job`), else None."""
     waiting = "state IN ('awaiting_approval', 'queued')"
@@ -50,24 +47,23 @@ async def admit(
     for cap, limit, sql, params in guards:
         if not limit:
             continue
-        async with conn.execute(sql, params) as cur:
-            row = await cur.fetchone()
-        count = int(row[0]) if row else 0
+        count = int(await tx.fetchval(sql, params) or 0)
         if count >= limit:
             return AdmissionRefused(cap, limit, count)
     return None
 
 
-async def settle(conn: aiosqlite.Connection, job_id: str, kind: LedgerKind, now: float) -> None:
-    """Commit or release a job's reservation once; a second settlement is ignored."""
-    await conn.execute(
-        "INSERT OR IGNORE INTO ledger (job_id, user_id, guild_id, event_id, kind, credits, at,"
+async def settle(tx: Tx, job_id: str, kind: LedgerKind, now: float) -> None:
+    """Commit or release a job's reservation once; a second settlement is ignored (the ledger's
+    unique index on a job's settlement)."""
+    await tx.execute(
+        "INSERT INTO ledger (job_id, user_id, guild_id, event_id, kind, credits, at,"
         " reserved_at) SELECT job_id, user_id, guild_id, event_id, ?, credits, ?, at"
-        " FROM ledger WHERE job_id = ? AND kind = 'reserve'",
+        " FROM ledger WHERE job_id = ? AND kind = 'reserve' ON CONFLICT DO NOTHING",
         (kind, now, job_id),
     )
     if kind == "commit":
-        await conn.execute(
+        await tx.execute(
             "UPDATE jobs SET credits_charged = (SELECT credits FROM ledger WHERE job_id = ?"
             " AND kind = 'commit') WHERE id = ? AND EXISTS (SELECT 1 FROM ledger"
             " WHERE job_id = ? AND kind = 'commit')",

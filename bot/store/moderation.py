@@ -5,12 +5,10 @@ a user's "delete my data". A mixin of `Store`, so one connection and one lock se
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-import aiosqlite
-
+from bot.store.database import Tx
 from bot.store.records import (
     BlockRule,
     EventRow,
@@ -27,12 +25,12 @@ T = TypeVar("T")
 LEDGER_KEEP_SECONDS = 32 * 86400
 
 
-def _rule(r: sqlite3.Row) -> BlockRule:
+def _rule(r: Any) -> BlockRule:
     return BlockRule(r["id"], r["guild_id"], r["kind"], r["pattern"], r["added_by"],
                      r["created_at"])
 
 
-def _event(r: sqlite3.Row) -> EventRow:
+def _event(r: Any) -> EventRow:
     return EventRow(
         id=r["id"], guild_id=r["guild_id"], name=r["name"], channel_id=r["channel_id"],
         ends_at=r["ends_at"], credits_per_user=r["credits_per_user"], moderation=r["moderation"],
@@ -44,9 +42,9 @@ def _event(r: sqlite3.Row) -> EventRow:
 class ModerationStore:
     """Moderation tables. `Store` provides `_read`, `_atomic` and `_job_from_row`."""
 
-    _read: Callable[..., Awaitable[list[aiosqlite.Row]]]
+    _read: Callable[..., Awaitable[list[Any]]]
     _atomic: Callable[..., Awaitable[Any]]
-    _job_from_row: Callable[[sqlite3.Row], JobView]
+    _job_from_row: Callable[[Any], JobView]
 
     # ---- blocklist ------------------------------------------------------------------------
     async def block_rules(self, guild_id: str) -> list[BlockRule]:
@@ -58,25 +56,25 @@ class ModerationStore:
                              now: float) -> BlockRule | None:
         """The new rule, or None when the same rule exists already."""
 
-        async def body(conn: aiosqlite.Connection) -> BlockRule | None:
-            cur = await conn.execute(
-                "INSERT OR IGNORE INTO blocklist (guild_id, kind, pattern, added_by, created_at)"
-                " VALUES (?, ?, ?, ?, ?)", (guild_id, kind, pattern, added_by, now))
-            if cur.rowcount == 0:
+        async def body(tx: Tx) -> BlockRule | None:
+            new_id = await tx.fetchval(
+                "INSERT INTO blocklist (guild_id, kind, pattern, added_by, created_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+                (guild_id, kind, pattern, added_by, now))
+            if new_id is None:
                 return None
-            return BlockRule(int(cur.lastrowid or 0), guild_id, kind, pattern, added_by, now)
+            return BlockRule(int(new_id), guild_id, kind, pattern, added_by, now)
 
         result: BlockRule | None = await self._atomic(body)
         return result
 
     async def remove_block_rule(self, guild_id: str, rule_id: int) -> BlockRule | None:
-        async def body(conn: aiosqlite.Connection) -> BlockRule | None:
-            async with conn.execute("SELECT * FROM blocklist WHERE guild_id = ? AND id = ?",
-                                    (guild_id, rule_id)) as cur:
-                row = await cur.fetchone()
+        async def body(tx: Tx) -> BlockRule | None:
+            row = await tx.fetchrow("SELECT * FROM blocklist WHERE guild_id = ? AND id = ?",
+                                    (guild_id, rule_id))
             if row is None:
                 return None
-            await conn.execute("DELETE FROM blocklist WHERE id = ?", (rule_id,))
+            await tx.execute("DELETE FROM blocklist WHERE id = ?", (rule_id,))
             return _rule(row)
 
         result: BlockRule | None = await self._atomic(body)
@@ -98,8 +96,8 @@ class ModerationStore:
 
     async def set_user_block(self, guild_id: str, user_id: str, reason: str, *, blocked_by: str,
                              now: float) -> None:
-        async def body(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        async def body(tx: Tx) -> None:
+            await tx.execute(
                 "INSERT INTO user_blocks (guild_id, user_id, reason, blocked_by, at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (guild_id, user_id) DO UPDATE SET"
                 " reason = excluded.reason, blocked_by = excluded.blocked_by, at = excluded.at",
@@ -108,10 +106,10 @@ class ModerationStore:
         await self._atomic(body)
 
     async def remove_user_block(self, guild_id: str, user_id: str) -> bool:
-        async def body(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(
+        async def body(tx: Tx) -> bool:
+            changed_rows = await tx.execute(
                 "DELETE FROM user_blocks WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
-            return cur.rowcount > 0
+            return changed_rows > 0
 
         removed: bool = await self._atomic(body)
         return removed
@@ -128,28 +126,28 @@ class ModerationStore:
         """Hold a place in the member's per-minute rate for a request being prepared: False
         when their jobs and launches of the last minute already reach `per_minute`."""
 
-        async def body(conn: aiosqlite.Connection) -> bool:
+        async def body(tx: Tx) -> bool:
             since = now - 60.0
-            async with conn.execute(
+            row = await tx.fetchrow(
                 "SELECT (SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND user_id = ?"
                 " AND created_at >= ?) + (SELECT COUNT(*) FROM launches WHERE guild_id = ?"
                 " AND user_id = ? AND at >= ?)",
-                (guild_id, user_id, since, guild_id, user_id, since)) as cur:
-                row = await cur.fetchone()
+                (guild_id, user_id, since, guild_id, user_id, since))
             if row is not None and int(row[0]) >= per_minute:
                 return False
-            await conn.execute("DELETE FROM launches WHERE at < ?", (since,))
-            await conn.execute(
+            await tx.execute("DELETE FROM launches WHERE at < ?", (since,))
+            await tx.execute(
                 "INSERT INTO launches (id, guild_id, user_id, at) VALUES (?, ?, ?, ?)",
                 (launch_id, guild_id, user_id, now))
             return True
 
-        claimed: bool = await self._atomic(body)
+        # A member's launches take turns with their server's admissions (bot/store/db.py).
+        claimed: bool = await self._atomic(body, lock=f"seedance:admit:{guild_id}")
         return claimed
 
     async def drop_launch(self, launch_id: str) -> None:
-        async def body(conn: aiosqlite.Connection) -> None:
-            await conn.execute("DELETE FROM launches WHERE id = ?", (launch_id,))
+        async def body(tx: Tx) -> None:
+            await tx.execute("DELETE FROM launches WHERE id = ?", (launch_id,))
 
         await self._atomic(body)
 
@@ -157,22 +155,21 @@ class ModerationStore:
     async def create_event(self, event: EventRow) -> EventRow | None:
         """Write the event and its per-user credit limit; None if the channel has an open one."""
 
-        async def body(conn: aiosqlite.Connection) -> EventRow | None:
-            async with conn.execute(
+        async def body(tx: Tx) -> EventRow | None:
+            if await tx.fetchrow(
                 "SELECT 1 FROM events WHERE guild_id = ? AND state = 'open'"
                 " AND (channel_id = ? OR thread_id = ?)",
-                (event.guild_id, event.channel_id, event.channel_id)) as cur:
-                if await cur.fetchone():
-                    return None
-            await conn.execute(
+                (event.guild_id, event.channel_id, event.channel_id)):
+                return None
+            await tx.execute(
                 "INSERT INTO events (id, guild_id, name, channel_id, thread_id, ends_at,"
                 " credits_per_user, moderation, state, created_by, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)",
                 (event.id, event.guild_id, event.name, event.channel_id, event.thread_id,
                  event.ends_at, event.credits_per_user, event.moderation, event.created_by,
                  event.created_at))
-            await conn.execute(
-                "INSERT INTO quota_limits (scope, guild_id, subject_id, credits, window,"
+            await tx.execute(
+                "INSERT INTO quota_limits (scope, guild_id, subject_id, credits, \"window\","
                 " updated_at) VALUES ('event', ?, ?, ?, 'event', ?)",
                 (event.guild_id, event.id, event.credits_per_user, event.created_at))
             return event
@@ -213,14 +210,10 @@ class ModerationStore:
     async def close_event(self, event_id: str, *, now: float) -> EventRow | None:
         """Close intake once; None when it was closed already."""
 
-        async def body(conn: aiosqlite.Connection) -> EventRow | None:
-            cur = await conn.execute(
-                "UPDATE events SET state = 'closed', closed_at = ? WHERE id = ? AND state = 'open'",
-                (now, event_id))
-            if cur.rowcount == 0:
-                return None
-            async with conn.execute("SELECT * FROM events WHERE id = ?", (event_id,)) as c:
-                row = await c.fetchone()
+        async def body(tx: Tx) -> EventRow | None:
+            row = await tx.fetchrow(
+                "UPDATE events SET state = 'closed', closed_at = ? WHERE id = ? AND state = 'open'"
+                " RETURNING *", (now, event_id))
             return _event(row) if row else None
 
         result: EventRow | None = await self._atomic(body)
@@ -238,8 +231,8 @@ class ModerationStore:
         if not sets:
             return
 
-        async def body(conn: aiosqlite.Connection) -> None:
-            await conn.execute(f"UPDATE events SET {', '.join(sets)} WHERE id = ?",
+        async def body(tx: Tx) -> None:
+            await tx.execute(f"UPDATE events SET {', '.join(sets)} WHERE id = ?",
                                (*params, event_id))
 
         await self._atomic(body)
@@ -247,8 +240,8 @@ class ModerationStore:
     async def event_stats(self, event_id: str) -> EventStats:
         rows = await self._read(
             "SELECT COUNT(*) AS entries,"
-            " COALESCE(SUM(state = 'delivered'), 0) AS posted,"
-            " COALESCE(SUM(state = 'rejected'), 0) AS rejected,"
+            " COALESCE(SUM(CASE WHEN state = 'delivered' THEN 1 ELSE 0 END), 0) AS posted,"
+            " COALESCE(SUM(CASE WHEN state = 'rejected' THEN 1 ELSE 0 END), 0) AS rejected,"
             " COUNT(DISTINCT user_id) AS participants FROM jobs WHERE event_id = ?", (event_id,))
         spent = await self._read(
             "SELECT COALESCE(SUM(credits), 0) AS used FROM ledger WHERE event_id = ?"
@@ -267,8 +260,8 @@ class ModerationStore:
         return JobMessage(r["job_id"], r["kind"], r["channel_id"], r["message_id"])
 
     async def set_job_message(self, message: JobMessage, *, now: float) -> None:
-        async def body(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        async def body(tx: Tx) -> None:
+            await tx.execute(
                 "INSERT INTO job_messages (job_id, kind, channel_id, message_id, at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (job_id, kind) DO UPDATE SET"
                 " channel_id = excluded.channel_id, message_id = excluded.message_id,"
@@ -308,27 +301,26 @@ class ModerationStore:
         """
         wanted = [s.value for s in states]
 
-        async def body(conn: aiosqlite.Connection) -> list[JobView]:
-            async with conn.execute(
+        async def body(tx: Tx) -> list[JobView]:
+            before = [self._job_from_row(r) for r in await tx.fetch(
                 f"SELECT * FROM jobs WHERE user_id = ? AND state IN"
-                f" ({','.join('?' * len(wanted))}) ORDER BY seq", (user_id, *wanted)) as cur:
-                before = [self._job_from_row(r) for r in await cur.fetchall()]
+                f" ({','.join('?' * len(wanted))}) ORDER BY seq", (user_id, *wanted))]
             for job in before:
                 request = job.request.model_copy(update={"prompt": "", "references": []})
                 meta = {k: v for k, v in job.result_meta.items() if k in ("seed", "cost")}
-                await conn.execute(
+                await tx.execute(
                     "UPDATE jobs SET user_id = ?, role_ids = '[]', request = ?, context = '{}',"
                     " result_path = NULL, last_frame_path = NULL, result_meta = ?,"
                     " forgotten = 1, updated_at = ? WHERE id = ?",
                     (pseudonym, request.model_dump_json(), json.dumps(meta), now, job.id))
-                await conn.execute(
+                await tx.execute(
                     "INSERT INTO job_transitions (job_id, from_state, to_state, at, detail)"
                     " VALUES (?, ?, ?, ?, 'the requester deleted their data')",
                     (job.id, job.state.value, job.state.value, now))
-            await conn.execute(
+            await tx.execute(
                 "UPDATE ledger SET user_id = ? WHERE user_id = ? AND reserved_at < ?",
                 (pseudonym, user_id, now - LEDGER_KEEP_SECONDS))
-            await conn.execute(
+            await tx.execute(
                 "INSERT INTO forget_requests (user_id, pseudonym, requested_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (user_id) DO UPDATE SET requested_at = excluded.requested_at",
                 (user_id, pseudonym, now))
@@ -341,19 +333,16 @@ class ModerationStore:
         """Give the pseudonym to ledger lines that aged out of every quota window; forget the
         request once none can be left. Run daily. Returns how many lines changed."""
 
-        async def body(conn: aiosqlite.Connection) -> int:
+        async def body(tx: Tx) -> int:
             changed = 0
-            async with conn.execute("SELECT * FROM forget_requests") as cur:
-                requests = list(await cur.fetchall())
-            for r in requests:
-                cur2 = await conn.execute(
+            for r in await tx.fetch("SELECT * FROM forget_requests"):
+                changed += await tx.execute(
                     "UPDATE ledger SET user_id = ? WHERE user_id = ? AND reserved_at < ?"
                     " AND reserved_at <= ?",
                     (r["pseudonym"], r["user_id"], now - LEDGER_KEEP_SECONDS,
                      r["requested_at"]))
-                changed += cur2.rowcount
                 if r["requested_at"] < now - LEDGER_KEEP_SECONDS:
-                    await conn.execute("DELETE FROM forget_requests WHERE user_id = ?",
+                    await tx.execute("DELETE FROM forget_requests WHERE user_id = ?",
                                        (r["user_id"],))
             return changed
 

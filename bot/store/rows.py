@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from bot.models import GenerationRequest
@@ -31,7 +30,7 @@ def encode(column: str, value: Any) -> Any:
     return value
 
 
-def job_from_row(row: sqlite3.Row) -> JobView:
+def job_from_row(row: Any) -> JobView:
     return JobView(
         id=row["id"],
         guild_id=row["guild_id"],

@@ -8,17 +8,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiosqlite
-
 from bot.guild import GuildSettings
+from bot.store.database import Tx
 from bot.store.records import QuotaLimitRow
 
 
 class SettingsStore:
     """Settings tables. `Store` provides `_read` and `_atomic`."""
 
-    _read: Callable[..., Awaitable[list[aiosqlite.Row]]]
+    _read: Callable[..., Awaitable[list[Any]]]
     _atomic: Callable[..., Awaitable[Any]]
+    _lock_row: Callable[[str], str]
 
     # ---- quota limits ---------------------------------------------------------------------
     async def quota_limits(self, guild_id: str) -> list[QuotaLimitRow]:
@@ -32,24 +32,24 @@ class SettingsStore:
         ]
 
     async def set_quota_limit(self, limit: QuotaLimitRow, *, now: float) -> None:
-        async def body(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
-                "INSERT INTO quota_limits (scope, guild_id, subject_id, credits, window,"
+        async def body(tx: Tx) -> None:
+            await tx.execute(
+                "INSERT INTO quota_limits (scope, guild_id, subject_id, credits, \"window\","
                 " updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (scope, guild_id,"
                 " subject_id) DO UPDATE SET credits = excluded.credits,"
-                " window = excluded.window, updated_at = excluded.updated_at",
+                " \"window\" = excluded.\"window\", updated_at = excluded.updated_at",
                 (limit.scope, limit.guild_id, limit.subject_id, limit.credits, limit.window, now),
             )
 
         await self._atomic(body)
 
     async def delete_quota_limit(self, scope: str, guild_id: str, subject_id: str = "") -> bool:
-        async def body(conn: aiosqlite.Connection) -> bool:
-            cur = await conn.execute(
+        async def body(tx: Tx) -> bool:
+            changed_rows = await tx.execute(
                 "DELETE FROM quota_limits WHERE scope = ? AND guild_id = ? AND subject_id = ?",
                 (scope, guild_id, subject_id),
             )
-            return cur.rowcount > 0
+            return changed_rows > 0
 
         return await self._atomic(body)
 
@@ -76,15 +76,14 @@ class SettingsStore:
         each see the other's change); `change` raises ValueError to refuse and write nothing."""
         stamp = time.time() if now is None else now
 
-        async def body(conn: aiosqlite.Connection) -> GuildSettings:
-            async with conn.execute(
-                "SELECT settings FROM guild_settings WHERE guild_id = ?", (guild_id,)
-            ) as cur:
-                row = await cur.fetchone()
+        async def body(tx: Tx) -> GuildSettings:
+            row = await tx.fetchrow(
+                self._lock_row("SELECT settings FROM guild_settings WHERE guild_id = ?"),
+                (guild_id,))
             current = (GuildSettings.from_stored(json.loads(row[0]), guild_id=guild_id)
                        if row else GuildSettings())
             new = change(current)
-            await conn.execute(
+            await tx.execute(
                 "INSERT INTO guild_settings (guild_id, settings, updated_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (guild_id) DO UPDATE SET settings = excluded.settings,"
                 " updated_at = excluded.updated_at",
@@ -92,14 +91,16 @@ class SettingsStore:
             )
             return new
 
-        return await self._atomic(body)
+        # Two admins changing the same server's settings at once take turns (PostgreSQL: a new
+        # row has nothing to lock yet, so the lock is by name).
+        return await self._atomic(body, lock=f"seedance:settings:{guild_id}")
 
     # ---- durations for ETAs ---------------------------------------------------------------
     async def record_duration(
         self, provider: str, resolution: str, duration: int, seconds: float, *, now: float
     ) -> None:
-        async def body(conn: aiosqlite.Connection) -> None:
-            await conn.execute(
+        async def body(tx: Tx) -> None:
+            await tx.execute(
                 "INSERT INTO gateway_durations (provider, resolution, duration, seconds, at)"
                 " VALUES (?, ?, ?, ?, ?)",
                 (provider, resolution, duration, seconds, now),
