@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bot.models import GenerationRequest
+from bot.store.claims import ClaimsStore
 from bot.store.database import Database, SqliteDatabase, Tx, open_database
 from bot.store.leases import LeaseStore
 from bot.store.ledger import LedgerKind, admit, settle, usage_of
@@ -37,7 +38,7 @@ from bot.store.settings import SettingsStore
 T = TypeVar("T")
 
 
-class Store(ModerationStore, SettingsStore, LeaseStore):
+class Store(ClaimsStore, ModerationStore, SettingsStore, LeaseStore):
     """Durable state of the bot. Open with `await Store.open(url_or_path)`; `close()` it."""
 
     _job_from_row = staticmethod(job_from_row)

@@ -78,6 +78,9 @@ class JobView:
     finished_at: float | None = None
     moderator_id: str | None = None
     forgotten: bool = False
+    owner: str | None = None  # the process driving the job now (active states)
+    lease_until: float | None = None  # by the database's clock; then anyone may take it over
+    cancel_requested: str | None = None  # who asked its owner to cancel it
 
     @property
     def terminal(self) -> bool:
@@ -236,3 +239,24 @@ class JobMessage:
     kind: str
     channel_id: str
     message_id: str
+
+
+@dataclass
+class Served:
+    """The fair queue's memory: when each server and each member of a server was last served
+    (the scheduler's tick then), and the tick. Kept in the database so every process and every
+    restart goes on with the same turns (bot/engine/scheduler.py)."""
+
+    guilds: dict[str, int] = field(default_factory=dict)
+    users: dict[tuple[str, str], int] = field(default_factory=dict)
+    tick: int = 0
+
+
+@dataclass(frozen=True)
+class RunningCounts:
+    """How many jobs hold a slot, across every process: in flight per gateway (submitting or
+    generating), running per server and per member of a server (also downloading)."""
+
+    gateways: dict[str, int] = field(default_factory=dict)
+    guilds: dict[str, int] = field(default_factory=dict)
+    users: dict[tuple[str, str], int] = field(default_factory=dict)

@@ -63,4 +63,7 @@ def job_from_row(row: Any) -> JobView:
         finished_at=row["finished_at"],
         moderator_id=row["moderator_id"],
         forgotten=bool(row["forgotten"]),
+        owner=row["owner"],
+        lease_until=row["lease_until"],
+        cancel_requested=row["cancel_requested"],
     )
