@@ -156,7 +156,7 @@ class ClaimsStore:
         guilds = {r["key"]: int(r["tick"]) for r in rows if r["scope"] == "guild"}
         users = {tuple(r["key"].split(":", 1)): int(r["tick"]) for r in rows
                  if r["scope"] == "user"}
-        return Served(guilds, users, int(tick or 0))  # type: ignore[arg-type]
+        return Served(guilds, users, int(tick or 0))
 
     async def save_served(self, tx: Tx, served: Served, changed: Served) -> None:
         for guild, tick in changed.guilds.items():
