@@ -60,8 +60,8 @@ class World:
             job = await engine.store.get_job(job_id)
             assert job is not None and job.state.value == state
         tasks = list(engine._runners.values())
-        if engine._scheduler is not None:
-            tasks.append(engine._scheduler)
+        # The keeper too: a dead process renews no lease, so the next engine takes over.
+        tasks.extend(t for t in (engine._scheduler, engine._keeper_task) if t is not None)
         for task in tasks:
             task.cancel()
 

@@ -1,10 +1,12 @@
 """The scheduling loop: whenever something may have changed, start what the caps allow.
 
-A pass reads the waiting and running rows, re-reads the caps of the servers with jobs waiting
-(bot/engine/caps.py), lets `FairQueue` pick, and moves each pick to SUBMITTING through the job
-machine before handing it to a runner. It then announces queue positions and sleeps until woken
-(a job was added, ended, or requeued; `JobMachine.move` sets the event) or until the earliest
-retry time of a job waiting for one.
+A pass re-reads the caps of the servers with jobs waiting (bot/engine/caps.py), then, in one
+transaction shared with every other process (`Store.schedule`), reads the waiting jobs, the
+slots the running ones hold and the served memory, lets `FairQueue` pick, and claims each pick
+in SUBMITTING for this process before handing it to a runner. It then announces queue positions
+and sleeps until woken (a job was added, ended, or requeued: `JobMachine.move` sets the event;
+another process may have done so: the keeper, bot/engine/claims.py, sets it every
+`claim_interval`) or until the earliest retry time of a job waiting for one.
 """
 
 from __future__ import annotations
@@ -13,13 +15,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from bot.store import RUNNING_STATES, JobState, JobView, Store
+from bot.store import Store
+from bot.store.records import QueuedRow, RunningCounts, Served
 
 from .caps import CapsReader
-from .events import EventKind, JobEvent
 from .machine import JobMachine
-from .queue import QueueSnapshot, QueueView
-from .refunds import Outcome
+from .queue import QueueView
 from .scheduler import FairQueue
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class Dispatcher:
     def __init__(
         self, store: Store, *, fair: FairQueue, caps: CapsReader, machine: JobMachine,
         queue: QueueView, spawn: Callable[[str], None], wake: asyncio.Event, clock: Clock,
-        sleep: Sleep,
+        sleep: Sleep, scope: Callable[[str], bool] | None = None,
     ) -> None:
         self._store = store
         self._fair = fair
@@ -45,6 +46,7 @@ class Dispatcher:
         self._wake = wake
         self._clock = clock
         self._sleep = sleep
+        self._scope = scope  # which jobs this engine may start (None: any)
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -84,30 +86,29 @@ class Dispatcher:
     async def run_once(self) -> float | None:
         """One pass; returns the seconds until a waiting job's retry time (None: none)."""
         now = self._clock()
-        generation = self._queue.generation
-        rows = await self._store.jobs([JobState.QUEUED, *RUNNING_STATES])
-        queued = [j for j in rows if j.state is JobState.QUEUED]
-        running = [j for j in rows if j.state is not JobState.QUEUED]
-        caps = await self._caps.refresh(j.guild_id for j in queued)
-        started_rows: list[JobView] = []
-        for job in self._fair.pick(queued, running, caps, now):
-            started = await self._machine.move(
-                job, JobState.SUBMITTING, Outcome.STARTED, detail=f"attempt {job.attempts + 1}",
-                events=[JobEvent(EventKind.STARTED)], attempts=job.attempts + 1, started_at=now,
-            )
-            if started is None:
-                continue
-            started_rows.append(started)
+        # Caps of the servers with jobs waiting, read fresh (an admin's change applies now).
+        guilds = await self._store.waiting_guilds()
+        caps = await self._caps.refresh(guilds)
+        scope = self._scope
+
+        def choose(waiting: list[QueuedRow], counts: RunningCounts,
+                   served: Served) -> list[QueuedRow]:
+            # A server whose first job arrived since its caps were read waits for the next
+            # pass (its enqueue woke one), rather than starting under the default caps.
+            self._fair.adopt(served)
+            mine = [j for j in waiting
+                    if j.guild_id in guilds and (scope is None or scope(j.id))]
+            return self._fair.pick_counted(mine, counts, caps, now)
+
+        done = await self._store.schedule(choose, owner=self._machine.owner,
+                                          ttl=self._machine.ttl, now=now)
+        self._fair.adopt(done.served)
+        for job in done.started:
             self._spawn(job.id)
-        # Nothing but our own starts changed since the read: the queue is known without
-        # reading it again.
-        gone = {j.id for j in started_rows}
-        self._queue.adopt(generation + len(started_rows), QueueSnapshot(
-            generation + len(started_rows), now, [j for j in queued if j.id not in gone],
-            running + started_rows,
-        ))
+        await self._machine.started(done.started)
         await self._queue.announce()
-        later = [j.not_before - now for j in queued if j.not_before > now]
+        later = [j.not_before - now for j in done.waiting if j.not_before > now
+                 and (scope is None or scope(j.id))]
         return min(later) if later else None
 
 

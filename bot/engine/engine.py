@@ -17,6 +17,7 @@ wires them and is the API.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import time
@@ -32,11 +33,12 @@ from bot.errors import InvalidInput, Problem, SeedanceError
 from bot.models import GenerationRequest, TaskState
 from bot.pricing import credits_for
 from bot.providers.base import Provider
-from bot.store import ACTIVE_STATES, WAITING_STATES, CheckResult, JobState, JobView, NewJob, Store
+from bot.store import WAITING_STATES, CheckResult, JobState, JobView, NewJob, Store
 
 from . import retention
 from .admission import QueueFull, admission_for, applicable_limits, refusal
 from .caps import CapsReader
+from .claims import Keeper, encode_state, known_dead, process_id
 from .dispatch import Dispatcher
 from .events import Delivery, EventKind, JobEvent, QueueEntry
 from .follow import TaskFollower
@@ -54,6 +56,9 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 Downloader = Callable[..., Awaitable[int]]
+
+#: How long a cancel waits for another process to carry it out before answering "cancelling".
+CANCEL_ELSEWHERE_WAIT = 20.0
 
 
 class CallbackUrls(Protocol):
@@ -96,6 +101,8 @@ class Engine:
         poll_policy: PollPolicy | None = None,
         downloader: Downloader | None = None,
         inputs_dir: Path | None = None,
+        process: str | None = None,
+        own_jobs_only: bool = False,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -107,6 +114,11 @@ class Engine:
         self._clock = clock
         self._inputs_dir = inputs_dir or settings.data_dir / "cache"
         self._started = False
+        self.process = process or process_id()
+        # The CLI's engine runs only what it enqueued: another `generate` on the same folder
+        # waits for its own video, which only it can write where it was asked to.
+        self._own: set[str] = set()
+        scope = self._own.__contains__ if own_jobs_only else None
         wake = asyncio.Event()
         fair = FairQueue()
         self._caps = CapsReader(settings, self.limits, store)
@@ -118,7 +130,8 @@ class Engine:
         )
         self._machine = JobMachine(
             store, clock=clock, delivery=delivery, queue=self._queue, wake=wake,
-            discard=self.discard_task, secrets=settings.secrets(),
+            discard=self.discard_task, owner=self.process, ttl=self.limits.lease_ttl,
+            secrets=settings.secrets(),
         )
         results = ResultFetcher(
             settings, store, machine=self._machine, http=http, limits=self.limits, clock=clock,
@@ -138,27 +151,39 @@ class Engine:
         self._dispatch = Dispatcher(
             store, fair=fair, caps=self._caps, machine=self._machine, queue=self._queue,
             spawn=lambda job_id: self._runner.spawn(job_id, resumed=False), wake=wake,
-            clock=clock, sleep=sleep,
+            clock=clock, sleep=sleep, scope=scope,
+        )
+        self._keeper = Keeper(
+            store, owner=self.process, ttl=self.limits.lease_ttl,
+            interval=self.limits.claim_interval,
+            resume=lambda job_id: self._runner.spawn(job_id, resumed=True),
+            running=lambda: self._runner.tasks.keys(), deliver=self._runner.deliver_state,
+            cancel=lambda job_id, by: self.cancel(job_id, by, moderator=True), wake=wake,
+            scope=scope,
         )
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        """Resume every unfinished job from its row, then start scheduling."""
+        """Resume the unfinished jobs nobody else drives (bot/engine/claims.py), then start
+        scheduling."""
         if self._started:
             return
         self._started = True
-        for job in await self.store.jobs(ACTIVE_STATES):
-            self._runner.spawn(job.id, resumed=True)
+        await self._keeper.start()
         self._dispatch.start()
 
     async def stop(self) -> None:
-        """Stop scheduling and cancel runners. Safe at any point: rows say where to resume."""
+        """Stop scheduling and cancel runners, then let go of this process's jobs so another
+        process takes them over at once. Safe at any point: rows say where to resume."""
         self._started = False
         await asyncio.gather(self._runner.stop_all(), self._dispatch.stop(), self._queue.stop())
+        await self._keeper.stop()
 
-    # The runner task of each job, and the scheduling loop's (crash tests cancel them by hand).
+    # The runner task of each job, the scheduling loop's and the keeper's: crash tests cancel
+    # them by hand, as a SIGKILL would end them.
     _runners = property(lambda self: self._runner.tasks)
     _scheduler = property(lambda self: self._dispatch.task)
+    _keeper_task = property(lambda self: self._keeper.task)
 
     def provider(self, name: str) -> Provider:
         if name not in self._providers:
@@ -235,6 +260,7 @@ class Engine:
             hold_result=hold_result,
         )
         admission = admission_for(self.limits, await self._caps.guild(guild_id), per_minute)
+        self._own.add(new.id)
         written = await self._machine.create(new, checks, admission, now=now)
         if isinstance(written, CheckResult):
             raise QuotaExceeded(window_of(written.check, applicable, written.used, now), credits)
@@ -246,13 +272,15 @@ class Engine:
         return await self.store.get_job(job_id)
 
     async def wait(self, job_id: str) -> JobView:
-        """Until the job is delivered, failed, cancelled or rejected."""
+        """Until the job is delivered, failed, cancelled or rejected — by this process or any
+        other (their changes are seen by looking again every `claim_interval`)."""
         while True:
             changed = self._machine.changed(job_id)
             job = await self._get(job_id)
             if job.terminal:
                 return job
-            await changed.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), self.limits.claim_interval)
 
     async def approve(self, job_id: str, moderator_id: str) -> JobView:
         """Let a job awaiting approval into the queue, or post a held result (it is charged
@@ -308,6 +336,15 @@ class Engine:
                 return await self.cancel(job_id, by_user_id, moderator=moderator)
             await self._queue.announce()
             return f"Cancelled before it started; {job.credits_estimate} credits returned."
+        if job.state in (JobState.SUBMITTING, JobState.GENERATING) \
+                and job.owner != self.process:
+            if not await self._orphaned(job):
+                return await self._cancel_elsewhere(job, str(by_user_id))
+            taken = await self.store.claim(job.id, self.process, self.limits.lease_ttl,
+                                           replacing=job.owner)
+            if taken is None:  # another process took it over meanwhile: ask that one
+                return await self.cancel(job_id, by_user_id, moderator=moderator)
+            job = taken
         if job.state is JobState.SUBMITTING:
             said = await self._runner.cancel_submitting(job, who)
             if said is None:  # it moved on meanwhile: look again
@@ -320,6 +357,38 @@ class Engine:
             "Too late to cancel: the video is already made and "
             f"{job.credits_charged or job.credits_estimate} credits were spent."
         )
+
+    async def _orphaned(self, job: JobView) -> bool:
+        """Nobody drives `job` now: released, its lease ran out, or its process is gone."""
+        if job.owner is None or job.lease_until is None or known_dead(job.owner, self.process):
+            return True
+        return job.lease_until < await self.store.db_now()
+
+    async def _cancel_elsewhere(self, job: JobView, by: str) -> str:
+        """Ask the process driving `job` to cancel it, and say what came of it."""
+        if not await self.store.request_cancel(job.id, f"cancelled by {by}"):
+            return await self.cancel(job.id, by, moderator=True)
+        deadline = time.monotonic() + CANCEL_ELSEWHERE_WAIT
+        while time.monotonic() < deadline:
+            current = await self._get(job.id)
+            if current.state not in (JobState.SUBMITTING, JobState.GENERATING):
+                return await self._cancel_outcome(current)
+            await asyncio.sleep(0.1)
+        return ("Cancelling: the process running this job was asked to stop it; its status "
+                "message will say when it has.")
+
+    async def _cancel_outcome(self, job: JobView) -> str:
+        if job.state is JobState.CANCELLED:
+            charged = [ln for ln in await self.store.ledger(job.id) if ln.kind == "commit"]
+            if charged:
+                return (f"Cancelled, but {job.provider} cannot stop a task it has started, so "
+                        f"it is still billed: {charged[0].credits} credits were spent. Nothing "
+                        "will be posted.")
+            return f"Cancelled; {job.credits_estimate} credits returned."
+        if job.terminal:
+            return f"Nothing to cancel: this job is already {job.state.value}."
+        return ("Too late to cancel: the video is already made and "
+                f"{job.credits_charged or job.credits_estimate} credits were spent.")
 
     async def queue(self, guild_id: str) -> list[QueueEntry]:
         """The guild's running jobs (position 0) and waiting jobs in start order, with ETAs
@@ -352,7 +421,10 @@ class Engine:
             return
         if job.task_id and state.task_id and state.task_id != job.task_id:
             return  # about an earlier attempt (e.g. before the retry without audio)
-        self._runner.deliver_state(job_id, state)
+        if job.owner == self.process and job_id in self._runner.tasks:
+            self._runner.deliver_state(job_id, state)
+        else:  # another process drives it (or will): the news waits in the database for it
+            await self.store.record_update(job_id, encode_state(state), now=self._clock())
 
     async def cleanup(self, *, days: int | None = None) -> int:
         """Delete what retention no longer keeps; returns how many files went (retention.py).

@@ -5,7 +5,9 @@ state it was read in), settles the credits as bot/engine/refunds.py says for tha
 outcome (in the same transaction), then announces it: wakes `Engine.wait`, marks the queue view
 stale, wakes the scheduler when a slot or a queue place may have opened, lets the gateway drop
 its copy of a finished task, and emits the `JobEvent`s to the delivery port. Nobody else calls
-`store.transition`, so no change can forget one of these steps nor choose a refund by hand.
+`store.transition` (only the scheduling pass writes starts, `Store.schedule`, announced by
+`started`), so no change can forget one of these steps nor choose a refund by hand. Every
+change is made as this process (`owner`): a job another process took over is not changed.
 """
 
 from __future__ import annotations
@@ -53,9 +55,13 @@ class JobMachine:
         queue: QueueView,
         wake: asyncio.Event,
         discard: Callable[[JobView], Awaitable[None]],
+        owner: str,
+        ttl: float,
         secrets: Sequence[str] = (),
     ) -> None:
         self.store = store
+        self.owner = owner  # this process: it claims the jobs it moves into an active state
+        self.ttl = ttl
         self._clock = clock
         self._delivery = delivery
         self._queue = queue
@@ -112,7 +118,7 @@ class JobMachine:
             fields.setdefault("finished_at", now)
         moved = await self.store.transition(
             job.id, to_state, now=now, from_states=[job.state], detail=detail,
-            ledger=ledger, **fields,
+            ledger=ledger, owner=self.owner, ttl=self.ttl, **fields,
         )
         if moved is None:
             return None
@@ -131,6 +137,15 @@ class JobMachine:
         for event in events:
             await self.emit(moved, event)
         return moved
+
+    async def started(self, jobs: Sequence[JobView]) -> None:
+        """Announce the jobs a scheduling pass moved to SUBMITTING (`Store.schedule` wrote
+        them; a start settles nothing, see refunds.py)."""
+        for job in jobs:
+            self._queue.forget(job.id)
+            self._touched(job.id)
+        for job in jobs:
+            await self.emit(job, JobEvent(EventKind.STARTED))
 
     async def fail(
         self, job: JobView, outcome: str, kind: str, message: str, *,

@@ -112,11 +112,6 @@ class QueueView:
         """The job left the queue: its next place (if it comes back) is news again."""
         self._announced.pop(job_id, None)
 
-    def adopt(self, generation: int, snapshot: QueueSnapshot) -> None:
-        """A scheduling pass knows the queue as of `generation` without reading it again."""
-        if self.generation == generation:
-            self._snapshot = snapshot
-
     async def stop(self) -> None:
         if self._announcer is not None:
             self._announcer.cancel()
@@ -214,16 +209,22 @@ class QueueView:
             entries = await self.entries(snapshot)
             self._announced_gen = snapshot.generation
             self._moved = {k: g for k, g in self._moved.items() if g > snapshot.generation}
-            for entry in entries:
-                job = entry.job
-                if entry.position == 0 or self._announced.get(job.id) == entry.position:
-                    continue
-                if self._moved.get(job.id, 0) > snapshot.generation:
-                    continue
-                self._announced[job.id] = entry.position
-                await self._emit(
-                    job, JobEvent(EventKind.QUEUED, position=entry.position, eta=entry.eta)
-                )
+            moved = [
+                entry for entry in entries
+                if entry.position != 0
+                and self._announced.get(entry.job.id) != entry.position
+                and self._moved.get(entry.job.id, 0) <= snapshot.generation
+            ]
+            if not moved:
+                return
+            # Another process may have told the same place already: each is told once.
+            news = await self._store.tell_positions({e.job.id: e.position for e in moved})
+            for entry in moved:
+                self._announced[entry.job.id] = entry.position
+                if entry.job.id in news \
+                        and self._moved.get(entry.job.id, 0) <= snapshot.generation:
+                    await self._emit(entry.job, JobEvent(
+                        EventKind.QUEUED, position=entry.position, eta=entry.eta))
 
 
 __all__ = ["Durations", "QueueSnapshot", "QueueView", "duration_key"]

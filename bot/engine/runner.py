@@ -103,6 +103,8 @@ class Runners:
                 job = await self._store.get_job(job_id)
                 if job is None or job.state not in ACTIVE_STATES:
                     return
+                if job.owner != self._machine.owner:
+                    return  # another process took it over (this one was presumed dead)
                 if job.state is JobState.SUBMITTING:
                     await self._submit(job, resumed=resumed)
                 elif job.state is JobState.GENERATING:
@@ -120,7 +122,8 @@ class Runners:
             log.exception("job %s stopped by an unexpected error", job_id)
             if job is not None:
                 current = await self._store.get_job(job_id)
-                if current is not None and not current.terminal:
+                if current is not None and not current.terminal \
+                        and current.owner in (None, self._machine.owner):
                     await self._machine.fail(
                         current, Outcome.INTERNAL, "internal",
                         f"An internal error stopped this job ({type(exc).__name__}).",

@@ -6,8 +6,9 @@ longest ago (never served first, ties by oldest job) goes next, so a user with t
 waiting delays another user's single job by at most one slot. Caps apply per gateway (in
 flight), per guild (running) and per member of a guild (running), each guild's own where it set
 them (`Caps`); the queued caps and the per-minute rate are checked at enqueue, in the store's
-transaction (bot/engine/admission.py). The memory of who was served is per process: after a
-restart ties fall back to `seq`.
+transaction (bot/engine/admission.py). The memory of who was served (`Served`) lives in the
+database: every process's pass reads it and writes it back in the same transaction as its
+starts (`Store.schedule`), so the turns hold across processes and restarts.
 Picking and ordering cost O(n log n) (heaps, see `_RoundRobin`), so a queue of thousands can be
 re-ordered several times a second.
 """
@@ -18,9 +19,31 @@ import heapq
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 from bot.guild import GuildLimits
 from bot.store import IN_FLIGHT_STATES, JobView
+from bot.store.records import RunningCounts, Served
+
+
+class Waiting(Protocol):
+    """What the fair order needs of a waiting job (a `JobView`, or the store's light row)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def guild_id(self) -> str: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def not_before(self) -> float: ...
+
+
+W = TypeVar("W", bound=Waiting)
 
 
 @dataclass(frozen=True)
@@ -43,6 +66,12 @@ class EngineLimits:
     # seconds between two recomputations of the queue's positions while it keeps changing
     # (a burst of enqueues): the first change is announced at once, the rest coalesce
     announce_interval: float = 0.5
+    # Many processes (bot/engine/claims.py): how long a claim on a job lasts without renewal
+    # (seconds of the database's clock; a process that dies holds its jobs this long, unless
+    # it is known dead), and how often a process renews, takes over orphans and looks for news
+    # (on PostgreSQL news also comes at once, through LISTEN).
+    lease_ttl: float = 30.0
+    claim_interval: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -73,34 +102,59 @@ def as_caps(limits: EngineLimits | Caps) -> Caps:
     return limits if isinstance(limits, Caps) else Caps(limits)
 
 
-class FairQueue:
-    """Chooses which queued jobs start now, and predicts the order of the rest."""
+def counts_of(running: Iterable[JobView]) -> RunningCounts:
+    """The slots `running` hold (what the store counts with one grouped read)."""
+    running = list(running)
+    return RunningCounts(
+        dict(Counter(j.provider for j in running if j.state in IN_FLIGHT_STATES)),
+        dict(Counter(j.guild_id for j in running)),
+        dict(Counter((j.guild_id, j.user_id) for j in running)),
+    )
 
-    def __init__(self) -> None:
-        self._tick = 0
-        self._guild_served: dict[str, int] = {}
-        self._user_served: dict[tuple[str, str], int] = {}
+
+class FairQueue:
+    """Chooses which queued jobs start now, and predicts the order of the rest.
+
+    Holds a copy of the served memory: `pick_counted` advances a `Served` read from the
+    database in the pass's transaction (and this copy with it); `adopt` takes in what another
+    process's pass wrote, for `order`."""
+
+    def __init__(self, served: Served | None = None) -> None:
+        self._served = served or Served()
 
     @property
     def tick(self) -> int:
         """How many jobs were picked so far: `order` only changes when this does."""
-        return self._tick
+        return self._served.tick
+
+    @property
+    def served(self) -> Served:
+        return self._served
+
+    def adopt(self, served: Served) -> None:
+        """The served memory as the database has it now (any process may have moved it)."""
+        self._served = served
 
     def pick(
         self,
-        queued: Iterable[JobView],
+        queued: Iterable[W],
         running: Iterable[JobView],
         limits: EngineLimits | Caps,
         now: float,
-    ) -> list[JobView]:
+    ) -> list[W]:
         """The jobs to start now, in start order; remembers them as served."""
-        caps = as_caps(limits)
-        running = list(running)
-        gateway = Counter(j.provider for j in running if j.state in IN_FLIGHT_STATES)
-        guild = Counter(j.guild_id for j in running)
-        user = Counter((j.guild_id, j.user_id) for j in running)
+        return self.pick_counted(queued, counts_of(running), limits, now)
 
-        def eligible(job: JobView) -> bool:
+    def pick_counted(
+        self, queued: Iterable[W], counts: RunningCounts, limits: EngineLimits | Caps, now: float,
+    ) -> list[W]:
+        """`pick`, with the running jobs given as the slots they hold."""
+        caps = as_caps(limits)
+        gateway = Counter(counts.gateways)
+        guild = Counter(counts.guilds)
+        user = Counter(counts.users)
+
+        def eligible(job: W) -> bool:
             # Counters only grow during one pick, so a job once ineligible stays so: the
             # round-robin may drop it for good.
             return (
@@ -109,31 +163,33 @@ class FairQueue:
                 and user[(job.guild_id, job.user_id)] < caps.user_running(job.guild_id)
             )
 
+        served = self._served
         turns = _RoundRobin(
-            (j for j in queued if j.not_before <= now),
-            self._guild_served, self._user_served, eligible,
+            (j for j in queued if j.not_before <= now), served.guilds, served.users, eligible,
         )
-        chosen: list[JobView] = []
-        while (job := turns.take(self._tick + 1)) is not None:
-            self._tick += 1
+        chosen: list[W] = []
+        while (job := turns.take(served.tick + 1)) is not None:
+            served.tick += 1
             gateway[job.provider] += 1
             guild[job.guild_id] += 1
             user[(job.guild_id, job.user_id)] += 1
             chosen.append(job)
         return chosen
 
-    def order(self, queued: Iterable[JobView]) -> list[JobView]:
+    def order(self, queued: Iterable[W]) -> list[W]:
         """The order the waiting jobs would start in if slots opened one at a time."""
-        turns = _RoundRobin(queued, dict(self._guild_served), dict(self._user_served), None)
-        tick = self._tick
-        ordered: list[JobView] = []
+        served = self._served
+        turns: _RoundRobin[W] = _RoundRobin(queued, dict(served.guilds), dict(served.users),
+                                            None)
+        tick = served.tick
+        ordered: list[W] = []
         while (job := turns.take(tick + 1)) is not None:
             tick += 1
             ordered.append(job)
         return ordered
 
 
-class _RoundRobin:
+class _RoundRobin(Generic[W]):
     """Hands out jobs in fair order in O(log n) each.
 
     A heap of guilds keyed on (last served, first waiting seq); inside each guild a heap of
@@ -145,17 +201,17 @@ class _RoundRobin:
 
     def __init__(
         self,
-        jobs: Iterable[JobView],
+        jobs: Iterable[W],
         guild_served: dict[str, int],
         user_served: dict[tuple[str, str], int],
-        eligible: Callable[[JobView], bool] | None,
+        eligible: Callable[[W], bool] | None,
     ) -> None:
         self._guild_served = guild_served
         self._user_served = user_served
         self._eligible = eligible
         self._taken: set[str] = set()
-        self._of_guild: dict[str, deque[JobView]] = {}
-        self._of_user: dict[tuple[str, str], deque[JobView]] = {}
+        self._of_guild: dict[str, deque[W]] = {}
+        self._of_user: dict[tuple[str, str], deque[W]] = {}
         for job in sorted(jobs, key=lambda j: j.seq):
             self._of_guild.setdefault(job.guild_id, deque()).append(job)
             self._of_user.setdefault((job.guild_id, job.user_id), deque()).append(job)
@@ -169,7 +225,7 @@ class _RoundRobin:
         for heap in self._users.values():
             heapq.heapify(heap)
 
-    def _first(self, jobs: deque[JobView]) -> JobView | None:
+    def _first(self, jobs: deque[W]) -> W | None:
         """The first job still to hand out; drops taken and (for good) ineligible ones."""
         while jobs and (
             jobs[0].id in self._taken
@@ -178,7 +234,7 @@ class _RoundRobin:
             jobs.popleft()
         return jobs[0] if jobs else None
 
-    def take(self, tick: int) -> JobView | None:
+    def take(self, tick: int) -> W | None:
         """The next job in fair order (None: nothing left), marked served at `tick`."""
         guilds = self._guilds
         while guilds:

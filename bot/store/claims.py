@@ -14,7 +14,22 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from bot.store.database import Database, Tx
-from bot.store.records import ACTIVE_STATES, JobState, JobView, Served
+from bot.store.records import (
+    ACTIVE_STATES,
+    IN_FLIGHT_STATES,
+    RUNNING_STATES,
+    WAITING_STATES,
+    JobState,
+    JobView,
+    QueuedRow,
+    RunningCounts,
+    SchedulePass,
+    Served,
+)
+
+#: Picks the jobs to start from the waiting ones, the slots taken and the served memory (which
+#: it advances in place); bot/engine/scheduler.py's `FairQueue.pick_counted`.
+Choose = Callable[[list[QueuedRow], RunningCounts, Served], list[QueuedRow]]
 
 #: The fair queue's counter: how many jobs were ever started, across processes.
 FAIR_TICK = "fair_tick"
@@ -49,12 +64,18 @@ class ClaimsStore:
         renewed: int = await self._atomic(body)
         return renewed
 
-    async def orphans(self, limit: int = 100) -> list[JobView]:
-        """Active jobs nobody drives: never claimed, released, or whose lease ran out."""
+    async def orphans(self, *, owner: str | None = None, limit: int = 500) -> list[JobView]:
+        """Active jobs nobody drives: never claimed, released, or whose lease ran out; with
+        `owner`, every active job of that (dead) process, whatever its leases say."""
         marks, states = _in(ACTIVE_STATES)
-        rows = await self._read(
-            f"SELECT * FROM jobs WHERE state IN ({marks}) AND (lease_until IS NULL"
-            f" OR lease_until < {self.db.now_sql}) ORDER BY seq LIMIT ?", (*states, limit))
+        if owner is not None:
+            rows = await self._read(
+                f"SELECT * FROM jobs WHERE state IN ({marks}) AND owner = ? ORDER BY seq"
+                " LIMIT ?", (*states, owner, limit))
+        else:
+            rows = await self._read(
+                f"SELECT * FROM jobs WHERE state IN ({marks}) AND (lease_until IS NULL"
+                f" OR lease_until < {self.db.now_sql}) ORDER BY seq LIMIT ?", (*states, limit))
         return [self._job_from_row(r) for r in rows]
 
     async def owners(self) -> dict[str, int]:
@@ -97,6 +118,93 @@ class ClaimsStore:
         released: int = await self._atomic(body)
         return released
 
+    # ---- starting queued jobs ----------------------------------------------------------------
+    async def schedule(self, choose: Choose, *, owner: str, ttl: float, now: float) -> SchedulePass:
+        """One scheduling pass for every process: read the waiting jobs, the slots running jobs
+        hold and the served memory, let `choose` pick, and move each pick to SUBMITTING claimed
+        by `owner` — all in one transaction under one lock, so two processes never both fill
+        the last slot of a cap, nor start the same job, nor lose each other's turns.
+
+        Reads no request and no running row (a grouped count), so a pass costs the same with
+        2,000 jobs in flight as with none."""
+        running_marks, running = _in(RUNNING_STATES)
+        in_flight = {s.value for s in IN_FLIGHT_STATES}
+
+        async def body(tx: Tx) -> SchedulePass:
+            rows = await tx.fetch(
+                "SELECT id, guild_id, user_id, provider, seq, not_before, attempts FROM jobs"
+                " WHERE state = 'queued' ORDER BY seq")
+            waiting = [QueuedRow(r["id"], r["guild_id"], r["user_id"], r["provider"],
+                                 int(r["seq"]), float(r["not_before"]), int(r["attempts"]))
+                       for r in rows]
+            if not waiting:
+                return SchedulePass([], [], await self.served(tx))
+            counts = RunningCounts()
+            for r in await tx.fetch(
+                "SELECT provider, guild_id, user_id, state, COUNT(*) AS n FROM jobs"
+                f" WHERE state IN ({running_marks}) GROUP BY provider, guild_id, user_id, state",
+                running,
+            ):
+                n = int(r["n"])
+                if r["state"] in in_flight:
+                    counts.gateways[r["provider"]] = counts.gateways.get(r["provider"], 0) + n
+                counts.guilds[r["guild_id"]] = counts.guilds.get(r["guild_id"], 0) + n
+                key = (r["guild_id"], r["user_id"])
+                counts.users[key] = counts.users.get(key, 0) + n
+            served = await self.served(tx)
+            chosen = choose(waiting, counts, served)
+            started: list[JobView] = []
+            for job in chosen:
+                row = await tx.fetchrow(
+                    "UPDATE jobs SET state = 'submitting', attempts = attempts + 1,"
+                    " started_at = ?, updated_at = ?, owner = ?,"
+                    f" lease_until = {self.db.now_sql} + ?, told_position = NULL"
+                    " WHERE id = ? AND state = 'queued' RETURNING *",
+                    (now, now, owner, ttl, job.id))
+                if row is None:
+                    continue
+                await tx.execute(
+                    "INSERT INTO job_transitions (job_id, from_state, to_state, at, detail)"
+                    " VALUES (?, 'queued', 'submitting', ?, ?)",
+                    (job.id, now, f"attempt {job.attempts + 1}"))
+                started.append(self._job_from_row(row))
+            if chosen:
+                changed = Served(
+                    {j.guild_id: served.guilds[j.guild_id] for j in chosen},
+                    {(j.guild_id, j.user_id): served.users[(j.guild_id, j.user_id)]
+                     for j in chosen},
+                    served.tick)
+                await self.save_served(tx, served, changed)
+            gone = {j.id for j in chosen}
+            return SchedulePass(started, [j for j in waiting if j.id not in gone], served)
+
+        result: SchedulePass = await self._atomic(body, lock="seedance:schedule")
+        return result
+
+    async def waiting_guilds(self) -> set[str]:
+        """The servers with jobs queued (whose caps a scheduling pass needs)."""
+        rows = await self._read("SELECT DISTINCT guild_id FROM jobs WHERE state = 'queued'")
+        return {str(r["guild_id"]) for r in rows}
+
+    async def tell_positions(self, positions: dict[str, int]) -> set[str]:
+        """Record each waiting job's announced place; the ids whose place is news (not told
+        before, by any process), so each move of the queue is announced once."""
+        marks, states = _in(WAITING_STATES)
+
+        async def body(tx: Tx) -> set[str]:
+            news: set[str] = set()
+            for job_id, position in positions.items():
+                changed = await tx.execute(
+                    "UPDATE jobs SET told_position = ? WHERE id = ? AND state IN"
+                    f" ({marks}) AND (told_position IS NULL OR told_position <> ?)",
+                    (position, job_id, *states, position))
+                if changed:
+                    news.add(job_id)
+            return news
+
+        told: set[str] = await self._atomic(body)
+        return told
+
     # ---- news for a job's driver -----------------------------------------------------------
     async def record_update(self, job_id: str, state: str, *, now: float) -> int:
         """Keep a task's news (a callback that reached another process) for the job's owner;
@@ -112,15 +220,16 @@ class ClaimsStore:
         recorded: int = await self._atomic(body)
         return recorded
 
-    async def updates(self, job_id: str, *, after: int = 0) -> list[tuple[int, str]]:
+    async def updates_for(self, owner: str) -> list[tuple[int, str, str]]:
+        """(id, job id, TaskState JSON) of the news kept for the jobs `owner` drives, in order."""
         rows = await self._read(
-            "SELECT id, state FROM job_updates WHERE job_id = ? AND id > ? ORDER BY id",
-            (job_id, after))
-        return [(int(r["id"]), str(r["state"])) for r in rows]
+            "SELECT u.id, u.job_id, u.state FROM job_updates u JOIN jobs j ON j.id = u.job_id"
+            " WHERE j.owner = ? ORDER BY u.id", (owner,))
+        return [(int(r["id"]), str(r["job_id"]), str(r["state"])) for r in rows]
 
-    async def drop_updates(self, job_id: str) -> None:
+    async def drop_update(self, update_id: int) -> None:
         async def body(tx: Tx) -> None:
-            await tx.execute("DELETE FROM job_updates WHERE job_id = ?", (job_id,))
+            await tx.execute("DELETE FROM job_updates WHERE id = ?", (update_id,))
 
         await self._atomic(body)
 
@@ -139,6 +248,12 @@ class ClaimsStore:
 
         asked: bool = await self._atomic(body)
         return asked
+
+    async def clear_cancel_request(self, job_id: str) -> None:
+        async def body(tx: Tx) -> None:
+            await tx.execute("UPDATE jobs SET cancel_requested = NULL WHERE id = ?", (job_id,))
+
+        await self._atomic(body)
 
     async def cancel_requests(self, owner: str) -> list[JobView]:
         """Jobs this process drives that someone asked to cancel."""

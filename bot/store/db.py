@@ -21,6 +21,7 @@ from bot.store.leases import LeaseStore
 from bot.store.ledger import LedgerKind, admit, settle, usage_of
 from bot.store.moderation import ModerationStore
 from bot.store.records import (
+    ACTIVE_STATES,
     Admission,
     AdmissionRefused,
     CheckResult,
@@ -187,6 +188,8 @@ class Store(ClaimsStore, ModerationStore, SettingsStore, LeaseStore):
         from_states: Iterable[JobState] | None = None,
         detail: str = "",
         ledger: LedgerKind | None = None,
+        owner: str | None = None,
+        ttl: float = 0.0,
         **fields: Any,
     ) -> JobView | None:
         """Move a job to `to_state` (if it is in one of `from_states`), set `fields`, settle.
@@ -194,21 +197,34 @@ class Store(ClaimsStore, ModerationStore, SettingsStore, LeaseStore):
         Returns the job as written, or None when the job was not in an expected state (someone
         else moved it first). `ledger` settles the reservation in the same transaction:
         `commit` charges it, `release` returns it; each happens at most once per job.
+
+        `owner` is the process making the change: an active job another process drives is
+        not changed (None: that process took it over), and a job entering an active state is
+        claimed by `owner` for `ttl` seconds of the database's clock. A job leaving the active
+        states is nobody's. Any change makes its next queue place news again.
         """
         bad = set(fields) - WRITABLE
         if bad:
             raise ValueError(f"not writable: {sorted(bad)}")
+        active = {s.value for s in ACTIVE_STATES}
 
         async def body(tx: Tx) -> JobView | None:
-            row = await tx.fetchrow(self._lock_row("SELECT state FROM jobs WHERE id = ?"),
-                                    (job_id,))
+            row = await tx.fetchrow(
+                self._lock_row("SELECT state, owner FROM jobs WHERE id = ?"), (job_id,))
             if row is None:
                 return None
             current = row["state"]
             if from_states is not None and current not in {s.value for s in from_states}:
                 return None
-            sets = ["state = ?", "updated_at = ?"]
+            if owner is not None and current in active and row["owner"] not in (None, owner):
+                return None
+            sets = ["state = ?", "updated_at = ?", "told_position = NULL"]
             params: list[Any] = [to_state.value, now]
+            if to_state.value not in active:
+                sets.append("owner = NULL, lease_until = NULL, cancel_requested = NULL")
+            elif owner is not None:
+                sets.append(f"owner = ?, lease_until = {self.db.now_sql} + ?")
+                params.extend((owner, ttl))
             for column, value in fields.items():
                 sets.append(f"{column} = ?")
                 params.append(encode(column, value))
@@ -220,6 +236,8 @@ class Store(ClaimsStore, ModerationStore, SettingsStore, LeaseStore):
                 " VALUES (?, ?, ?, ?, ?)",
                 (job_id, current, to_state.value, now, detail),
             )
+            if to_state.value not in active:
+                await tx.execute("DELETE FROM job_updates WHERE job_id = ?", (job_id,))
             if ledger is not None:
                 await settle(tx, job_id, ledger, now)
                 if ledger == "commit":  # settle wrote credits_charged

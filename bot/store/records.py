@@ -260,3 +260,27 @@ class RunningCounts:
     gateways: dict[str, int] = field(default_factory=dict)
     guilds: dict[str, int] = field(default_factory=dict)
     users: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QueuedRow:
+    """A queued job as the scheduler reads it: only what the fair order and the caps need (its
+    request is not decoded, so a pass over thousands of waiting jobs stays cheap)."""
+
+    id: str
+    guild_id: str
+    user_id: str
+    provider: str
+    seq: int
+    not_before: float
+    attempts: int
+
+
+@dataclass(frozen=True)
+class SchedulePass:
+    """What one scheduling pass did: the jobs it started (claimed by the caller), the waiting
+    jobs as it saw them (minus those), and the served memory it left."""
+
+    started: list[JobView]
+    waiting: list[QueuedRow]
+    served: Served

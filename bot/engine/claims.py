@@ -1,0 +1,201 @@
+"""Many processes, one queue: who drives which active job, and what happens when one dies.
+
+Each engine is a process on the queue with an id `host:pid:instance` (`process_id`). A job it
+starts or takes over is claimed by it in the job's row (bot/store/claims.py), with a lease
+measured by the database's clock; the `Keeper` renews this engine's leases while it lives and,
+every `EngineLimits.claim_interval` seconds (or at once on PostgreSQL, through LISTEN):
+
+- takes over orphans: jobs whose lease ran out, jobs nobody drives, and jobs of a process
+  known dead (same host and its pid is gone, or this very pid in an earlier life: a container
+  restarted as pid 1, an engine in this interpreter whose keeper stopped), then resumes each
+  from its row — the exactly-once promises are the row's (idempotent create keys, post nonce
+  and history check, a ledger settled once);
+- hands its runners the news other processes kept for them (a gateway's callback that reached
+  another process's receiver), and
+- carries out cancellations people asked for through another process;
+- wakes this engine's scheduler, which may now start what another process queued or freed.
+
+A process that stops cleanly lets go of its leases, so the others take its jobs over at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Collection
+from typing import Any
+
+from bot import errors
+from bot.errors import GatewayError
+from bot.models import TaskState
+from bot.store import JobView, Store
+
+log = logging.getLogger(__name__)
+
+#: The engines of this interpreter whose keeper runs: a process id with our pid that is not
+#: here belongs to an earlier life of this pid (or an engine whose work was killed).
+_LIVE: set[str] = set()
+
+#: PostgreSQL's notification channel for news to a job's owner (bot/store/claims.py).
+CHANNEL = "seedance_updates"
+
+
+def process_id(host: str | None = None, pid: int | None = None) -> str:
+    """`host:pid:instance`: unique per engine, and telling the host and pid it runs as."""
+    return f"{host or socket.gethostname()}:{os.getpid() if pid is None else pid}:" \
+           f"{uuid.uuid4().hex[:8]}"
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def known_dead(owner: str, me: str, alive: Callable[[int], bool] = pid_alive) -> bool:
+    """Whether `owner` is provably gone, so its jobs need not wait for its leases to run out:
+    it ran on this host, and its pid is gone or is ours without being a live engine here."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if owner == me or host != me.partition(":")[0] or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return owner not in _LIVE
+    return not alive(pid)
+
+
+# ---- a task's news between processes --------------------------------------------------------
+def encode_state(state: TaskState) -> str:
+    """A `TaskState` as JSON for another process (its error as its class and fields)."""
+    data: dict[str, Any] = state.model_dump(mode="json", exclude={"error"})
+    err = state.error
+    if isinstance(err, GatewayError):
+        data["error"] = {
+            "type": type(err).__name__, "message": err.reason, "provider": err.provider,
+            "status": err.status, "code": err.code, "retry_after": err.retry_after,
+            "refunded": err.refunded,
+        }
+    elif err is not None:
+        data["error"] = {"type": "GatewayError", "message": str(err)}
+    return json.dumps(data)
+
+
+def decode_state(text: str) -> TaskState:
+    data = json.loads(text)
+    err = data.pop("error", None)
+    state = TaskState.model_validate(data)
+    if err is not None:
+        cls = getattr(errors, str(err.get("type")), GatewayError)
+        if not (isinstance(cls, type) and issubclass(cls, GatewayError)):
+            cls = GatewayError
+        state.error = cls(
+            str(err.get("message", "")), provider=str(err.get("provider") or ""),
+            status=err.get("status"), code=err.get("code"), retry_after=err.get("retry_after"),
+            refunded=err.get("refunded"),
+        )
+    return state
+
+
+class Keeper:
+    """Renews, takes over, relays and cancels for one engine (see the module docstring)."""
+
+    def __init__(
+        self, store: Store, *, owner: str, ttl: float, interval: float,
+        resume: Callable[[str], None], running: Callable[[], Collection[str]],
+        deliver: Callable[[str, TaskState], None],
+        cancel: Callable[[str, str], Awaitable[object]],
+        wake: asyncio.Event, scope: Callable[[str], bool] | None = None,
+        alive: Callable[[int], bool] = pid_alive,
+    ) -> None:
+        self._store = store
+        self.owner = owner
+        self._ttl = ttl
+        self._interval = interval
+        self._resume = resume
+        self._running = running
+        self._deliver = deliver
+        self._cancel = cancel
+        self._wake = wake
+        self._scope = scope
+        self._alive = alive
+        self._poke = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Claim what this engine may resume, then keep at it in the background."""
+        _LIVE.add(self.owner)
+        await self._store.db.listen(CHANNEL, lambda _payload: self._poke.set())
+        await self.pass_once()
+        self.task = asyncio.create_task(self._loop(), name="engine-keeper")
+
+    async def stop(self, *, release: bool = True) -> None:
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        _LIVE.discard(self.owner)
+        if release:
+            try:
+                await self._store.release(self.owner)
+            except Exception:
+                log.warning("could not release this process's jobs; others take them over"
+                            " when the leases run out", exc_info=True)
+
+    async def _loop(self) -> None:
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._poke.wait(), self._interval)
+                self._poke.clear()
+                try:
+                    await self.pass_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    # The database may be away: leases run on, jobs wait; try again.
+                    log.warning("keeping this process's jobs failed; trying again shortly",
+                                exc_info=True)
+        finally:
+            _LIVE.discard(self.owner)  # a keeper that stopped means a dead process
+
+    async def pass_once(self) -> None:
+        store = self._store
+        await store.renew(self.owner, self._ttl)
+        for owner in await store.owners():
+            if known_dead(owner, self.owner, self._alive):
+                log.info("taking over the jobs of %s, which is gone", owner)
+                for job in await store.orphans(owner=owner):
+                    await self._take(job, replacing=owner)
+        for job in await store.orphans():
+            await self._take(job)
+        mine = set(self._running())
+        for update_id, job_id, text in await store.updates_for(self.owner):
+            if job_id in mine:
+                self._deliver(job_id, decode_state(text))
+            await store.drop_update(update_id)
+        for job in await store.cancel_requests(self.owner):
+            await store.clear_cancel_request(job.id)
+            await self._cancel(job.id, job.cancel_requested or "someone")
+        self._wake.set()
+
+    async def _take(self, job: JobView, *, replacing: str | None = None) -> None:
+        if self._scope is not None and not self._scope(job.id):
+            return
+        taken = await self._store.claim(job.id, self.owner, self._ttl, replacing=replacing)
+        if taken is not None:
+            log.info("resuming job %s (%s)", job.id, job.state.value)
+            self._resume(job.id)
+
+
+__all__ = ["CHANNEL", "Keeper", "decode_state", "encode_state", "known_dead", "pid_alive",
+           "process_id"]
