@@ -23,6 +23,7 @@ import httpx
 
 from bot.config import DEFAULT_BASE_URLS, Settings
 from bot.engine import Engine, EventKind, JobEvent, JobResult
+from bot.engine.claims import known_dead
 from bot.errors import InvalidInput, Problem, SeedanceError
 from bot.intake import MediaInput, RequestOptions
 from bot.models import Ratio, nearest_ratio
@@ -190,6 +191,13 @@ def _write_last_frame(result: JobResult, dest: Path) -> None:
     extract_last_frame(result.video_path, dest)
 
 
+def _abandoned(job: JobView, me: str) -> bool:
+    """Whether `job` was left by a generate that is gone (or by one from before processes
+    were recorded)."""
+    creator = job.context.get("process")
+    return not isinstance(creator, str) or known_dead(creator, me)
+
+
 def _shown_ratio(job: JobView, out: Path) -> str:
     """The ratio asked for; for `adaptive`, the one the written video has."""
     ratio = job.request.ratio
@@ -237,10 +245,10 @@ async def run_one(
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             store = Store.deferred(settings.data_dir / "cli.sqlite3")
             engine = Engine(settings, store, delivery=delivery, providers=provider_for, http=http,
-                            inputs_dir=cli_inputs(settings))
+                            inputs_dir=cli_inputs(settings), own_jobs_only=True)
             videos = Services.build(settings, store, engine, provider_for, http).videos
             try:
-                context = {"out": str(out.resolve())}
+                context = {"out": str(out.resolve()), "process": engine.process}
                 if last_frame_out is not None:
                     context["last_frame_out"] = str(last_frame_out.resolve())
                 try:
@@ -254,8 +262,11 @@ async def run_one(
                         Problem(model_subject, p.message) if p.subject == "model" else p
                         for p in exc.problems]) from None
                 # The database is opened only now that the request is valid.
+                # Jobs of an earlier run that died: finished here. Those of another generate
+                # still running on this folder are its own business.
                 earlier = [j for j in await store.jobs(ACTIVE_STATES | WAITING_STATES)
-                           if j.id != made.job.id]
+                           if j.id != made.job.id and _abandoned(j, engine.process)]
+                engine.adopt([j.id for j in earlier])
                 for old in earlier:
                     delivery.say("seedance-bot: finishing an interrupted job from earlier: "
                                  f"writing {old.context.get('out', old.id)}")

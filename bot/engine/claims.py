@@ -129,22 +129,26 @@ class Keeper:
         self._scope = scope
         self._alive = alive
         self._poke = asyncio.Event()
+        self._started = False
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Claim what this engine may resume, then keep at it in the background."""
+        self._started = True
         _LIVE.add(self.owner)
         await self._store.db.listen(CHANNEL, lambda _payload: self._poke.set())
         await self.pass_once()
         self.task = asyncio.create_task(self._loop(), name="engine-keeper")
 
     async def stop(self, *, release: bool = True) -> None:
+        """Stop keeping; with `release`, let go of this process's jobs (if it ever ran)."""
+        started, self._started = self._started, False
         task, self.task = self.task, None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         _LIVE.discard(self.owner)
-        if release:
+        if release and started:
             try:
                 await self._store.release(self.owner)
             except Exception:

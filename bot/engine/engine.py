@@ -115,8 +115,8 @@ class Engine:
         self._inputs_dir = inputs_dir or settings.data_dir / "cache"
         self._started = False
         self.process = process or process_id()
-        # The CLI's engine runs only what it enqueued: another `generate` on the same folder
-        # waits for its own video, which only it can write where it was asked to.
+        # The CLI's engine runs only what it enqueued or adopted (`adopt`): each `generate` on
+        # a shared folder renders its own video and exits as soon as that is written.
         self._own: set[str] = set()
         scope = self._own.__contains__ if own_jobs_only else None
         wake = asyncio.Event()
@@ -267,6 +267,11 @@ class Engine:
         if not isinstance(written, JobView):
             raise refusal(written)
         return written
+
+    def adopt(self, job_ids: Sequence[str]) -> None:
+        """Let an engine that runs only its own jobs run these too (jobs an earlier, dead
+        process left: the CLI finishes them)."""
+        self._own.update(job_ids)
 
     async def job(self, job_id: str) -> JobView | None:
         return await self.store.get_job(job_id)

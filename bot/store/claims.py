@@ -170,9 +170,10 @@ class ClaimsStore:
                 started.append(self._job_from_row(row))
             if chosen:
                 changed = Served(
-                    {j.guild_id: served.guilds[j.guild_id] for j in chosen},
+                    {j.guild_id: served.guilds[j.guild_id] for j in chosen
+                     if j.guild_id in served.guilds},
                     {(j.guild_id, j.user_id): served.users[(j.guild_id, j.user_id)]
-                     for j in chosen},
+                     for j in chosen if (j.guild_id, j.user_id) in served.users},
                     served.tick)
                 await self.save_served(tx, served, changed)
             gone = {j.id for j in chosen}

@@ -1,0 +1,279 @@
+"""Several processes on one queue (bot/engine/claims.py, bot/store/claims.py): each engine here
+has its own Store (its own connections) on one database, as separate processes would, on
+both backends. Caps and fair turns hold across them; a dead process's jobs are taken over
+(at once when it is provably dead, after its lease otherwise); a callback or a cancel that
+reaches the wrong process reaches the job where it runs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.config import Settings
+from bot.engine import Engine, EngineLimits, FairQueue, JobState
+from bot.models import TaskState, TaskStatus
+from bot.store import IN_FLIGHT_STATES, Store
+from bot.store.records import QueuedRow, RunningCounts, Served
+from tests.fakes.common import FakeGateway
+from tests.test_engine_fakes import FakeClock, FakeDelivery, FakeProvider, Outcome, request
+
+#: Fast claims, so a lease running out takes a fraction of a second of real time.
+FAST = dict(claim_interval=0.05, lease_ttl=5.0, retry_base=0.0)
+
+
+class Cluster:
+    """One database, one gateway; `boot` adds a process (an engine with its own store)."""
+
+    def __init__(self, settings: Settings, target: str | Path, files: FakeGateway,
+                 http: httpx.AsyncClient) -> None:
+        self.settings, self.target, self.files, self.http = settings, target, files, http
+        self.provider = FakeProvider(files, idempotent_submit=True)
+        self.clock = FakeClock()
+        self.engines: list[Engine] = []
+        self.stores: list[Store] = []
+        self.deliveries: list[FakeDelivery] = []
+
+    async def boot(self, *, start: bool = True, **limits: Any) -> Engine:
+        store = await Store.open(self.target)
+        delivery = FakeDelivery()
+        callbacks = limits.pop("callbacks", None)
+        engine = Engine(self.settings, store, delivery=delivery,
+                        providers={"fake": self.provider}, http=self.http,
+                        limits=EngineLimits(**{**FAST, **limits}), clock=self.clock.now,
+                        sleep=self.clock.sleep, callbacks=callbacks)
+        self.stores.append(store)
+        self.engines.append(engine)
+        self.deliveries.append(delivery)
+        if start:
+            await engine.start()
+        return engine
+
+    def posts(self, job_id: str) -> int:
+        return sum(d.post_count[job_id] for d in self.deliveries)
+
+    @staticmethod
+    def kill(engine: Engine) -> None:
+        """What SIGKILL leaves: no stop, no release; its keeper no longer runs."""
+        tasks = [*engine._runners.values(), engine._scheduler, engine._keeper_task]
+        for task in tasks:
+            if task is not None:
+                task.cancel()
+
+
+@pytest.fixture
+async def cluster(data_dir: Path) -> AsyncIterator[Cluster]:
+    settings = Settings(seedance_data_dir=data_dir, seedance_user_daily_credits=100000,
+                        seedance_guild_monthly_credits=1000000,
+                        seedance_private_hosts="127.0.0.1")
+    async with FakeGateway() as files, httpx.AsyncClient() as http:
+        c = Cluster(settings, settings.database_path, files, http)
+        yield c
+        for engine in c.engines:
+            await engine.stop()
+        for store in c.stores:
+            await store.close()
+
+
+async def eventually(check: Any, timeout: float = 20.0) -> Any:  # noqa: ASYNC109
+    """Real time: the keepers run on the real clock (leases are the database's)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_caps_hold_across_processes_and_every_job_is_posted_once(cluster: Cluster) -> None:
+    cluster.provider.script = lambda _r: Outcome(polls=3)
+    a = await cluster.boot(gateway_in_flight=2, guild_running=10, user_running=10)
+    b = await cluster.boot(gateway_in_flight=2, guild_running=10, user_running=10)
+    store = cluster.stores[0]
+    ids = []
+    for n in range(12):
+        engine = (a, b)[n % 2]
+        job = await engine.enqueue(request(f"job {n}"), guild_id="g", channel_id="c",
+                                   user_id=f"u{n % 3}")
+        ids.append(job.id)
+    peak = 0
+
+    async def all_done() -> bool:
+        nonlocal peak
+        peak = max(peak, len(await store.jobs(IN_FLIGHT_STATES)))
+        jobs = [await store.get_job(i) for i in ids]
+        return all(j is not None and j.state is JobState.DELIVERED for j in jobs)
+
+    await eventually(all_done, timeout=60)
+    assert peak <= 2
+    assert all(cluster.posts(i) == 1 for i in ids)
+    # Both processes did some of the work (each start is claimed by the process making it).
+    starters = {d_index for d_index, d in enumerate(cluster.deliveries)
+                for _job, e in d.events if e.kind.value == "started"}
+    assert starters == {0, 1}
+    for job_id in ids:
+        assert [ln.kind for ln in await store.ledger(job_id)] == ["reserve", "commit"]
+    assert await store.owners() == {}
+
+
+async def test_a_dead_processs_jobs_are_taken_over_at_once_on_its_host(
+    cluster: Cluster,
+) -> None:
+    cluster.provider.script = lambda _r: Outcome(polls=10**6)
+    a = await cluster.boot()
+    job = await a.enqueue(request(), guild_id="g", channel_id="c", user_id="u")
+    store = cluster.stores[0]
+    running = await eventually(lambda: _in_state(store, job.id, JobState.GENERATING))
+    assert running.owner == a.process
+    cluster.kill(a)  # its lease still runs for seconds; but its host says it is gone
+    cluster.provider.script = lambda _r: Outcome(polls=1)
+    for task in cluster.provider.tasks.values():
+        task.outcome = Outcome(polls=1)
+    b = await cluster.boot()
+    done = await eventually(lambda: _in_state(store, job.id, JobState.DELIVERED), timeout=5)
+    assert done.owner is None
+    assert cluster.posts(job.id) == 1 and len(cluster.provider.submits) == 1
+    assert any(t.detail for t in await store.transitions(job.id))
+    assert b.process != a.process
+
+
+async def test_a_process_on_another_host_keeps_its_job_until_its_lease_runs_out(
+    cluster: Cluster,
+) -> None:
+    first = await cluster.boot(start=False)
+    job = await first.enqueue(request(), guild_id="g", channel_id="c", user_id="u")
+    store = cluster.stores[0]
+    elsewhere = "another-host:4242:abcd1234"
+
+    def take_all(waiting: list[QueuedRow], _c: RunningCounts, _s: Served) -> list[QueuedRow]:
+        return waiting
+
+    started = await store.schedule(take_all, owner=elsewhere, ttl=1.5, now=cluster.clock.now())
+    assert [j.id for j in started.started] == [job.id]
+    await cluster.boot()
+    await asyncio.sleep(0.5)  # several keeper passes: the lease is still good
+    held = await store.get_job(job.id)
+    assert held is not None and held.owner == elsewhere and held.state is JobState.SUBMITTING
+    done = await eventually(lambda: _in_state(store, job.id, JobState.DELIVERED), timeout=10)
+    assert cluster.posts(done.id) == 1
+
+
+async def test_a_callback_that_reaches_another_process_wakes_the_job_where_it_runs(
+    cluster: Cluster,
+) -> None:
+    class Urls:
+        def url_for(self, provider: str, job_id: str) -> str:
+            return f"http://127.0.0.1:1/hooks/{provider}/{job_id}"
+
+    cluster.provider.webhooks = True
+    cluster.provider.script = lambda _r: Outcome(polls=10**6)
+    cluster.clock.block_from = 100.0  # polling waits forever: only the callback can help
+    a = await cluster.boot(callbacks=Urls())
+    b = await cluster.boot(callbacks=Urls())
+    job = await a.enqueue(request(), guild_id="g", channel_id="c", user_id="u")
+    store = cluster.stores[0]
+    running = await eventually(lambda: _in_state(store, job.id, JobState.GENERATING))
+    owner, other = (a, b) if running.owner == a.process else (b, a)
+    task = cluster.provider.tasks[running.task_id or ""]
+    await other.on_callback(job.id, TaskState(task_id=task.task_id, status=TaskStatus.SUCCEEDED,
+                                              result=cluster.provider.result_for(task)))
+    done = await eventually(lambda: _in_state(store, job.id, JobState.DELIVERED), timeout=10)
+    assert task.polls == 0 and cluster.posts(done.id) == 1
+    assert cluster.deliveries[cluster.engines.index(owner)].post_count[job.id] == 1
+
+
+async def test_a_failure_reported_to_another_process_keeps_its_kind(cluster: Cluster) -> None:
+    from bot.errors import ContentRejectedError
+
+    class Urls:
+        def url_for(self, provider: str, job_id: str) -> str:
+            return f"http://127.0.0.1:1/hooks/{provider}/{job_id}"
+
+    cluster.provider.webhooks = True
+    cluster.provider.script = lambda _r: Outcome(polls=10**6)
+    cluster.clock.block_from = 100.0
+    a = await cluster.boot(callbacks=Urls())
+    b = await cluster.boot(callbacks=Urls(), start=False)
+    job = await a.enqueue(request(), guild_id="g", channel_id="c", user_id="u")
+    store = cluster.stores[0]
+    running = await eventually(lambda: _in_state(store, job.id, JobState.GENERATING))
+    error = ContentRejectedError("the prompt was refused", provider="fake", code="sensitive")
+    await b.on_callback(job.id, TaskState(task_id=running.task_id or "",
+                                          status=TaskStatus.FAILED, error=error))
+    failed = await eventually(lambda: _in_state(store, job.id, JobState.FAILED), timeout=10)
+    assert failed.error_kind == error.kind and "refused" in (failed.error_message or "")
+
+
+async def test_a_cancel_through_another_process_stops_the_task_where_it_runs(
+    cluster: Cluster,
+) -> None:
+    cluster.provider.script = lambda _r: Outcome(polls=10**6)
+    a = await cluster.boot()
+    b = await cluster.boot(start=False)  # a shard that runs no jobs of its own right now
+    job = await b.enqueue(request(), guild_id="g", channel_id="c", user_id="u")
+    store = cluster.stores[0]
+    running = await eventually(lambda: _in_state(store, job.id, JobState.GENERATING))
+    assert running.owner == a.process
+    said = await b.cancel(job.id, "u")
+    assert said.startswith("Cancelled"), said
+    final = await store.get_job(job.id)
+    assert final is not None and final.state is JobState.CANCELLED
+    assert cluster.provider.tasks[running.task_id or ""].cancelled
+    assert [ln.kind for ln in await store.ledger(job.id)] == ["reserve", "release"]
+
+
+async def test_a_clean_stop_hands_the_jobs_over_at_once(cluster: Cluster) -> None:
+    cluster.provider.script = lambda _r: Outcome(polls=10**6)
+    a = await cluster.boot()
+    job = await a.enqueue(request(), guild_id="g", channel_id="c", user_id="u")
+    store = cluster.stores[0]
+    await eventually(lambda: _in_state(store, job.id, JobState.GENERATING))
+    await a.stop()
+    released = await store.get_job(job.id)
+    assert released is not None and released.lease_until is None
+    for task in cluster.provider.tasks.values():
+        task.outcome = Outcome(polls=1)
+    await cluster.boot()
+    await eventually(lambda: _in_state(store, job.id, JobState.DELIVERED), timeout=5)
+    assert len(cluster.provider.submits) == 1
+
+
+async def test_the_fair_turns_outlive_the_process_that_took_them(cluster: Cluster) -> None:
+    """Member a was served before member b; after a restart a's next job still goes before
+    b's, though b's arrived first: the turns are in the database, not in a process."""
+    first = await cluster.boot(start=False)
+    store = cluster.stores[0]
+    limits = EngineLimits(gateway_in_flight=1, guild_running=1, user_running=1)
+
+    async def add(user: str) -> str:
+        made = await first.enqueue(request(user), guild_id="g", channel_id="c", user_id=user)
+        return made.id
+
+    async def one_pass(fair: FairQueue) -> list[str]:
+        def choose(waiting: list[QueuedRow], counts: RunningCounts,
+                   served: Served) -> list[QueuedRow]:
+            fair.adopt(served)
+            return fair.pick_counted(waiting, counts, limits, now=cluster.clock.now())
+
+        done = await store.schedule(choose, owner="p:1:x", ttl=30, now=cluster.clock.now())
+        for job in done.started:  # finish it, freeing the slot
+            await store.transition(job.id, JobState.CANCELLED, now=cluster.clock.now())
+        return [j.id for j in done.started]
+
+    a1, b1 = await add("a"), await add("b")
+    assert await one_pass(FairQueue()) == [a1]
+    assert await one_pass(FairQueue()) == [b1]
+    b2, a2 = await add("b"), await add("a")
+    # A new process (a fresh FairQueue): a was served longest ago, so a2 goes first.
+    assert await one_pass(FairQueue()) == [a2]
+    assert await one_pass(FairQueue()) == [b2]
+
+
+async def _in_state(store: Store, job_id: str, state: JobState) -> Any:
+    job = await store.get_job(job_id)
+    return job if job is not None and job.state is state else None
