@@ -479,3 +479,27 @@ def test_sample_inputs_work_in_every_mode_they_name(tmp_path: Path) -> None:
                         "samples/clip.mp4", "--audio", "samples/tune.wav", "--out", "more.mp4",
                         "--duration", "4", "--resolution", "480p", cwd=tmp_path)
     assert reference.returncode == 0, reference.stderr
+
+
+# ---- several generate on one data folder ---------------------------------------------------
+
+def test_three_generate_side_by_side_each_write_their_own_video(tmp_path: Path) -> None:
+    """Started together on one data folder: each exits 0 as soon as its own video is written
+    (none waits for, runs, or writes another's)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEEDANCE_")}
+    env["SEEDANCE_DATA_DIR"] = str(tmp_path / "data")
+    prompts = ["a red fox in snow", "a blue whale at dusk", "a green parrot in rain"]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bot", "generate", prompt, "--out", f"v{n}.mp4",
+             "--resolution", "480p", "--duration", "4", "--seed", str(n + 1)],
+            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for n, prompt in enumerate(prompts)
+    ]
+    outcomes = [p.communicate(timeout=240) for p in procs]
+    for n, (proc, (out, err)) in enumerate(zip(procs, outcomes, strict=True)):
+        assert proc.returncode == 0, err
+        assert f"v{n}.mp4" in out and "earlier" not in err, (out, err)
+    firsts = [measure(tmp_path / f"v{n}.mp4")["first"] for n in range(3)]
+    # Three different prompts and seeds: three different videos, each where it was asked.
+    assert not (firsts[0] == firsts[1]).all() and not (firsts[1] == firsts[2]).all()
