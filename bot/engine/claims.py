@@ -183,6 +183,10 @@ class Keeper:
         for job in await store.orphans():
             await self._take(job)
         mine = set(self._running())
+        for job in await store.orphans(owner=self.owner):
+            if job.id not in mine:  # its runner ended early (the database was away)
+                self._resume(job.id)
+        mine = set(self._running())
         for update_id, job_id, text in await store.updates_for(self.owner):
             if job_id in mine:
                 self._deliver(job_id, decode_state(text))

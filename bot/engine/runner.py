@@ -29,6 +29,7 @@ from bot.errors import GatewayError, InvalidInput, scrub
 from bot.models import TaskState
 from bot.providers.base import Provider
 from bot.store import ACTIVE_STATES, JobState, JobView, Store
+from bot.store.database import is_outage
 
 from .events import Delivery, EventKind, JobEvent
 from .follow import TaskFollower
@@ -119,6 +120,9 @@ class Runners:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if is_outage(exc):  # the keeper resumes it when the database is back
+                log.warning("job %s waits: the database is away (%s)", job_id, exc)
+                return
             log.exception("job %s stopped by an unexpected error", job_id)
             if job is not None:
                 current = await self._store.get_job(job_id)

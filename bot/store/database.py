@@ -25,7 +25,7 @@ import logging
 import re
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -300,14 +300,30 @@ class PostgresDatabase(Database):
 
     @contextlib.asynccontextmanager
     async def transaction(self, *, lock: str | None = None) -> AsyncIterator[Tx]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            if lock is not None:
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", lock)
-            yield _PostgresTx(conn, self)
+        with self._outage():
+            async with self._pool.acquire() as conn, conn.transaction():
+                if lock is not None:
+                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", lock)
+                yield _PostgresTx(conn, self)
 
     async def fetch(self, sql: str, params: Params = ()) -> list[Any]:
-        async with self._pool.acquire() as conn:
-            return list(await conn.fetch(self.sql(sql), *params))
+        with self._outage():
+            async with self._pool.acquire() as conn:
+                return list(await conn.fetch(self.sql(sql), *params))
+
+    @contextlib.contextmanager
+    def _outage(self) -> Iterator[None]:
+        """The server away (down, restarting, the network): `DatabaseUnavailable`, which the
+        engine waits out (bot/engine/claims.py) and people are told to try again shortly."""
+        import asyncpg
+
+        try:
+            yield
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                asyncpg.CannotConnectNowError, asyncpg.exceptions.AdminShutdownError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DatabaseUnavailable(
+                f"PostgreSQL at {masked(self.url)} is unreachable ({reason})") from exc
 
     async def listen(self, channel: str, listener: Listener) -> bool:
         """One dedicated connection listens for the whole process."""
@@ -343,6 +359,18 @@ async def open_database(url_or_path: str | Path) -> Database:
     return SqliteDatabase(Path(text))
 
 
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says the database is away (down, restarting, unreachable, locked too
+    long) rather than that a statement is wrong: the work waits and is tried again, nothing
+    is failed for it."""
+    if isinstance(exc, DatabaseUnavailable):
+        return True
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc)
+        return "locked" in text or "busy" in text or "unable to open" in text
+    return False
+
+
 def is_postgres_url(value: str | None) -> bool:
     return bool(value) and str(value).startswith(("postgresql://", "postgres://"))
 
@@ -354,6 +382,7 @@ __all__ = [
     "PostgresDatabase",
     "SqliteDatabase",
     "Tx",
+    "is_outage",
     "is_postgres_url",
     "masked",
     "open_database",
