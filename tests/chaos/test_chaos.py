@@ -51,11 +51,11 @@ class Plan:
     down_for: list[float] = field(default_factory=list)
 
 
-def make_plan(rng: random.Random, users: int) -> Plan:
-    askers = [rng.randrange(users) for _ in range(JOBS)]
-    fate = [rng.choices(["ok", "fail", "cancel"], weights=[7, 2, 1])[0] for _ in range(JOBS)]
-    kill_after = [rng.uniform(1.0, 6.0) for _ in range(KILLS)]
-    down_for = [rng.uniform(0.0, 0.5) for _ in range(KILLS)]
+def make_plan(rng: random.Random, users: int, *, jobs: int = JOBS, kills: int = KILLS) -> Plan:
+    askers = [rng.randrange(users) for _ in range(jobs)]
+    fate = [rng.choices(["ok", "fail", "cancel"], weights=[7, 2, 1])[0] for _ in range(jobs)]
+    kill_after = [rng.uniform(1.0, 6.0) for _ in range(kills)]
+    down_for = [rng.uniform(0.0, 0.5) for _ in range(kills)]
     return Plan(askers, fate, kill_after, down_for)
 
 

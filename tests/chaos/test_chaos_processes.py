@@ -1,0 +1,204 @@
+"""Kill -9 chaos with several processes on one database: two shards and a worker on
+PostgreSQL, a bot and a worker on SQLite. Users ask for 60 videos over 2 servers; seeded
+SIGKILLs hit random processes, each restarted after a moment. Whatever the timing: every job
+ends once, every delivered job is posted once, the ledger balances, and no job is left
+claimed by a process that died (its jobs were taken over by the others).
+
+`CHAOS_SEED=<n>` replays a plan, as in test_chaos.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bot.store import Store
+from tests.chaos.test_chaos import (
+    ENDINGS,
+    FAST,
+    OPEN_PER_USER,
+    Asker,
+    check_outcomes,
+    make_plan,
+)
+from tests.e2e.harness import BotProcess
+from tests.fakes.discord.interactions import FakeInteraction
+from tests.fakes.discord.server import FakeDiscord
+
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
+
+JOBS = int(os.environ.get("CHAOS_JOBS", "60"))
+KILLS = int(os.environ.get("CHAOS_KILLS", "5"))
+
+
+class Proc(BotProcess):
+    """One process of the fleet: `run` (a shard, or every shard) or `worker`."""
+
+    def __init__(self, fake: FakeDiscord, data_dir: Path, env: dict[str, str], name: str,
+                 command: str, shard: tuple[int, int] | None) -> None:
+        super().__init__(fake, data_dir, env)
+        self.name, self.command, self.shard = name, command, shard
+        self.log_path = data_dir / f"{name}.log"
+        self.starts = 0
+
+    async def start(self) -> None:
+        known = set(self.fake.gateway.sessions)
+        log = self.log_path.open("ab")
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.fakes.discord.run_bot", self.command,
+            env=self.environment(), stdout=log, stderr=log, cwd=str(self.data_dir.parent))
+        log.close()
+        self.starts += 1
+        if self.command == "run":
+            def fresh() -> bool:
+                return any(s.id not in known and (self.shard is None or s.shard == self.shard)
+                           for s in self.fake.gateway.live_sessions())
+            await self.fake.wait_for(fresh, timeout=60, what=f"{self.name}'s gateway session")
+            await self.fake.wait_for(lambda: self.fake.commands(), timeout=60,
+                                     what="command sync")
+
+
+class Fleet:
+    def __init__(self, fake: FakeDiscord, procs: list[Proc], target: str | Path,
+                 askers: list[Asker], rng: random.Random) -> None:
+        self.fake, self.procs, self.target, self.askers, self.rng = (
+            fake, procs, target, askers, rng)
+        self.plan = make_plan(rng, len(askers), jobs=JOBS, kills=KILLS)
+        self.sent: list[FakeInteraction] = []
+        self.store: Store | None = None
+        self.killed: Counter[str] = Counter()
+
+    async def open_store(self) -> Store:
+        if self.store is None:
+            self.store = await Store.open(self.target)
+        return self.store
+
+    async def killer(self) -> None:
+        for uptime, down in zip(self.plan.kill_after, self.plan.down_for, strict=True):
+            await asyncio.sleep(uptime)
+            victim = self.rng.choice(self.procs)
+            await victim.kill()
+            self.killed[victim.name] += 1
+            await asyncio.sleep(down)
+            await victim.start()
+
+    async def asker(self) -> None:
+        store = await self.open_store()
+        for n, (who, fate) in enumerate(zip(self.plan.askers, self.plan.fate, strict=True)):
+            asker = self.askers[who]
+            while True:
+                busy = Counter(j.user_id for j in await store.jobs() if not j.terminal)
+                if (busy[str(asker.member.user.id)] < OPEN_PER_USER
+                        and self.fake.gateway.live_sessions(asker.channel.guild_id)):
+                    break
+                await asyncio.sleep(0.1)
+            prompt = f"fleet job {n}: a lighthouse in a storm"
+            if fate == "fail":
+                prompt += " [local:fail:task_failed]"
+            try:
+                inter = await self.fake.invoke_slash(
+                    asker.channel.guild_id, asker.channel.id, asker.member.user.id, "video",
+                    {"prompt": prompt, **FAST})
+            except RuntimeError:  # the shard died between the check and the send
+                continue
+            self.sent.append(inter)
+            if fate == "cancel":
+                asyncio.get_running_loop().create_task(self.cancel_later(inter))
+            await asyncio.sleep(self.rng.uniform(0.0, 0.2))
+
+    async def cancel_later(self, inter: FakeInteraction) -> None:
+        await asyncio.sleep(self.rng.uniform(0.2, 2.0))
+        original = inter.original
+        cancel = next((c for c in original.custom_ids() if c.startswith("sd:cancel:")),
+                      None) if original is not None else None
+        if original is None or cancel is None:
+            return
+        try:
+            await self.fake.click(original.id, cancel, inter.user_id)
+        except Exception:  # noqa: BLE001 — finished already, or its shard is down: both fair
+            pass
+
+    async def settle(self, seconds: float) -> list:  # type: ignore[type-arg]
+        store = await self.open_store()
+        deadline = asyncio.get_running_loop().time() + seconds
+        while True:
+            jobs = await store.jobs()
+            if all(j.state in ENDINGS for j in jobs):
+                return jobs
+            if asyncio.get_running_loop().time() > deadline:
+                stuck = [(j.id[:8], j.state.value, j.owner) for j in jobs
+                         if j.state not in ENDINGS]
+                raise AssertionError(f"jobs never finished: {stuck}")
+            await asyncio.sleep(0.25)
+
+
+async def run_fleet(tmp_path: Path, layout: list[tuple[str, str, tuple[int, int] | None]],
+                    database_url: str | None) -> None:
+    seed = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(2**32))
+    print(f"chaos seed: {seed} (replay with CHAOS_SEED={seed})")
+    rng = random.Random(seed)
+    data = tmp_path / "data"
+    data.mkdir()
+    async with FakeDiscord() as fake:
+        second = fake.add_guild("Second")
+        first_channel = fake.channel
+        second_channel = fake.world.channels[second.default_channel_id]
+        askers = [
+            Asker(fake.member, first_channel),
+            Asker(fake.add_member("bob"), first_channel),
+            Asker(fake.add_member("carol"), first_channel),
+            Asker(fake.add_member("dave", guild_id=second.id), second_channel),
+            Asker(fake.add_member("erin", guild_id=second.id), second_channel),
+        ]
+        env = {"SEEDANCE_LOCAL_DELAY": "0.5", "SEEDANCE_DEV_GUILD_ID": "0"}
+        if database_url:
+            env["SEEDANCE_DATABASE_URL"] = database_url
+        procs = []
+        for name, command, shard in layout:
+            own = dict(env)
+            if shard is not None:
+                own.update({"SEEDANCE_SHARD_COUNT": str(shard[1]),
+                            "SEEDANCE_SHARD_IDS": str(shard[0])})
+            procs.append(Proc(fake, data, own, name, command, shard))
+        target = database_url or data / "seedance.sqlite3"
+        fleet = Fleet(fake, procs, target, askers, rng)
+        try:
+            for proc in procs:
+                await proc.start()
+            await asyncio.gather(fleet.asker(), fleet.killer())
+            jobs = await fleet.settle(180)
+            await asyncio.sleep(1.0)  # the last edits and posts land just after the rows
+            store = await fleet.open_store()
+            await check_outcomes(fake, [first_channel, second_channel], jobs,
+                                 await store.ledger(), fleet.plan)
+            # Every job ended, so none is claimed; and a job of a killed process was resumed.
+            assert await store.owners() == {}
+        except BaseException:
+            for proc in procs:
+                print(f"---- {proc.name} ----\n{proc.log()}")
+            raise
+        finally:
+            if fleet.store is not None:
+                await fleet.store.close()
+            for proc in procs:
+                await proc.stop()
+        states = Counter(j.state.value for j in jobs)
+        print(f"fleet chaos: {len(fleet.sent)} asked, {len(jobs)} jobs {dict(states)}, "
+              f"kills {dict(fleet.killed)}")
+        assert sum(fleet.killed.values()) == KILLS
+        assert len(jobs) >= JOBS * 0.7, (len(jobs), len(fleet.sent))
+
+
+async def test_two_shards_and_a_worker_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    await run_fleet(tmp_path, [("shard0", "run", (0, 2)), ("shard1", "run", (1, 2)),
+                               ("worker", "worker", None)], postgres_url)
+
+
+async def test_a_bot_and_a_worker_on_sqlite(tmp_path: Path) -> None:
+    await run_fleet(tmp_path, [("bot", "run", None), ("worker", "worker", None)], None)
