@@ -44,6 +44,12 @@ def sleeps() -> SleepLog:
     return SleepLog()
 
 
+@pytest.fixture(scope="session")
+def run_switches() -> dict[str, str]:
+    """The SEEDANCE_TEST_* variables this run was started with (see TEST_SWITCHES)."""
+    return dict(TEST_SWITCHES)
+
+
 # ---- PostgreSQL: the store's second backend ----------------------------------------------------
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[pgserver.PgServer]:
