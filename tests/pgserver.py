@@ -287,7 +287,9 @@ def start(*, watch_pid: int | None = None, stop_at_exit: bool = True) -> PgServe
     server = PgServer(f"postgresql://postgres@127.0.0.1:{port}/postgres", root=root,
                       server_bindir=server_bindir, watchdog=watchdog)
     if stop_at_exit:
-        atexit.register(server.stop)
+        starter = os.getpid()
+        # Only the starting process: a forked child exiting must not stop its parent's server.
+        atexit.register(lambda: server.stop() if os.getpid() == starter else None)
     return server
 
 
