@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -257,8 +256,8 @@ def _new_job(user: str, credits: int) -> NewJob:
                   credits_estimate=credits)
 
 
-async def _race(path: Path, limit: int, costs: list[int], connections: int) -> None:
-    stores = [await Store.open(path) for _ in range(connections)]
+async def _race(url: str, limit: int, costs: list[int], connections: int) -> None:
+    stores = [await Store.open(url) for _ in range(connections)]
     try:
         check = UsageCheck("guild", "g", limit, 0.0)
 
@@ -282,17 +281,19 @@ async def _race(path: Path, limit: int, costs: list[int], connections: int) -> N
             await store.close()
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Each example gets a fresh database of the backend under test (`more_store_urls`), so the
+# fixture being function-scoped is harmless.
+@settings(max_examples=6, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(
     limit=st.integers(min_value=0, max_value=60),
     costs=st.lists(st.integers(min_value=1, max_value=12), min_size=20, max_size=120),
     connections=st.integers(min_value=1, max_value=3),
 )
 def test_concurrent_reservations_never_overspend(
-    limit: int, costs: list[int], connections: int
+    more_store_urls: Callable[[], str], limit: int, costs: list[int], connections: int
 ) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        asyncio.run(_race(Path(tmp) / "db.sqlite3", limit, costs, connections))
+    asyncio.run(_race(more_store_urls(), limit, costs, connections))
 
 
 async def test_a_thousand_concurrent_enqueues_against_a_small_limit(rig: Rig) -> None:

@@ -1,4 +1,5 @@
-"""The store on a real SQLite file: migrations, WAL, conditional transitions, the ledger."""
+"""The store on both backends (a SQLite file and a PostgreSQL database, `store_url`):
+migrations, conditional transitions, the ledger, admission; WAL on SQLite."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from bot.store.schema import split_statements
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = await Store.open(tmp_path / "db" / "seedance.sqlite3")
+async def store(store_url: str) -> AsyncIterator[Store]:
+    s = await Store.open(store_url)
     yield s
     await s.close()
 
@@ -30,19 +31,24 @@ def new_job(user: str = "u1", credits: int = 5, guild: str = "g1", **kw: object)
                   context={"token": "abc"}, **kw)  # type: ignore[arg-type]
 
 
-async def test_migrations_apply_once_and_wal_is_on(tmp_path: Path) -> None:
-    path = tmp_path / "seedance.sqlite3"
-    first, second = await asyncio.gather(Store.open(path), Store.open(path))  # racing processes
-    latest = max(v for v, _n, _s in migrations())
+async def test_migrations_apply_once(store_url: str) -> None:
+    first, second = await asyncio.gather(Store.open(store_url), Store.open(store_url))  # racing
+    latest = max(v for v, _n, _s in migrations(first.db.dialect))
     assert await first.schema_version() == latest
     await first.close()
     await second.close()
-    reopened = await Store.open(path)
+    reopened = await Store.open(store_url)
+    rows = await reopened.db.fetch("SELECT version FROM schema_migrations ORDER BY version")
     await reopened.close()
+    assert [r[0] for r in rows] == [v for v, _n, _s in migrations(reopened.db.dialect)]
+
+
+async def test_sqlite_runs_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "seedance.sqlite3"
+    store = await Store.open(path)
+    await store.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        rows = conn.execute("SELECT version FROM schema_migrations").fetchall()
-    assert [r[0] for r in rows] == [v for v, _n, _s in migrations()]
 
 
 def test_migration_files_are_numbered_and_split_cleanly() -> None:
@@ -247,12 +253,11 @@ async def test_admission_per_minute_counts_the_last_sixty_seconds(store: Store) 
         assert await store.create_job(new_job("a"), [], now=1060.0, admission=off) is None
 
 
-async def test_admission_holds_across_connections(tmp_path: Path) -> None:
+async def test_admission_holds_across_connections(store_url: str) -> None:
     """Two processes enqueueing at once cannot both take the last place."""
     from bot.store.records import Admission
 
-    path = tmp_path / "shared.sqlite3"
-    stores = [await Store.open(path) for _ in range(3)]
+    stores = [await Store.open(store_url) for _ in range(3)]
     try:
         caps = Admission(user_queued=4)
         accepted = await asyncio.gather(*(

@@ -275,6 +275,7 @@ class PostgresDatabase(Database):
         self._sql: dict[str, str] = {}
         self._listener: Any = None
         self._listeners: dict[str, list[Listener]] = {}
+        self._dispatchers: dict[str, Callable[..., None]] = {}
 
     @classmethod
     async def connect(cls, url: str, *, min_size: int = 1, max_size: int = 10,
@@ -340,13 +341,18 @@ class PostgresDatabase(Database):
                         log.exception("listener on %s failed", chan)
 
             await self._listener.add_listener(channel, dispatch)
+            self._dispatchers[channel] = dispatch
         self._listeners[channel].append(listener)
         return True
 
     async def close(self) -> None:
         if self._listener is not None:
             with contextlib.suppress(Exception):
+                # Unlisten first: asyncpg warns of a connection released with listeners on it.
+                for channel, dispatch in self._dispatchers.items():
+                    await self._listener.remove_listener(channel, dispatch)
                 await self._pool.release(self._listener)
+            self._dispatchers.clear()
             self._listener = None
         await self._pool.close()
 

@@ -51,7 +51,8 @@ CREATE TABLE job_messages (
     PRIMARY KEY (job_id, kind)
 );
 
-ALTER TABLE jobs ADD COLUMN moderator_id TEXT;      -- who approved or rejected it
-ALTER TABLE jobs ADD COLUMN forgotten INTEGER NOT NULL DEFAULT 0;  -- the user deleted their data
+-- Who approved or rejected a job, and whether the user deleted their data.
+ALTER TABLE jobs ADD COLUMN moderator_id TEXT;
+ALTER TABLE jobs ADD COLUMN forgotten INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX jobs_guild_created ON jobs (guild_id, created_at);
 CREATE INDEX jobs_event ON jobs (event_id);

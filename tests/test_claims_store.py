@@ -1,0 +1,171 @@
+"""bot/store/claims.py on both backends: who drives each active job (claims, leases by the
+database's clock, orphans, release), news for a job's driver, cancel requests, and the fair
+queue's memory. Expired leases are made with a negative ttl, so nothing here waits for a clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from bot.models import GenerationRequest
+from bot.store import JobState, NewJob, Store
+from bot.store.records import Served
+
+HOUR = 3600.0
+EXPIRED = -60.0  # a lease that ran out a minute ago
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    s = await Store.open(store_url)
+    yield s
+    await s.close()
+
+
+async def add_job(store: Store, state: JobState = JobState.SUBMITTING) -> str:
+    """A job in `state` (written queued, then moved there, as the engine does)."""
+    job = NewJob(id=str(uuid.uuid4()), guild_id="g1", channel_id="c", user_id="u1", role_ids=(),
+                 request=GenerationRequest(prompt="a fox", duration=5), provider="local",
+                 model=None, state=JobState.QUEUED, credits_estimate=5)
+    assert await store.create_job(job, [], now=1.0) is None
+    if state is not JobState.QUEUED:
+        assert await store.transition(job.id, state, now=2.0) is not None
+    return job.id
+
+
+async def test_an_active_job_nobody_drives_is_an_orphan_until_claimed(store: Store) -> None:
+    active = await add_job(store)
+    await add_job(store, JobState.QUEUED)  # waiting jobs are the scheduler's, never orphans
+    assert [j.id for j in await store.orphans()] == [active]
+
+    taken = await store.claim(active, "p1", HOUR)
+    assert taken is not None and taken.owner == "p1"
+    assert taken.lease_until is not None and taken.lease_until > await store.db_now() + HOUR / 2
+    assert await store.orphans() == []
+    assert await store.owners() == {"p1": 1}
+    assert await store.claim(active, "p2", HOUR) is None  # held: not p2's to take
+    again = await store.claim(active, "p1", HOUR)  # the owner may claim its own job again
+    assert again is not None and again.owner == "p1"
+
+
+async def test_an_expired_lease_is_taken_over(store: Store) -> None:
+    job = await add_job(store)
+    assert await store.claim(job, "p1", EXPIRED) is not None
+    assert [j.id for j in await store.orphans()] == [job]
+    taken = await store.claim(job, "p2", HOUR)
+    assert taken is not None and taken.owner == "p2"
+    assert await store.claim(job, "p3", HOUR) is None
+    # A caller that proved p2 dead (bot/lease.py) may take its jobs before the lease runs out.
+    replaced = await store.claim(job, "p3", HOUR, replacing="p2")
+    assert replaced is not None and replaced.owner == "p3"
+
+
+async def test_only_active_jobs_can_be_claimed(store: Store) -> None:
+    queued = await add_job(store, JobState.QUEUED)
+    done = await add_job(store, JobState.DELIVERED)
+    for job in (queued, done, "no-such-job"):
+        assert await store.claim(job, "p1", HOUR) is None
+    assert await store.owners() == {}
+
+
+async def test_renew_extends_the_owners_active_leases_only(store: Store) -> None:
+    mine = [await add_job(store), await add_job(store)]
+    theirs = await add_job(store)
+    finished = await add_job(store)
+    for job in mine:
+        await store.claim(job, "p1", EXPIRED)
+    await store.claim(theirs, "p2", EXPIRED)
+    await store.claim(finished, "p1", EXPIRED)
+    await store.transition(finished, JobState.DELIVERED, now=3.0)
+
+    assert await store.renew("p1", HOUR) == 2  # the delivered job is no longer driven
+    assert [j.id for j in await store.orphans()] == [theirs]
+    assert await store.renew("nobody", HOUR) == 0
+    assert await store.owners() == {"p1": 2, "p2": 1}
+
+
+async def test_release_hands_the_jobs_over_at_once(store: Store) -> None:
+    jobs = [await add_job(store), await add_job(store)]
+    for job in jobs:
+        await store.claim(job, "p1", HOUR)
+    assert await store.release("p1") == 2
+    assert [j.id for j in await store.orphans()] == jobs  # in queue order
+    taken = await store.claim(jobs[0], "p2", HOUR)
+    assert taken is not None and taken.owner == "p2"
+    assert [j.id for j in await store.orphans(limit=5)] == [jobs[1]]
+
+
+async def test_updates_are_kept_in_order_until_dropped(store: Store) -> None:
+    job, other = await add_job(store), await add_job(store)
+    first = await store.record_update(job, '{"state": "running"}', now=5.0)
+    second = await store.record_update(job, '{"state": "succeeded"}', now=6.0)
+    await store.record_update(other, '{"state": "failed"}', now=6.0)
+    assert second > first
+    assert await store.updates(job) == [(first, '{"state": "running"}'),
+                                        (second, '{"state": "succeeded"}')]
+    assert await store.updates(job, after=first) == [(second, '{"state": "succeeded"}')]
+    await store.drop_updates(job)
+    assert await store.updates(job) == []
+    assert len(await store.updates(other)) == 1
+
+
+async def test_an_update_is_announced_on_postgres(store: Store) -> None:
+    """PostgreSQL tells every listening process; SQLite says it can't (the caller polls)."""
+    heard: asyncio.Queue[str] = asyncio.Queue()
+    listening = await store.db.listen("seedance_updates", heard.put_nowait)
+    assert listening is (store.dialect == "postgres")
+    job = await add_job(store)
+    await store.record_update(job, "{}", now=1.0)
+    if listening:
+        assert await asyncio.wait_for(heard.get(), timeout=30) == job
+
+
+async def test_a_cancel_request_reaches_the_owner(store: Store) -> None:
+    job = await add_job(store)
+    queued = await add_job(store, JobState.QUEUED)
+    await store.claim(job, "p1", HOUR)
+    assert await store.request_cancel(job, "u1") is True
+    assert await store.request_cancel(queued, "u1") is False  # not active: cancelled directly
+    assert await store.request_cancel("no-such-job", "u1") is False
+    asked = await store.cancel_requests("p1")
+    assert [(j.id, j.cancel_requested) for j in asked] == [(job, "u1")]
+    assert await store.cancel_requests("p2") == []
+
+
+async def test_the_fair_queue_remembers_who_was_served(store: Store) -> None:
+    assert await store.db.atomic(store.served) == Served({}, {}, 0)
+
+    async def save(served: Served, changed: Served) -> None:
+        await store.db.atomic(lambda tx: store.save_served(tx, served, changed))
+
+    await save(Served({}, {}, 3), Served({"g1": 3}, {("g1", "u1"): 3}, 3))
+    await save(Served({}, {}, 5), Served({"g2": 5}, {("g1", "u1"): 5, ("g2", "u2"): 4}, 5))
+    assert await store.db.atomic(store.served) == Served(
+        {"g1": 3, "g2": 5}, {("g1", "u1"): 5, ("g2", "u2"): 4}, 5)
+
+
+async def test_two_processes_claiming_one_orphan_give_it_to_one(store_url: str) -> None:
+    """Every orphan is claimed by two stores at once (separate connections, as two processes
+    would be): each goes to exactly one of them, and its row names that one."""
+    first, second = await Store.open(store_url), await Store.open(store_url)
+    try:
+        jobs = [await add_job(first) for _ in range(20)]
+        for job in jobs:
+            await first.claim(job, "dead", EXPIRED)
+        results = await asyncio.gather(*(
+            store.claim(job, name, HOUR)
+            for job in jobs for store, name in ((first, "a"), (second, "b"))))
+        for index, job in enumerate(jobs):
+            pair = results[2 * index:2 * index + 2]
+            winners = [view for view in pair if view is not None]
+            assert len(winners) == 1, (job, pair)
+            row = await second.get_job(job)
+            assert row is not None and row.owner == winners[0].owner
+        assert await first.orphans() == []
+    finally:
+        await first.close()
+        await second.close()
