@@ -38,15 +38,18 @@ Start the Discord bot and keep it running until it is stopped (Ctrl-C or SIGTERM
 It needs DISCORD_TOKEN, the bot's token (https://discord.com/developers/applications → your
 application → Bot → Reset Token). Settings are read from the environment and from a .env file
 in the current folder. SEEDANCE_DATA_DIR (default ./data) is the folder for the job database,
-downloaded videos and the callback secret; one bot runs per data folder. SEEDANCE_PROVIDER picks
-the gateway (default local: renders offline, no key), with its <GATEWAY>_API_KEY; SEEDANCE_MODEL
-picks a model of that gateway."""
+downloaded videos and the callback secret. SEEDANCE_DATABASE_URL=postgresql://... puts the jobs
+in PostgreSQL instead, which several processes may share (shards chosen with
+SEEDANCE_SHARD_COUNT and SEEDANCE_SHARD_IDS, and `seedance-bot worker`s): each takes over the
+jobs another left. SEEDANCE_PROVIDER picks the gateway (default local: renders offline, no key),
+with its <GATEWAY>_API_KEY; SEEDANCE_MODEL picks a model of that gateway."""
 
 RUN_EPILOG = """\
 exit codes:
   0  stopped normally
-  1  Discord or the network failed, or another seedance-bot runs on this data folder
-  2  invalid configuration (token, data folder, model, callback port); nothing was started"""
+  1  Discord or the network failed
+  2  invalid configuration (token, data folder, model, callback port) or the database can't be
+     reached; nothing was started"""
 
 GENERATE_DESCRIPTION = """\
 Make one video without Discord and write it to --out, through the same engine the bot runs.

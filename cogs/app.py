@@ -11,7 +11,6 @@ commands and buttons arrive as interactions and need no privileged intents).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import sys
@@ -29,12 +28,12 @@ from bot.config import PROVIDER_NAMES, Settings
 from bot.engine import Engine, QuotaExceeded
 from bot.engine.engine import CallbackUrls
 from bot.errors import ConfigError, InvalidInput, Refusal, SeedanceError, scrub
-from bot.lease import Lease, LeaseHeld
 from bot.models import TaskState
 from bot.providers import ProviderRegistry
 from bot.providers.base import Provider
 from bot.service import Services
 from bot.store import Store
+from bot.store.database import DatabaseUnavailable
 from bot.webhooks import CallbackReceiver, https_problem, load_or_create_secret
 from cogs.utils.cards import ModButton
 from cogs.utils.core import Core, cdn_hosts
@@ -118,9 +117,6 @@ class SeedanceBot(commands.AutoShardedBot):
         self.settings = settings
         self.providers: ProviderRegistry | None = None
         self._receiver: CallbackReceiver | None = None
-        self.lease: Lease | None = None
-        self.lease_lost = False
-        self._lease_keeper: asyncio.Task[None] | None = None
         self._callbacks: CallbackUrls | None = None
         self._prepared = False
 
@@ -131,22 +127,20 @@ class SeedanceBot(commands.AutoShardedBot):
         return self.providers.get(name)
 
     async def prepare(self) -> None:
-        """Everything that needs no Discord, before logging in to it: the store, the lease
-        (one process drives the jobs) and the callback receiver's port. A problem here stops
-        the bot at once, without a login, a gateway connection or a half-built bot.
+        """Everything that needs no Discord, before logging in to it: the store (SQLite, or
+        the PostgreSQL that several processes share) and the callback receiver's port. A
+        problem here stops the bot at once, without a login, a gateway connection or a
+        half-built bot.
 
-        Raises `LeaseHeld`, or `ConfigError` when SEEDANCE_WEBHOOK_PORT cannot be listened on.
+        Raises `DatabaseUnavailable`, or `ConfigError` when SEEDANCE_WEBHOOK_PORT cannot be
+        listened on.
         """
         if self._prepared:
             return
         self._prepared = True
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.http_client = httpx.AsyncClient(timeout=60.0, follow_redirects=False)
-        self.store = await Store.open(self.settings.database_path)
-        self.lease = Lease(self.store)
-        await self.lease.acquire()  # before resuming anything: one process drives the jobs
-        self._lease_keeper = asyncio.create_task(self.lease.keep(self._lease_lost),
-                                                 name="lease")
+        self.store = await Store.open(self.settings.database)
         self._callbacks = await self._start_receiver()
 
     async def setup_hook(self) -> None:
@@ -226,11 +220,6 @@ class SeedanceBot(commands.AutoShardedBot):
             synced = await self.tree.sync()
         log.info("synced %d application commands", len(synced))
 
-    async def _lease_lost(self) -> None:
-        """Another process drives the jobs now; running on would post twice."""
-        self.lease_lost = True
-        await self.close()
-
     async def on_ready(self) -> None:
         log.info("ready as %s in %d guilds", self.user, len(self.guilds))
 
@@ -239,11 +228,6 @@ class SeedanceBot(commands.AutoShardedBot):
         engine = getattr(self, "engine", None)
         if engine is not None:
             await engine.stop()
-        if self._lease_keeper is not None and self._lease_keeper is not asyncio.current_task():
-            self._lease_keeper.cancel()
-        if self.lease is not None and not self.lease_lost:
-            with contextlib.suppress(Exception):
-                await self.lease.release()
         if self._receiver is not None:
             await self._receiver.stop()
         if self.providers is not None:
@@ -262,7 +246,7 @@ def _discord_host() -> str:
 
 async def _serve(bot: SeedanceBot, token: str) -> None:
     async with bot:
-        await bot.prepare()  # the data dir, the lease and the callback port: before the login
+        await bot.prepare()  # the data dir, the database and the callback port: before the login
         await bot.start(token)
 
 
@@ -272,8 +256,8 @@ def _fail(settings: Settings, message: str) -> None:
 
 
 def run_bot(settings: Settings) -> int:
-    """Run until stopped. Returns the process exit code: 0 stopped, 1 Discord, the network or
-    another bot on this database, 2 configuration. Every failure is one line, no traceback."""
+    """Run until stopped. Returns the process exit code: 0 stopped, 1 Discord or the network,
+    2 configuration or the database. Every failure is one line, no traceback."""
     assert settings.discord_token
     bot = SeedanceBot(settings)
     try:
@@ -284,10 +268,7 @@ def run_bot(settings: Settings) -> int:
         _fail(settings, "Discord refused DISCORD_TOKEN; reset it in the developer portal "
                         "(Bot → Reset Token)")
         return 2
-    except LeaseHeld as exc:
-        _fail(settings, str(exc))
-        return 1
-    except ConfigError as exc:
+    except (ConfigError, DatabaseUnavailable) as exc:
         _fail(settings, str(exc))
         return 2
     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -299,4 +280,4 @@ def run_bot(settings: Settings) -> int:
         _fail(settings, f"Discord answered HTTP {exc.status} at {_discord_host()} "
                         f"({exc.text or 'no details'}); try again later")
         return 1
-    return 1 if bot.lease_lost else 0
+    return 0

@@ -11,13 +11,10 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from bot.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 LOGIN = "logging in using static token"  # discord.py's INFO line as the login starts
@@ -84,21 +81,28 @@ def test_a_taken_callback_port_is_refused_before_login(tmp_path: Path, taken_por
     assert LOGIN not in result.stderr
 
 
-async def test_a_live_bot_on_the_same_database_is_refused_at_once(tmp_path: Path) -> None:
-    """This test process holds the lease, as a running bot on this host would: no waiting for
-    its ttl, no login."""
-    (tmp_path / "data").mkdir()
-    store = await Store.open(tmp_path / "data" / "seedance.sqlite3")
-    owner = f"{socket.gethostname()}:{os.getpid()}:test"
-    try:
-        assert await store.take_lease("engine", owner, until=time.time() + 600, now=time.time())
-        result = run_bot(tmp_path)
-    finally:
-        await store.close()
-    assert result.returncode == 1
+def test_an_unreachable_postgresql_is_one_line_with_the_password_masked(
+        tmp_path: Path) -> None:
+    """Nothing listens on the port: exit 2 before any login, naming the URL without its
+    password and what to check."""
+    port = closed_port()
+    result = run_bot(tmp_path, {"SEEDANCE_DATABASE_URL":
+                                f"postgresql://seedance:s3cret@127.0.0.1:{port}/seedance"})
+    assert result.returncode == 2
     line = failure(result)
-    assert f"Another seedance-bot ({owner}) is running on this database" in line
-    assert "SEEDANCE_DATA_DIR" in line and LOGIN not in result.stderr
+    assert f"postgresql://seedance:***@127.0.0.1:{port}/seedance" in line
+    assert "s3cret" not in result.stderr
+    for what in ("server runs", "host and port", "user and password", "database exists"):
+        assert what in line
+    assert LOGIN not in result.stderr
+
+
+def test_another_database_scheme_is_refused_naming_the_fix(tmp_path: Path) -> None:
+    result = run_bot(tmp_path, {"SEEDANCE_DATABASE_URL": "mysql://bot:s3cret@db/seedance"})
+    assert result.returncode == 2
+    line = failure(result)
+    assert "SEEDANCE_DATABASE_URL" in line and "postgresql://" in line
+    assert "s3cret" not in result.stderr and LOGIN not in result.stderr
 
 
 def test_a_data_dir_that_is_a_file_is_refused_before_login(tmp_path: Path) -> None:
