@@ -51,6 +51,21 @@ exit codes:
   2  invalid configuration (token, data folder, model, callback port) or the database can't be
      reached; nothing was started"""
 
+WORKER_DESCRIPTION = """\
+Run jobs without a gateway connection, until stopped (Ctrl-C or SIGTERM): the engine takes
+jobs from the shared database (SEEDANCE_DATABASE_URL, else the SQLite file in
+SEEDANCE_DATA_DIR), makes them, and posts status edits and videos through Discord's REST API
+with DISCORD_TOKEN. It serves no commands: `seedance-bot run` (one process per shard or group
+of shards) does. Start as many workers as you like; each takes over jobs another left. With
+SEEDANCE_WEBHOOK_BASE_URL it also receives the gateways' callbacks; SEEDANCE_HTTP_PORT serves
+GET /healthz. Other settings as for `seedance-bot run --help`."""
+
+WORKER_EPILOG = """\
+exit codes:
+  0  stopped normally
+  1  Discord or the network failed
+  2  invalid configuration or the database can't be reached; nothing was started"""
+
 GENERATE_DESCRIPTION = """\
 Make one video without Discord and write it to --out, through the same engine the bot runs.
 
@@ -83,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the Discord bot", description=RUN_DESCRIPTION,
                    epilog=RUN_EPILOG, formatter_class=_Help)
+    sub.add_parser("worker", help="run jobs and post results, without a gateway connection",
+                   description=WORKER_DESCRIPTION, epilog=WORKER_EPILOG, formatter_class=_Help)
 
     sample = sub.add_parser(
         "sample", help="write sample inputs to try generate with",
@@ -271,7 +288,7 @@ def model_problem(settings: Settings) -> str | None:
     return None
 
 
-def _run_bot() -> int:
+def _run_bot(*, worker: bool = False) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -287,7 +304,7 @@ def _run_bot() -> int:
         return EXIT_INVALID
     from cogs.app import run_bot  # the only place the core hands over to the Discord layer
 
-    return run_bot(settings)
+    return run_bot(settings, worker=worker)
 
 
 def _sample(folder: Path) -> int:
@@ -307,12 +324,13 @@ def _sample(folder: Path) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.command == "run" else logging.WARNING,
+    serving = args.command in ("run", "worker")
+    logging.basicConfig(level=logging.INFO if serving else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every URL at INFO, signed query strings (CDN signatures) included.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if args.command == "run":
-        return _run_bot()
+    if serving:
+        return _run_bot(worker=args.command == "worker")
     if args.command == "sample":
         return _sample(args.folder)
     try:
