@@ -66,6 +66,19 @@ exit codes:
   1  Discord or the network failed
   2  invalid configuration or the database can't be reached; nothing was started"""
 
+MIGRATE_DESCRIPTION = """\
+Copy the bot's SQLite database into an empty PostgreSQL database, once, to move to
+SEEDANCE_DATABASE_URL (several shards, workers). Stop the bot first. Every table is copied with
+its ids; PostgreSQL gets the same schema as the SQLite file (both are brought up to date
+first). Afterwards set SEEDANCE_DATABASE_URL to the --to URL and start the bot again; the
+SQLite file is left as it was."""
+
+MIGRATE_EPILOG = """\
+exit codes:
+  0  copied (stdout says how many jobs and rows)
+  2  refused, nothing copied: PostgreSQL can't be reached or already holds data, a bot still
+     runs on the SQLite file, the schema versions differ, or there is no SQLite file"""
+
 GENERATE_DESCRIPTION = """\
 Make one video without Discord and write it to --out, through the same engine the bot runs.
 
@@ -100,6 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
                    epilog=RUN_EPILOG, formatter_class=_Help)
     sub.add_parser("worker", help="run jobs and post results, without a gateway connection",
                    description=WORKER_DESCRIPTION, epilog=WORKER_EPILOG, formatter_class=_Help)
+
+    migrate = sub.add_parser("migrate-db", help="copy the SQLite database into PostgreSQL",
+                             description=MIGRATE_DESCRIPTION, epilog=MIGRATE_EPILOG,
+                             formatter_class=_Help)
+    migrate.add_argument("--to", required=True, metavar="URL",
+                         help="the empty PostgreSQL database, postgresql://user:password@host"
+                              ":5432/database")
+    migrate.add_argument("--from", dest="source", type=Path, metavar="PATH",
+                         help="the SQLite file (default: seedance.sqlite3 in SEEDANCE_DATA_DIR)")
 
     sample = sub.add_parser(
         "sample", help="write sample inputs to try generate with",
@@ -333,6 +355,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_bot(worker=args.command == "worker")
     if args.command == "sample":
         return _sample(args.folder)
+    if args.command == "migrate-db":
+        from bot.cli_migrate import migrate_db
+
+        return asyncio.run(migrate_db(args.to, args.source))
     try:
         return asyncio.run(_generate(args))
     except KeyboardInterrupt:
