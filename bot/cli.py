@@ -38,15 +38,46 @@ Start the Discord bot and keep it running until it is stopped (Ctrl-C or SIGTERM
 It needs DISCORD_TOKEN, the bot's token (https://discord.com/developers/applications → your
 application → Bot → Reset Token). Settings are read from the environment and from a .env file
 in the current folder. SEEDANCE_DATA_DIR (default ./data) is the folder for the job database,
-downloaded videos and the callback secret; one bot runs per data folder. SEEDANCE_PROVIDER picks
-the gateway (default local: renders offline, no key), with its <GATEWAY>_API_KEY; SEEDANCE_MODEL
-picks a model of that gateway."""
+downloaded videos and the callback secret. SEEDANCE_DATABASE_URL=postgresql://... puts the jobs
+in PostgreSQL instead, which several processes may share (shards chosen with
+SEEDANCE_SHARD_COUNT and SEEDANCE_SHARD_IDS, and `seedance-bot worker`s): each takes over the
+jobs another left. SEEDANCE_PROVIDER picks the gateway (default local: renders offline, no key),
+with its <GATEWAY>_API_KEY; SEEDANCE_MODEL picks a model of that gateway."""
 
 RUN_EPILOG = """\
 exit codes:
   0  stopped normally
-  1  Discord or the network failed, or another seedance-bot runs on this data folder
-  2  invalid configuration (token, data folder, model, callback port); nothing was started"""
+  1  Discord or the network failed
+  2  invalid configuration (token, data folder, model, callback port) or the database can't be
+     reached; nothing was started"""
+
+WORKER_DESCRIPTION = """\
+Run jobs without a gateway connection, until stopped (Ctrl-C or SIGTERM): the engine takes
+jobs from the shared database (SEEDANCE_DATABASE_URL, else the SQLite file in
+SEEDANCE_DATA_DIR), makes them, and posts status edits and videos through Discord's REST API
+with DISCORD_TOKEN. It serves no commands: `seedance-bot run` (one process per shard or group
+of shards) does. Start as many workers as you like; each takes over jobs another left. With
+SEEDANCE_WEBHOOK_BASE_URL it also receives the gateways' callbacks; SEEDANCE_HTTP_PORT serves
+GET /healthz. Other settings as for `seedance-bot run --help`."""
+
+WORKER_EPILOG = """\
+exit codes:
+  0  stopped normally
+  1  Discord or the network failed
+  2  invalid configuration or the database can't be reached; nothing was started"""
+
+MIGRATE_DESCRIPTION = """\
+Copy the bot's SQLite database into an empty PostgreSQL database, once, to move to
+SEEDANCE_DATABASE_URL (several shards, workers). Stop the bot first. Every table is copied with
+its ids; PostgreSQL gets the same schema as the SQLite file (both are brought up to date
+first). Afterwards set SEEDANCE_DATABASE_URL to the --to URL and start the bot again; the
+SQLite file is left as it was."""
+
+MIGRATE_EPILOG = """\
+exit codes:
+  0  copied (stdout says how many jobs and rows)
+  2  refused, nothing copied: PostgreSQL can't be reached or already holds data, a bot still
+     runs on the SQLite file, the schema versions differ, or there is no SQLite file"""
 
 GENERATE_DESCRIPTION = """\
 Make one video without Discord and write it to --out, through the same engine the bot runs.
@@ -80,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="start the Discord bot", description=RUN_DESCRIPTION,
                    epilog=RUN_EPILOG, formatter_class=_Help)
+    sub.add_parser("worker", help="run jobs and post results, without a gateway connection",
+                   description=WORKER_DESCRIPTION, epilog=WORKER_EPILOG, formatter_class=_Help)
+
+    migrate = sub.add_parser("migrate-db", help="copy the SQLite database into PostgreSQL",
+                             description=MIGRATE_DESCRIPTION, epilog=MIGRATE_EPILOG,
+                             formatter_class=_Help)
+    migrate.add_argument("--to", required=True, metavar="URL",
+                         help="the empty PostgreSQL database, postgresql://user:password@host"
+                              ":5432/database")
+    migrate.add_argument("--from", dest="source", type=Path, metavar="PATH",
+                         help="the SQLite file (default: seedance.sqlite3 in SEEDANCE_DATA_DIR)")
 
     sample = sub.add_parser(
         "sample", help="write sample inputs to try generate with",
@@ -268,7 +310,7 @@ def model_problem(settings: Settings) -> str | None:
     return None
 
 
-def _run_bot() -> int:
+def _run_bot(*, worker: bool = False) -> int:
     try:
         settings = load_settings()
     except ConfigError as exc:
@@ -284,7 +326,7 @@ def _run_bot() -> int:
         return EXIT_INVALID
     from cogs.app import run_bot  # the only place the core hands over to the Discord layer
 
-    return run_bot(settings)
+    return run_bot(settings, worker=worker)
 
 
 def _sample(folder: Path) -> int:
@@ -304,14 +346,19 @@ def _sample(folder: Path) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.command == "run" else logging.WARNING,
+    serving = args.command in ("run", "worker")
+    logging.basicConfig(level=logging.INFO if serving else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every URL at INFO, signed query strings (CDN signatures) included.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    if args.command == "run":
-        return _run_bot()
+    if serving:
+        return _run_bot(worker=args.command == "worker")
     if args.command == "sample":
         return _sample(args.folder)
+    if args.command == "migrate-db":
+        from bot.cli_migrate import migrate_db
+
+        return asyncio.run(migrate_db(args.to, args.source))
     try:
         return asyncio.run(_generate(args))
     except KeyboardInterrupt:

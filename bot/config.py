@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
@@ -40,6 +41,15 @@ class Settings(BaseSettings):
     seedance_provider: ProviderName = "local"
     seedance_model: str | None = None
     seedance_data_dir: Path = Path("./data")
+    #: Unset: SQLite in SEEDANCE_DATA_DIR. A postgresql:// URL: one database shared by several
+    #: processes (shards, workers).
+    seedance_database_url: str | None = None
+    #: Gateway shards: how many in all, and which of them this process runs (unset: Discord's
+    #: recommendation, all in this process).
+    seedance_shard_count: int | None = Field(default=None, ge=1)
+    seedance_shard_ids: str | None = None
+    #: Port of the health check (GET /healthz) and the callback receiver, when set.
+    seedance_http_port: int | None = Field(default=None, ge=1, le=65535)
 
     anyfast_api_key: str | None = None
     anyfast_base_url: str = DEFAULT_BASE_URLS["anyfast"]
@@ -96,6 +106,40 @@ class Settings(BaseSettings):
             raise ValueError("must be the public https:// URL that reaches the callback port")
         return v.rstrip("/") if v else v
 
+    @field_validator("seedance_database_url")
+    @classmethod
+    def _database_url(cls, v: str | None) -> str | None:
+        if not v or not v.strip():
+            return None
+        scheme = urlsplit(v.strip()).scheme.lower()
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql://user:password@host:5432/database URL; "
+                             "unset it to keep SQLite in SEEDANCE_DATA_DIR")
+        return v.strip()
+
+    @field_validator("seedance_shard_ids")
+    @classmethod
+    def _shard_ids(cls, v: str | None) -> str | None:
+        if v is not None and v.strip():
+            parse_shard_ids(v)
+            return v
+        return None
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> Settings:
+        ids = self.shard_ids
+        if ids is None:
+            return self
+        count = self.seedance_shard_count
+        if count is None:
+            raise ValueError("SEEDANCE_SHARD_IDS needs SEEDANCE_SHARD_COUNT, the number of "
+                             "shards in all processes together")
+        too_big = [i for i in ids if i >= count]
+        if too_big:
+            raise ValueError(f"SEEDANCE_SHARD_IDS must each be below SEEDANCE_SHARD_COUNT="
+                             f"{count} (shards are numbered from 0), got {too_big[0]}")
+        return self
+
     @field_validator("seedance_private_hosts")
     @classmethod
     def _private_hosts(cls, v: str) -> str:
@@ -128,6 +172,16 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.seedance_data_dir / "seedance.sqlite3"
+
+    @property
+    def database(self) -> str | Path:
+        """What the store opens: the PostgreSQL URL, else the SQLite file in the data dir."""
+        return self.seedance_database_url or self.database_path
+
+    @property
+    def shard_ids(self) -> list[int] | None:
+        """The shards this process runs (SEEDANCE_SHARD_IDS), or None: all of them."""
+        return parse_shard_ids(self.seedance_shard_ids) if self.seedance_shard_ids else None
 
     @property
     def prices(self) -> dict[str, int]:
@@ -171,8 +225,27 @@ class Settings(BaseSettings):
             self.hiapi_api_key,
             self.hiapi_callback_secret,
             self.seedance_webhook_secret,
+            database_password(self.seedance_database_url),
         ]
         return tuple(v for v in values if v)
+
+
+def database_password(url: str | None) -> str | None:
+    """The password in a database URL, a secret like the keys (None when there is none)."""
+    if not url:
+        return None
+    try:
+        return urlsplit(url).password or None
+    except ValueError:
+        return None
+
+
+def parse_shard_ids(text: str) -> list[int]:
+    """"0,2" → [0, 2]: distinct whole numbers from 0."""
+    parts = [p.strip() for p in text.split(",")]
+    if not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
+        raise ValueError("use the form 0,1 (distinct shard numbers from 0, comma-separated)")
+    return sorted(int(p) for p in parts)
 
 
 def parse_prices(text: str) -> dict[str, int]:
@@ -229,7 +302,14 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            name = str(err["loc"][0]).upper() if err["loc"] else "configuration"
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{name}: {msg}, got {err.get('input')!r}")
+            if not err["loc"]:  # a rule across variables: its message names them
+                lines.append(msg)
+                continue
+            name = str(err["loc"][0]).upper()
+            value = err.get("input")
+            password = database_password(value) if isinstance(value, str) else None
+            if password:
+                value = value.replace(f":{password}@", ":***@")
+            lines.append(f"{name}: {msg}, got {value!r}")
         raise ConfigError("; ".join(lines)) from None

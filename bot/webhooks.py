@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from bot.config import Settings
+from bot.health import Probe, add_health_route
 from bot.models import TaskState
 from bot.providers.base import Capabilities, Provider
 
@@ -85,6 +86,7 @@ class CallbackReceiver:
         host: str = "0.0.0.0",
         port: int = 8080,
         memory: int = 4096,
+        health: Probe | None = None,
     ) -> None:
         if not secret:
             raise ValueError("the callback receiver needs a secret to make URL tokens")
@@ -101,6 +103,8 @@ class CallbackReceiver:
         self._bound_port: int | None = None
         self.app = web.Application(client_max_size=MAX_BODY)
         self.app.router.add_post("/callbacks/{provider}/{job_id}/{token}", self._handle)
+        if health is not None:
+            add_health_route(self.app, health)
 
     def url_for(self, provider: str, job_id: str) -> str:
         """The callback URL to give the gateway when submitting `job_id`."""
@@ -120,7 +124,11 @@ class CallbackReceiver:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError:
+            await self.stop()
+            raise
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self._bound_port = sockets[0].getsockname()[1] if sockets else self.port

@@ -11,9 +11,9 @@ commands and buttons arrive as interactions and need no privileged intents).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
+import signal
 import sys
 import time
 from typing import Any
@@ -29,12 +29,13 @@ from bot.config import PROVIDER_NAMES, Settings
 from bot.engine import Engine, QuotaExceeded
 from bot.engine.engine import CallbackUrls
 from bot.errors import ConfigError, InvalidInput, Refusal, SeedanceError, scrub
-from bot.lease import Lease, LeaseHeld
+from bot.health import HealthServer
 from bot.models import TaskState
 from bot.providers import ProviderRegistry
 from bot.providers.base import Provider
 from bot.service import Services
 from bot.store import Store
+from bot.store.database import DatabaseUnavailable
 from bot.webhooks import CallbackReceiver, https_problem, load_or_create_secret
 from cogs.utils.cards import ModButton
 from cogs.utils.core import Core, cdn_hosts
@@ -92,15 +93,30 @@ class SeedanceTree(app_commands.CommandTree[Any]):
                                    allowed_mentions=discord.AllowedMentions(users=True))
 
 
+def _shards(settings: Settings) -> dict[str, Any]:
+    """SEEDANCE_SHARD_COUNT and SEEDANCE_SHARD_IDS as discord.py takes them. Unset: discord.py
+    asks Discord how many (GET /gateway/bot) and runs them all in this process."""
+    shards: dict[str, Any] = {}
+    if settings.seedance_shard_count is not None:
+        shards["shard_count"] = settings.seedance_shard_count
+    if settings.shard_ids is not None:
+        shards["shard_ids"] = settings.shard_ids
+    return shards
+
+
 class SeedanceBot(commands.AutoShardedBot):
-    """The bot. `core` (store, engine, services) exists once `setup_hook` has run."""
+    """The bot. `core` (store, engine, services) exists once `setup_hook` has run.
+
+    A `worker` is the same bot without the gateway: it runs the engine over the shared
+    database and posts results through Discord's REST API, loading no cogs and syncing no
+    commands (`run_bot(settings, worker=True)` logs it in and never connects)."""
 
     engine: Engine
     store: Store
     http_client: httpx.AsyncClient
     core: Core
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, worker: bool = False) -> None:
         # The bot has no voice: without this discord.py warns at every start that PyNaCl and
         # davey (voice, and its end-to-end encryption) are missing. These two flags are read
         # once, in Client.__init__, only for those two warnings.
@@ -114,13 +130,13 @@ class SeedanceBot(commands.AutoShardedBot):
             help_command=None,
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
             tree_cls=SeedanceTree,
+            **_shards(settings),
         )
         self.settings = settings
+        self.worker = worker
         self.providers: ProviderRegistry | None = None
         self._receiver: CallbackReceiver | None = None
-        self.lease: Lease | None = None
-        self.lease_lost = False
-        self._lease_keeper: asyncio.Task[None] | None = None
+        self._health: HealthServer | None = None
         self._callbacks: CallbackUrls | None = None
         self._prepared = False
 
@@ -131,26 +147,25 @@ class SeedanceBot(commands.AutoShardedBot):
         return self.providers.get(name)
 
     async def prepare(self) -> None:
-        """Everything that needs no Discord, before logging in to it: the store, the lease
-        (one process drives the jobs) and the callback receiver's port. A problem here stops
-        the bot at once, without a login, a gateway connection or a half-built bot.
+        """Everything that needs no Discord, before logging in to it: the store (SQLite, or
+        the PostgreSQL that several processes share) and the callback receiver's port. A
+        problem here stops the bot at once, without a login, a gateway connection or a
+        half-built bot.
 
-        Raises `LeaseHeld`, or `ConfigError` when SEEDANCE_WEBHOOK_PORT cannot be listened on.
+        Raises `DatabaseUnavailable`, or `ConfigError` when the HTTP port (callbacks, health
+        check) cannot be listened on.
         """
         if self._prepared:
             return
         self._prepared = True
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.http_client = httpx.AsyncClient(timeout=60.0, follow_redirects=False)
-        self.store = await Store.open(self.settings.database_path)
-        self.lease = Lease(self.store)
-        await self.lease.acquire()  # before resuming anything: one process drives the jobs
-        self._lease_keeper = asyncio.create_task(self.lease.keep(self._lease_lost),
-                                                 name="lease")
-        self._callbacks = await self._start_receiver()
+        self.store = await Store.open(self.settings.database)
+        self._callbacks = await self._start_http()
 
     async def setup_hook(self) -> None:
-        """After logging in: the engine (its deliveries post to Discord), cogs, commands."""
+        """After logging in: the engine (its deliveries post to Discord), then, unless this is
+        a worker, cogs and commands."""
         await self.prepare()  # done already when started by run_bot
         self.engine = Engine(
             self.settings,
@@ -163,12 +178,14 @@ class SeedanceBot(commands.AutoShardedBot):
         services = Services.build(self.settings, self.store, self.engine, self.provider,
                                   self.http_client, member_hosts=cdn_hosts(self.settings))
         self.core = Core(self.settings, self.store, self.engine, services, self.http_client)
-        self.add_dynamic_items(JobButton, ModButton, ForgetButton)
-        for ext in EXTENSIONS:
-            await self.load_extension(ext)
+        if not self.worker:
+            self.add_dynamic_items(JobButton, ModButton, ForgetButton)
+            for ext in EXTENSIONS:
+                await self.load_extension(ext)
         await self.engine.start()
         self.retention.start()
-        await self._sync_commands()
+        if not self.worker:
+            await self._sync_commands()
 
     @tasks.loop(hours=24)
     async def retention(self) -> None:
@@ -178,9 +195,29 @@ class SeedanceBot(commands.AutoShardedBot):
         # People who deleted their data: ledger lines no quota needs any more lose the user id.
         await self.store.finish_forgetting(now=time.time())
 
-    async def _start_receiver(self) -> CallbackUrls | None:
-        if not self.settings.seedance_webhook_base_url:
-            return None
+    async def _start_http(self) -> CallbackUrls | None:
+        """The callback receiver (with /healthz) when callbacks are configured, else a health
+        server alone when SEEDANCE_HTTP_PORT is set. Returns the receiver, if any."""
+        settings = self.settings
+        variable = "SEEDANCE_HTTP_PORT" if settings.seedance_http_port else "SEEDANCE_WEBHOOK_PORT"
+        port = settings.seedance_http_port or settings.seedance_webhook_port
+        try:
+            if settings.seedance_webhook_base_url:
+                return await self._start_receiver(port)
+            if settings.seedance_http_port:
+                self._health = HealthServer(self.store.db.now, port=port)
+                await self._health.start()
+        except OSError as exc:
+            why = ("is already in use by another program" if exc.errno == errno.EADDRINUSE
+                   else f"cannot be listened on ({exc.strerror or exc})")
+            hint = (" (and forward SEEDANCE_WEBHOOK_BASE_URL to it)"
+                    if settings.seedance_webhook_base_url else "")
+            raise ConfigError(f"{variable}={port} {why}; stop that program or choose another "
+                              f"port{hint}") from None
+        return None
+
+    async def _start_receiver(self, port: int) -> CallbackUrls:
+        assert self.settings.seedance_webhook_base_url
         async def sink(job_id: str, state: TaskState) -> None:
             engine = getattr(self, "engine", None)
             if engine is None:  # still logging in: a 500 makes the gateway deliver it again
@@ -201,17 +238,10 @@ class SeedanceBot(commands.AutoShardedBot):
             sink,
             base_url=self.settings.seedance_webhook_base_url,
             secret=load_or_create_secret(self.settings),
-            port=self.settings.seedance_webhook_port,
+            port=port,
+            health=self.store.db.now,
         )
-        try:
-            await receiver.start()
-        except OSError as exc:
-            port = self.settings.seedance_webhook_port
-            why = ("is already in use by another program" if exc.errno == errno.EADDRINUSE
-                   else f"cannot be listened on ({exc.strerror or exc})")
-            raise ConfigError(
-                f"SEEDANCE_WEBHOOK_PORT={port} {why}; stop that program or choose another "
-                "port (and forward SEEDANCE_WEBHOOK_BASE_URL to it)") from None
+        await receiver.start()
         self._receiver = receiver
         return receiver
 
@@ -226,11 +256,6 @@ class SeedanceBot(commands.AutoShardedBot):
             synced = await self.tree.sync()
         log.info("synced %d application commands", len(synced))
 
-    async def _lease_lost(self) -> None:
-        """Another process drives the jobs now; running on would post twice."""
-        self.lease_lost = True
-        await self.close()
-
     async def on_ready(self) -> None:
         log.info("ready as %s in %d guilds", self.user, len(self.guilds))
 
@@ -239,13 +264,10 @@ class SeedanceBot(commands.AutoShardedBot):
         engine = getattr(self, "engine", None)
         if engine is not None:
             await engine.stop()
-        if self._lease_keeper is not None and self._lease_keeper is not asyncio.current_task():
-            self._lease_keeper.cancel()
-        if self.lease is not None and not self.lease_lost:
-            with contextlib.suppress(Exception):
-                await self.lease.release()
         if self._receiver is not None:
             await self._receiver.stop()
+        if self._health is not None:
+            await self._health.stop()
         if self.providers is not None:
             await self.providers.aclose()
         if getattr(self, "store", None) is not None:
@@ -262,8 +284,26 @@ def _discord_host() -> str:
 
 async def _serve(bot: SeedanceBot, token: str) -> None:
     async with bot:
-        await bot.prepare()  # the data dir, the lease and the callback port: before the login
-        await bot.start(token)
+        await bot.prepare()  # the data dir, the database and the callback port: before the login
+        if not bot.worker:
+            await bot.start(token)
+            return
+        await bot.login(token)  # REST only; runs setup_hook, which starts the engine
+        await _until_stopped()
+    # Leaving `async with` closed the bot: the engine handed its jobs back, the store closed.
+
+
+async def _until_stopped() -> None:
+    """Wait for SIGTERM or SIGINT (a worker has no gateway connection to wait on)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
 def _fail(settings: Settings, message: str) -> None:
@@ -271,11 +311,12 @@ def _fail(settings: Settings, message: str) -> None:
     print(f"seedance-bot: {scrub(message, settings.secrets())}", file=sys.stderr, flush=True)
 
 
-def run_bot(settings: Settings) -> int:
-    """Run until stopped. Returns the process exit code: 0 stopped, 1 Discord, the network or
-    another bot on this database, 2 configuration. Every failure is one line, no traceback."""
+def run_bot(settings: Settings, *, worker: bool = False) -> int:
+    """Run the bot, or a `worker` (no gateway), until stopped. Returns the process exit code:
+    0 stopped, 1 Discord or the network, 2 configuration or the database. Every failure is one
+    line, no traceback."""
     assert settings.discord_token
-    bot = SeedanceBot(settings)
+    bot = SeedanceBot(settings, worker=worker)
     try:
         asyncio.run(_serve(bot, settings.discord_token))
     except KeyboardInterrupt:
@@ -284,10 +325,7 @@ def run_bot(settings: Settings) -> int:
         _fail(settings, "Discord refused DISCORD_TOKEN; reset it in the developer portal "
                         "(Bot → Reset Token)")
         return 2
-    except LeaseHeld as exc:
-        _fail(settings, str(exc))
-        return 1
-    except ConfigError as exc:
+    except (ConfigError, DatabaseUnavailable) as exc:
         _fail(settings, str(exc))
         return 2
     except (aiohttp.ClientError, TimeoutError) as exc:
@@ -299,4 +337,4 @@ def run_bot(settings: Settings) -> int:
         _fail(settings, f"Discord answered HTTP {exc.status} at {_discord_host()} "
                         f"({exc.text or 'no details'}); try again later")
         return 1
-    return 1 if bot.lease_lost else 0
+    return 0

@@ -11,13 +11,10 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from bot.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 LOGIN = "logging in using static token"  # discord.py's INFO line as the login starts
@@ -30,7 +27,7 @@ def closed_port() -> int:
 
 
 def run_bot(tmp_path: Path, env: dict[str, str] | None = None,
-            port: int | None = None) -> subprocess.CompletedProcess[str]:
+            port: int | None = None, command: str = "run") -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items()
              if not k.startswith(("SEEDANCE_", "ANYFAST_", "RUNWARE_", "MAGNIFIC_", "HIAPI_",
                                   "DISCORD_", "FAKE_DISCORD_"))}
@@ -41,7 +38,7 @@ def run_bot(tmp_path: Path, env: dict[str, str] | None = None,
         "PYTHONPATH": str(REPO),
     })
     clean.update(env or {})
-    return subprocess.run([sys.executable, "-m", "tests.fakes.discord.run_bot", "run"],
+    return subprocess.run([sys.executable, "-m", "tests.fakes.discord.run_bot", command],
                           cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=30)
 
 
@@ -84,21 +81,47 @@ def test_a_taken_callback_port_is_refused_before_login(tmp_path: Path, taken_por
     assert LOGIN not in result.stderr
 
 
-async def test_a_live_bot_on_the_same_database_is_refused_at_once(tmp_path: Path) -> None:
-    """This test process holds the lease, as a running bot on this host would: no waiting for
-    its ttl, no login."""
-    (tmp_path / "data").mkdir()
-    store = await Store.open(tmp_path / "data" / "seedance.sqlite3")
-    owner = f"{socket.gethostname()}:{os.getpid()}:test"
-    try:
-        assert await store.take_lease("engine", owner, until=time.time() + 600, now=time.time())
-        result = run_bot(tmp_path)
-    finally:
-        await store.close()
-    assert result.returncode == 1
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_an_unreachable_postgresql_is_one_line_with_the_password_masked(
+        tmp_path: Path, command: str) -> None:
+    """Nothing listens on the port: exit 2 before any login, naming the URL without its
+    password and what to check."""
+    port = closed_port()
+    result = run_bot(tmp_path, {"SEEDANCE_DATABASE_URL":
+                                f"postgresql://seedance:s3cret@127.0.0.1:{port}/seedance"},
+                     command=command)
+    assert result.returncode == 2
     line = failure(result)
-    assert f"Another seedance-bot ({owner}) is running on this database" in line
-    assert "SEEDANCE_DATA_DIR" in line and LOGIN not in result.stderr
+    assert f"postgresql://seedance:***@127.0.0.1:{port}/seedance" in line
+    assert "s3cret" not in result.stderr
+    for what in ("server runs", "host and port", "user and password", "database exists"):
+        assert what in line
+    assert LOGIN not in result.stderr
+
+
+def test_another_database_scheme_is_refused_naming_the_fix(tmp_path: Path) -> None:
+    result = run_bot(tmp_path, {"SEEDANCE_DATABASE_URL": "mysql://bot:s3cret@db/seedance"})
+    assert result.returncode == 2
+    line = failure(result)
+    assert "SEEDANCE_DATABASE_URL" in line and "postgresql://" in line
+    assert "s3cret" not in result.stderr and LOGIN not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "worker"])
+def test_a_taken_health_port_is_refused_before_login(tmp_path: Path, taken_port: int,
+                                                     command: str) -> None:
+    result = run_bot(tmp_path, {"SEEDANCE_HTTP_PORT": str(taken_port)}, command=command)
+    assert result.returncode == 2
+    line = failure(result)
+    assert f"SEEDANCE_HTTP_PORT={taken_port} is already in use" in line
+    assert LOGIN not in result.stderr
+
+
+def test_a_worker_that_cannot_reach_discord_is_one_line(tmp_path: Path) -> None:
+    port = closed_port()
+    result = run_bot(tmp_path, port=port, command="worker")
+    assert result.returncode == 1
+    assert f"could not reach Discord at 127.0.0.1:{port}" in failure(result)
 
 
 def test_a_data_dir_that_is_a_file_is_refused_before_login(tmp_path: Path) -> None:

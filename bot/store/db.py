@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 from bot.models import GenerationRequest
 from bot.store.claims import ClaimsStore
 from bot.store.database import Database, SqliteDatabase, Tx, open_database
-from bot.store.leases import LeaseStore
 from bot.store.ledger import LedgerKind, admit, settle, usage_of
 from bot.store.moderation import ModerationStore
 from bot.store.records import (
@@ -39,7 +38,7 @@ from bot.store.settings import SettingsStore
 T = TypeVar("T")
 
 
-class Store(ClaimsStore, ModerationStore, SettingsStore, LeaseStore):
+class Store(ClaimsStore, ModerationStore, SettingsStore):
     """Durable state of the bot. Open with `await Store.open(url_or_path)`; `close()` it."""
 
     _job_from_row = staticmethod(job_from_row)

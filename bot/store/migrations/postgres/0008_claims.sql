@@ -6,6 +6,8 @@ ALTER TABLE jobs ADD COLUMN lease_until DOUBLE PRECISION;
 -- A person asked to cancel a job another process drives: that process stops it.
 ALTER TABLE jobs ADD COLUMN cancel_requested TEXT;
 CREATE INDEX jobs_owner ON jobs (owner) WHERE owner IS NOT NULL;
+-- The queue place a waiting job was last told (by any process), so a move is announced once.
+ALTER TABLE jobs ADD COLUMN told_position INTEGER;
 
 -- News of a task that reached a process other than the job's owner (a gateway's callback):
 -- kept here for the owner to read, in order, then deleted.

@@ -1,0 +1,74 @@
+"""`GET /healthz` for orchestrators (Docker, Kubernetes, a load balancer): 200 when this
+process's event loop answers and its database answers a trivial query in time, 503 with a short
+reason otherwise. Served by the callback receiver's aiohttp server, or by a server of its own
+on SEEDANCE_HTTP_PORT when no callbacks are configured."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+#: A query against the database, e.g. `store.db.now`.
+Probe = Callable[[], Awaitable[object]]
+DATABASE_SECONDS = 2.0
+
+
+async def healthz(probe: Probe, within: float = DATABASE_SECONDS) -> web.Response:
+    """The answer to one health check. The loop answered, or this would not run."""
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(probe(), within)
+    except TimeoutError:
+        reason = f"the database did not answer within {within:g} s"
+    except Exception as exc:  # whatever the driver raised: the database is not usable
+        reason = f"the database failed: {type(exc).__name__}"
+    else:
+        ms = round((time.monotonic() - started) * 1000, 1)
+        return web.json_response({"ok": True, "database_ms": ms})
+    log.warning("health check failed: %s", reason)
+    return web.json_response({"ok": False, "reason": reason}, status=503)
+
+
+def add_health_route(app: web.Application, probe: Probe,
+                     within: float = DATABASE_SECONDS) -> None:
+    async def handle(_request: web.Request) -> web.Response:
+        return await healthz(probe, within)
+
+    app.router.add_get("/healthz", handle)
+
+
+class HealthServer:
+    """Only /healthz, for a process without callbacks."""
+
+    def __init__(self, probe: Probe, *, host: str = "0.0.0.0", port: int = 8080,
+                 within: float = DATABASE_SECONDS) -> None:
+        self.host = host
+        self.port = port
+        self.app = web.Application()
+        add_health_route(self.app, probe, within)
+        self._runner: web.AppRunner | None = None
+        self.bound_port: int | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError:
+            await self.stop()
+            raise
+        sockets = getattr(site._server, "sockets", None) or []
+        self.bound_port = sockets[0].getsockname()[1] if sockets else self.port
+        log.info("health check listening on %s:%s/healthz", self.host, self.bound_port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

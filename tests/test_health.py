@@ -1,0 +1,70 @@
+"""GET /healthz: 200 while the loop and the database answer, 503 with a short reason when the
+database does not (a dead one fails, a stuck one times out), on its own server or the callback
+receiver's."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.health import HealthServer, Probe
+from bot.store import Store
+from bot.webhooks import CallbackReceiver
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    opened = await Store.open(tmp_path / "seedance.sqlite3")
+    yield opened
+    await opened.close()
+
+
+async def ask(probe: Probe, within: float = 2.0) -> httpx.Response:
+    server = HealthServer(probe, host="127.0.0.1", port=0, within=within)
+    await server.start()
+    try:
+        async with httpx.AsyncClient() as http:
+            return await http.get(f"http://127.0.0.1:{server.bound_port}/healthz")
+    finally:
+        await server.stop()
+
+
+async def test_healthy_when_the_database_answers(store: Store) -> None:
+    answer = await ask(store.db.now)
+    assert answer.status_code == 200
+    assert answer.json()["ok"] is True and answer.json()["database_ms"] >= 0
+
+
+async def test_a_failing_database_is_503_with_the_reason() -> None:
+    async def dead() -> float:
+        raise ConnectionRefusedError("connection refused")
+
+    answer = await ask(dead)
+    assert answer.status_code == 503
+    assert answer.json() == {"ok": False,
+                             "reason": "the database failed: ConnectionRefusedError"}
+
+
+async def test_a_database_that_does_not_answer_in_time_is_503() -> None:
+    async def stuck() -> float:
+        await asyncio.sleep(30)
+        return 0.0
+
+    answer = await ask(stuck, within=0.2)
+    assert answer.status_code == 503
+    assert answer.json()["reason"] == "the database did not answer within 0.2 s"
+
+
+async def test_the_callback_receiver_serves_it_too(store: Store) -> None:
+    async def sink(job_id: str, state: object) -> None:
+        raise AssertionError("no callback expected")
+
+    receiver = CallbackReceiver({}, sink, base_url="http://127.0.0.1", secret="s",
+                                host="127.0.0.1", port=0, health=store.db.now)
+    async with receiver, httpx.AsyncClient() as http:
+        answer = await http.get(f"http://127.0.0.1:{receiver.bound_port}/healthz")
+    assert answer.status_code == 200 and answer.json()["ok"] is True
