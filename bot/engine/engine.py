@@ -29,16 +29,17 @@ from typing import Any, Protocol
 import httpx
 
 from bot.config import Settings
-from bot.errors import InvalidInput, Problem, SeedanceError
+from bot.errors import InvalidInput, Problem
 from bot.models import GenerationRequest, TaskState
 from bot.pricing import credits_for
 from bot.providers.base import Provider
-from bot.store import WAITING_STATES, CheckResult, JobState, JobView, NewJob, Store
+from bot.store import CheckResult, JobState, JobView, NewJob, Store
 
 from . import retention
 from .admission import QueueFull, admission_for, applicable_limits, refusal
+from .cancel import Canceller, JobNotFound, NotAllowed
 from .caps import CapsReader
-from .claims import Keeper, encode_state, known_dead, process_id
+from .claims import Keeper, encode_state, process_id
 from .dispatch import Dispatcher
 from .events import Delivery, EventKind, JobEvent, QueueEntry
 from .follow import TaskFollower
@@ -57,23 +58,11 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 Downloader = Callable[..., Awaitable[int]]
 
-#: How long a cancel waits for another process to carry it out before answering "cancelling".
-CANCEL_ELSEWHERE_WAIT = 20.0
-
 
 class CallbackUrls(Protocol):
     """The part of the webhook receiver the engine needs (bot/webhooks.py implements it)."""
 
     def url_for(self, provider: str, job_id: str) -> str: ...
-
-
-class JobNotFound(SeedanceError):
-    def __init__(self, job_id: str) -> None:
-        super().__init__(f"There is no job {job_id}.")
-
-
-class NotAllowed(SeedanceError):
-    """The caller may not act on this job (cogs check moderators themselves)."""
 
 
 def _backoff(attempt: int, **kw: Any) -> float:
@@ -153,6 +142,9 @@ class Engine:
             spawn=lambda job_id: self._runner.spawn(job_id, resumed=False), wake=wake,
             clock=clock, sleep=sleep, scope=scope,
         )
+        self._canceller = Canceller(
+            store, machine=self._machine, runner=self._runner, queue=self._queue,
+            process=self.process, ttl=self.limits.lease_ttl)
         self._keeper = Keeper(
             store, owner=self.process, ttl=self.limits.lease_ttl,
             interval=self.limits.claim_interval,
@@ -325,75 +317,9 @@ class Engine:
         return moved
 
     async def cancel(self, job_id: str, by_user_id: str, *, moderator: bool = False) -> str:
-        """Cancel as far as possible and say, for a person, what is still billed."""
-        job = await self._get(job_id)
-        if not moderator and str(by_user_id) != job.user_id:
-            raise NotAllowed("Only the person who asked for this video can cancel it.")
-        who = f"cancelled by {by_user_id}"
-        if job.terminal:
-            return f"Nothing to cancel: this job is already {job.state.value}."
-        if job.state in WAITING_STATES:
-            moved = await self._machine.move(
-                job, JobState.CANCELLED, Outcome.CANCELLED, detail=who,
-                events=[JobEvent(EventKind.CANCELLED, reason="Cancelled.")],
-            )
-            if moved is None:
-                return await self.cancel(job_id, by_user_id, moderator=moderator)
-            await self._queue.announce()
-            return f"Cancelled before it started; {job.credits_estimate} credits returned."
-        if job.state in (JobState.SUBMITTING, JobState.GENERATING) \
-                and job.owner != self.process:
-            if not await self._orphaned(job):
-                return await self._cancel_elsewhere(job, str(by_user_id))
-            taken = await self.store.claim(job.id, self.process, self.limits.lease_ttl,
-                                           replacing=job.owner)
-            if taken is None:  # another process took it over meanwhile: ask that one
-                return await self.cancel(job_id, by_user_id, moderator=moderator)
-            job = taken
-        if job.state is JobState.SUBMITTING:
-            said = await self._runner.cancel_submitting(job, who)
-            if said is None:  # it moved on meanwhile: look again
-                return await self.cancel(job_id, by_user_id, moderator=moderator)
-            return said
-        if job.state is JobState.GENERATING:
-            await self._runner.stop(job_id)
-            return await self._runner.cancel_at_gateway(await self._get(job_id), who)
-        return (
-            "Too late to cancel: the video is already made and "
-            f"{job.credits_charged or job.credits_estimate} credits were spent."
-        )
-
-    async def _orphaned(self, job: JobView) -> bool:
-        """Nobody drives `job` now: released, its lease ran out, or its process is gone."""
-        if job.owner is None or job.lease_until is None or known_dead(job.owner, self.process):
-            return True
-        return job.lease_until < await self.store.db_now()
-
-    async def _cancel_elsewhere(self, job: JobView, by: str) -> str:
-        """Ask the process driving `job` to cancel it, and say what came of it."""
-        if not await self.store.request_cancel(job.id, f"cancelled by {by}"):
-            return await self.cancel(job.id, by, moderator=True)
-        deadline = time.monotonic() + CANCEL_ELSEWHERE_WAIT
-        while time.monotonic() < deadline:
-            current = await self._get(job.id)
-            if current.state not in (JobState.SUBMITTING, JobState.GENERATING):
-                return await self._cancel_outcome(current)
-            await asyncio.sleep(0.1)
-        return ("Cancelling: the process running this job was asked to stop it; its status "
-                "message will say when it has.")
-
-    async def _cancel_outcome(self, job: JobView) -> str:
-        if job.state is JobState.CANCELLED:
-            charged = [ln for ln in await self.store.ledger(job.id) if ln.kind == "commit"]
-            if charged:
-                return (f"Cancelled, but {job.provider} cannot stop a task it has started, so "
-                        f"it is still billed: {charged[0].credits} credits were spent. Nothing "
-                        "will be posted.")
-            return f"Cancelled; {job.credits_estimate} credits returned."
-        if job.terminal:
-            return f"Nothing to cancel: this job is already {job.state.value}."
-        return ("Too late to cancel: the video is already made and "
-                f"{job.credits_charged or job.credits_estimate} credits were spent.")
+        """Cancel as far as possible and say, for a person, what is still billed (cancel.py;
+        a job another process drives is cancelled by that process)."""
+        return await self._canceller.cancel(job_id, by_user_id, moderator=moderator)
 
     async def queue(self, guild_id: str) -> list[QueueEntry]:
         """The guild's running jobs (position 0) and waiting jobs in start order, with ETAs
@@ -462,10 +388,7 @@ class Engine:
 
     # ---- helpers --------------------------------------------------------------------------
     async def _get(self, job_id: str) -> JobView:
-        job = await self.store.get_job(job_id)
-        if job is None:
-            raise JobNotFound(job_id)
-        return job
+        return await self._canceller.get(job_id)
 
 
 __all__ = [

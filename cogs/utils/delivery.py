@@ -25,7 +25,7 @@ import discord
 from bot.config import Settings
 from bot.engine import EventKind, JobEvent, JobResult
 from bot.media.transcode import thumbnail
-from bot.store import JobView, Store
+from bot.store import JobState, JobView, Store
 
 from .cards import on_job_event
 from .core import DiscordJobContext
@@ -47,6 +47,15 @@ log = logging.getLogger(__name__)
 STATUS_EDIT_INTERVAL = 3.0
 TERMINAL = frozenset({EventKind.FAILED, EventKind.CANCELLED, EventKind.REJECTED,
                       EventKind.DELIVERED, EventKind.HELD, EventKind.SUCCEEDED})
+
+
+def ending_event(job: JobView) -> JobEvent:
+    """The news of a finished job, rebuilt from its row (for a status another process's
+    late edit overwrote)."""
+    kind = {JobState.DELIVERED: EventKind.DELIVERED, JobState.FAILED: EventKind.FAILED,
+            JobState.REJECTED: EventKind.REJECTED}.get(job.state, EventKind.CANCELLED)
+    reason = job.delivery_ref if kind is EventKind.DELIVERED else job.error_message
+    return JobEvent(kind, reason=reason or ("Cancelled." if kind is EventKind.CANCELLED else ""))
 
 
 class DiscordDelivery:
@@ -104,6 +113,8 @@ class DiscordDelivery:
             return
         job, text, final = item
         self._last_edit[job_id] = time.monotonic()
+        if not final and await self._ended(job_id):
+            return  # another process ended it and said so: news of a step is stale now
         view = None if final else status_view(job)
         try:
             await self._edit_message(job, text, view)
@@ -111,6 +122,20 @@ class DiscordDelivery:
             log.warning("status edit for job %s failed: %s", job_id, exc)
         if final:
             self._last_edit.pop(job_id, None)
+        elif (ended := await self._ended(job_id)) is not None:
+            # It ended while this edit was on its way, maybe by another process whose final
+            # edit landed first: say the end again, so the message never stays behind.
+            jump = None
+            if ended.state is JobState.DELIVERED and (ended.delivery_ref or "").isdigit():
+                jump = jump_url(ended.guild_id, await result_channel(self.store, ended),
+                                str(ended.delivery_ref))
+            self._latest[job_id] = (ended, status_text(ended, ending_event(ended),
+                                                       jump_url=jump), True)
+            await self._flush(job_id)
+
+    async def _ended(self, job_id: str) -> JobView | None:
+        current = await self.store.get_job(job_id)
+        return current if current is not None and current.terminal else None
 
     async def _edit_message(self, job: JobView, text: str, view: discord.ui.View | None) -> None:
         message_id = int(DiscordJobContext.of(job).status_message_id or 0)
