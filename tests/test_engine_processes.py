@@ -66,12 +66,12 @@ class Cluster:
 
 
 @pytest.fixture
-async def cluster(data_dir: Path) -> AsyncIterator[Cluster]:
+async def cluster(data_dir: Path, store_url: str) -> AsyncIterator[Cluster]:
     settings = Settings(seedance_data_dir=data_dir, seedance_user_daily_credits=100000,
                         seedance_guild_monthly_credits=1000000,
                         seedance_private_hosts="127.0.0.1")
     async with FakeGateway() as files, httpx.AsyncClient() as http:
-        c = Cluster(settings, settings.database_path, files, http)
+        c = Cluster(settings, store_url, files, http)
         yield c
         for engine in c.engines:
             await engine.stop()

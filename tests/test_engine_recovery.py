@@ -31,8 +31,9 @@ from tests.test_engine_fakes import (
 class World:
     """What outlives a crash: the database file, the gateway, the channel (delivery)."""
 
-    def __init__(self, settings: Settings, files: FakeGateway, http: httpx.AsyncClient) -> None:
-        self.settings, self.files, self.http = settings, files, http
+    def __init__(self, settings: Settings, files: FakeGateway, http: httpx.AsyncClient,
+                 target: str) -> None:
+        self.settings, self.files, self.http, self.target = settings, files, http, target
         self.provider = FakeProvider(files, idempotent_submit=True)
         self.delivery = FakeDelivery()
         self.clock = FakeClock()
@@ -40,7 +41,7 @@ class World:
         self.engines: list[Engine] = []
 
     async def boot(self, **kw: Any) -> tuple[Store, Engine]:
-        store = await Store.open(self.settings.database_path)
+        store = await Store.open(self.target)
         kw.setdefault("limits", EngineLimits(retry_base=1.0))
         engine = Engine(self.settings, store, delivery=self.delivery,
                         providers={"fake": self.provider}, http=self.http,
@@ -76,11 +77,12 @@ class World:
 
 
 @pytest.fixture
-async def world(data_dir: Path) -> AsyncIterator[World]:
+async def world(data_dir: Path, store_url: str) -> AsyncIterator[World]:
+    """On both backends: what outlives a crash is the database, whichever it is."""
     settings = Settings(seedance_data_dir=data_dir, seedance_user_daily_credits=1000,
                         seedance_private_hosts="127.0.0.1")
     async with FakeGateway() as files, httpx.AsyncClient() as http:
-        w = World(settings, files, http)
+        w = World(settings, files, http, store_url)
         yield w
         for engine in w.engines:
             await engine.stop()
