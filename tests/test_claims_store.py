@@ -99,18 +99,22 @@ async def test_release_hands_the_jobs_over_at_once(store: Store) -> None:
     assert [j.id for j in await store.orphans(limit=5)] == [jobs[1]]
 
 
-async def test_updates_are_kept_in_order_until_dropped(store: Store) -> None:
+async def test_updates_reach_the_owner_in_order_until_dropped(store: Store) -> None:
     job, other = await add_job(store), await add_job(store)
+    await store.claim(job, "p1", HOUR)
+    await store.claim(other, "p2", HOUR)
     first = await store.record_update(job, '{"state": "running"}', now=5.0)
     second = await store.record_update(job, '{"state": "succeeded"}', now=6.0)
     await store.record_update(other, '{"state": "failed"}', now=6.0)
     assert second > first
-    assert await store.updates(job) == [(first, '{"state": "running"}'),
-                                        (second, '{"state": "succeeded"}')]
-    assert await store.updates(job, after=first) == [(second, '{"state": "succeeded"}')]
-    await store.drop_updates(job)
-    assert await store.updates(job) == []
-    assert len(await store.updates(other)) == 1
+    assert await store.updates_for("p1") == [(first, job, '{"state": "running"}'),
+                                             (second, job, '{"state": "succeeded"}')]
+    await store.drop_update(first)
+    assert await store.updates_for("p1") == [(second, job, '{"state": "succeeded"}')]
+    assert [u[1] for u in await store.updates_for("p2")] == [other]
+    # A job that ends takes its unread news with it.
+    await store.transition(job, JobState.CANCELLED, now=7.0)
+    assert await store.updates_for("p1") == []
 
 
 async def test_an_update_is_announced_on_postgres(store: Store) -> None:
