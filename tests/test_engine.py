@@ -555,3 +555,31 @@ async def test_unknown_provider_is_invalid_input(rig: Rig) -> None:
     with pytest.raises(InvalidInput, match="provider"):
         await engine.enqueue(request(provider="nope"), guild_id="g", channel_id="c",
                              user_id="u")
+
+
+async def test_a_callback_with_part_of_a_set_makes_the_engine_look_at_the_whole(
+    rig: Rig,
+) -> None:
+    """Each result of a set may call back to a different process: one that saw only part of
+    it says "succeeded" with fewer videos than asked. The engine then polls the gateway, which
+    has them all, instead of taking the part for the whole."""
+
+    class Urls:
+        def url_for(self, provider: str, job_id: str) -> str:
+            return f"http://127.0.0.1:1/hooks/{provider}/{job_id}"
+
+    rig.provider.webhooks = True
+    rig.provider.script = lambda _r: Outcome(polls=0)  # the first poll finds all three
+    rig.clock.block_from = 100.0  # polling on its own schedule would wait forever
+    engine = rig.engine(callbacks=Urls())
+    await engine.start()
+    job = await engine.enqueue(request(results=3), guild_id="g", channel_id="c", user_id="u")
+    running = await wait_for_state(rig.store, job.id, "generating")
+    task = rig.provider.tasks[running.task_id or ""]
+    whole = rig.provider.result_for(task)
+    part = whole.model_copy(update={"video_urls": whole.video_urls[:1]})
+    await engine.on_callback(job.id, TaskState(task_id=task.task_id,
+                                               status=TaskStatus.SUCCEEDED, result=part))
+    done = await engine.wait(job.id)
+    assert done.state is JobState.DELIVERED and task.polls == 1
+    assert len(done.result_meta["video_urls"]) == 3

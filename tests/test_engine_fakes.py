@@ -122,12 +122,13 @@ class FakeProvider:
 
     def result_for(self, task: FakeTask) -> ProviderResult:
         name = task.task_id
-        video = self.files.add_file(f"{name}.mp4", VIDEO_BYTES, ttl=task.outcome.ttl)
+        videos = [self.files.add_file(f"{name}-{n}.mp4" if n else f"{name}.mp4", VIDEO_BYTES,
+                                      ttl=task.outcome.ttl) for n in range(task.request.results)]
         frame = None
         if task.outcome.last_frame:
             frame = self.files.add_file(f"{name}.png", FRAME_BYTES, ttl=task.outcome.ttl)
         return ProviderResult(
-            video_urls=[video], last_frame_url=frame, seed=task.outcome.seed,
+            video_urls=videos, last_frame_url=frame, seed=task.outcome.seed,
             cost=task.outcome.cost,
         )
 

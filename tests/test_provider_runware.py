@@ -358,3 +358,21 @@ async def test_cli_generate_writes_a_real_mp4(fake: FakeRunware, tmp_path: Path)
         assert container.streams.video[0].frames > 0
     [task] = fake.received("POST")[0].body
     assert task["positivePrompt"] == "a lighthouse at dusk" and len(fake.tasks) == 1
+
+
+async def test_another_process_following_a_set_waits_for_all_of_it(
+    fake: FakeRunware, provider: RunwareProvider, sleeps: Any,
+) -> None:
+    """The process that follows a task after a restart or a takeover is told the count by
+    the engine (from the job's row), so a partial set is never taken for the whole."""
+    fake.staggered = True  # one more finished result per poll
+    req = GenerationRequest(prompt="four takes", results=4)
+    submitted = await provider.submit(req, idempotency_key=JOB)
+    other = GATEWAY.client(fake, sleeps)
+    try:
+        other.expect_results(submitted.task_id, req)
+        final = (await run_to_end(other, submitted.task_id))[-1]
+    finally:
+        await other.aclose()
+    assert final.status is TaskStatus.SUCCEEDED and final.result is not None
+    assert len(set(final.result.video_urls)) == 4

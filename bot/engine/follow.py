@@ -57,6 +57,12 @@ class TaskFollower:
             callbacks=self._callbacks and caps.webhooks,
             resumed=resumed,
         )
+        # Gateways that return several videos per task need to know how many to wait for;
+        # the job's row says, so any process following the task (after a restart or a
+        # takeover) knows as well as the one that created it.
+        expect = getattr(provider, "expect_results", None)
+        if expect is not None:
+            expect(job.task_id, job.request)
         errors = 0
         # The poll schedule advances only on real polls: a "still running" from the create
         # answer or a callback must not pull the next poll earlier.
@@ -95,6 +101,13 @@ class TaskFollower:
                     last_percent = percent
                     await self._machine.emit(
                         job, JobEvent(EventKind.PROGRESS, percent=float(percent)))
+            if state.status is TaskStatus.SUCCEEDED and not polled and (
+                    state.result is None
+                    or len(state.result.video_urls) < job.request.results):
+                # A callback that saw only part of a set (the others reached another
+                # process): the gateway has them all, so look now.
+                due = self._clock()
+                continue
             if state.status is TaskStatus.SUCCEEDED:
                 await self._succeeded(job, state)
                 return

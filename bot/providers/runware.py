@@ -150,11 +150,16 @@ class RunwareProvider(HttpGateway):
             NAME, base_url, {"Authorization": f"Bearer {api_key}"}, parse_error,
             secrets=(api_key,), **transport,
         ))
-        # Results expected per task, to tell "one of three finished" from "done". In memory
-        # only: after a restart a task counts as done when nothing is still processing.
+        # Results expected per task, to tell "one of three finished" from "done": set at
+        # create, and by the engine for every task it follows (`expect_results`), so the
+        # process that follows a task after a restart or a takeover knows it too.
         self._expected: dict[str, int] = {}
         # Distinct webhook items per task, so the n-th of n results completes the task.
         self._delivered: dict[str, dict[str, Item]] = {}
+
+    def _results_of(self, request: GenerationRequest) -> int:
+        """Videos asked of one task: the request's own count, else this account's default."""
+        return request.results if "results" in request.model_fields_set else self.number_results
 
     def capabilities(self, model: str | None = None) -> Capabilities:
         return single_model_capabilities(
@@ -193,8 +198,7 @@ class RunwareProvider(HttpGateway):
         else:
             task["width"], task["height"] = request.output_size()
         task["settings"] = {"audio": request.audio}
-        task["numberResults"] = (request.results if "results" in request.model_fields_set
-                                 else self.number_results)
+        task["numberResults"] = self._results_of(request)
         task["includeCost"] = True
         task["safety"] = {"checkContent": self.safety_mode != "none", "mode": self.safety_mode}
         if self.ttl is not None:
@@ -221,6 +225,10 @@ class RunwareProvider(HttpGateway):
         response = await self.http.create("/v1", json=[task], idempotent=True)
         state = self._read(uid, self._answer(json_body(response, NAME)), creating=True)
         return SubmitResult(task_id=uid, state=state)
+
+    def expect_results(self, task_id: str, request: GenerationRequest) -> None:
+        """The task was made for `request` (the job's row, bot/engine/follow.py)."""
+        self._expected[task_id] = self._results_of(request)
 
     # ---- poll -----------------------------------------------------------------------------
     async def poll(self, task_id: str) -> TaskState:

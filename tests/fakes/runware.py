@@ -50,6 +50,9 @@ class FakeRunware(FakeGateway):
         self.polls_to_finish = 2  # getResponse calls answered "processing" before the end
         self.progress = True  # include a numeric progress while processing
         self.empty_while_processing = False  # answer {} (neither data nor errors) meanwhile
+        # Several results finish one per poll, the rest not listed meanwhile (nothing says
+        # "processing"): only the count asked for tells a partial set from the whole.
+        self.staggered = False
         # "success" | "errors" (errors array) | "error_item" (data item, nested error)
         # | "mixed" (first result in data, the rest failed in errors)
         self.outcome = "success"
@@ -237,7 +240,11 @@ class FakeRunware(FakeGateway):
             if self.progress:
                 item["progress"] = int(100 * (task.polls - 1) / self.polls_to_finish)
             return [item], []
-        return self.final_items(task)
+        items, errors = self.final_items(task)
+        ready = task.polls - self.polls_to_finish
+        if self.staggered and ready < len(items):
+            return items[:ready], errors
+        return items, errors
 
     def result_items(self, task: FakeTask) -> list[dict[str, Any]]:
         """One success item per requested result, each its own video and seed."""
