@@ -35,12 +35,12 @@ from bot.providers import ProviderRegistry
 from bot.providers.base import Provider
 from bot.service import Services
 from bot.store import Store
-from bot.store.database import DatabaseUnavailable
+from bot.store.database import DatabaseUnavailable, is_outage
 from bot.webhooks import CallbackReceiver, https_problem, load_or_create_secret
 from cogs.utils.cards import ModButton
 from cogs.utils.core import Core, cdn_hosts
 from cogs.utils.delivery import DiscordDelivery
-from cogs.utils.texts import refusal_text
+from cogs.utils.texts import OUTAGE_TEXT, refusal_text
 from cogs.utils.views import ForgetButton, JobButton
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,8 @@ def describe(error: app_commands.AppCommandError) -> str:
         return "You can't use that here."
     if isinstance(original, InvalidInput | Refusal | QuotaExceeded):
         return refusal_text(original)
+    if is_outage(original):
+        return OUTAGE_TEXT
     if isinstance(original, SeedanceError):
         return str(original)
     return "Something went wrong on our side; it has been logged. Please try again."

@@ -223,6 +223,12 @@ def result_embed(job: JobView, result: JobResult, *,
     return embed
 
 
+#: What a person is told while the database is away (it restarts, the network dropped): their
+#: request did nothing, and it will work again soon (bot/store/database.py `is_outage`).
+OUTAGE_TEXT = ("The bot can't reach its database right now, so nothing was done; try again "
+               "shortly.")
+
+
 # ---- moderation ----------------------------------------------------------------------------
 REVIEW_TITLES = {"approval": "🛡️ Prompt to review", "review": "🛡️ Video to review"}
 

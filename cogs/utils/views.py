@@ -21,10 +21,11 @@ import discord
 from bot.errors import InvalidInput, Refusal
 from bot.service import Made
 from bot.store import TERMINAL_STATES, JobView
+from bot.store.database import is_outage
 
 from .core import DiscordJobContext, core_of, requester_of
 from .messaging import send_private
-from .texts import forgotten_text, refusal_text
+from .texts import OUTAGE_TEXT, forgotten_text, refusal_text
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,22 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
                 self.job_id, requester_of(interaction))
         except Refusal as exc:
             return await refuse(interaction, exc)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            await send_private(interaction, OUTAGE_TEXT)
+            return False
         return True
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            await self._act(interaction)
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            await send_private(interaction, OUTAGE_TEXT)
+
+    async def _act(self, interaction: discord.Interaction[Any]) -> None:
         videos = core_of(interaction.client).services.videos
         who = requester_of(interaction)
         if self.action == "cancel":
