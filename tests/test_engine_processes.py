@@ -7,6 +7,7 @@ reaches the wrong process reaches the job where it runs."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -142,9 +143,13 @@ async def test_a_dead_processs_jobs_are_taken_over_at_once_on_its_host(
     assert b.process != a.process
 
 
+@pytest.mark.parametrize("skew_days", [-500.0, 0.0, 365.0])
 async def test_a_process_on_another_host_keeps_its_job_until_its_lease_runs_out(
-    cluster: Cluster,
+    cluster: Cluster, skew_days: float,
 ) -> None:
+    """Leases are measured by the database's clock: a process whose own clock is far behind
+    or ahead neither steals a live lease nor waits forever for a dead one."""
+    cluster.clock.t = time.time() + skew_days * 86400
     first = await cluster.boot(start=False)
     job = await first.enqueue(request(), guild_id="g", channel_id="c", user_id="u")
     store = cluster.stores[0]
