@@ -6,6 +6,7 @@ the same database. Every job must finish, be posted once and be charged once.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -188,6 +189,26 @@ async def test_crash_around_posting_never_posts_twice(world: World, posted: bool
     store2, engine2 = await world.boot()
     await engine2.wait(job_id)
     assert world.delivery.deliver_calls[job_id] == 2
+    await world.check_settled(store2, [job_id])
+
+
+async def test_a_ready_job_whose_files_are_on_another_host_fetches_them_again(
+    world: World,
+) -> None:
+    """A process on another host fetched the video and died before posting: the process that
+    takes the job over has no files, so it fetches them again; still posted and charged once."""
+    world.delivery.gate = asyncio.Event()  # about to post
+    store, engine = await world.boot()
+    job_id = await add(engine)
+    await wait_for_state(store, job_id, "ready")
+    await world.delivery.entered.wait()
+    await world.crash(engine, job_id, "ready")
+    shutil.rmtree(job_dir(world.settings.data_dir, job_id))  # the other host's disk
+    world.delivery.gate = None
+    store2, engine2 = await world.boot()
+    await engine2.wait(job_id)
+    states = [t.to_state for t in await store2.transitions(job_id)]
+    assert states.count("downloading") == 2 and states[-1] == "delivered"
     await world.check_settled(store2, [job_id])
 
 

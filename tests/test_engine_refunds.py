@@ -50,6 +50,8 @@ DECISIONS: dict[tuple[JobState, str], Settle] = {
     (S.DOWNLOADING, "undownloadable"): C,
     # _deliver exhausted: no ledger argument (committed when the files reached disk)
     (S.READY, "delivery_failed"): N,
+    # _deliver: files on another host go back to DOWNLOADING; charged already
+    (S.READY, "files_elsewhere"): N,
     # _run: ledger="commit" if the state was DOWNLOADING or READY, else "release" (READY was
     # committed already: the second settlement was a no-op, so nothing)
     (S.AWAITING_APPROVAL, "internal"): R, (S.QUEUED, "internal"): R,

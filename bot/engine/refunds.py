@@ -53,6 +53,7 @@ class Outcome(StrEnum):
     HELD_FOR_REVIEW = "held_for_review"  # on disk, waiting for a moderator
     APPROVED = "approved"  # a moderator let the prompt or the held result through
     DELIVERED = "delivered"  # posted
+    FILES_ELSEWHERE = "files_elsewhere"  # ready, but its files are on another host: fetch again
     CANCELLED = "cancelled"  # cancelled before the gateway had a task
     CANCELLED_STOPPED = "cancelled_stopped"  # cancelled, and the gateway stopped the task
     CANCELLED_BILLED = "cancelled_billed"  # cancelled, but the gateway could not stop it
@@ -101,6 +102,7 @@ TABLE: Mapping[tuple[JobState, str], Settle] = MappingProxyType({
     (_S.AWAITING_APPROVAL, Outcome.APPROVED): N,
     (_S.HELD, Outcome.APPROVED): C,
     (_S.READY, Outcome.DELIVERED): N,  # charged when the files reached disk
+    (_S.READY, Outcome.FILES_ELSEWHERE): N,  # charged already (a second commit is ignored)
     # ---- people stop it
     (_S.AWAITING_APPROVAL, Outcome.CANCELLED): R,
     (_S.QUEUED, Outcome.CANCELLED): R,

@@ -146,7 +146,8 @@ class ResultFetcher:
                     return
                 await self._sleep(self._backoff(
                     attempt, base=self._limits.retry_base, cap=self._limits.retry_cap))
-        held = job.hold_result
+        # A result a moderator already let out (fetched again on another host) is not held.
+        held = job.hold_result and not job.result_meta.get("released")
         moved = await self._machine.move(
             job, JobState.HELD if held else JobState.READY,
             Outcome.HELD_FOR_REVIEW if held else Outcome.ON_DISK, detail="files on disk",

@@ -258,6 +258,14 @@ class Runners:
     # ---- READY ----------------------------------------------------------------------------
     async def _deliver(self, job: JobView) -> None:
         result = job_result(self._results.settings, job)
+        if not result.video_paths or not all(p.exists() for p in result.video_paths):
+            # Made and fetched by a process on another host, which died before posting: the
+            # files are there, not here. Fetch them again (the gateway still has them).
+            await self._machine.move(
+                job, JobState.DOWNLOADING, Outcome.FILES_ELSEWHERE,
+                detail="the files are on another host; fetching them again",
+                result_meta={**job.result_meta, "released": True})  # no second review
+            return
         last_error: Exception | None = None
         for attempt in range(1, self._limits.delivery_attempts + 1):
             try:
