@@ -69,11 +69,11 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(data_dir: Path) -> AsyncIterator[Rig]:
+async def rig(data_dir: Path, store_url: str) -> AsyncIterator[Rig]:
     settings = Settings(seedance_data_dir=data_dir, seedance_user_daily_credits=1000,
                         seedance_guild_monthly_credits=100000, runware_api_key="sk-secret-123456",
                         seedance_private_hosts="127.0.0.1")
-    store = await Store.open(settings.database_path)
+    store = await Store.open(store_url)
     async with FakeGateway() as files, httpx.AsyncClient() as http:
         r = Rig(settings, store, files, FakeProvider(files), FakeDelivery(), FakeClock(), http)
         yield r

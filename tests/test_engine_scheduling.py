@@ -38,11 +38,11 @@ class Harness:
 
 
 @pytest.fixture
-async def h(data_dir: Path) -> AsyncIterator[Harness]:
+async def h(data_dir: Path, store_url: str) -> AsyncIterator[Harness]:
     settings = Settings(seedance_data_dir=data_dir, seedance_user_daily_credits=100000,
                         seedance_guild_monthly_credits=1000000,
                         seedance_private_hosts="127.0.0.1")
-    store = await Store.open(settings.database_path)
+    store = await Store.open(store_url)
     async with FakeGateway() as files, httpx.AsyncClient() as http:
         harness = Harness(settings, store, files, http)
         yield harness
