@@ -13,9 +13,12 @@ every `EngineLimits.claim_interval` seconds (or at once on PostgreSQL, through L
 - hands its runners the news other processes kept for them (a gateway's callback that reached
   another process's receiver), and
 - carries out cancellations people asked for through another process;
+- resumes a job it drives whose runner ended early (the database was away);
 - wakes this engine's scheduler, which may now start what another process queued or freed.
 
-A process that stops cleanly lets go of its leases, so the others take its jobs over at once.
+Leases are renewed every third of their length, one statement for all of a process's jobs, so
+2,000 jobs in flight cost one write every 10 s. A process that stops cleanly lets go of its
+leases, so the others take its jobs over at once.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any
@@ -130,6 +134,7 @@ class Keeper:
         self._alive = alive
         self._poke = asyncio.Event()
         self._started = False
+        self._renewed = float("-inf")
         self.task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -174,7 +179,10 @@ class Keeper:
 
     async def pass_once(self) -> None:
         store = self._store
-        await store.renew(self.owner, self._ttl)
+        now = time.monotonic()
+        if now - self._renewed >= self._ttl / 3:  # three chances before a lease lapses
+            await store.renew(self.owner, self._ttl)
+            self._renewed = now
         for owner in await store.owners():
             if known_dead(owner, self.owner, self._alive):
                 log.info("taking over the jobs of %s, which is gone", owner)
@@ -183,9 +191,8 @@ class Keeper:
         for job in await store.orphans():
             await self._take(job)
         mine = set(self._running())
-        for job in await store.orphans(owner=self.owner):
-            if job.id not in mine:  # its runner ended early (the database was away)
-                self._resume(job.id)
+        for job_id in await store.owned(self.owner) - mine:
+            self._resume(job_id)  # its runner ended early (the database was away)
         mine = set(self._running())
         for update_id, job_id, text in await store.updates_for(self.owner):
             if job_id in mine:
