@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -30,6 +31,14 @@ def encode(column: str, value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=8192)
+def _request(text: str) -> GenerationRequest:
+    """A stored request, decoded once per distinct text: a job's row is read at every step and
+    every queue view, and its request (the costliest column) only changes on the retry without
+    audio. Callers never change a request in place (they `model_copy`)."""
+    return GenerationRequest.model_validate_json(text)
+
+
 def job_from_row(row: Any) -> JobView:
     return JobView(
         id=row["id"],
@@ -37,7 +46,7 @@ def job_from_row(row: Any) -> JobView:
         channel_id=row["channel_id"],
         user_id=row["user_id"],
         role_ids=tuple(json.loads(row["role_ids"])),
-        request=GenerationRequest.model_validate_json(row["request"]),
+        request=_request(row["request"]),
         provider=row["provider"],
         model=row["model"],
         state=JobState(row["state"]),
