@@ -282,3 +282,27 @@ async def test_the_fair_turns_outlive_the_process_that_took_them(cluster: Cluste
 async def _in_state(store: Store, job_id: str, state: JobState) -> Any:
     job = await store.get_job(job_id)
     return job if job is not None and job.state is state else None
+
+
+async def test_a_burst_is_shared_among_processes(cluster: Cluster) -> None:
+    """A pass starts at most `claim_batch` jobs, then the process passes again, taking turns on
+    the queue's lock: the first process to look does not take the whole burst."""
+    cluster.provider.script = lambda _r: Outcome(polls=2)
+    limits = dict(gateway_in_flight=100, guild_running=100, user_running=100, user_queued=100,
+                  claim_batch=4)
+    a = await cluster.boot(start=False, **limits)
+    b = await cluster.boot(start=False, **limits)
+    ids = [(await a.enqueue(request(f"job {n}"), guild_id="g", channel_id="c",
+                            user_id=f"u{n % 8}")).id for n in range(40)]
+    await asyncio.gather(a.start(), b.start())
+    store = cluster.stores[0]
+
+    async def all_done() -> bool:
+        jobs = [await store.get_job(i) for i in ids]
+        return all(j is not None and j.state is JobState.DELIVERED for j in jobs)
+
+    await eventually(all_done, timeout=60)
+    started = [sum(1 for _j, e in d.events if e.kind.value == "started")
+               for d in cluster.deliveries]
+    assert sum(started) == 40 and min(started) >= 4, started
+    assert all(cluster.posts(i) == 1 for i in ids)

@@ -38,6 +38,7 @@ from bot import errors
 from bot.errors import GatewayError
 from bot.models import TaskState
 from bot.store import JobView, Store
+from bot.store.db import QUEUE_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class Keeper:
         self._started = True
         _LIVE.add(self.owner)
         await self._store.db.listen(CHANNEL, lambda _payload: self._poke.set())
+        await self._store.db.listen(QUEUE_CHANNEL, lambda _payload: self._wake.set())
         await self.pass_once()
         self.task = asyncio.create_task(self._loop(), name="engine-keeper")
 

@@ -47,6 +47,7 @@ class Dispatcher:
         self._clock = clock
         self._sleep = sleep
         self._scope = scope  # which jobs this engine may start (None: any)
+        self._batch = max(1, caps.limits.claim_batch)
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -98,7 +99,7 @@ class Dispatcher:
             self._fair.adopt(served)
             mine = [j for j in waiting
                     if j.guild_id in guilds and (scope is None or scope(j.id))]
-            return self._fair.pick_counted(mine, counts, caps, now)
+            return self._fair.pick_counted(mine, counts, caps, now, limit=self._batch)
 
         done = await self._store.schedule(choose, owner=self._machine.owner,
                                           ttl=self._machine.ttl, now=now)
@@ -107,6 +108,8 @@ class Dispatcher:
             self._spawn(job.id)
         await self._machine.started(done.started)
         await self._queue.announce()
+        if len(done.started) >= self._batch:
+            return 0.0  # more may start now: pass again, after the others had their turn
         later = [j.not_before - now for j in done.waiting if j.not_before > now
                  and (scope is None or scope(j.id))]
         return min(later) if later else None

@@ -72,6 +72,10 @@ class EngineLimits:
     # (on PostgreSQL news also comes at once, through LISTEN).
     lease_ttl: float = 30.0
     claim_interval: float = 1.0
+    # Jobs one scheduling pass starts at most: a process then passes again at once, taking
+    # turns on the queue's lock with the others, so a burst is shared among the processes
+    # instead of being taken whole by the first to look.
+    claim_batch: int = 32
 
 
 @dataclass(frozen=True)
@@ -147,8 +151,9 @@ class FairQueue:
 
     def pick_counted(
         self, queued: Iterable[W], counts: RunningCounts, limits: EngineLimits | Caps, now: float,
+        *, limit: int | None = None,
     ) -> list[W]:
-        """`pick`, with the running jobs given as the slots they hold."""
+        """`pick`, with the running jobs given as the slots they hold; at most `limit`."""
         caps = as_caps(limits)
         gateway = Counter(counts.gateways)
         guild = Counter(counts.guilds)
@@ -168,7 +173,8 @@ class FairQueue:
             (j for j in queued if j.not_before <= now), served.guilds, served.users, eligible,
         )
         chosen: list[W] = []
-        while (job := turns.take(served.tick + 1)) is not None:
+        while (limit is None or len(chosen) < limit) \
+                and (job := turns.take(served.tick + 1)) is not None:
             served.tick += 1
             gateway[job.provider] += 1
             guild[job.guild_id] += 1

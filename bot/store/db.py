@@ -37,6 +37,10 @@ from bot.store.settings import SettingsStore
 
 T = TypeVar("T")
 
+#: PostgreSQL's notification channel for "the queue changed": a job to start or a slot freed,
+#: so every process's scheduler looks at once (SQLite: its keeper wakes it every second).
+QUEUE_CHANNEL = "seedance_queue"
+
 
 class Store(ClaimsStore, ModerationStore, SettingsStore):
     """Durable state of the bot. Open with `await Store.open(url_or_path)`; `close()` it."""
@@ -140,6 +144,8 @@ class Store(ClaimsStore, ModerationStore, SettingsStore):
                 " reserved_at) VALUES (?, ?, ?, ?, 'reserve', ?, ?, ?)",
                 (job.id, job.user_id, job.guild_id, job.event_id, job.credits_estimate, now, now),
             )
+            if job.state is JobState.QUEUED:
+                await tx.notify(QUEUE_CHANNEL, job.id)  # every process may start it
             return None
 
         # One server's admissions take turns (its credits, caps and rate are one check).
@@ -237,6 +243,8 @@ class Store(ClaimsStore, ModerationStore, SettingsStore):
             )
             if to_state.value not in active:
                 await tx.execute("DELETE FROM job_updates WHERE job_id = ?", (job_id,))
+            if to_state is JobState.QUEUED or (current in active and to_state.value not in active):
+                await tx.notify(QUEUE_CHANNEL, job_id)  # a job to start, or a slot freed
             if ledger is not None:
                 await settle(tx, job_id, ledger, now)
                 if ledger == "commit":  # settle wrote credits_charged
