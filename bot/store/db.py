@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from bot.models import GenerationRequest
 from bot.store.claims import ClaimsStore
 from bot.store.database import Database, SqliteDatabase, Tx, open_database
-from bot.store.ledger import LedgerKind, admit, settle, usage_of
+from bot.store.ledger import LedgerKind, add_usage, admit, settle, usage_of
 from bot.store.moderation import ModerationStore
 from bot.store.records import (
     ACTIVE_STATES,
@@ -144,6 +144,9 @@ class Store(ClaimsStore, ModerationStore, SettingsStore):
                 " reserved_at) VALUES (?, ?, ?, ?, 'reserve', ?, ?, ?)",
                 (job.id, job.user_id, job.guild_id, job.event_id, job.credits_estimate, now, now),
             )
+            await add_usage(tx, guild_id=job.guild_id, user_id=job.user_id,
+                            event_id=job.event_id, reserved_at=now,
+                            credits=job.credits_estimate)
             if job.state is JobState.QUEUED:
                 await tx.notify(QUEUE_CHANNEL, job.id)  # every process may start it
             return None

@@ -1,8 +1,11 @@
-"""The credits ledger's SQL inside a job's transactions: usage of a quota window, the admission
-guards (queued caps, the per-minute rate) and settling a reservation exactly once."""
+"""The credits ledger's SQL inside a job's transactions: usage of a quota window (from the day
+rows kept beside the ledger), the admission guards (queued caps, the per-minute rate) and
+settling a reservation exactly once."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from bot.store.database import Tx
@@ -11,7 +14,36 @@ from bot.store.records import Admission, AdmissionRefused, NewJob, UsageCheck
 LedgerKind = Literal["commit", "release"]
 
 
+#: A UTC day, in seconds: the grain of `usage_days` (every quota window starts at a midnight).
+DAY = 86400.0
+#: `usage_days.user_id` of a whole server's row.
+EVERYONE = "*"
+
+
+def day_of(moment: float) -> float:
+    """The start of the UTC day `moment` falls in."""
+    return math.floor(moment / DAY) * DAY
+
+
 async def usage_of(tx: Tx, check: UsageCheck) -> int:
+    """Credits in use in `check`'s window: reserved minus released, by reservation time.
+
+    Read from `usage_days` (a few rows per day) when the window starts at a UTC midnight, as
+    every quota window does; summed from the ledger itself otherwise."""
+    if check.since % DAY:
+        return await _usage_from_ledger(tx, check)
+    sql = "SELECT COALESCE(SUM(credits), 0) FROM usage_days WHERE guild_id = ? AND user_id = ?" \
+          " AND day >= ?"
+    params: list[Any] = [check.guild_id, check.user_id or EVERYONE, check.since]
+    if check.event_id is not None:
+        sql += " AND event_id = ?"
+        params.append(check.event_id)
+    elif check.outside_events:
+        sql += " AND event_id = ''"
+    return int(await tx.fetchval(sql, params) or 0)
+
+
+async def _usage_from_ledger(tx: Tx, check: UsageCheck) -> int:
     sql = (
         "SELECT COALESCE(SUM(CASE kind WHEN 'reserve' THEN credits"
         " WHEN 'release' THEN -credits ELSE 0 END), 0) FROM ledger"
@@ -27,6 +59,36 @@ async def usage_of(tx: Tx, check: UsageCheck) -> int:
     elif check.outside_events:
         sql += " AND event_id IS NULL"
     return int(await tx.fetchval(sql, params) or 0)
+
+
+async def add_usage(tx: Tx, *, guild_id: str, user_id: str, event_id: str | None,
+                    reserved_at: float, credits: int) -> None:
+    """Count `credits` (negative: given back) in the member's and the server's day rows."""
+    day = day_of(reserved_at)
+    for who in (user_id, EVERYONE):
+        await tx.execute(
+            "INSERT INTO usage_days (guild_id, user_id, event_id, day, credits)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (guild_id, user_id, event_id, day)"
+            " DO UPDATE SET credits = usage_days.credits + excluded.credits",
+            (guild_id, who, event_id or "", day, credits))
+
+
+async def recount_usage(tx: Tx, user_ids: Sequence[str]) -> None:
+    """Rebuild these members' day rows from the ledger (after their lines changed hands)."""
+    for user_id in user_ids:
+        await tx.execute("DELETE FROM usage_days WHERE user_id = ?", (user_id,))
+        rows = await tx.fetch(
+            "SELECT guild_id, event_id, kind, credits, reserved_at FROM ledger"
+            " WHERE user_id = ? AND kind IN ('reserve', 'release')", (user_id,))
+        totals: dict[tuple[str, str, float], int] = {}
+        for r in rows:
+            key = (r["guild_id"], r["event_id"] or "", day_of(r["reserved_at"]))
+            sign = 1 if r["kind"] == "reserve" else -1
+            totals[key] = totals.get(key, 0) + sign * int(r["credits"])
+        for (guild_id, event_id, day), credits in totals.items():
+            await tx.execute(
+                "INSERT INTO usage_days (guild_id, user_id, event_id, day, credits)"
+                " VALUES (?, ?, ?, ?, ?)", (guild_id, user_id, event_id, day, credits))
 
 
 async def admit(
@@ -56,12 +118,20 @@ async def admit(
 async def settle(tx: Tx, job_id: str, kind: LedgerKind, now: float) -> None:
     """Commit or release a job's reservation once; a second settlement is ignored (the ledger's
     unique index on a job's settlement)."""
-    await tx.execute(
+    settled = await tx.execute(
         "INSERT INTO ledger (job_id, user_id, guild_id, event_id, kind, credits, at,"
         " reserved_at) SELECT job_id, user_id, guild_id, event_id, ?, credits, ?, at"
         " FROM ledger WHERE job_id = ? AND kind = 'reserve' ON CONFLICT DO NOTHING",
         (kind, now, job_id),
     )
+    if settled and kind == "release":
+        reserved = await tx.fetchrow(
+            "SELECT user_id, guild_id, event_id, credits, at FROM ledger"
+            " WHERE job_id = ? AND kind = 'reserve'", (job_id,))
+        assert reserved is not None, "a settlement was written from this very line"
+        await add_usage(tx, guild_id=reserved["guild_id"], user_id=reserved["user_id"],
+                        event_id=reserved["event_id"], reserved_at=reserved["at"],
+                        credits=-int(reserved["credits"]))
     if kind == "commit":
         await tx.execute(
             "UPDATE jobs SET credits_charged = (SELECT credits FROM ledger WHERE job_id = ?"

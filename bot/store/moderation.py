@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from bot.store.database import Tx
+from bot.store.ledger import recount_usage
 from bot.store.records import (
     BlockRule,
     EventRow,
@@ -317,9 +318,10 @@ class ModerationStore:
                     "INSERT INTO job_transitions (job_id, from_state, to_state, at, detail)"
                     " VALUES (?, ?, ?, ?, 'the requester deleted their data')",
                     (job.id, job.state.value, job.state.value, now))
-            await tx.execute(
-                "UPDATE ledger SET user_id = ? WHERE user_id = ? AND reserved_at < ?",
-                (pseudonym, user_id, now - LEDGER_KEEP_SECONDS))
+            if await tx.execute(
+                    "UPDATE ledger SET user_id = ? WHERE user_id = ? AND reserved_at < ?",
+                    (pseudonym, user_id, now - LEDGER_KEEP_SECONDS)):
+                await recount_usage(tx, [user_id, pseudonym])  # the day rows follow
             await tx.execute(
                 "INSERT INTO forget_requests (user_id, pseudonym, requested_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (user_id) DO UPDATE SET requested_at = excluded.requested_at",
@@ -336,11 +338,14 @@ class ModerationStore:
         async def body(tx: Tx) -> int:
             changed = 0
             for r in await tx.fetch("SELECT * FROM forget_requests"):
-                changed += await tx.execute(
+                moved = await tx.execute(
                     "UPDATE ledger SET user_id = ? WHERE user_id = ? AND reserved_at < ?"
                     " AND reserved_at <= ?",
                     (r["pseudonym"], r["user_id"], now - LEDGER_KEEP_SECONDS,
                      r["requested_at"]))
+                if moved:  # the day rows follow the lines they sum
+                    await recount_usage(tx, [r["user_id"], r["pseudonym"]])
+                changed += moved
                 if r["requested_at"] < now - LEDGER_KEEP_SECONDS:
                     await tx.execute("DELETE FROM forget_requests WHERE user_id = ?",
                                        (r["user_id"],))
