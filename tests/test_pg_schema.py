@@ -176,7 +176,7 @@ async def test_both_migration_sets_make_the_same_schema(stores: dict[str, Store]
         "ledger", ("job_id",), True, "kind IN ('commit', 'release')")
     assert ("blocklist", ("guild_id", "kind", "pattern")) in lite.unique_keys
     assert ("ledger", ("job_id",), "jobs", ("id",)) in lite.foreign_keys
-    assert len(lite.columns) == 18  # every table (usage_days came with 0009)
+    assert len(lite.columns) == 17  # every table (0009 added usage_days, dropped leases)
 
 
 async def test_postgres_integers_stay_integers_but_seq_and_ids(stores: dict[str, Store]) -> None:
@@ -263,11 +263,13 @@ INSERTS: Sequence[tuple[str, tuple[Any, ...], bool]] = (
      " VALUES ('nope', 'audit', 'c', 'm', 1)", (), False),  # foreign key
     ("INSERT INTO user_blocks (guild_id, user_id, at) VALUES ('g', 'u', 1)", (), True),
     ("INSERT INTO user_blocks (guild_id, user_id, at) VALUES ('g', 'u', 2)", (), False),
-    ("INSERT INTO leases (name, owner, expires_at) VALUES ('engine', 'p', 1)", (), True),
-    ("INSERT INTO leases (name, expires_at) VALUES ('other', 1)", (), False),  # owner NOT NULL
     ("INSERT INTO forget_requests (user_id, pseudonym, requested_at) VALUES ('u', 'x', 1)", (),
      True),
     ("INSERT INTO launches (id, guild_id, user_id, at) VALUES ('l', 'g', 'u', 1)", (), True),
+    ("INSERT INTO usage_days (guild_id, user_id, event_id, day, credits)"
+     " VALUES ('g', '*', '', 0, 5)", (), True),
+    ("INSERT INTO usage_days (guild_id, user_id, event_id, day, credits)"
+     " VALUES ('g', '*', '', 0, 7)", (), False),  # one row per server, member, event and day
     ("INSERT INTO launches (id, guild_id, user_id, at) VALUES ('l', 'g', 'u', 2)", (), False),
     ("INSERT INTO job_updates (job_id, state, at) VALUES ('any-job', '{}', 1)", (), True),
     ("INSERT INTO fair_served (scope, key, tick) VALUES ('guild', 'g', 1)", (), True),

@@ -19,3 +19,6 @@ INSERT INTO usage_days (guild_id, user_id, event_id, day, credits)
 SELECT guild_id, '*', COALESCE(event_id, ''), FLOOR(reserved_at / 86400) * 86400,
        SUM(CASE kind WHEN 'reserve' THEN credits WHEN 'release' THEN -credits ELSE 0 END)
 FROM ledger GROUP BY 1, 2, 3, 4;
+
+-- The whole-database lease (0003) gave way to per-job claims (0008): its table goes.
+DROP TABLE leases;
