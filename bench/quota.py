@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import Backend, backend_args, report
+from bench.common import Backend, backend_args, profile_costs, report
 from bot.config import Settings
 from bot.engine import Engine, EngineLimits, JobEvent, JobResult, QuotaExceeded
 from bot.models import GenerationRequest
@@ -33,6 +33,8 @@ from bot.store import JobState, JobView, NewJob, QuotaLimitRow, Store, UsageChec
 
 ATTEMPTS = int(os.environ.get("QUOTA_ATTEMPTS", "10000"))
 ENGINE_ATTEMPTS = int(os.environ.get("QUOTA_ENGINE_ATTEMPTS", "1000"))
+#: QUOTA_PROFILE=1: one more store race under pyinstrument, for its top costs (bot/ frames).
+PROFILE = bool(os.environ.get("QUOTA_PROFILE"))
 USERS = 500
 CREDITS_PER_JOB = 4  # 4 s of 480p
 
@@ -116,6 +118,20 @@ async def main() -> None:
             store = await store_race(backend.database(a), ATTEMPTS)
             engine = await engine_race(Path(b), backend.database(b), ENGINE_ATTEMPTS)
             details[name] = {"server": backend.version(), "store": store, "engine": engine}
+            if PROFILE:
+                from pyinstrument import Profiler
+
+                profiler = Profiler(interval=0.001, async_mode="disabled")
+                profiler.start()
+                profiled = await store_race(backend.database(a), ATTEMPTS)
+                profiler.stop()
+                costs = profile_costs(profiler.last_session)
+                details[name]["profiled_store"] = {**profiled, **costs}
+                top = "; ".join(f"{c['where']} {c['share_of_busy']}"
+                                for c in costs["top_costs"])
+                rows.append((f"[{name}] store race under pyinstrument: top 3 costs (share of"
+                             " busy samples)", f"{top} ({profiled['per_second']:.0f}/s profiled)",
+                             "report"))
         rows += [
             (f"[{name}] store reservations per second ({ATTEMPTS} concurrent)",
              f"{store['per_second']:.0f}/s ({store['wall_s']:.1f} s)", "≥ 2000/s"),
