@@ -173,6 +173,13 @@ class Backend:
         return total
 
 
+def limits_override() -> dict[str, Any]:
+    """BENCH_LIMITS='{"claim_interval": 3600}': EngineLimits fields the engine benches
+    (inflight, throughput) apply over their own, to find what a setting costs (A/B)."""
+    raw = os.environ.get("BENCH_LIMITS")
+    return json.loads(raw) if raw else {}
+
+
 def machine_busy() -> tuple[float, float]:
     """(busy CPU seconds of the whole machine, monotonic now): two readings give how much of
     all cores was used, whoever used it (the load of other work shows here too)."""
@@ -691,7 +698,8 @@ def profile_costs(session: Any, top: int = 3) -> dict[str, Any]:
             func, file, line = _frame(ident)
             # The transaction bodies are nested functions (`body`): name their method instead.
             if file.startswith(str(BOT_DIR)) and file.endswith(CLAIMS_FILES) \
-                    and func.rpartition(".")[2] not in ("body", "<genexpr>", "<lambda>"):
+                    and func.rpartition(".")[2] not in ("body", "<genexpr>", "<lambda>",
+                                                      "<listcomp>", "<dictcomp>", "<setcomp>"):
                 claims[f"{func} (bot/{Path(file).relative_to(BOT_DIR)}:{line})"] += seconds
                 break
         ours[owner] += seconds

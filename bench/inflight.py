@@ -21,6 +21,7 @@ reported beside it (it runs on the same 2 cores), not added in.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import tempfile
 import time
@@ -33,6 +34,7 @@ from bench.common import (
     backend_args,
     bench_magnific,
     code_version,
+    limits_override,
     report,
     small_video,
     worker_main,
@@ -46,7 +48,7 @@ TASK_SECONDS = float(os.environ.get("INFLIGHT_TASK_SECONDS", "60"))
 MODES = os.environ.get("INFLIGHT_MODES", "polling,callbacks").split(",")
 PROFILE = bool(os.environ.get("INFLIGHT_PROFILE"))
 LIMITS = {"gateway_in_flight": JOBS, "guild_running": JOBS, "user_running": JOBS,
-          "user_queued": JOBS}
+          "user_queued": JOBS, **limits_override()}
 
 
 async def run_mode(backend: Backend, callbacks: bool) -> dict[str, Any]:
@@ -118,6 +120,10 @@ async def main() -> None:
     rows = []
     for r in results:
         m, req = f"[{r['backend']}] {r['mode']}", r["requests_per_job"]
+        if limits_override():
+            m += f" (limits {json.dumps(limits_override())})"
+        if PROFILE:
+            m += " (stack sampler on)"
         ok = f" ({r['delivered']}/{JOBS} delivered)" if r["delivered"] != JOBS else ""
         pg = (f" (+ PostgreSQL server {r['postgres_cpu_s']:.1f} CPU-s)"
               if r["backend"] == "postgres" else "")

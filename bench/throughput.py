@@ -35,6 +35,7 @@ aiosqlite's thread (reported as `thread_cpu.other_threads`), PostgreSQL's in the
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import tempfile
 import time
@@ -49,6 +50,7 @@ from bench.common import (
     backend_args,
     bench_magnific,
     code_version,
+    limits_override,
     machine_busy,
     report,
     small_video,
@@ -62,7 +64,7 @@ CREATE = os.environ.get("THROUGHPUT_CREATE", "enqueue")
 PROFILE_RUN = os.environ.get("THROUGHPUT_PROFILE", "1") != "0"
 PROFILE = Path(tempfile.gettempdir()) / "seedance-bench-throughput-{backend}.txt"
 LIMITS = {"gateway_in_flight": JOBS, "guild_running": JOBS, "user_running": JOBS,
-          "user_queued": JOBS}
+          "user_queued": JOBS, **limits_override()}
 
 
 async def write_rows(database: str) -> None:
@@ -185,6 +187,8 @@ async def main() -> None:
     for name in args.backends:
         with Backend(name) as backend:
             tag = f"[{name}] " + ("" if CREATE == "enqueue" else "rows written before start, ")
+            if limits_override():
+                tag += f"limits {json.dumps(limits_override())}, "
             results = {n: await run(backend, n, profile=None) for n in counts}
             profiled = None
             if PROFILE_RUN and 1 in counts:
@@ -204,7 +208,7 @@ async def main() -> None:
             claims = ", ".join(f"{c['where'].split(' ')[0]} {c['seconds']:.2f} s"
                                for c in profiled["claims_by_function"][:4])
             rows += [
-                (f"{tag}1 process under pyinstrument (as rows before 2026-12-04 were measured)",
+                (f"{tag}1 process under pyinstrument (as the earlier rows were measured)",
                  f"{profiled['jobs_per_s']:.1f} jobs/s ({profiled['wall_s']:.1f} s)", "report"),
                 (f"{tag}top 3 costs (share of busy samples)", top, "report"),
                 (f"{tag}claims, leases, schedule pass (share of busy samples)",
