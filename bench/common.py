@@ -87,6 +87,107 @@ def report(bench: str, rows: list[tuple[str, str, str]], details: dict[str, Any]
             out.write(f"| {date} | {machine()} | {bench}: {figure} | {value} | {target} |\n")
 
 
+# ---- which database: --backend sqlite|postgres ----------------------------------------------
+BACKENDS = ("sqlite", "postgres")
+
+
+def backend_args(description: str | None, argv: list[str] | None = None,
+                 extra: Any = None) -> Any:
+    """The scripts' command line: `--backend sqlite|postgres|both` (default sqlite), plus what
+    `extra(parser)` adds. `args.backends` is the list to run, in order."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=(description or "").split("\n")[0])
+    parser.add_argument("--backend", choices=[*BACKENDS, "both"], default="sqlite",
+                        help="the store's database: a SQLite file (default), a fresh database "
+                             "on a throwaway PostgreSQL server (tests/pgserver.py), or both")
+    if extra is not None:
+        extra(parser)
+    args = parser.parse_args(argv)
+    args.backends = list(BACKENDS) if args.backend == "both" else [args.backend]
+    return args
+
+
+class Backend:
+    """Where a run's store lives. `with Backend("postgres") as b:` starts a throwaway
+    PostgreSQL (tests/pgserver.py: loopback, fsync and synchronous_commit off: speed over
+    durability, as in the tests) and stops it on exit; `b.database(folder)` is a fresh
+    database each call (a SQLite file in `folder`, or a new PostgreSQL database's URL), for
+    `Store.open` or `engine_worker`'s cfg["database"]. `server_cpu()` is the server's CPU
+    seconds so far (postmaster, its live backends and the ones it reaped); 0 on SQLite, whose
+    work runs inside the process that opened the file."""
+
+    def __init__(self, name: str) -> None:
+        if name not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, not {name!r}")
+        self.name = name
+        self.server: Any = None
+        self._files = 0
+
+    def __enter__(self) -> Backend:
+        if self.name == "postgres":
+            from tests import pgserver
+
+            self.server = pgserver.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def database(self, folder: Path | str) -> str:
+        if self.server is not None:
+            return str(self.server.create_database())
+        self._files += 1
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return str(Path(folder) / f"bench-{self._files}.sqlite3")
+
+    def version(self) -> str:
+        if self.server is None:
+            import sqlite3
+
+            return f"sqlite {sqlite3.sqlite_version}"
+        import subprocess
+
+        out = subprocess.run([str(Path(self.server.bindir) / "postgres"), "--version"],
+                             capture_output=True, text=True).stdout.strip()
+        return out.replace("postgres (PostgreSQL) ", "postgresql ") or "postgresql"
+
+    def _postmaster(self) -> psutil.Process | None:
+        if self.server is None or self.server.root is None:
+            return None
+        pid = int((Path(self.server.root) / "data" / "postmaster.pid").read_text().split()[0])
+        return psutil.Process(pid)
+
+    def server_cpu(self) -> float:
+        master = self._postmaster()
+        if master is None:
+            return 0.0
+        t = master.cpu_times()
+        total = t.user + t.system + t.children_user + t.children_system
+        for child in master.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                c = child.cpu_times()
+                total += c.user + c.system
+        return total
+
+
+def limits_override() -> dict[str, Any]:
+    """BENCH_LIMITS='{"claim_interval": 3600}': EngineLimits fields the engine benches
+    (inflight, throughput) apply over their own, to find what a setting costs (A/B)."""
+    raw = os.environ.get("BENCH_LIMITS")
+    return json.loads(raw) if raw else {}
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, monotonic now): two readings give how much of
+    all cores was used, whoever used it (the load of other work shows here too)."""
+    t = psutil.cpu_times()
+    return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0), \
+        time.monotonic()
+
+
 # ---- shared by inflight, completion and throughput ------------------------------------------
 # The engine under test runs in its own process (`engine_worker`), so psutil figures are its
 # alone; the fake gateway runs in the bench process and counts what reaches it.
@@ -227,7 +328,10 @@ def emit(event: str, **fields: Any) -> None:
 
 
 class CountingDelivery:
-    """The engine's delivery port, doing nothing heavy: counts posts and failures."""
+    """The engine's delivery port, doing nothing heavy: counts posts and failures.
+
+    `on_change` (if set) is called after each delivery or failure: a worker sharing the queue
+    with others reports its count to the bench process, which sums them."""
 
     def __init__(self, expected: int) -> None:
         import asyncio
@@ -236,6 +340,7 @@ class CountingDelivery:
         self.delivered: dict[str, str] = {}
         self.failed: dict[str, str] = {}
         self.done = asyncio.Event()
+        self.on_change: Any = None
 
     async def on_event(self, job: Any, event: Any) -> None:
         if event.kind.value in ("failed", "cancelled", "rejected"):
@@ -248,18 +353,38 @@ class CountingDelivery:
         return ref
 
     def _check(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
         if len(self.delivered) + len(self.failed) >= self.expected:
             self.done.set()
 
 
-async def engine_worker(cfg: dict[str, Any]) -> None:
-    """Run the real engine against the fake Magnific at cfg["base_url"] until cfg["jobs"] jobs
-    are delivered or failed. Prints JSON lines: ready, started, enqueued, done.
+def thread_cpu() -> dict[str, float]:
+    """This process's CPU seconds on its main thread (the event loop) and on the others
+    (aiosqlite runs each SQLite call on its own thread, which the profilers here do not see)."""
+    main = other = 0.0
+    for t in psutil.Process().threads():
+        if t.id == os.getpid():
+            main += t.user_time + t.system_time
+        else:
+            other += t.user_time + t.system_time
+    return {"main": round(main, 2), "other_threads": round(other, 2)}
 
-    cfg: base_url, data_dir, jobs, users, callbacks (bool), create ("store": rows written
-    before start, as a restart finds them; "enqueue": concurrent `Engine.enqueue` calls after
-    start), limits (EngineLimits fields), poll_policy (PollPolicy fields or None), profile
-    (path for a pyinstrument text report, or None).
+
+async def engine_worker(cfg: dict[str, Any]) -> None:
+    """Run the real engine against the fake Magnific at cfg["base_url"] until its jobs are
+    delivered or failed. Prints JSON lines: ready, (created,) started, enqueued, done.
+
+    cfg: base_url, data_dir, database (a SQLite path or a postgresql:// URL, already migrated
+    when several workers share it; default: settings.database_path in data_dir), jobs (all
+    jobs of the run), share ([first, count]: which of them this worker writes; default all),
+    users, callbacks (bool), create ("store": rows written before start, as a restart finds
+    them; "enqueue": concurrent `Engine.enqueue` calls after start), limits (EngineLimits
+    fields), poll_policy (PollPolicy fields or None), profile (path for a pyinstrument text
+    report, "sampler" for `StackSampler`, or None), shared (bool: other workers run the same
+    queue; then the worker waits for "go" on stdin before it starts, prints a "progress" line
+    after each of its deliveries, and stops when "stop" comes on stdin, since it cannot know
+    when the others' jobs are done).
     """
     import asyncio
     import logging
@@ -275,16 +400,21 @@ async def engine_worker(cfg: dict[str, Any]) -> None:
 
     logging.basicConfig(level=logging.WARNING)
     jobs, users = int(cfg["jobs"]), int(cfg.get("users", 100))
+    first, count = cfg.get("share") or (0, jobs)
+    shared = bool(cfg.get("shared"))
     settings = Settings(
         seedance_data_dir=Path(cfg["data_dir"]), magnific_api_key=BENCH_KEY,
         magnific_base_url=cfg["base_url"], seedance_user_daily_credits=10**9,
         seedance_guild_monthly_credits=10**9, seedance_private_hosts="127.0.0.1",
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = await Store.open(settings.database_path)
+    store = await Store.open(cfg.get("database") or settings.database_path)
     http = httpx.AsyncClient(timeout=60.0, follow_redirects=False)  # as cogs/app.py builds it
     provider = create_provider("magnific", settings, client=http)
     delivery = CountingDelivery(jobs)
+    if shared:
+        delivery.on_change = lambda: emit("progress", delivered=len(delivery.delivered),
+                                          failed=len(delivery.failed))
     receiver: CallbackReceiver | None = None
     engine: Engine
 
@@ -307,12 +437,19 @@ async def engine_worker(cfg: dict[str, Any]) -> None:
         from pyinstrument import Profiler
 
         profiler = Profiler(interval=0.001, async_mode="disabled")
-    emit("ready")
+
+    async def line_from_parent() -> str:
+        return (await asyncio.to_thread(sys.stdin.readline)).strip()
+
+    emit("ready", pid=os.getpid())
+    if shared:
+        await line_from_parent()  # "go": every worker is ready
     if profiler is not None:
         profiler.start()
     enqueue_s = None
+    cpu_at_start = thread_cpu()
     if cfg.get("create", "store") == "store":
-        for i in range(jobs):
+        for i in range(first, first + count):
             await store.create_job(NewJob(
                 id=str(uuid.uuid4()), guild_id="g1", channel_id="c1", user_id=f"u{i % users}",
                 role_ids=(), request=bench_request(i), provider="magnific",
@@ -328,12 +465,16 @@ async def engine_worker(cfg: dict[str, Any]) -> None:
         await asyncio.gather(*(
             engine.enqueue(bench_request(i), guild_id="g1", channel_id="c1",
                            user_id=f"u{i % users}")
-            for i in range(jobs)
+            for i in range(first, first + count)
         ))
         enqueue_s = time.perf_counter() - began
         emit("enqueued", seconds=enqueue_s)
-    await delivery.done.wait()
+    if shared:
+        await line_from_parent()  # "stop": every job is delivered, across the workers
+    else:
+        await delivery.done.wait()
     finished = time.monotonic()
+    cpu_at_end = thread_cpu()
     costs: dict[str, Any] = {}
     if profiler is not None:
         profiler.stop()
@@ -350,7 +491,9 @@ async def engine_worker(cfg: dict[str, Any]) -> None:
     await http.aclose()
     await store.close()
     emit("done", finished=finished, delivered=len(delivery.delivered),
-         failed=len(delivery.failed), failure_reasons=reasons, enqueue_s=enqueue_s, **costs)
+         failed=len(delivery.failed), failure_reasons=reasons, enqueue_s=enqueue_s,
+         thread_cpu={k: round(cpu_at_end[k] - cpu_at_start[k], 2) for k in cpu_at_end},
+         **costs)
 
 
 def worker_main() -> bool:
@@ -374,7 +517,7 @@ class WorkerProcess:
         self.proc: Any = None
         self._changed: Any = None
         self._tasks: list[Any] = []
-        self.stderr_path = Path(cfg["data_dir"]).parent / "worker.stderr"
+        self.stderr_path = Path(cfg["data_dir"]).parent / f"{Path(cfg['data_dir']).name}.stderr"
 
     async def start(self, interval: float = 0.5) -> None:
         import asyncio
@@ -384,12 +527,19 @@ class WorkerProcess:
         with self.stderr_path.open("wb") as err:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", self.module, "--worker", json.dumps(self.cfg),
-                stdout=asyncio.subprocess.PIPE, stderr=err, env=env,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err,
+                env=env,
                 cwd=str(Path(__file__).resolve().parents[1]),
             )
         self._ps = psutil.Process(self.proc.pid)
         self._tasks = [asyncio.create_task(self._read()),
                        asyncio.create_task(self._sample(interval))]
+
+    async def send(self, line: str) -> None:
+        """A line on the worker's stdin ("go", "stop" for a `shared` worker)."""
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+        await self.proc.stdin.drain()
 
     def sample_now(self) -> tuple[float, float, float]:
         cpu = self._ps.cpu_times()
@@ -510,13 +660,23 @@ def _frame(identifier: str) -> tuple[str, str, str]:
     return (f"{cls}.{func}" if cls else func), file, line
 
 
+#: The many-process machinery (claims, leases, heartbeats, the shared scheduling pass):
+#: `profile_costs` charges busy samples under these files separately, to tell what it costs.
+CLAIMS_FILES = ("engine/claims.py", "store/claims.py")
+
+
 def profile_costs(session: Any, top: int = 3) -> dict[str, Any]:
     """Where the busy (non-idle) samples go: each is charged to the innermost frame of our
-    bot/ code on its stack (what we could change), with the library it was in below that."""
+    bot/ code on its stack (what we could change), with the library it was in below that.
+
+    `claims` charges the same busy samples to the innermost frame in bot/engine/claims.py or
+    bot/store/claims.py (Keeper.pass_once, ClaimsStore.renew/orphans/schedule/...), whatever
+    ran below it: what many processes on one queue cost this one."""
     from collections import Counter, defaultdict
 
     busy = idle = 0.0
     ours: Counter[str] = Counter()
+    claims: Counter[str] = Counter()
     below: dict[str, Counter[str]] = defaultdict(Counter)
     for stack, seconds in session.frame_records:
         leaf_func, leaf_file, _ = _frame(stack[-1])
@@ -534,6 +694,14 @@ def profile_costs(session: Any, top: int = 3) -> dict[str, Any]:
             if file.startswith(str(BOT_DIR)):
                 owner = f"{func} (bot/{Path(file).relative_to(BOT_DIR)}:{line})"
                 break
+        for ident in reversed(stack):
+            func, file, line = _frame(ident)
+            # The transaction bodies are nested functions (`body`): name their method instead.
+            if file.startswith(str(BOT_DIR)) and file.endswith(CLAIMS_FILES) \
+                    and func.rpartition(".")[2] not in ("body", "<genexpr>", "<lambda>",
+                                                      "<listcomp>", "<dictcomp>", "<setcomp>"):
+                claims[f"{func} (bot/{Path(file).relative_to(BOT_DIR)}:{line})"] += seconds
+                break
         ours[owner] += seconds
         lib = Path(leaf_file).parts
         where = next((p for p in reversed(lib) if p in ("site-packages", "python3.11")), None)
@@ -546,7 +714,12 @@ def profile_costs(session: Any, top: int = 3) -> dict[str, Any]:
         for owner, s in ours.most_common(top + 1)
         if not owner.startswith("(no bot/")
     ][:top]
+    claims_s = sum(claims.values())
     return {"profile_busy_s": round(busy, 2), "profile_idle_s": round(idle, 2),
             "top_costs": ranked,
             "outside_bot_s": round(ours.get("(no bot/ frame: event loop, aiohttp, httpx)", 0.0),
-                                   2)}
+                                   2),
+            "claims_s": round(claims_s, 2),
+            "claims_share_of_busy": f"{100 * claims_s / busy:.1f} %" if busy else "n/a",
+            "claims_by_function": [{"where": w, "seconds": round(v, 2)}
+                                   for w, v in claims.most_common(6)]}

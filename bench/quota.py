@@ -1,10 +1,16 @@
-"""quota: 10,000 concurrent reservations on SQLite, and the same race through `Engine.enqueue`.
+"""quota: 10,000 concurrent reservations on SQLite or PostgreSQL, and the same race through
+`Engine.enqueue`.
 
-Each reservation is one IMMEDIATE SQLite transaction (`Store.create_job` with the guild's
-monthly check); the limit admits only half the demand. Figures: reservations decided per second
+Each reservation is one transaction (`Store.create_job` with the guild's monthly check): an
+IMMEDIATE SQLite transaction, or on PostgreSQL one from the pool that takes the check's
+advisory lock (bot/store/database.py); the limit admits only half the demand. Figures: reservations decided per second
 and the overspend (credits reserved beyond the limit), which must be zero. The engine path adds
 the per-user queue cap and queue-position announcements (coalesced since 3719e04; before that
 they cost O(queued²) per enqueue), so it runs its own burst (ENGINE_ATTEMPTS).
+
+    python -m bench.quota [--backend sqlite|postgres|both]
+
+PostgreSQL is a throwaway local server (tests/pgserver.py, fsync off), a fresh database per race.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.common import report
+from bench.common import Backend, backend_args, profile_costs, report
 from bot.config import Settings
 from bot.engine import Engine, EngineLimits, JobEvent, JobResult, QuotaExceeded
 from bot.models import GenerationRequest
@@ -27,6 +33,8 @@ from bot.store import JobState, JobView, NewJob, QuotaLimitRow, Store, UsageChec
 
 ATTEMPTS = int(os.environ.get("QUOTA_ATTEMPTS", "10000"))
 ENGINE_ATTEMPTS = int(os.environ.get("QUOTA_ENGINE_ATTEMPTS", "1000"))
+#: QUOTA_PROFILE=1: one more store race under pyinstrument, for its top costs (bot/ frames).
+PROFILE = bool(os.environ.get("QUOTA_PROFILE"))
 USERS = 500
 CREDITS_PER_JOB = 4  # 4 s of 480p
 
@@ -52,10 +60,10 @@ async def overspend(store: Store, limit: int) -> tuple[int, int]:
     return reserved, max(0, reserved - limit)
 
 
-async def store_race(tmp: Path, attempts: int) -> dict[str, float]:
+async def store_race(database: str, attempts: int) -> dict[str, float]:
     """`attempts` concurrent `Store.create_job` calls against a limit of half the demand."""
     limit = attempts * CREDITS_PER_JOB // 2
-    store = await Store.open(tmp / "store.sqlite3")
+    store = await Store.open(database)
     check = UsageCheck("guild monthly", "g1", limit, since=0.0)
     req = GenerationRequest(prompt="a cat", resolution="480p", duration=4)
 
@@ -71,11 +79,11 @@ async def store_race(tmp: Path, attempts: int) -> dict[str, float]:
             "wall_s": round(wall, 2), "per_second": round(attempts / wall, 1), "overspend": over}
 
 
-async def engine_race(tmp: Path, attempts: int) -> dict[str, float]:
+async def engine_race(tmp: Path, database: str, attempts: int) -> dict[str, float]:
     """The same race through `Engine.enqueue` (limits resolved, queue positions announced)."""
     limit = attempts * CREDITS_PER_JOB // 2
     settings = Settings(seedance_data_dir=tmp)
-    store = await Store.open(settings.database_path)
+    store = await Store.open(database)
     await store.set_quota_limit(QuotaLimitRow("guild", "g1", "", limit, "month"), now=0)
     await store.set_quota_limit(QuotaLimitRow("user", "g1", "", -1, "day"), now=0)
     async with httpx.AsyncClient() as http:
@@ -101,18 +109,40 @@ async def engine_race(tmp: Path, attempts: int) -> dict[str, float]:
 
 
 async def main() -> None:
-    with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
-        store = await store_race(Path(a), ATTEMPTS)
-        engine = await engine_race(Path(b), ENGINE_ATTEMPTS)
-    report("quota", [
-        (f"store reservations per second ({ATTEMPTS} concurrent)",
-         f"{store['per_second']:.0f}/s", "report"),
-        ("store overspend", f"{store['overspend']} credits ({store['admitted']} admitted)", "0"),
-        (f"engine enqueues per second ({ENGINE_ATTEMPTS} concurrent)",
-         f"{engine['per_second']:.0f}/s", "report"),
-        ("engine overspend", f"{engine['overspend']} credits ({engine['admitted']} admitted)",
-         "0"),
-    ], {"store": store, "engine": engine})
+    args = backend_args(__doc__)
+    rows: list[tuple[str, str, str]] = []
+    details: dict[str, object] = {}
+    for name in args.backends:
+        with Backend(name) as backend, tempfile.TemporaryDirectory() as a, \
+                tempfile.TemporaryDirectory() as b:
+            store = await store_race(backend.database(a), ATTEMPTS)
+            engine = await engine_race(Path(b), backend.database(b), ENGINE_ATTEMPTS)
+            details[name] = {"server": backend.version(), "store": store, "engine": engine}
+            if PROFILE:
+                from pyinstrument import Profiler
+
+                profiler = Profiler(interval=0.001, async_mode="disabled")
+                profiler.start()
+                profiled = await store_race(backend.database(a), ATTEMPTS)
+                profiler.stop()
+                costs = profile_costs(profiler.last_session)
+                details[name]["profiled_store"] = {**profiled, **costs}
+                top = "; ".join(f"{c['where']} {c['share_of_busy']}"
+                                for c in costs["top_costs"])
+                rows.append((f"[{name}] store race under pyinstrument: top 3 costs (share of"
+                             " busy samples)", f"{top} ({profiled['per_second']:.0f}/s profiled)",
+                             "report"))
+        rows += [
+            (f"[{name}] store reservations per second ({ATTEMPTS} concurrent)",
+             f"{store['per_second']:.0f}/s ({store['wall_s']:.1f} s)", "≥ 2000/s"),
+            (f"[{name}] store overspend",
+             f"{store['overspend']} credits ({store['admitted']} admitted)", "0"),
+            (f"[{name}] engine enqueues per second ({ENGINE_ATTEMPTS} concurrent)",
+             f"{engine['per_second']:.0f}/s", "report"),
+            (f"[{name}] engine overspend",
+             f"{engine['overspend']} credits ({engine['admitted']} admitted)", "0"),
+        ]
+    report("quota", rows, details)
 
 
 if __name__ == "__main__":
