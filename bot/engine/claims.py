@@ -143,9 +143,15 @@ class Keeper:
         self._started = True
         _LIVE.add(self.owner)
         await self._store.db.listen(CHANNEL, lambda _payload: self._poke.set())
-        await self._store.db.listen(QUEUE_CHANNEL, lambda _payload: self._wake.set())
+        await self._store.db.listen(QUEUE_CHANNEL, self._queue_changed)
         await self.pass_once()
         self.task = asyncio.create_task(self._loop(), name="engine-keeper")
+
+    def _queue_changed(self, origin: str) -> None:
+        """Another process queued a job or freed a slot: schedule now (this process's own
+        changes wake its scheduler already, in their order)."""
+        if origin != self._store.origin:
+            self._wake.set()
 
     async def stop(self, *, release: bool = True) -> None:
         """Stop keeping; with `release`, let go of this process's jobs (if it ever ran)."""

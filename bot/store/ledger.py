@@ -25,13 +25,14 @@ def day_of(moment: float) -> float:
     return math.floor(moment / DAY) * DAY
 
 
-async def usage_of(tx: Tx, check: UsageCheck) -> int:
-    """Credits in use in `check`'s window: reserved minus released, by reservation time.
+def usage_query(check: UsageCheck) -> tuple[str, list[Any]]:
+    """The SELECT of the credits in use in `check`'s window: reserved minus released, by
+    reservation time.
 
-    Read from `usage_days` (a few rows per day) when the window starts at a UTC midnight, as
-    every quota window does; summed from the ledger itself otherwise."""
+    From `usage_days` (a few rows per day) when the window starts at a UTC midnight, as every
+    quota window does; summed from the ledger itself otherwise."""
     if check.since % DAY:
-        return await _usage_from_ledger(tx, check)
+        return _ledger_query(check)
     sql = "SELECT COALESCE(SUM(credits), 0) FROM usage_days WHERE guild_id = ? AND user_id = ?" \
           " AND day >= ?"
     params: list[Any] = [check.guild_id, check.user_id or EVERYONE, check.since]
@@ -40,10 +41,15 @@ async def usage_of(tx: Tx, check: UsageCheck) -> int:
         params.append(check.event_id)
     elif check.outside_events:
         sql += " AND event_id = ''"
+    return sql, params
+
+
+async def usage_of(tx: Tx, check: UsageCheck) -> int:
+    sql, params = usage_query(check)
     return int(await tx.fetchval(sql, params) or 0)
 
 
-async def _usage_from_ledger(tx: Tx, check: UsageCheck) -> int:
+def _ledger_query(check: UsageCheck) -> tuple[str, list[Any]]:
     sql = (
         "SELECT COALESCE(SUM(CASE kind WHEN 'reserve' THEN credits"
         " WHEN 'release' THEN -credits ELSE 0 END), 0) FROM ledger"
@@ -58,6 +64,11 @@ async def _usage_from_ledger(tx: Tx, check: UsageCheck) -> int:
         params.append(check.event_id)
     elif check.outside_events:
         sql += " AND event_id IS NULL"
+    return sql, params
+
+
+async def _usage_from_ledger(tx: Tx, check: UsageCheck) -> int:
+    sql, params = _ledger_query(check)
     return int(await tx.fetchval(sql, params) or 0)
 
 
@@ -91,24 +102,30 @@ async def recount_usage(tx: Tx, user_ids: Sequence[str]) -> None:
                 " VALUES (?, ?, ?, ?, ?)", (guild_id, user_id, event_id, day, credits))
 
 
+Guard = tuple[str, int, str, tuple[Any, ...]]  # cap, limit, the SELECT counting, its params
+
+
+def admission_guards(job: NewJob, admission: Admission, now: float) -> list[Guard]:
+    """The admission caps that apply to `job`, in the order they are checked."""
+    waiting = "state IN ('awaiting_approval', 'queued')"
+    guards: list[Guard] = [
+        ("guild_queued", admission.guild_queued or 0,
+         f"SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND {waiting}", (job.guild_id,)),
+        ("user_queued", admission.user_queued or 0,
+         f"SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND user_id = ? AND {waiting}",
+         (job.guild_id, job.user_id)),
+        ("per_minute", admission.per_minute or 0,
+         "SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND user_id = ? AND created_at > ?",
+         (job.guild_id, job.user_id, now - 60.0)),
+    ]
+    return [g for g in guards if g[1]]
+
+
 async def admit(
     tx: Tx, job: NewJob, admission: Admission, now: float
 ) -> AdmissionRefused | None:
     """The first admission cap `job` would break (see `Store.create_job`), else None."""
-    waiting = "state IN ('awaiting_approval', 'queued')"
-    guards = (
-        ("guild_queued", admission.guild_queued,
-         f"SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND {waiting}", (job.guild_id,)),
-        ("user_queued", admission.user_queued,
-         f"SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND user_id = ? AND {waiting}",
-         (job.guild_id, job.user_id)),
-        ("per_minute", admission.per_minute,
-         "SELECT COUNT(*) FROM jobs WHERE guild_id = ? AND user_id = ? AND created_at > ?",
-         (job.guild_id, job.user_id, now - 60.0)),
-    )
-    for cap, limit, sql, params in guards:
-        if not limit:
-            continue
+    for cap, limit, sql, params in admission_guards(job, admission, now):
         count = int(await tx.fetchval(sql, params) or 0)
         if count >= limit:
             return AdmissionRefused(cap, limit, count)
