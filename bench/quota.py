@@ -3,10 +3,11 @@
 
 Each reservation is one transaction (`Store.create_job` with the guild's monthly check): an
 IMMEDIATE SQLite transaction, or on PostgreSQL one from the pool that takes the check's
-advisory lock (bot/store/database.py); the limit admits only half the demand. Figures: reservations decided per second
-and the overspend (credits reserved beyond the limit), which must be zero. The engine path adds
-the per-user queue cap and queue-position announcements (coalesced since 3719e04; before that
-they cost O(queued²) per enqueue), so it runs its own burst (ENGINE_ATTEMPTS).
+advisory lock (bot/store/database.py); the limit admits only half the demand. Figures:
+reservations decided per second and the overspend (credits reserved beyond the limit), which
+must be zero. The engine path adds the per-user queue cap and queue-position announcements
+(coalesced since 3719e04; before that they cost O(queued²) per enqueue), so it runs its own
+burst (ENGINE_ATTEMPTS).
 
     python -m bench.quota [--backend sqlite|postgres|both]
 
@@ -21,6 +22,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -111,7 +113,7 @@ async def engine_race(tmp: Path, database: str, attempts: int) -> dict[str, floa
 async def main() -> None:
     args = backend_args(__doc__)
     rows: list[tuple[str, str, str]] = []
-    details: dict[str, object] = {}
+    details: dict[str, dict[str, Any]] = {}
     for name in args.backends:
         with Backend(name) as backend, tempfile.TemporaryDirectory() as a, \
                 tempfile.TemporaryDirectory() as b:

@@ -153,7 +153,8 @@ async def run(backend: Backend, processes: int, *, profile: Path | None) -> dict
         "engine_thread_cpu_s": [d.get("thread_cpu") for d in done],
         "gateway_cpu_s": round(own1 - own0, 2),
         "postgres_cpu_s": round(server1 - server0, 2),
-        "machine_busy_share": f"{100 * (busy1 - busy0) / ((now1 - go) * os.cpu_count()):.0f} %",
+        "machine_busy_share":
+            f"{100 * (busy1 - busy0) / ((now1 - go) * (os.cpu_count() or 1)):.0f} %",
         "peak_rss_mb": [round(w.max_rss(), 1) for w in workers],
         "requests_per_job": {k: round(gw.counts[k] / JOBS, 2)
                              for k in ("create", "poll", "download")},
