@@ -123,6 +123,10 @@ class Backoff:
         return self.rng.uniform(self.base / 2, min(self.cap, self.base * 2**attempt))
 
 
+#: Requests one gateway's transport keeps on the wire at once (below httpx's 100 connections).
+MAX_IN_FLIGHT = 32
+
+
 class HttpTransport:
     """One gateway's HTTP session: base URL, auth headers, retries, error mapping."""
 
@@ -139,6 +143,7 @@ class HttpTransport:
         backoff: Backoff | None = None,
         timeout: float = 30.0,
         secrets: tuple[str, ...] = (),
+        max_in_flight: int = MAX_IN_FLIGHT,
     ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
@@ -151,6 +156,10 @@ class HttpTransport:
         self.backoff = backoff or Backoff()
         self.secrets = tuple(s for s in (*secrets, *self.headers.values()) if s)
         self.requests_sent = 0  # for benchmarks: gateway requests per job
+        # Requests on the wire at once. Without a bound, 2,000 polls falling due together
+        # queue inside httpcore's pool, which rescans its whole queue at every event: the
+        # loop spins and nothing finishes (bench/inflight.py). Waiting here costs nothing.
+        self._slots = asyncio.Semaphore(max(1, max_in_flight))
 
     def url(self, path: str) -> str:
         return path if path.startswith("http") else f"{self.base_url}{path}"
@@ -174,10 +183,11 @@ class HttpTransport:
         while True:
             attempt += 1
             try:
-                self.requests_sent += 1
-                response = await self.client.request(
-                    method, self.url(path), json=json, headers=self.headers
-                )
+                async with self._slots:
+                    self.requests_sent += 1
+                    response = await self.client.request(
+                        method, self.url(path), json=json, headers=self.headers
+                    )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 # Never reached the gateway: always safe to repeat.
                 error: GatewayError = GatewayUnavailableError(
