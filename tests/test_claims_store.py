@@ -173,3 +173,14 @@ async def test_two_processes_claiming_one_orphan_give_it_to_one(store_url: str) 
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_queue_place_is_news_once_whoever_tells_it(store: Store) -> None:
+    first = await add_job(store, JobState.QUEUED)
+    second = await add_job(store, JobState.QUEUED)
+    running = await add_job(store)
+    assert await store.tell_positions({first: 1, second: 2, running: 3}) == {first, second}
+    assert await store.tell_positions({first: 1, second: 2}) == set()  # another process, same
+    assert await store.tell_positions({first: 1, second: 1}) == {second}  # the queue moved
+    many = {await add_job(store, JobState.QUEUED): n for n in range(3, 903)}
+    assert await store.tell_positions(many) == set(many)  # in chunks

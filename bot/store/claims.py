@@ -196,18 +196,27 @@ class ClaimsStore:
 
     async def tell_positions(self, positions: dict[str, int]) -> set[str]:
         """Record each waiting job's announced place; the ids whose place is news (not told
-        before, by any process), so each move of the queue is announced once."""
+        before, by any process), so each move of the queue is announced once.
+
+        One statement per few hundred jobs: a draining queue of a thousand moves them all at
+        every announcement."""
         marks, states = _in(WAITING_STATES)
+        items = list(positions.items())
 
         async def body(tx: Tx) -> set[str]:
             news: set[str] = set()
-            for job_id, position in positions.items():
-                changed = await tx.execute(
-                    "UPDATE jobs SET told_position = ? WHERE id = ? AND state IN"
-                    f" ({marks}) AND (told_position IS NULL OR told_position <> ?)",
-                    (position, job_id, *states, position))
-                if changed:
-                    news.add(job_id)
+            for start in range(0, len(items), 400):
+                chunk = items[start:start + 400]
+                values = ", ".join("(?, CAST(? AS INTEGER))" for _ in chunk)
+                rows = await tx.fetch(
+                    f"WITH v (id, pos) AS (VALUES {values})"
+                    " UPDATE jobs SET told_position = (SELECT pos FROM v WHERE v.id = jobs.id)"
+                    f" WHERE id IN (SELECT id FROM v) AND state IN ({marks})"
+                    " AND (told_position IS NULL"
+                    " OR told_position <> (SELECT pos FROM v WHERE v.id = jobs.id))"
+                    " RETURNING id",
+                    (*(x for pair in chunk for x in pair), *states))
+                news.update(str(r["id"]) for r in rows)
             return news
 
         told: set[str] = await self._atomic(body)
