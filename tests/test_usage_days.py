@@ -28,6 +28,14 @@ async def store(store_url: str) -> AsyncIterator[Store]:
     await s.close()
 
 
+def new_job(rng: random.Random) -> NewJob:
+    return NewJob(
+        id=str(uuid.uuid4()), guild_id=rng.choice(GUILDS), channel_id="c",
+        user_id=rng.choice(USERS), role_ids=(), request=GenerationRequest(prompt="x"),
+        provider="local", model=None, state=JobState.QUEUED,
+        credits_estimate=rng.randint(1, 20), event_id=rng.choice(EVENTS))
+
+
 def checks(now: float) -> list[UsageCheck]:
     made = []
     for guild in GUILDS:
@@ -61,11 +69,7 @@ async def test_day_rows_sum_to_what_the_ledger_says(store: Store) -> None:
         now += rng.uniform(0, DAY / 20)  # about three UTC days in all
         action = rng.random()
         if action < 0.6 or not jobs:
-            job = NewJob(
-                id=str(uuid.uuid4()), guild_id=rng.choice(GUILDS), channel_id="c",
-                user_id=rng.choice(USERS), role_ids=(), request=GenerationRequest(prompt="x"),
-                provider="local", model=None, state=JobState.QUEUED,
-                credits_estimate=rng.randint(1, 20), event_id=rng.choice(EVENTS))
+            job = new_job(rng)
             assert await store.create_job(job, [], now=now) is None
             jobs.append(job.id)
         else:
@@ -93,11 +97,7 @@ async def test_the_migration_counts_an_existing_ledger(store: Store) -> None:
     now = START
     for _ in range(40):
         now += rng.uniform(0, DAY / 8)
-        job = NewJob(
-            id=str(uuid.uuid4()), guild_id=rng.choice(GUILDS), channel_id="c",
-            user_id=rng.choice(USERS), role_ids=(), request=GenerationRequest(prompt="x"),
-            provider="local", model=None, state=JobState.QUEUED,
-            credits_estimate=rng.randint(1, 20), event_id=rng.choice(EVENTS))
+        job = new_job(rng)
         assert await store.create_job(job, [], now=now) is None
         if rng.random() < 0.4:
             await store.transition(job.id, JobState.CANCELLED, now=now, ledger="release")

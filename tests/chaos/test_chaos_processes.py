@@ -10,7 +10,6 @@ claimed by a process that died (its jobs were taken over by the others).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import random
 import sys
@@ -19,17 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.store import JobView, Store
-from tests.chaos.test_chaos import (
-    ENDINGS,
-    FAST,
-    OPEN_PER_USER,
-    Asker,
-    check_outcomes,
-    make_plan,
-)
+from bot.store import Store
+from tests.chaos.test_chaos import Asker, Chaos, check_outcomes, make_plan
 from tests.e2e.harness import BotProcess
-from tests.fakes.discord.interactions import FakeInteraction, InvalidInvocation
 from tests.fakes.discord.server import FakeDiscord
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(300)]
@@ -65,14 +56,15 @@ class Proc(BotProcess):
                                      what="command sync")
 
 
-class Fleet:
+class Fleet(Chaos):
+    """test_chaos.py's actors (askers, cancellers) against a fleet: the killer picks a random
+    process each time, and the store is the fleet's shared database."""
+
     def __init__(self, fake: FakeDiscord, procs: list[Proc], target: str | Path,
                  askers: list[Asker], rng: random.Random) -> None:
-        self.fake, self.procs, self.target, self.askers, self.rng = (
-            fake, procs, target, askers, rng)
-        self.plan = make_plan(rng, len(askers), jobs=JOBS, kills=KILLS)
-        self.sent: list[FakeInteraction] = []
-        self.store: Store | None = None
+        super().__init__(fake, procs[0], askers,
+                         make_plan(rng, len(askers), jobs=JOBS, kills=KILLS), rng)
+        self.procs, self.target = procs, target
         self.killed: Counter[str] = Counter()
 
     async def open_store(self) -> Store:
@@ -88,54 +80,6 @@ class Fleet:
             self.killed[victim.name] += 1
             await asyncio.sleep(down)
             await victim.start()
-
-    async def asker(self) -> None:
-        store = await self.open_store()
-        for n, (who, fate) in enumerate(zip(self.plan.askers, self.plan.fate, strict=True)):
-            asker = self.askers[who]
-            while True:
-                busy = Counter(j.user_id for j in await store.jobs() if not j.terminal)
-                if (busy[str(asker.member.user.id)] < OPEN_PER_USER
-                        and self.fake.gateway.live_sessions(asker.channel.guild_id)):
-                    break
-                await asyncio.sleep(0.1)
-            prompt = f"fleet job {n}: a lighthouse in a storm"
-            if fate == "fail":
-                prompt += " [local:fail:task_failed]"
-            try:
-                inter = await self.fake.invoke_slash(
-                    asker.channel.guild_id, asker.channel.id, asker.member.user.id, "video",
-                    {"prompt": prompt, **FAST})
-            except RuntimeError:  # the shard died between the check and the send
-                continue
-            self.sent.append(inter)
-            if fate == "cancel":
-                asyncio.get_running_loop().create_task(self.cancel_later(inter))
-            await asyncio.sleep(self.rng.uniform(0.0, 0.2))
-
-    async def cancel_later(self, inter: FakeInteraction) -> None:
-        await asyncio.sleep(self.rng.uniform(0.2, 2.0))
-        original = inter.original
-        cancel = next((c for c in original.custom_ids() if c.startswith("sd:cancel:")),
-                      None) if original is not None else None
-        if original is None or cancel is None:
-            return
-        # Finished already, or its shard is down right now: both are fair outcomes.
-        with contextlib.suppress(InvalidInvocation, RuntimeError):
-            await self.fake.click(original.id, cancel, inter.user_id)
-
-    async def settle(self, seconds: float) -> list[JobView]:
-        store = await self.open_store()
-        deadline = asyncio.get_running_loop().time() + seconds
-        while True:
-            jobs = await store.jobs()
-            if all(j.state in ENDINGS for j in jobs):
-                return jobs
-            if asyncio.get_running_loop().time() > deadline:
-                stuck = [(j.id[:8], j.state.value, j.owner) for j in jobs
-                         if j.state not in ENDINGS]
-                raise AssertionError(f"jobs never finished: {stuck}")
-            await asyncio.sleep(0.25)
 
 
 async def run_fleet(tmp_path: Path, layout: list[tuple[str, str, tuple[int, int] | None]],
@@ -172,7 +116,7 @@ async def run_fleet(tmp_path: Path, layout: list[tuple[str, str, tuple[int, int]
             for proc in procs:
                 await proc.start()
             await asyncio.gather(fleet.asker(), fleet.killer())
-            jobs = await fleet.settle(180)
+            jobs = await fleet.settle(timeout=180)
             await asyncio.sleep(1.0)  # the last edits and posts land just after the rows
             store = await fleet.open_store()
             await check_outcomes(fake, [first_channel, second_channel], jobs,
