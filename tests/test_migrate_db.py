@@ -2,23 +2,19 @@
 rows and queue places after the copied ones, and the refusals (a target with data, a source a
 bot still runs on). Also /healthz of a store whose PostgreSQL database went away.
 
-The server is a throwaway one started here (`postgres_url`); the shared fixture of the same name
-from tests/pgserver.py can replace it.
+The server is the test run's (conftest.py `postgres_server`, tests/pgserver.py); each test gets
+a fresh database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -31,61 +27,16 @@ from bot.health import HealthServer
 from bot.models import GenerationRequest
 from bot.providers.local import build
 from bot.store import QuotaLimitRow, Store
+from tests import pgserver
 from tests.test_engine_fakes import FakeDelivery, request
 
 REPO = Path(__file__).resolve().parents[1]
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-# ---- a throwaway PostgreSQL (swap for tests/pgserver.py's `postgres_url`) ----------------------
-def _as_postgres(*args: str, cwd: str) -> subprocess.Popen[bytes]:
-    """The server refuses to run as root: run it as the `postgres` user when we are root."""
-    who = {"user": "postgres", "group": "postgres"} if os.geteuid() == 0 else {}
-    return subprocess.Popen(args, cwd=cwd, stdout=subprocess.DEVNULL,  # type: ignore[call-overload]
-                            stderr=subprocess.DEVNULL, **who)
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    if not (PG_BIN / "initdb").exists():
-        pytest.skip(f"no PostgreSQL server binaries in {PG_BIN}")
-    base = tempfile.mkdtemp(prefix="seedance-pg-")
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres", "postgres")
-    assert _as_postgres(str(PG_BIN / "initdb"), "-D", f"{base}/data", "-A", "trust", "-U",
-                        "postgres", "--no-sync", cwd=base).wait(60) == 0
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = _as_postgres(str(PG_BIN / "postgres"), "-D", f"{base}/data", "-p", str(port),
-                          "-k", base, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-                          cwd=base)
-    try:
-        deadline = time.monotonic() + 30
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-            assert server.poll() is None and time.monotonic() < deadline, "postgres didn't start"
-            time.sleep(0.1)
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        server.send_signal(signal.SIGINT)  # fast shutdown: doesn't wait for clients to leave
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
-async def empty_database(postgres_url: str) -> str:
-    """A new database of its own for each test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(postgres_url)
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+def empty_database(postgres_url: str) -> str:
+    """A new PostgreSQL database of its own for each test (conftest.py: tests/pgserver.py)."""
+    return postgres_url
 
 
 # ---- a SQLite database with some history -------------------------------------------------------
@@ -238,7 +189,7 @@ def test_no_sqlite_file_is_refused(tmp_path: Path) -> None:
 
 # ---- /healthz of a dead PostgreSQL -------------------------------------------------------------
 async def test_healthz_is_503_when_the_postgresql_database_goes_away(
-        postgres_url: str, empty_database: str) -> None:
+        postgres_server: pgserver.PgServer, empty_database: str) -> None:
     store = await Store.open(empty_database)
     server = HealthServer(store.db.now, host="127.0.0.1", port=0)
     await server.start()
@@ -246,7 +197,7 @@ async def test_healthz_is_503_when_the_postgresql_database_goes_away(
         async with httpx.AsyncClient() as http:
             url = f"http://127.0.0.1:{server.bound_port}/healthz"
             assert (await http.get(url)).status_code == 200
-            admin = await asyncpg.connect(postgres_url)
+            admin = await asyncpg.connect(postgres_server.url)
             try:
                 name = empty_database.rsplit("/", 1)[1]
                 await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
