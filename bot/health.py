@@ -43,6 +43,22 @@ def add_health_route(app: web.Application, probe: Probe,
     app.router.add_get("/healthz", handle)
 
 
+async def serve(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Listen with `app` on host:port (0: any free port); its runner and the port listened on.
+
+    No access log: request paths can hold tokens (the callback receiver's do)."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    sockets = getattr(site._server, "sockets", None) or []
+    return runner, (sockets[0].getsockname()[1] if sockets else port)
+
+
 class HealthServer:
     """Only /healthz, for a process without callbacks."""
 
@@ -56,16 +72,7 @@ class HealthServer:
         self.bound_port: int | None = None
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        try:
-            await site.start()
-        except OSError:
-            await self.stop()
-            raise
-        sockets = getattr(site._server, "sockets", None) or []
-        self.bound_port = sockets[0].getsockname()[1] if sockets else self.port
+        self._runner, self.bound_port = await serve(self.app, self.host, self.port)
         log.info("health check listening on %s:%s/healthz", self.host, self.bound_port)
 
     async def stop(self) -> None:

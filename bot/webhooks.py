@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from bot.config import Settings
-from bot.health import Probe, add_health_route
+from bot.health import Probe, add_health_route, serve
 from bot.models import TaskState
 from bot.providers.base import Capabilities, Provider
 
@@ -120,18 +120,7 @@ class CallbackReceiver:
         return self._bound_port
 
     async def start(self) -> None:
-        # access_log=None: the access log would print request paths, and paths hold tokens.
-        self._runner = web.AppRunner(self.app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        try:
-            await site.start()
-        except OSError:
-            await self.stop()
-            raise
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self._bound_port = sockets[0].getsockname()[1] if sockets else self.port
+        self._runner, self._bound_port = await serve(self.app, self.host, self.port)
         log.info("callback receiver listening on %s:%s", self.host, self._bound_port)
 
     async def stop(self) -> None:
