@@ -131,10 +131,6 @@ class FairQueue:
         """How many jobs were picked so far: `order` only changes when this does."""
         return self._served.tick
 
-    @property
-    def served(self) -> Served:
-        return self._served
-
     def adopt(self, served: Served) -> None:
         """The served memory as the database has it now (any process may have moved it)."""
         self._served = served
