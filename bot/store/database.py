@@ -124,26 +124,28 @@ class Database(ABC):
 
 # ---- SQLite ------------------------------------------------------------------------------------
 class _SqliteTx:
+    """Each statement is one trip to aiosqlite's thread (`execute_fetchall`), not three
+    (execute, fetch, close): a transaction holds the file's write lock, and every trip waits
+    for the event loop to come round, so trips are what a transaction costs (bench/README.md)."""
+
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self.conn = conn
 
     async def fetch(self, sql: str, params: Params = ()) -> list[Any]:
-        async with self.conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return list(await self.conn.execute_fetchall(sql, params))
 
     async def fetchrow(self, sql: str, params: Params = ()) -> Any | None:
-        async with self.conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+        rows = await self.conn.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def fetchval(self, sql: str, params: Params = ()) -> Any:
         row = await self.fetchrow(sql, params)
         return row[0] if row is not None else None
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        cur = await self.conn.execute(sql, params)
-        count = cur.rowcount
-        await cur.close()
-        return count
+        # The cursor is left to the garbage collector: closing it would be one more trip, and
+        # a finished statement holds nothing.
+        return (await self.conn.execute(sql, params)).rowcount
 
     async def notify(self, channel: str, payload: str) -> None:
         """SQLite has no notifications: other processes see the rows when they look."""
@@ -194,8 +196,8 @@ class SqliteDatabase(Database):
 
     async def fetch(self, sql: str, params: Params = ()) -> list[Any]:
         conn = await self.connection()
-        async with self._lock, conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        async with self._lock:
+            return list(await conn.execute_fetchall(sql, params))
 
     async def close(self) -> None:
         async with self._lock:
