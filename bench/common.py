@@ -390,10 +390,9 @@ async def engine_worker(cfg: dict[str, Any]) -> None:
     import logging
     import uuid
 
-    import httpx
-
     from bot.config import Settings
     from bot.engine import Engine, EngineLimits, PollPolicy
+    from bot.httpclient import new_client
     from bot.providers import create_provider
     from bot.store import JobState, NewJob, Store
     from bot.webhooks import CallbackReceiver
@@ -409,7 +408,7 @@ async def engine_worker(cfg: dict[str, Any]) -> None:
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = await Store.open(cfg.get("database") or settings.database_path)
-    http = httpx.AsyncClient(timeout=60.0, follow_redirects=False)  # as cogs/app.py builds it
+    http = new_client(timeout=60.0)  # as cogs/app.py builds it
     provider = create_provider("magnific", settings, client=http)
     delivery = CountingDelivery(jobs)
     if shared:

@@ -19,12 +19,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
-
 from bot.config import DEFAULT_BASE_URLS, Settings
 from bot.engine import Engine, EventKind, JobEvent, JobResult
 from bot.engine.claims import known_dead
 from bot.errors import InvalidInput, Problem, SeedanceError
+from bot.httpclient import new_client
 from bot.intake import MediaInput, RequestOptions
 from bot.models import Ratio, nearest_ratio
 from bot.providers import ProviderRegistry
@@ -233,7 +232,7 @@ async def run_one(
     """
     hosts = {name: urlsplit(settings.base_url(name)).netloc for name in DEFAULT_BASE_URLS}
     delivery = FileDelivery(progress=progress, say=say, hosts=hosts)
-    async with httpx.AsyncClient(timeout=60.0) as http:
+    async with new_client(timeout=60.0) as http:
         def sleep_for(name: str) -> Callable[[float], Awaitable[None]]:
             if progress and name in hosts:  # reached over the network: show the waits
                 return delivery.waiting_on(hosts[name])

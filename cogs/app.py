@@ -30,6 +30,7 @@ from bot.engine import Engine, QuotaExceeded
 from bot.engine.engine import CallbackUrls
 from bot.errors import ConfigError, InvalidInput, Refusal, SeedanceError, scrub
 from bot.health import HealthServer
+from bot.httpclient import new_client
 from bot.models import TaskState
 from bot.providers import ProviderRegistry
 from bot.providers.base import Provider
@@ -161,7 +162,7 @@ class SeedanceBot(commands.AutoShardedBot):
             return
         self._prepared = True
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.http_client = httpx.AsyncClient(timeout=60.0, follow_redirects=False)
+        self.http_client = new_client(timeout=60.0)
         self.store = await Store.open(self.settings.database)
         self._callbacks = await self._start_http()
 

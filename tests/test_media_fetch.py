@@ -12,6 +12,7 @@ import pytest
 from aiohttp import web
 
 from bot.errors import DownloadError, RefusedDownload, ResultExpiredError
+from bot.httpclient import new_client
 from bot.media.fetch import (
     STRICT,
     NetworkPolicy,
@@ -119,9 +120,12 @@ async def server() -> AsyncIterator[FileServer]:
         yield s
 
 
-@pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=10) as c:
+@pytest.fixture(params=["aiohttp", "httpcore"])
+async def client(request: pytest.FixtureRequest) -> AsyncIterator[httpx.AsyncClient]:
+    """The client the bot builds (bot/httpclient.py) and httpx's own, which tests and callers
+    may hand in: downloads keep every rule whichever carries them."""
+    made = new_client(timeout=10) if request.param == "aiohttp" else httpx.AsyncClient(timeout=10)
+    async with made as c:
         yield c
 
 

@@ -17,6 +17,7 @@ import pytest
 from bot.config import Settings
 from bot.engine.policies import resubmit_is_safe
 from bot.errors import ConfigError, GatewayError, GatewayUnavailableError, RateLimitError
+from bot.httpclient import new_client
 from bot.media.probe import probe_file
 from bot.models import MediaKind
 from bot.providers import create_provider
@@ -123,10 +124,13 @@ async def test_500_on_create_is_not_retried(
 
 
 @pytest.mark.parametrize("gw", NOT_IDEMPOTENT, ids=_ids, indirect=True)
+@pytest.mark.parametrize("pool", ["aiohttp", "httpcore"])
 async def test_read_timeout_on_create_is_not_retried_but_on_poll_it_is(
-    gw: GatewayCase, fake: Any, sleeps: SleepLog
+    gw: GatewayCase, fake: Any, sleeps: SleepLog, pool: str
 ) -> None:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, read=0.2)) as client:
+    timeout = httpx.Timeout(5.0, read=0.2)
+    made = new_client(timeout=timeout) if pool == "aiohttp" else httpx.AsyncClient(timeout=timeout)
+    async with made as client:
         provider = gw.client(fake, sleeps, client=client)
         fake.fail_next(200, {}, method="POST", delay=0.6)
         with pytest.raises(GatewayUnavailableError, match="no answer") as info:

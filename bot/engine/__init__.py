@@ -3,7 +3,7 @@
 Public API (the CLI and the cogs call these; nothing here imports discord):
 
     engine = Engine(settings, store, delivery=..., providers=name -> Provider | mapping,
-                    http=httpx.AsyncClient(), limits=EngineLimits(), clock=time.time,
+                    http=new_client(), limits=EngineLimits(), clock=time.time,
                     sleep=asyncio.sleep, callbacks=None)
     await engine.start()          # resumes every unfinished job from its row, starts scheduling
     await engine.stop()           # cancels runners; safe at any moment (rows say where to resume)

@@ -13,6 +13,7 @@ import httpx
 
 from bot.config import PROVIDER_NAMES, Settings
 from bot.errors import InvalidInput
+from bot.httpclient import new_client
 from bot.providers.base import Capabilities, MediaLimits, Provider, SubmitResult
 from bot.providers.http import Sleep
 
@@ -124,7 +125,7 @@ class ProviderRegistry:
 
     def _shared_client(self) -> httpx.AsyncClient:
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=_TIMEOUT)
+            self._client = new_client(timeout=_TIMEOUT)
         return self._client
 
 

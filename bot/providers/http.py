@@ -49,6 +49,7 @@ from bot.errors import (
     classify_failure,
     scrub,
 )
+from bot.httpclient import new_client
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ class HttpTransport:
         self.headers = dict(headers)
         self.parse_error = parse_error
         self._own_client = client is None
-        self.client = client or httpx.AsyncClient(timeout=timeout)
+        self.client = client or new_client(timeout=timeout)
         self.sleep = sleep
         self.max_attempts = max_attempts
         self.backoff = backoff or Backoff()

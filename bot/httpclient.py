@@ -1,0 +1,145 @@
+"""The process's HTTP client: httpx's interface over aiohttp's connection pool.
+
+Every module speaks httpx (bot/providers/http.py, bot/media/fetch.py, bot/intake.py), and
+tests hand their own `httpx.AsyncClient` in. Underneath, httpx's own pool (httpcore on anyio)
+costs about 1.3 ms of CPU per request with 32 on the wire, aiohttp's about 0.25 ms through this
+transport (bench/README.md): with a create, polls and a download per job, that pool was the
+largest single cost of a job. aiohttp is already installed (discord.py is built on it).
+
+The transport is ours, not httpx-aiohttp's, because of one rule bot/providers/http.py lives
+by: a create whose answer was lost may have made a task, so only an error that proves the
+request never left may be retried. httpx-aiohttp reports a server that hung up after the
+request was sent (`ServerDisconnectedError`) as `ConnectTimeout`, i.e. "never sent": a second
+create, a second bill. Here:
+
+- the connection could not be made (refused, DNS, TLS, connect timeout) → `ConnectError` /
+  `ConnectTimeout` (never sent);
+- anything after it was made (disconnect, reset, read timeout, a garbled answer) →
+  `ReadTimeout` / `RemoteProtocolError` / `ReadError` (maybe sent).
+
+URLs go out byte for byte (signed result URLs break if re-quoted); redirects are httpx's
+business (and bot/media/fetch.py's, which checks every hop); the `sni_hostname` extension that
+fetch.py uses to pin a checked address keeps TLS and the certificate on the host name; bodies
+stream both ways; content encodings are decoded once, by httpx.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import httpx
+from yarl import URL
+
+#: Connections kept per client, as httpx's default pool.
+MAX_CONNECTIONS = 100
+_CHUNK = 1 << 16
+
+
+@contextlib.contextmanager
+def _mapped(*, sent: bool) -> Iterator[None]:
+    """aiohttp's errors as the httpx errors that say whether the request may have left."""
+    try:
+        yield
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise httpx.ConnectTimeout(str(exc) or "connect timed out") from exc
+    except aiohttp.ClientConnectorError as exc:  # refused, DNS, TLS/certificate
+        raise httpx.ConnectError(str(exc) or type(exc).__name__) from exc
+    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
+        raise httpx.UnsupportedProtocol(str(exc)) from exc
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise httpx.ReadTimeout(str(exc) or "read timed out") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise httpx.ReadError(str(exc) or "the body was cut short") from exc
+    except aiohttp.ClientOSError as exc:  # reset or broken pipe on an open connection
+        raise (httpx.ReadError if sent else httpx.WriteError)(str(exc)) from exc
+    except aiohttp.ClientError as exc:  # disconnected, a malformed answer, …
+        raise httpx.RemoteProtocolError(str(exc) or type(exc).__name__) from exc
+
+
+class _Body(httpx.AsyncByteStream):
+    """An aiohttp response's body, read as httpx reads a stream."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _mapped(sent=True):
+            async for chunk in self._response.content.iter_chunked(_CHUNK):
+                yield chunk
+
+    async def aclose(self) -> None:
+        # Back to the pool when the body was read to the end; closed otherwise.
+        self._response.release()
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """An httpx transport that sends through one aiohttp session (made at first use, inside
+    the running loop, as aiohttp requires)."""
+
+    def __init__(self, *, verify: ssl.SSLContext | bool = True,
+                 max_connections: int = MAX_CONNECTIONS) -> None:
+        self._ssl: ssl.SSLContext | bool = verify
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl),
+                auto_decompress=False,  # httpx decodes Content-Encoding itself
+                cookie_jar=aiohttp.DummyCookieJar(),  # httpx keeps cookies, if anyone
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
+        return self._session
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeout = request.extensions.get("timeout", {})
+        data: Any
+        headers = request.headers.multi_items()
+        try:
+            data = request.content
+        except httpx.RequestNotRead:
+            data = request.stream  # an upload: streamed, not held in memory
+            # aiohttp frames a body of unknown length itself and refuses to be told to.
+            headers = [(k, v) for k, v in headers if k.lower() != "transfer-encoding"]
+        kwargs: dict[str, Any] = {}
+        sni = request.extensions.get("sni_hostname")
+        if sni:
+            kwargs["server_hostname"] = sni.decode() if isinstance(sni, bytes) else sni
+        with _mapped(sent=False):
+            response = await self._get_session().request(
+                request.method,
+                URL(str(request.url), encoded=True),
+                headers=headers,
+                data=data or None,
+                allow_redirects=False,
+                compress=None,
+                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=timeout.get("pool"),
+                    sock_connect=timeout.get("connect"), sock_read=timeout.get("read"),
+                ),
+                **kwargs,
+            )
+        return httpx.Response(
+            status_code=response.status,
+            headers=list(response.raw_headers),
+            stream=_Body(response),
+            extensions={"http_version": b"HTTP/1.1",
+                        "reason_phrase": (response.reason or "").encode("ascii", "replace")},
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def new_client(*, timeout: float | httpx.Timeout = 60.0, **kwargs: Any) -> httpx.AsyncClient:
+    """The client the bot, the worker and the CLI use (tests may bring their own)."""
+    return httpx.AsyncClient(transport=AiohttpTransport(), timeout=timeout,
+                             follow_redirects=False, **kwargs)
