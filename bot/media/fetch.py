@@ -29,6 +29,7 @@ import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -209,7 +210,6 @@ async def download(
     """
     dest = Path(dest)
     part = dest.with_suffix(dest.suffix + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
     scheme = urlsplit(url).scheme.lower()
     if scheme == "file":
         return await asyncio.to_thread(_copy_file, url, dest, part, max_bytes, file_root)
@@ -302,10 +302,14 @@ def _check_response(response: httpx.Response, shown: str, max_bytes: int) -> Non
 async def _stream_to(
     response: httpx.Response, dest: Path, part: Path, max_bytes: int, shown: str
 ) -> int:
-    """Stream the body into `part`, counting as it goes, then rename it over `dest`."""
+    """Stream the body into `part`, counting as it goes, then rename it over `dest`.
+
+    Opening, the fsync and the rename wait on the disk, so they run off the event loop (one
+    trip each way); the writes in between only fill the page cache."""
     written = 0
     try:
-        with part.open("wb") as fh:
+        fh = await asyncio.to_thread(_open_part, part)
+        try:
             async for chunk in response.aiter_bytes(_CHUNK):
                 written += len(chunk)
                 if written > max_bytes:
@@ -313,12 +317,26 @@ async def _stream_to(
                         f"{shown} is more than the {size(max_bytes)} limit; download stopped"
                     )
                 fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())  # the job row will say "downloaded": the bytes must be there
-        os.replace(part, dest)
+        except BaseException:
+            fh.close()
+            raise
+        await asyncio.to_thread(_seal, fh, part, dest)
     except OSError as exc:
         raise _disk_error(exc, shown) from exc
     return written
+
+
+def _open_part(part: Path) -> BinaryIO:
+    part.parent.mkdir(parents=True, exist_ok=True)
+    return part.open("wb")
+
+
+def _seal(fh: BinaryIO, part: Path, dest: Path) -> None:
+    """The job row will say "downloaded": the bytes must be on disk under their name first."""
+    with fh:
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(part, dest)
 
 
 def _copy_file(url: str, dest: Path, part: Path, max_bytes: int, file_root: Path | None) -> int:
@@ -340,15 +358,18 @@ def _copy_file(url: str, dest: Path, part: Path, max_bytes: int, file_root: Path
                             f"{size(max_bytes)} limit")
     written = 0
     try:
-        with source.open("rb") as src, part.open("wb") as fh:
-            while chunk := src.read(_CHUNK):
-                written += len(chunk)
-                if written > max_bytes:  # the file grew while we copied
-                    raise DownloadError(f"{shown} is more than the {size(max_bytes)} limit")
-                fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(part, dest)
+        with source.open("rb") as src:
+            fh = _open_part(part)
+            try:
+                while chunk := src.read(_CHUNK):
+                    written += len(chunk)
+                    if written > max_bytes:  # the file grew while we copied
+                        raise DownloadError(f"{shown} is more than the {size(max_bytes)} limit")
+                    fh.write(chunk)
+            except BaseException:
+                fh.close()
+                raise
+            _seal(fh, part, dest)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             part.unlink(missing_ok=True)

@@ -257,8 +257,10 @@ _CLOCKWISE = {
 
 
 def _first_frame(container: Any, stream: Any, path: Path) -> Any:
-    """Decode one frame: a header alone does not prove the stream is readable."""
+    """Decode one frame: a header alone does not prove the stream is readable. On one thread:
+    FFmpeg's frame threads cost more to start than one frame takes to decode."""
     try:
+        stream.codec_context.thread_count = 1
         for frame in container.decode(stream):
             return frame
     except av.FFmpegError as exc:
