@@ -41,6 +41,8 @@ ACK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0)
 #: A task time recorded this long before the newest one seen is still looked for (a write that
 #: committed after a later one); older rows are counted once and forgotten.
 LATE_SECONDS = 300.0
+#: A scrape waits this long for the database, then shows the last figures (store_up 0).
+READ_SECONDS = 5.0
 
 
 @dataclass
@@ -98,7 +100,7 @@ class StoreFigures(Collector):
             if self._read_at is not None and self._clock() - self._read_at < self._ttl:
                 return
             try:
-                await self._read()
+                await asyncio.wait_for(self._read(), READ_SECONDS)
             except Exception as exc:  # the database away: keep the last figures, say so
                 if self._ok or self._read_at is None:
                     log.warning("metrics: the database could not be read (%s)",

@@ -5,13 +5,14 @@ receiver's."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from bot.health import HealthServer, Probe
+from bot.health import HealthServer, Probe, healthz
 from bot.store import Store
 from bot.webhooks import CallbackReceiver
 
@@ -57,6 +58,28 @@ async def test_a_database_that_does_not_answer_in_time_is_503() -> None:
     answer = await ask(stuck, within=0.2)
     assert answer.status_code == 503
     assert answer.json()["reason"] == "the database did not answer within 0.2 s"
+
+
+async def test_a_blocked_event_loop_is_503() -> None:
+    """Blocking code hogging the loop (here one callback sleeping half a second ahead of the
+    check's turn) is what a liveness check exists to catch."""
+    server = HealthServer(_fine, host="127.0.0.1", port=0, within=0.2)
+    await server.start()
+    try:
+        async with httpx.AsyncClient() as http:
+            url = f"http://127.0.0.1:{server.bound_port}/healthz"
+            healthy = await http.get(url)
+            assert healthy.status_code == 200 and healthy.json()["loop_ms"] >= 0
+    finally:
+        await server.stop()
+    asyncio.get_running_loop().call_soon(time.sleep, 0.5)  # queued ahead of the check's turn
+    answer = await healthz(_fine, 0.2)
+    assert answer.status == 503
+    assert answer.text is not None and "event loop is blocked" in answer.text
+
+
+async def _fine() -> None:
+    return None
 
 
 async def test_the_callback_receiver_serves_it_too(store: Store) -> None:
