@@ -38,6 +38,7 @@ from bot.service import Services
 from bot.store import Store
 from bot.store.database import DatabaseUnavailable, is_outage
 from bot.webhooks import CallbackReceiver, https_problem, load_or_create_secret
+from cogs.utils.acks import acknowledged
 from cogs.utils.cards import ModButton
 from cogs.utils.core import Core, cdn_hosts
 from cogs.utils.delivery import DiscordDelivery
@@ -88,6 +89,7 @@ class SeedanceTree(app_commands.CommandTree[Any]):
                 await interaction.followup.send(text, ephemeral=True)
             else:
                 await interaction.response.send_message(text, ephemeral=True)
+                acknowledged(interaction)  # a refusal answered at once is the ack too
         except discord.HTTPException:
             # The interaction expired (10062) or its token died: say it in the channel.
             channel = interaction.channel
