@@ -93,7 +93,8 @@ class FleetStore:
         for provider in providers:
             rows = await self.db.fetch(
                 "SELECT error_kind, error_message, finished_at FROM jobs"
-                " WHERE state = 'failed' AND provider = ? ORDER BY finished_at DESC LIMIT 1",
+                " WHERE state = 'failed' AND provider = ? AND finished_at IS NOT NULL"
+                " ORDER BY finished_at DESC LIMIT 1",
                 (provider,))
             if rows:
                 r = rows[0]
