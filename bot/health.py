@@ -95,15 +95,17 @@ class HealthServer:
         self.port = port
         self.app = web.Application()
         add_health_route(self.app, probe, within)
+        self._paths = "/healthz"
         if metrics is not None:
             add_metrics_route(self.app, metrics)
+            self._paths += ", /metrics"
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
 
     async def start(self) -> None:
         self._runner, self.bound_port = await serve(self.app, self.host, self.port)
-        log.info("health check listening on %s:%s (/healthz, /metrics)", self.host,
-                 self.bound_port)
+        log.info("health check listening on %s:%s (%s)", self.host, self.bound_port,
+                 self._paths)
 
     async def stop(self) -> None:
         if self._runner is not None:
