@@ -1,6 +1,6 @@
 """GET /healthz: 200 while the loop and the database answer, 503 with a short reason when the
-database does not (a dead one fails, a stuck one times out), on its own server or the callback
-receiver's."""
+database does not (a dead one fails, a stuck one times out) or the loop is blocked, on its own
+server or the callback receiver's (which serves /metrics too)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from bot.health import HealthServer, Probe, healthz
+from bot.metrics import Metrics
 from bot.store import Store
 from bot.webhooks import CallbackReceiver
 
@@ -86,8 +88,15 @@ async def test_the_callback_receiver_serves_it_too(store: Store) -> None:
     async def sink(job_id: str, state: object) -> None:
         raise AssertionError("no callback expected")
 
+    metrics = Metrics(store)
     receiver = CallbackReceiver({}, sink, base_url="http://127.0.0.1", secret="s",
-                                host="127.0.0.1", port=0, health=store.db.now)
+                                host="127.0.0.1", port=0, health=store.db.now,
+                                metrics=metrics.exposition)
     async with receiver, httpx.AsyncClient() as http:
         answer = await http.get(f"http://127.0.0.1:{receiver.bound_port}/healthz")
+        scraped = await http.get(f"http://127.0.0.1:{receiver.bound_port}/metrics")
     assert answer.status_code == 200 and answer.json()["ok"] is True
+    assert scraped.status_code == 200
+    up = next(f for f in text_string_to_metric_families(scraped.text)
+              if f.name == "seedance_store_up")
+    assert up.samples[0].value == 1.0
