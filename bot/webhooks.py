@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from bot.config import Settings
-from bot.health import Probe, add_health_route, serve
+from bot.health import Exposition, Probe, add_health_route, add_metrics_route, serve
 from bot.models import TaskState
 from bot.providers.base import Capabilities, Provider
 
@@ -87,6 +87,7 @@ class CallbackReceiver:
         port: int = 8080,
         memory: int = 4096,
         health: Probe | None = None,
+        metrics: Exposition | None = None,
     ) -> None:
         if not secret:
             raise ValueError("the callback receiver needs a secret to make URL tokens")
@@ -105,6 +106,8 @@ class CallbackReceiver:
         self.app.router.add_post("/callbacks/{provider}/{job_id}/{token}", self._handle)
         if health is not None:
             add_health_route(self.app, health)
+        if metrics is not None:
+            add_metrics_route(self.app, metrics)
 
     def url_for(self, provider: str, job_id: str) -> str:
         """The callback URL to give the gateway when submitting `job_id`."""

@@ -20,7 +20,9 @@ from bot.errors import Refusal
 from bot.guild import ReviewMode
 from bot.models import Resolution
 from bot.service import AdminService, Overview, Requester
+from cogs.utils.acks import acknowledged, defer
 from cogs.utils.core import requester_of
+from cogs.utils.status import status_embed
 from cogs.utils.texts import clip, limits_line
 
 if TYPE_CHECKING:
@@ -74,6 +76,7 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
     async def _reply(self, interaction: discord.Interaction[Any], text: str) -> None:
         await interaction.response.send_message(clip(text, 2000), ephemeral=True,
                                                 allowed_mentions=discord.AllowedMentions.none())
+        acknowledged(interaction)
 
     def _who(self, interaction: discord.Interaction[Any]) -> Requester:
         return requester_of(interaction)
@@ -83,6 +86,13 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
     async def show(self, interaction: discord.Interaction[Any]) -> None:
         await self._reply(interaction, overview_text(await self.admin.overview(
             self._who(interaction))))
+
+    @app_commands.command(name="status", description="How each gateway is doing (whole bot)")
+    @_manage_guild()
+    async def status(self, interaction: discord.Interaction[Any]) -> None:
+        await defer(interaction, ephemeral=True, thinking=True)
+        fleet = await self.bot.core.services.fleet.status(self._who(interaction))
+        await interaction.followup.send(embed=status_embed(fleet), ephemeral=True)
 
     @app_commands.command(name="quota-user", description="Daily credits for one member")
     @app_commands.describe(credits="Credits per UTC day; -1 removes the override")
@@ -279,7 +289,7 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
     @_manage_guild()
     async def export(self, interaction: discord.Interaction[Any], since: str,
                      until: str) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer(interaction, ephemeral=True, thinking=True)
         try:
             export = await self.admin.export(self._who(interaction), since, until)
         except Refusal as exc:

@@ -31,6 +31,7 @@ from bot.engine.engine import CallbackUrls
 from bot.errors import ConfigError, InvalidInput, Refusal, SeedanceError, scrub
 from bot.health import HealthServer
 from bot.httpclient import new_client
+from bot.metrics import Metrics
 from bot.models import TaskState
 from bot.providers import ProviderRegistry
 from bot.providers.base import Provider
@@ -38,6 +39,7 @@ from bot.service import Services
 from bot.store import Store
 from bot.store.database import DatabaseUnavailable, is_outage
 from bot.webhooks import CallbackReceiver, https_problem, load_or_create_secret
+from cogs.utils.acks import acknowledged
 from cogs.utils.cards import ModButton
 from cogs.utils.core import Core, cdn_hosts
 from cogs.utils.delivery import DiscordDelivery
@@ -88,6 +90,7 @@ class SeedanceTree(app_commands.CommandTree[Any]):
                 await interaction.followup.send(text, ephemeral=True)
             else:
                 await interaction.response.send_message(text, ephemeral=True)
+                acknowledged(interaction)  # a refusal answered at once is the ack too
         except discord.HTTPException:
             # The interaction expired (10062) or its token died: say it in the channel.
             channel = interaction.channel
@@ -118,6 +121,7 @@ class SeedanceBot(commands.AutoShardedBot):
     store: Store
     http_client: httpx.AsyncClient
     core: Core
+    metrics: Metrics
 
     def __init__(self, settings: Settings, *, worker: bool = False) -> None:
         # The bot has no voice: without this discord.py warns at every start that PyNaCl and
@@ -164,6 +168,7 @@ class SeedanceBot(commands.AutoShardedBot):
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.http_client = new_client(timeout=60.0)
         self.store = await Store.open(self.settings.database)
+        self.metrics = Metrics(self.store)
         self._callbacks = await self._start_http()
 
     async def setup_hook(self) -> None:
@@ -180,7 +185,8 @@ class SeedanceBot(commands.AutoShardedBot):
         )
         services = Services.build(self.settings, self.store, self.engine, self.provider,
                                   self.http_client, member_hosts=cdn_hosts(self.settings))
-        self.core = Core(self.settings, self.store, self.engine, services, self.http_client)
+        self.core = Core(self.settings, self.store, self.engine, services, self.http_client,
+                         metrics=self.metrics)
         if not self.worker:
             self.add_dynamic_items(JobButton, ModButton, ForgetButton)
             for ext in EXTENSIONS:
@@ -199,8 +205,8 @@ class SeedanceBot(commands.AutoShardedBot):
         await self.store.finish_forgetting(now=time.time())
 
     async def _start_http(self) -> CallbackUrls | None:
-        """The callback receiver (with /healthz) when callbacks are configured, else a health
-        server alone when SEEDANCE_HTTP_PORT is set. Returns the receiver, if any."""
+        """The callback receiver (with /healthz and /metrics) when callbacks are configured,
+        else those two alone when SEEDANCE_HTTP_PORT is set. Returns the receiver, if any."""
         settings = self.settings
         variable = "SEEDANCE_HTTP_PORT" if settings.seedance_http_port else "SEEDANCE_WEBHOOK_PORT"
         port = settings.seedance_http_port or settings.seedance_webhook_port
@@ -208,7 +214,8 @@ class SeedanceBot(commands.AutoShardedBot):
             if settings.seedance_webhook_base_url:
                 return await self._start_receiver(port)
             if settings.seedance_http_port:
-                self._health = HealthServer(self.store.db.now, port=port)
+                self._health = HealthServer(self.store.db.now, port=port,
+                                            metrics=self.metrics.exposition)
                 await self._health.start()
         except OSError as exc:
             why = ("is already in use by another program" if exc.errno == errno.EADDRINUSE
@@ -243,6 +250,7 @@ class SeedanceBot(commands.AutoShardedBot):
             secret=load_or_create_secret(self.settings),
             port=port,
             health=self.store.db.now,
+            metrics=self.metrics.exposition,
         )
         await receiver.start()
         self._receiver = receiver

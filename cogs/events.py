@@ -31,6 +31,7 @@ from bot.guild import ReviewMode
 from bot.service import EventService, intake_closed_at
 from bot.service.events import UNPOSTABLE, ChannelBusy
 from bot.store import EventRow, EventStats
+from cogs.utils.acks import defer
 from cogs.utils.core import requester_of
 from cogs.utils.messaging import NO_PINGS, event_nonce
 from cogs.utils.texts import clip, duration_words, timestamp
@@ -145,7 +146,7 @@ class Events(commands.GroupCog, group_name="event",
         minutes: app_commands.Range[float, 0, 43200] = 0.0,
         moderation: ModerationChoice | None = None,
     ) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer(interaction, ephemeral=True, thinking=True)
         target = channel or interaction.channel
         if not isinstance(target, discord.TextChannel):
             await self._say(interaction, "Say which text channel the event is in (`channel:`).")
@@ -203,7 +204,7 @@ class Events(commands.GroupCog, group_name="event",
     @app_commands.command(name="status", description="The running event: entries so far and "
                                                      "your credits left")
     async def status(self, interaction: discord.Interaction[Any]) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer(interaction, ephemeral=True, thinking=True)
         who = requester_of(interaction)
         shown = await self.events.status(who)
         if not shown:
@@ -238,7 +239,7 @@ class Events(commands.GroupCog, group_name="event",
     @app_commands.describe(event="Which event (default: this channel's, or the only one)")
     @app_commands.checks.has_permissions(manage_guild=True)
     async def end(self, interaction: discord.Interaction[Any], event: str | None = None) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer(interaction, ephemeral=True, thinking=True)
         try:
             chosen = await self.events.choose(requester_of(interaction), event)
         except Refusal as exc:

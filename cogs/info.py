@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.utils.acks import defer
 from cogs.utils.core import requester_of
 from cogs.utils.texts import clip, duration_words, limits_line, settings_line, timestamp
 
@@ -22,7 +23,7 @@ class Info(commands.Cog):
     @app_commands.command(name="queue", description="This server's video queue and your place")
     @app_commands.guild_only()
     async def queue(self, interaction: discord.Interaction[Any]) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer(interaction, ephemeral=True, thinking=True)
         view = await self.bot.core.services.videos.queue(requester_of(interaction))
         entries = view.entries
         me = str(interaction.user.id)
@@ -47,7 +48,7 @@ class Info(commands.Cog):
     @app_commands.command(name="quota", description="Your credits: used, left, and when they reset")
     @app_commands.guild_only()
     async def quota(self, interaction: discord.Interaction[Any]) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer(interaction, ephemeral=True, thinking=True)
         status = await self.bot.core.services.videos.quota(requester_of(interaction))
         lines = []
         for window in status.windows:

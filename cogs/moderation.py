@@ -17,6 +17,7 @@ from discord.ext import commands
 
 from bot.errors import Refusal
 from bot.store import TERMINAL_STATES, JobState
+from cogs.utils.acks import defer
 from cogs.utils.cards import REASON_PREFIX, post_audit, post_card
 from cogs.utils.core import requester_of
 from cogs.utils.messaging import APPROVAL, AUDIT, REVIEW
@@ -93,7 +94,7 @@ class Moderation(commands.Cog):
             await interaction.response.send_message(str(exc), ephemeral=True)
             return
         reason = _modal_value(data, "reason").strip() or "No reason given."
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer(interaction, ephemeral=True, thinking=True)
         try:
             await videos.reject(job_id, who, reason)
         except Refusal as exc:

@@ -13,6 +13,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs.utils.acks import defer
 from cogs.utils.texts import holdings_text
 from cogs.utils.views import ForgetButton
 
@@ -32,7 +33,7 @@ class Privacy(commands.GroupCog, group_name="my-data",
 
     @app_commands.command(name="show", description="What the bot stores about you")
     async def show(self, interaction: discord.Interaction[Any]) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer(interaction, ephemeral=True, thinking=True)
         held = await self.bot.core.services.privacy.holdings(str(interaction.user.id))
         await interaction.followup.send(holdings_text(held), ephemeral=True)
 

@@ -17,6 +17,7 @@ from discord.ext import commands
 
 from bot.intake import MediaInput, RequestOptions
 from bot.models import Ratio, RequestedMode, Resolution
+from cogs.utils.acks import defer
 from cogs.utils.core import requester_of
 from cogs.utils.views import launch
 
@@ -74,7 +75,7 @@ class Video(commands.Cog):
         file11: discord.Attachment | None = None,
         file12: discord.Attachment | None = None,
     ) -> None:
-        await interaction.response.defer(thinking=True)  # first: Discord allows 3 s
+        await defer(interaction, thinking=True)  # first: Discord allows 3 s
         files = [file1, file2, file3, file4, file5, file6, file7, file8, file9, file10,
                  file11, file12]
         inputs = [MediaInput(att.url, name=f"file{i} ({att.filename})", declared_size=att.size)

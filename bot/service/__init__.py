@@ -17,6 +17,7 @@ from bot.store import Store
 
 from .admin import AdminService, Export, Overview
 from .events import Closing, EventService, EventStatus, intake_closed_at
+from .fleet import FleetService, FleetStatus, GatewayState, GatewayStatus
 from .people import CLI_GUILD, DM_GUILD, Requester
 from .privacy import Holdings, PrivacyService
 from .refusals import (
@@ -43,6 +44,7 @@ class Services:
     admin: AdminService
     events: EventService
     privacy: PrivacyService
+    fleet: FleetService
 
     @classmethod
     def build(cls, settings: Settings, store: Store, engine: Engine,
@@ -54,6 +56,7 @@ class Services:
             admin=AdminService(settings, store, providers, limits=engine.limits),
             events=EventService(store, engine),
             privacy=PrivacyService(store, engine, settings.data_dir),
+            fleet=FleetService(settings, store, limits=engine.limits),
         )
 
 
@@ -69,6 +72,10 @@ __all__ = [
     "EventService",
     "EventStatus",
     "Export",
+    "FleetService",
+    "FleetStatus",
+    "GatewayState",
+    "GatewayStatus",
     "GatewayUnavailable",
     "Holdings",
     "Made",

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from bot.models import GenerationRequest
 from bot.store.claims import ClaimsStore
 from bot.store.database import Database, SqliteDatabase, Tx, open_database
+from bot.store.fleet import FleetStore
 from bot.store.ledger import (
     EVERYONE,
     LedgerKind,
@@ -52,7 +53,7 @@ T = TypeVar("T")
 QUEUE_CHANNEL = "seedance_queue"
 
 
-class Store(ClaimsStore, ModerationStore, SettingsStore):
+class Store(ClaimsStore, FleetStore, ModerationStore, SettingsStore):
     """Durable state of the bot. Open with `await Store.open(url_or_path)`; `close()` it."""
 
     _job_from_row = staticmethod(job_from_row)

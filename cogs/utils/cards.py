@@ -27,6 +27,7 @@ from bot.errors import Refusal
 from bot.models import MediaKind
 from bot.store import JobMessage, JobState, JobView, Store
 
+from .acks import defer
 from .core import core_of, requester_of
 from .messaging import (
     APPROVAL,
@@ -80,7 +81,7 @@ class ModButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
             await interaction.response.send_modal(ReasonModal(self.job_id))
             return
         core = core_of(interaction.client)
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        await defer(interaction, ephemeral=True, thinking=True)
         try:
             await core.services.videos.approve(self.job_id, requester_of(interaction))
         except Refusal as exc:

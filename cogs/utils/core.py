@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from bot.config import Settings
 from bot.engine import Engine
 from bot.guild import ReviewMode
+from bot.metrics import Metrics
 from bot.service import DM_GUILD, Requester, Services
 from bot.store import JobView, Store
 
@@ -37,6 +38,7 @@ class Core:
     engine: Engine
     services: Services
     http: httpx.AsyncClient
+    metrics: Metrics | None = None  # this process's /metrics (bot/metrics.py)
 
 
 def core_of(client: discord.Client) -> Core:

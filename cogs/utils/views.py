@@ -23,6 +23,7 @@ from bot.service import Made
 from bot.store import TERMINAL_STATES, JobView
 from bot.store.database import is_outage
 
+from .acks import defer
 from .core import DiscordJobContext, core_of, requester_of
 from .messaging import send_private
 from .texts import OUTAGE_TEXT, forgotten_text, refusal_text
@@ -43,7 +44,7 @@ async def launch(interaction: discord.Interaction[Any],
     """Answer at once (Discord allows 3 s), then let a service make the job; its refusal is
     shown privately. From the job's row on, the delivery port renders the status message."""
     if not interaction.response.is_done():
-        await interaction.response.defer(thinking=True)
+        await defer(interaction, thinking=True)
     issued = time.time()
     status = await interaction.original_response()
     try:
@@ -106,11 +107,11 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         videos = core_of(interaction.client).services.videos
         who = requester_of(interaction)
         if self.action == "cancel":
-            await interaction.response.defer(ephemeral=True, thinking=True)
+            await defer(interaction, ephemeral=True, thinking=True)
             await interaction.followup.send(await videos.cancel(self.job_id, who),
                                             ephemeral=True)
         elif self.action == "delete":
-            await interaction.response.defer()
+            await defer(interaction)
             if interaction.message is not None:
                 await interaction.message.delete()
         elif self.action == "reroll":

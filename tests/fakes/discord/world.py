@@ -72,6 +72,40 @@ def form_error(path: str, code: str, message: str) -> ApiError:
     return ApiError(400, 50035, "Invalid Form Body", tree)
 
 
+#: Discord's embed limits (developer docs, "Embed Limits"): per part, and 6,000 in all.
+EMBED_LIMITS = {"title": 256, "description": 4096, "footer.text": 2048, "author.name": 256}
+
+
+def check_embeds(embeds: list[dict[str, Any]]) -> None:
+    """The embed limits Discord enforces: each part's length, 25 fields of at most 256 (name)
+    and 1,024 (value) characters, and 6,000 characters over all of a message's embeds."""
+    total = 0
+    for i, embed in enumerate(embeds):
+        for key, limit in EMBED_LIMITS.items():
+            top, _, sub = key.partition(".")
+            value = embed.get(top)
+            text = (value or {}).get(sub) if sub and isinstance(value, dict) else value
+            if isinstance(text, str):
+                total += len(text)
+                if len(text) > limit:
+                    raise form_error(f"embeds.{i}.{key}", "BASE_TYPE_MAX_LENGTH",
+                                     f"Must be {limit} or fewer in length.")
+        fields = embed.get("fields") or []
+        if len(fields) > 25:
+            raise form_error(f"embeds.{i}.fields", "BASE_TYPE_MAX_LENGTH",
+                             "Must be 25 or fewer in length.")
+        for j, f in enumerate(fields):
+            for part, limit in (("name", 256), ("value", 1024)):
+                text = str(f.get(part) or "")
+                total += len(text)
+                if not text or len(text) > limit:
+                    raise form_error(f"embeds.{i}.fields.{j}.{part}", "BASE_TYPE_MAX_LENGTH",
+                                     f"Must be between 1 and {limit} in length.")
+    if total > 6000:
+        raise form_error("embeds", "BASE_TYPE_MAX_LENGTH",
+                         "Embed size exceeds maximum size of 6000")
+
+
 def missing_permissions() -> ApiError:
     return ApiError(403, 50013, "Missing Permissions")
 
@@ -245,6 +279,7 @@ class World:
         embeds = body.get("embeds") or []
         if len(embeds) > 10:
             raise form_error("embeds", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
+        check_embeds(embeds)
         if len(uploads) > 10:
             raise form_error("files", "BASE_TYPE_MAX_LENGTH", "Must be 10 or fewer in length.")
         for up in uploads:
