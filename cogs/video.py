@@ -28,7 +28,7 @@ FILE_OPTIONS = tuple(f"file{i}" for i in range(1, 13))
 ModeChoice = Literal["auto", "text", "first_frame", "first_last_frame", "reference", "edit",
                      "extend"]
 ResolutionChoice = Literal["480p", "720p", "1080p"]
-RatioChoice = Literal["adaptive", "16:9", "4:3", "1:1", "3:4", "9:16", "21:9"]
+RatioChoice = Literal["adaptive", "16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21"]
 ProviderChoice = Literal["local", "anyfast", "runware", "magnific", "hiapi"]
 
 

@@ -36,6 +36,9 @@ from bot.words import KIND_NOUNS, a
 
 ALL_MODES = frozenset(Mode)
 ALL_RATIOS = frozenset(Ratio)
+#: What every Seedance page lists (six fixed ratios and adaptive): the default table. 9:21 is
+#: Magnific's alone (`film_vertical_9_21`), so only a table that names it takes it.
+SEEDANCE_RATIOS = ALL_RATIOS - {Ratio.R9_21}
 #: (first-frame, last-frame) images each frame mode takes, with nothing else beside them: what
 #: every Seedance page says ("first frame, first + last frame and reference never mix").
 FRAME_IMAGES: Mapping[Mode, tuple[int, int]] = MappingProxyType(
@@ -95,7 +98,7 @@ class Capabilities:
     model: str
     resolutions: frozenset[Resolution] = frozenset({Resolution.P480, Resolution.P720})
     durations: frozenset[int] = frozenset(range(4, 16))
-    ratios: frozenset[Ratio] = ALL_RATIOS
+    ratios: frozenset[Ratio] = SEEDANCE_RATIOS
     modes: frozenset[Mode] = ALL_MODES
     limits: MediaLimits = field(default_factory=MediaLimits)
     audio_generation: bool = True

@@ -28,7 +28,6 @@ from bot.errors import (
     classify_failure,
 )
 from bot.models import (
-    FIXED_RATIOS,
     GenerationRequest,
     MediaKind,
     Mode,
@@ -64,7 +63,7 @@ CREATE_PATH = "/v1/ai/video/seedance-2-mini-{resolution}"  # resolution is the p
 TASK_PATH = "/v1/ai/video/seedance-2-mini/{task_id}"
 RESULT_LIFETIME = 24 * 3600.0  # "a URL valid for 24 hours"
 
-#: Our ratios to the page's aspect names (`adaptive` has none; 9:21 is not one of ours).
+#: Our ratios to the page's seven aspect names (`adaptive` has none).
 ASPECT_NAMES: dict[Ratio, str] = {
     Ratio.R21_9: "film_horizontal_21_9",
     Ratio.R16_9: "widescreen_16_9",
@@ -72,6 +71,7 @@ ASPECT_NAMES: dict[Ratio, str] = {
     Ratio.R1_1: "square_1_1",
     Ratio.R3_4: "traditional_3_4",
     Ratio.R9_16: "social_story_9_16",
+    Ratio.R9_21: "film_vertical_9_21",
 }
 
 #: Every status spelling the gateway uses (compared upper-cased).
@@ -92,7 +92,7 @@ CAPABILITIES = Capabilities(
     model=MODEL,
     resolutions=frozenset({Resolution.P480, Resolution.P720}),
     durations=frozenset({5, 10}),
-    ratios=frozenset(FIXED_RATIOS),
+    ratios=frozenset(ASPECT_NAMES),
     modes=frozenset({Mode.TEXT, Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME}),
     # Only a first and a last frame; the page states no image limits of its own.
     limits=MediaLimits(max_images=2, max_videos=0, max_audios=0),
