@@ -96,6 +96,8 @@ class Capabilities:
 
     provider: str
     model: str
+    #: Every model this gateway runs (empty: `model` alone), for front ends to offer.
+    models: tuple[str, ...] = ()
     resolutions: frozenset[Resolution] = frozenset({Resolution.P480, Resolution.P720})
     durations: frozenset[int] = frozenset(range(4, 16))
     ratios: frozenset[Ratio] = SEEDANCE_RATIOS

@@ -14,7 +14,7 @@ from bot.config import Settings
 from bot.engine.scheduler import EngineLimits
 from bot.errors import ConfigError
 from bot.guild import GuildLimits, GuildSettings, ReviewMode
-from bot.models import Resolution
+from bot.models import Ratio, Resolution
 from bot.moderation import jobs_csv, matching_rule, rule_problem
 from bot.providers import model_refusal
 from bot.providers.base import Capabilities, Provider
@@ -121,8 +121,11 @@ class AdminService:
         return caps
 
     async def set_defaults(self, who: Requester, *, resolution: Resolution | None = None,
-                           duration: int | None = None,
-                           audio: bool | None = None) -> GuildSettings:
+                           duration: int | None = None, audio: bool | None = None,
+                           ratio: Ratio | None = None,
+                           watermark: bool | None = None) -> GuildSettings:
+        """What a member's request gets when they leave a setting out (ratio and watermark
+        where the gateway takes them: bot/service/options.py)."""
         values: dict[str, Any] = {}
         if resolution is not None:
             values["resolution"] = resolution
@@ -130,6 +133,10 @@ class AdminService:
             values["duration"] = duration
         if audio is not None:
             values["audio"] = audio
+        if ratio is not None:
+            values["ratio"] = ratio
+        if watermark is not None:
+            values["watermark"] = watermark
         return await self._change(who, **values)
 
     async def set_limits(self, who: Requester, **caps: int | None) -> GuildSettings:
