@@ -119,6 +119,9 @@ class Capabilities:
     #: must be https:// when this gateway is configured.
     callbacks_need_https: bool = False
     results_per_task: int = 1
+    #: The gateway lists its recent tasks (`TaskLister.list_tasks`), so a create whose answer
+    #: was lost can be found there instead of failing (bot/engine/recovery.py).
+    task_list: bool = False
     prompt_max_chars: int | None = 2000
     prompt_required: bool = False
     #: How each media kind may reach the gateway. A local file needs DATA_URI (base64) or ASSET.
@@ -198,6 +201,15 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class TaskLister(Protocol):
+    """A provider whose capability table says `task_list`: it can show the tasks it has."""
+
+    async def list_tasks(self) -> list[TaskState]:
+        """One look at the gateway's task list (its first page), as it lists them."""
+        ...
 
 
 _MIME = {

@@ -158,7 +158,9 @@ class FakeMagnific(FakeGateway):
     async def _list(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._unauthorized()
-        return web.json_response({"data": [t.obj() for t in self.tasks.values()]})
+        # Every task of the key, any resolution, newest first (as the list endpoints of
+        # Magnific's API answer): `{"data":[task object, …]}`.
+        return web.json_response({"data": [t.obj() for t in reversed(self.tasks.values())]})
 
     async def _get(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
