@@ -15,7 +15,7 @@ from bot.engine.scheduler import EngineLimits
 from bot.errors import ConfigError
 from bot.guild import GuildLimits, GuildSettings, ReviewMode
 from bot.models import Ratio, Resolution
-from bot.moderation import jobs_csv, matching_rule, rule_problem
+from bot.moderation import fixed_words, jobs_csv, matching_rule, rule_problem
 from bot.providers import model_refusal
 from bot.providers.base import Capabilities, Provider
 from bot.store import BlockRule, QuotaLimitRow, Store
@@ -236,5 +236,6 @@ class AdminService:
         if end <= start:
             raise BadSetting("`until` must not be before `since`.")
         jobs = await self.store.jobs_between(guild, start.timestamp(), end.timestamp())
+        fixed = {e.id: fixed_words(e.fixed) for e in await self.store.events(guild) if e.fixed}
         return Export(len(jobs), f"seedance-jobs-{since}-to-{until}.csv",
-                      jobs_csv(jobs).encode("utf-8"))
+                      jobs_csv(jobs, fixed).encode("utf-8"))
