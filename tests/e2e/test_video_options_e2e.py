@@ -35,8 +35,8 @@ async def test_video_options_reach_the_gateway_or_are_refused(tmp_path: Path) ->
         await fake.wait_for(lambda: video_posts(fake) or None, timeout=120, what="the video")
         width, height, _seconds, _audio = measure(mp4_of(video_posts(fake)[0]))
         assert (width, height) == (432, 992)
-        card = await fake.wait_for(lambda: "✅ posted" in status_text(inter)
-                                   and status_text(inter) or None, timeout=30, what="card")
+        card = await fake.wait_for(lambda: ("✅ posted" in status_text(inter)
+                                   and status_text(inter)) or None, timeout=30, what="card")
         assert "9:21" in card and "fixed camera" in card and "web search" in card
         assert "watermark" in card
 
@@ -81,6 +81,6 @@ async def test_an_event_fixes_the_ratio_of_every_entry(tmp_path: Path) -> None:
         reply = await private_reply(fake, wide)
         assert "this event fixes the ratio at 9:21" in reply and "nothing was spent" in reply
         entry = await fake.slash("video", {"prompt": "a tall tower", **FAST})
-        card = await fake.wait_for(lambda: "9:21" in status_text(entry)
-                                   and status_text(entry) or None, timeout=60, what="card")
+        card = await fake.wait_for(lambda: ("9:21" in status_text(entry)
+                                   and status_text(entry)) or None, timeout=60, what="card")
         assert "Fixed by the event: ratio, audio" in card and "no audio" in card
