@@ -202,7 +202,7 @@ def _options(args: argparse.Namespace, provider: str, model: str | None) -> Requ
         seed=args.seed,
         camera_fixed=args.camera_fixed,
         web_search=args.web_search,
-        watermark=args.watermark,
+        watermark=args.watermark or None,  # absent: the default, not a choice of "off"
         return_last_frame=args.last_frame_out is not None,
         provider=provider,
         model=model,

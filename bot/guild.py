@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.config import ProviderName
-from bot.models import Resolution
+from bot.models import Ratio, Resolution
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,9 @@ class GuildSettings(BaseModel):
     resolution: Resolution | None = None
     duration: int | None = Field(default=None, ge=4, le=15)
     audio: bool | None = None
+    #: Applied where the gateway's table takes it (like `audio`); a member's choice wins.
+    ratio: Ratio | None = None
+    watermark: bool | None = None
     allowed_channels: tuple[str, ...] = ()  # empty: every channel
     allowed_roles: tuple[str, ...] = ()  # empty: everyone
     moderation: ReviewMode = ReviewMode.OFF
@@ -130,6 +133,49 @@ class GuildSettings(BaseModel):
         except ValidationError as exc:
             log.warning("guild %s: settings unreadable (%s); using defaults", guild_id,
                         _first_error(exc))
+            return cls()
+
+
+class FixedSettings(BaseModel):
+    """What an event fixes for every entry (`/event start`); None: not fixed.
+
+    A model belongs to a gateway, so fixing the model fixes its `provider` too. A member's
+    choice that contradicts a fixed value is refused before anything is spent
+    (bot/service/options.py); a value left out takes the fixed one.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: ProviderName | None = None
+    model: str | None = None
+    ratio: Ratio | None = None
+    resolution: Resolution | None = None
+    duration: int | None = Field(default=None, ge=4, le=15)
+    audio: bool | None = None
+    watermark: bool | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The fixed settings only, in JSON types (what the store keeps)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def words(self) -> str:
+        """`ratio 9:16 · audio off`, for announcements, status messages and the export."""
+        shown = []
+        for key, value in self.values().items():
+            if isinstance(value, bool):
+                value = "on" if value else "off"
+            elif key == "duration":
+                value = f"{value} s"
+            shown.append(f"{key} {value}")
+        return " · ".join(shown)
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> FixedSettings:
+        """What the store kept; an unreadable value fixes nothing rather than crashing."""
+        try:
+            return cls.model_validate({k: v for k, v in data.items() if k in cls.model_fields})
+        except ValidationError as exc:
+            log.warning("event settings unreadable (%s); nothing fixed", _first_error(exc))
             return cls()
 
 

@@ -71,7 +71,7 @@ class RequestOptions:
     seed: int | None = None
     camera_fixed: bool = False
     web_search: bool = False
-    watermark: bool = False
+    watermark: bool | None = None  # None: the server's default, else off
     #: The caller wants the last frame as an image (from the gateway where it offers one).
     return_last_frame: bool = False
     provider: str = ""  # "": the server's gateway, else SEEDANCE_PROVIDER (bot/service)
@@ -274,7 +274,7 @@ async def _prepare(
         seed=options.seed,
         camera_fixed=options.camera_fixed,
         web_search=options.web_search,
-        watermark=options.watermark,
+        watermark=bool(options.watermark),
         # Asked of the gateway only where it returns one; elsewhere the front end takes the
         # frame from the finished video itself (bot/media/transcode.py).
         return_last_frame=options.return_last_frame and caps.last_frame,

@@ -63,10 +63,13 @@ class Ratio(StrEnum):
     R3_4 = "3:4"
     R9_16 = "9:16"
     R21_9 = "21:9"
+    #: Ultra-tall; only Magnific's page offers it (`film_vertical_9_21`).
+    R9_21 = "9:21"
     ADAPTIVE = "adaptive"
 
 
-#: Exact output sizes from the seeds' resolution table (width, height).
+#: Exact output sizes from the seeds' resolution table (width, height). The seeds list no 9:21
+#: row: it is 21:9 turned on its side, as 9:16 is 16:9's.
 SIZE_TABLE: dict[Resolution, dict[Ratio, tuple[int, int]]] = {
     Resolution.P480: {
         Ratio.R16_9: (864, 496),
@@ -75,6 +78,7 @@ SIZE_TABLE: dict[Resolution, dict[Ratio, tuple[int, int]]] = {
         Ratio.R3_4: (560, 752),
         Ratio.R9_16: (496, 864),
         Ratio.R21_9: (992, 432),
+        Ratio.R9_21: (432, 992),
     },
     Resolution.P720: {
         Ratio.R16_9: (1280, 720),
@@ -83,6 +87,7 @@ SIZE_TABLE: dict[Resolution, dict[Ratio, tuple[int, int]]] = {
         Ratio.R3_4: (834, 1112),
         Ratio.R9_16: (720, 1280),
         Ratio.R21_9: (1470, 630),
+        Ratio.R9_21: (630, 1470),
     },
     Resolution.P1080: {
         Ratio.R16_9: (1920, 1080),
@@ -91,21 +96,26 @@ SIZE_TABLE: dict[Resolution, dict[Ratio, tuple[int, int]]] = {
         Ratio.R3_4: (1248, 1664),
         Ratio.R9_16: (1080, 1920),
         Ratio.R21_9: (2208, 944),
+        Ratio.R9_21: (944, 2208),
     },
 }
 
 FIXED_RATIOS: tuple[Ratio, ...] = tuple(r for r in Ratio if r is not Ratio.ADAPTIVE)
+#: The fixed ratios Seedance's own `adaptive` chooses among (every page but Magnific's lists
+#: these six; 9:21 is Magnific's alone).
+SEEDANCE_FIXED_RATIOS: tuple[Ratio, ...] = tuple(r for r in FIXED_RATIOS if r is not Ratio.R9_21)
 
 
-def nearest_ratio(width: int, height: int) -> Ratio:
-    """The table ratio closest to a picture's shape (used for `adaptive`)."""
+def nearest_ratio(width: int, height: int,
+                  among: tuple[Ratio, ...] | frozenset[Ratio] = SEEDANCE_FIXED_RATIOS) -> Ratio:
+    """The ratio of `among` closest to a picture's shape (used for `adaptive`)."""
     target = width / height
 
     def distance(r: Ratio) -> float:
         w, h = (int(x) for x in r.value.split(":"))
         return abs(w / h - target)
 
-    return min(FIXED_RATIOS, key=distance)
+    return min((r for r in FIXED_RATIOS if r in among), key=distance)
 
 
 def output_size(resolution: Resolution, ratio: Ratio, picture: tuple[int, int] | None) -> (

@@ -10,12 +10,13 @@ import re
 import shutil
 import unicodedata
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.guild import ReviewMode
+from bot.guild import FixedSettings, ReviewMode
+from bot.models import GenerationRequest
 from bot.store import TERMINAL_STATES, BlockRule, JobView, Store
 
 #: Longest rule an admin may add; long patterns are almost always a paste mistake.
@@ -73,7 +74,7 @@ CSV_COLUMNS = (
     "job_id", "created_at_utc", "finished_at_utc", "user_id", "channel_id", "event_id", "state",
     "provider", "model", "mode", "duration_s", "resolution", "audio", "inputs", "prompt",
     "credits_estimate", "credits_charged", "moderator_id", "error_kind", "error_message",
-    "delivery_ref",
+    "delivery_ref", "ratio", "options", "event_fixed",
 )
 
 
@@ -83,9 +84,11 @@ def _iso(unix: float | None) -> str:
     return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def jobs_csv(jobs: Sequence[JobView]) -> str:
+def jobs_csv(jobs: Sequence[JobView], event_fixed: Mapping[str, str] | None = None) -> str:
     """A guild's job history for a spreadsheet. Cells that a spreadsheet would run as a formula
-    are defused (see `defuse_cell`): prompts are user input."""
+    are defused (see `defuse_cell`): prompts are user input. `event_fixed`: what each event
+    (by id) fixed for its entries, in words (bot/guild.py FixedSettings.words)."""
+    event_fixed = event_fixed or {}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -99,9 +102,16 @@ def jobs_csv(jobs: Sequence[JobView]) -> str:
             req.duration, req.resolution.value, int(req.audio), inputs, req.prompt,
             job.credits_estimate, job.credits_charged, job.moderator_id or "",
             job.error_kind or "", job.error_message or "", job.delivery_ref or "",
+            req.ratio.value, _options(req), event_fixed.get(job.event_id or "", ""),
         ]
         writer.writerow([defuse_cell(v) for v in row])
     return out.getvalue()
+
+
+def _options(req: GenerationRequest) -> str:
+    """The optional features a job asked of its gateway, e.g. `camera_fixed; watermark`."""
+    return "; ".join(name for name in ("camera_fixed", "web_search", "watermark")
+                     if getattr(req, name))
 
 
 #: What makes a spreadsheet read a cell as a formula (OWASP's CSV injection list).
@@ -167,9 +177,15 @@ __all__ = [
     "Forgotten",
     "ReviewMode",
     "defuse_cell",
+    "fixed_words",
     "forget_user",
     "jobs_csv",
     "matching_rule",
     "normalise",
     "rule_problem",
 ]
+
+
+def fixed_words(fixed: Mapping[str, object]) -> str:
+    """An event's stored fixed settings in words (for the export)."""
+    return FixedSettings.from_stored(dict(fixed)).words()

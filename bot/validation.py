@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bot.errors import InvalidInput, Problem
-from bot.models import GenerationRequest, MediaKind, Mode, Reference, Role
+from bot.models import GenerationRequest, MediaKind, Mode, Ratio, Reference, Resolution, Role
 from bot.providers.base import Capabilities, MediaLimits, unreachable_reason
 from bot.roles import MODE_NEEDS, fits, placeholders
 from bot.words import a, kind_count, size
@@ -166,21 +166,8 @@ def check_capabilities(req: GenerationRequest, caps: Capabilities) -> list[Probl
         most = kind_count(caps.results_per_task, "video")
         out.append(Problem("results", f"{who} makes at most {most} per request; ask for "
                                       f"{caps.results_per_task} or fewer."))
-    if req.resolution not in caps.resolutions:
-        allowed = ", ".join(sorted(r.value for r in caps.resolutions))
-        out.append(Problem("resolution", f"{who} does not make {req.resolution.value}; "
-                                         f"choose {allowed}."))
-    if req.duration not in caps.durations:
-        ds = sorted(caps.durations)
-        span = (f"{ds[0]}–{ds[-1]} s" if ds == list(range(ds[0], ds[-1] + 1))
-                else " or ".join(f"{d} s" for d in ds))
-        out.append(Problem("duration", f"{req.duration} s is not available on {who}; choose "
-                                       f"{span}."))
-    if req.ratio not in caps.ratios:
-        allowed = ", ".join(r.value for r in caps.ratios)
-        out.append(Problem("ratio", f"{who} does not take {req.ratio.value}; choose {allowed}."))
-    if req.audio and not caps.audio_generation:
-        out.append(Problem("audio", f"{who} cannot generate sound; turn audio off."))
+    out.extend(setting_problems(caps, resolution=req.resolution, duration=req.duration,
+                                ratio=req.ratio, audio=req.audio))
     if req.web_search:
         if not caps.web_search:
             out.append(Problem("web_search", f"{who} has no web search; turn it off."))
@@ -194,10 +181,7 @@ def check_capabilities(req: GenerationRequest, caps: Capabilities) -> list[Probl
             out.append(Problem("seed", f"{who} does not take a seed; leave it empty."))
         elif not 0 <= req.seed <= MAX_SEED:
             out.append(Problem("seed", f"{req.seed} is out of range; use 0–{MAX_SEED}."))
-    if req.camera_fixed and not caps.camera_fixed:
-        out.append(Problem("camera_fixed", f"{who} has no fixed-camera option; turn it off."))
-    if req.watermark and not caps.watermark:
-        out.append(Problem("watermark", f"{who} cannot add a watermark; turn it off."))
+    out.extend(setting_problems(caps, camera_fixed=req.camera_fixed, watermark=req.watermark))
     prompt = req.prompt.strip()
     needs_text = caps.prompt_required or req.mode in (Mode.TEXT, Mode.EDIT, Mode.EXTEND)
     if needs_text and not prompt:
@@ -209,6 +193,38 @@ def check_capabilities(req: GenerationRequest, caps: Capabilities) -> list[Probl
         reason = unreachable_reason(ref, caps)
         if reason:
             out.append(Problem(_subject(ref), reason + "."))
+    return out
+
+
+def setting_problems(
+    caps: Capabilities, *, resolution: Resolution | None = None, duration: int | None = None,
+    ratio: Ratio | None = None, audio: bool | None = None, camera_fixed: bool | None = None,
+    watermark: bool | None = None,
+) -> list[Problem]:
+    """The single settings the capability table rules on (None: not asked); shared by a request
+    and by what an event fixes (bot/service/options.py), so both are refused in the same words.
+    """
+    who = f"{caps.provider} ({caps.model})"
+    out: list[Problem] = []
+    if resolution is not None and resolution not in caps.resolutions:
+        allowed = ", ".join(sorted(r.value for r in caps.resolutions))
+        out.append(Problem("resolution", f"{who} does not make {resolution.value}; "
+                                         f"choose {allowed}."))
+    if duration is not None and duration not in caps.durations:
+        ds = sorted(caps.durations)
+        span = (f"{ds[0]}–{ds[-1]} s" if ds == list(range(ds[0], ds[-1] + 1))
+                else " or ".join(f"{d} s" for d in ds))
+        out.append(Problem("duration", f"{duration} s is not available on {who}; choose "
+                                       f"{span}."))
+    if ratio is not None and ratio not in caps.ratios:
+        allowed = ", ".join(r.value for r in Ratio if r in caps.ratios)
+        out.append(Problem("ratio", f"{who} does not take {ratio.value}; choose {allowed}."))
+    if audio and not caps.audio_generation:
+        out.append(Problem("audio", f"{who} cannot generate sound; turn audio off."))
+    if camera_fixed and not caps.camera_fixed:
+        out.append(Problem("camera_fixed", f"{who} has no fixed-camera option; turn it off."))
+    if watermark and not caps.watermark:
+        out.append(Problem("watermark", f"{who} cannot add a watermark; turn it off."))
     return out
 
 

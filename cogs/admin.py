@@ -18,7 +18,7 @@ from discord.ext import commands
 
 from bot.errors import Refusal
 from bot.guild import ReviewMode
-from bot.models import Resolution
+from bot.models import Ratio, Resolution
 from bot.service import AdminService, Overview, Requester
 from cogs.utils.acks import acknowledged, defer
 from cogs.utils.core import requester_of
@@ -41,7 +41,9 @@ def overview_text(o: Overview) -> str:
         f"**Provider:** {o.provider} · model {o.model or 'default'}",
         f"**Defaults:** resolution {s.resolution.value if s.resolution else 'model default'}, "
         f"duration {s.duration or 'model default'} s, "
-        f"audio {'on' if s.audio is None else ('on' if s.audio else 'off')}",
+        f"audio {'on' if s.audio is None else ('on' if s.audio else 'off')}, "
+        f"ratio {s.ratio.value if s.ratio else 'model default'}, "
+        f"watermark {'on' if s.watermark else 'off'}",
         "**Channels:** " + (", ".join(f"<#{c}>" for c in s.allowed_channels) or "all"),
         "**Roles:** " + (", ".join(f"<@&{r}>" for r in s.allowed_roles) or "everyone"),
         f"**Default quotas:** {o.user_daily} credits per user per day, "
@@ -135,19 +137,26 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
         caps = await self.admin.set_provider(self._who(interaction), provider, model)
         await self._reply(interaction, f"Videos here now use **{caps.provider}** · {caps.model}.")
 
-    @app_commands.command(name="defaults", description="Default resolution, duration and audio")
+    @app_commands.command(name="defaults",
+                          description="Default resolution, duration, audio, ratio and watermark")
     @_manage_guild()
     async def defaults(
         self, interaction: discord.Interaction[Any],
         resolution: Literal["480p", "720p", "1080p"] | None = None,
         duration: app_commands.Range[int, 4, 15] | None = None,
         audio: bool | None = None,
+        ratio: Literal["16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21",
+                       "adaptive"] | None = None,
+        watermark: bool | None = None,
     ) -> None:
         current = await self.admin.set_defaults(
             self._who(interaction), resolution=Resolution(resolution) if resolution else None,
-            duration=duration, audio=audio)
+            duration=duration, audio=audio, ratio=Ratio(ratio) if ratio else None,
+            watermark=watermark)
         shown = {k: v for k, v in (("resolution", current.resolution and current.resolution.value),
-                                   ("duration", current.duration), ("audio", current.audio))
+                                   ("duration", current.duration), ("audio", current.audio),
+                                   ("ratio", current.ratio and current.ratio.value),
+                                   ("watermark", current.watermark))
                  if v is not None}
         await self._reply(interaction, f"Defaults: {shown or 'the model defaults'}.")
 

@@ -27,7 +27,7 @@ from discord import app_commands
 from discord.ext import commands, tasks
 
 from bot.errors import Refusal
-from bot.guild import ReviewMode
+from bot.guild import FixedSettings, ReviewMode
 from bot.service import EventService, intake_closed_at
 from bot.service.events import UNPOSTABLE, ChannelBusy
 from bot.store import EventRow, EventStats
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ModerationChoice = Literal["off", "prompts", "results", "both"]
+RatioChoice = Literal["16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21", "adaptive"]
+ResolutionChoice = Literal["480p", "720p", "1080p"]
+ProviderChoice = Literal["local", "anyfast", "runware", "magnific", "hiapi"]
 
 MODERATION_WORDS = {
     ReviewMode.OFF: "none — videos appear as soon as they are made",
@@ -67,8 +70,15 @@ def announcement_text(event: EventRow) -> str:
         f"• Credits: **{event.credits_per_user}** per person for this event (separate from "
         "daily credits)\n"
         f"• Review: {MODERATION_WORDS[ReviewMode.of(event.moderation)]}\n"
+        f"{fixed_line(event)}"
         f"• Entries appear in {gallery}"
     )
+
+
+def fixed_line(event: EventRow) -> str:
+    """The settings the event fixes, as a bullet line ("" when it fixes none)."""
+    words = FixedSettings.from_stored(dict(event.fixed)).words()
+    return f"• Fixed for every entry: {words}\n" if words else ""
 
 
 def stats_line(stats: EventStats) -> str:
@@ -135,6 +145,13 @@ class Events(commands.GroupCog, group_name="event",
         hours="How long it runs: hours (added to minutes)",
         minutes="How long it runs: minutes (added to hours; fractions allowed)",
         moderation="Review for entries (default: the server's moderation setting)",
+        ratio="Fix the aspect ratio of every entry",
+        resolution="Fix the resolution of every entry",
+        duration="Fix the length (seconds) of every entry",
+        audio="Fix sound on or off for every entry",
+        watermark="Fix the gateway's watermark on or off for every entry",
+        provider="Fix the gateway (default: the server's when a model is fixed)",
+        model="Fix the model (of the gateway), e.g. seedance for Seedance 2.0 on Anyfast",
     )
     @app_commands.checks.has_permissions(manage_guild=True)
     async def start(
@@ -145,6 +162,13 @@ class Events(commands.GroupCog, group_name="event",
         hours: app_commands.Range[float, 0, 720] = 0.0,
         minutes: app_commands.Range[float, 0, 43200] = 0.0,
         moderation: ModerationChoice | None = None,
+        ratio: RatioChoice | None = None,
+        resolution: ResolutionChoice | None = None,
+        duration: app_commands.Range[int, 4, 15] | None = None,
+        audio: bool | None = None,
+        watermark: bool | None = None,
+        provider: ProviderChoice | None = None,
+        model: app_commands.Range[str, 1, 100] | None = None,
     ) -> None:
         await defer(interaction, ephemeral=True, thinking=True)
         target = channel or interaction.channel
@@ -152,10 +176,13 @@ class Events(commands.GroupCog, group_name="event",
             await self._say(interaction, "Say which text channel the event is in (`channel:`).")
             return
         try:
+            fixed = FixedSettings(ratio=ratio, resolution=resolution, duration=duration,
+                                  audio=audio, watermark=watermark, provider=provider,
+                                  model=model)
             event = await self.events.start(
                 requester_of(interaction), name=name, credits=credits,
                 channel_id=str(target.id), seconds=hours * 3600 + minutes * 60,
-                moderation=ReviewMode(moderation) if moderation else None)
+                moderation=ReviewMode(moderation) if moderation else None, fixed=fixed)
         except ChannelBusy as exc:
             running = exc.running
             what = (f" ({bold(running.name)}, until {timestamp(running.ends_at, 'f')})"
@@ -184,7 +211,8 @@ class Events(commands.GroupCog, group_name="event",
         await self._say(interaction, f"Started {bold(event.name)} in {target.mention} until "
                         f"{timestamp(event.ends_at, 'f')} ({timestamp(event.ends_at)}), "
                         f"{event.credits_per_user} credits per person, review: "
-                        f"{event.moderation}. Gallery: {thread.mention}.{note}")
+                        f"{event.moderation}. Gallery: {thread.mention}.{note}\n"
+                        f"{fixed_line(event)}".strip())
 
     async def _announce(self, event: EventRow, channel: discord.abc.Messageable,
                         thread: discord.abc.Messageable) -> bool:
@@ -227,7 +255,7 @@ class Events(commands.GroupCog, group_name="event",
                       else f"ends {timestamp(event.ends_at, 'f')} ({timestamp(event.ends_at)})")
             parts.append(
                 f"🎬 {bold(event.name)} in <#{event.channel_id}>{gallery}\n"
-                f"{ending} · review: {event.moderation}\n"
+                f"{ending} · review: {event.moderation}\n{fixed_line(event)}"
                 f"So far: {stats_line(item.stats)}.\n{mine}")
         if len(shown) > 5:
             parts.append(f"…and {len(shown) - 5} more.")

@@ -29,7 +29,7 @@ FILE_OPTIONS = tuple(f"file{i}" for i in range(1, 13))
 ModeChoice = Literal["auto", "text", "first_frame", "first_last_frame", "reference", "edit",
                      "extend"]
 ResolutionChoice = Literal["480p", "720p", "1080p"]
-RatioChoice = Literal["adaptive", "16:9", "4:3", "1:1", "3:4", "9:16", "21:9"]
+RatioChoice = Literal["adaptive", "16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21"]
 ProviderChoice = Literal["local", "anyfast", "runware", "magnific", "hiapi"]
 
 
@@ -48,6 +48,10 @@ class Video(commands.Cog):
         audio="Generate sound (on by default where the model can)",
         seed="Seed for a repeatable result",
         provider="Gateway to use (default: the server's)",
+        model="Model on that gateway, e.g. seedance (Seedance 2.0, 1080p) on Anyfast",
+        web_search="Let the model search the web (Anyfast, text-to-video only)",
+        camera_fixed="Keep the camera still (Magnific)",
+        watermark="Ask the gateway for its watermark (Anyfast)",
         **{f: f"Image (JPEG/PNG/WebP…), video (MP4/MOV) or audio (WAV/MP3) #{i}"
            for i, f in enumerate(FILE_OPTIONS, 1)},
     )
@@ -66,6 +70,10 @@ class Video(commands.Cog):
         audio: bool | None = None,
         seed: app_commands.Range[int, 0, 4294967295] | None = None,
         provider: ProviderChoice | None = None,
+        model: app_commands.Range[str, 1, 100] | None = None,
+        web_search: bool = False,
+        camera_fixed: bool = False,
+        watermark: bool | None = None,
         file5: discord.Attachment | None = None,
         file6: discord.Attachment | None = None,
         file7: discord.Attachment | None = None,
@@ -84,11 +92,20 @@ class Video(commands.Cog):
             prompt=prompt, mode=RequestedMode(mode), duration=duration,
             resolution=Resolution(resolution) if resolution else None,
             ratio=Ratio(ratio) if ratio else None,
-            audio=audio, seed=seed, provider=provider or "",
+            audio=audio, seed=seed, provider=provider or "", model=model or None,
+            web_search=web_search, camera_fixed=camera_fixed, watermark=watermark,
         )
         videos = self.bot.core.services.videos
         who = requester_of(interaction)
         await launch(interaction, lambda ctx: videos.make(who, inputs, options, context=ctx))
+
+    @video.autocomplete("model")
+    async def _model_choices(self, interaction: discord.Interaction[Any],
+                             current: str) -> list[app_commands.Choice[str]]:
+        provider = getattr(interaction.namespace, "provider", None)
+        models = await self.bot.core.services.videos.models(requester_of(interaction), provider)
+        return [app_commands.Choice(name=m, value=m) for m in models
+                if current.casefold() in m.casefold()][:25]
 
 
 async def setup(bot: SeedanceBot) -> None:

@@ -209,7 +209,7 @@ async def test_jobs_seq_starts_past_existing_jobs(postgres_url: str,
     monkeypatch.undo()
     store = await Store.open(postgres_url)
     try:
-        assert await store.schema_version() == every[-1][0]  # the latest
+        assert await store.schema_version() == every[-1][0]  # the newest migration
         assert await store.db.fetchval("SELECT nextval('jobs_seq')") == 42
     finally:
         await store.close()

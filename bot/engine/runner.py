@@ -35,6 +35,7 @@ from .events import Delivery, EventKind, JobEvent
 from .follow import TaskFollower
 from .machine import JobMachine
 from .policies import resubmit_is_safe, submission_key
+from .recovery import LISTED_BEFORE, TaskRecovery, lists_tasks, may_have_created
 from .refunds import Outcome
 from .results import ResultFetcher, job_result
 from .scheduler import EngineLimits
@@ -72,6 +73,7 @@ class Runners:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._inbox: dict[str, asyncio.Queue[TaskState]] = {}
         self._cancel_requested: dict[str, asyncio.Future[str | None]] = {}
+        self._recovery = TaskRecovery(store, clock)
 
     # ---- tasks ----------------------------------------------------------------------------
     def spawn(self, job_id: str, *, resumed: bool) -> None:
@@ -145,7 +147,11 @@ class Runners:
     async def _submit(self, job: JobView, *, resumed: bool) -> None:
         provider = self._provider(job.provider)
         idempotent = bool(getattr(provider, "idempotent_submit", False))
-        if resumed and not idempotent:
+        listing = lists_tasks(provider, job.model)
+        if resumed and not idempotent and not (listing and LISTED_BEFORE not in job.result_meta):
+            # (A listing gateway's job without a snapshot never sent its create: send it.)
+            if listing and await self._adopt(job, provider, "after a restart"):
+                return
             await self._machine.fail(
                 job, Outcome.UNCERTAIN_SUBMIT, "uncertain_submit",
                 f"The request may have been sent to {job.provider} just before a restart; it "
@@ -161,6 +167,8 @@ class Runners:
         request = job.request
         if request.model is None and job.model:
             request = request.model_copy(update={"model": job.model})
+        if listing:  # written before the create is sent (bot/engine/recovery.py)
+            job = await self._recovery.snapshot(job, provider)
         try:
             submitted = await provider.submit(
                 request,
@@ -182,19 +190,37 @@ class Runners:
                     not_before=self._clock() + delay,
                 )
                 return
+            if listing and may_have_created(err) and await self._adopt(
+                    job, provider, f"its answer was lost: {self._reason(err)}"):
+                return
             await self._machine.fail_gateway(job, "create", err)
             return
         except InvalidInput as err:
             await self._machine.fail(job, Outcome.INVALID_INPUT, "invalid_input", str(err))
             return
+        await self._created(job, submitted.task_id, submitted.state,
+                            detail=f"task {submitted.task_id}")
+
+    async def _adopt(self, job: JobView, provider: Provider, why: str) -> bool:
+        """Follow the task the gateway's list proves is this job's (bot/engine/recovery.py);
+        False when it proves none."""
+        found = await self._recovery.find(job, provider)
+        if found is None:
+            return False
+        await self._created(job, found.task_id, found,
+                            detail=f"task {found.task_id} recovered from {job.provider}'s task "
+                                   f"list ({why})")
+        return True
+
+    async def _created(self, job: JobView, task_id: str, state: TaskState | None, *,
+                       detail: str) -> None:
         moved = await self._machine.move(
-            job, JobState.GENERATING, Outcome.CREATED, detail=f"task {submitted.task_id}",
-            task_id=submitted.task_id,
+            job, JobState.GENERATING, Outcome.CREATED, detail=detail, task_id=task_id,
         )
         if moved is None:
             return
-        if submitted.state is not None:
-            self.deliver_state(job.id, submitted.state)
+        if state is not None:
+            self.deliver_state(job.id, state)
         pending = self._cancel_requested.pop(job.id, None)
         if pending is not None:
             outcome = await self.cancel_at_gateway(moved, "cancelled while it was being sent")

@@ -87,6 +87,7 @@ _CAPS = {
     MINI: Capabilities(
         provider=NAME,
         model=MINI,
+        models=MODELS,
         resolutions=frozenset({Resolution.P480, Resolution.P720}),
         seed=False,  # not a documented request field (the upstream result carries one)
         camera_fixed=False,
@@ -100,6 +101,7 @@ _CAPS = {
     FULL: Capabilities(
         provider=NAME,
         model=FULL,
+        models=MODELS,
         resolutions=frozenset(Resolution),
         limits=MediaLimits(min_reference_images=1),
         seed=False,

@@ -36,6 +36,9 @@ from bot.words import KIND_NOUNS, a
 
 ALL_MODES = frozenset(Mode)
 ALL_RATIOS = frozenset(Ratio)
+#: What every Seedance page lists (six fixed ratios and adaptive): the default table. 9:21 is
+#: Magnific's alone (`film_vertical_9_21`), so only a table that names it takes it.
+SEEDANCE_RATIOS = ALL_RATIOS - {Ratio.R9_21}
 #: (first-frame, last-frame) images each frame mode takes, with nothing else beside them: what
 #: every Seedance page says ("first frame, first + last frame and reference never mix").
 FRAME_IMAGES: Mapping[Mode, tuple[int, int]] = MappingProxyType(
@@ -93,9 +96,11 @@ class Capabilities:
 
     provider: str
     model: str
+    #: Every model this gateway runs (empty: `model` alone), for front ends to offer.
+    models: tuple[str, ...] = ()
     resolutions: frozenset[Resolution] = frozenset({Resolution.P480, Resolution.P720})
     durations: frozenset[int] = frozenset(range(4, 16))
-    ratios: frozenset[Ratio] = ALL_RATIOS
+    ratios: frozenset[Ratio] = SEEDANCE_RATIOS
     modes: frozenset[Mode] = ALL_MODES
     limits: MediaLimits = field(default_factory=MediaLimits)
     audio_generation: bool = True
@@ -114,6 +119,9 @@ class Capabilities:
     #: must be https:// when this gateway is configured.
     callbacks_need_https: bool = False
     results_per_task: int = 1
+    #: The gateway lists its recent tasks (`TaskLister.list_tasks`), so a create whose answer
+    #: was lost can be found there instead of failing (bot/engine/recovery.py).
+    task_list: bool = False
     prompt_max_chars: int | None = 2000
     prompt_required: bool = False
     #: How each media kind may reach the gateway. A local file needs DATA_URI (base64) or ASSET.
@@ -193,6 +201,15 @@ class Provider(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class TaskLister(Protocol):
+    """A provider whose capability table says `task_list`: it can show the tasks it has."""
+
+    async def list_tasks(self) -> list[TaskState]:
+        """One look at the gateway's task list (its first page), as it lists them."""
+        ...
 
 
 _MIME = {

@@ -40,7 +40,7 @@ from bot.models import (
     TaskStatus,
 )
 from bot.providers.base import (
-    ALL_RATIOS,
+    SEEDANCE_RATIOS,
     Capabilities,
     HttpGateway,
     MediaLimits,
@@ -77,7 +77,7 @@ CAPABILITIES = Capabilities(
     model=MODEL,
     resolutions=frozenset({Resolution.P480, Resolution.P720}),
     durations=frozenset(range(4, 16)),
-    ratios=ALL_RATIOS,
+    ratios=SEEDANCE_RATIOS,
     # The page makes reference images and reference videos mutually exclusive ("First frame,
     # reference images, and reference videos are mutually exclusive modes"): never both in one
     # request, so no editing (images + a video) either.

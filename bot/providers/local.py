@@ -55,7 +55,7 @@ from bot.models import (
     TaskState,
     TaskStatus,
 )
-from bot.providers.base import Capabilities, SubmitResult
+from bot.providers.base import ALL_RATIOS, Capabilities, SubmitResult
 from bot.providers.http import Sleep
 from bot.providers.local_failures import failure_error, failure_marker
 
@@ -145,6 +145,7 @@ class LocalProvider:
             model=DEFAULT_MODEL,
             resolutions=frozenset(Resolution),
             durations=frozenset(range(4, 16)),
+            ratios=ALL_RATIOS,  # 9:21 too: the pixel table (bot/models.py) has every ratio
             audio_generation=True,
             web_search=True,  # accepted, no effect: there is nothing to search offline
             last_frame=True,

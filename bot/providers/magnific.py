@@ -28,7 +28,6 @@ from bot.errors import (
     classify_failure,
 )
 from bot.models import (
-    FIXED_RATIOS,
     GenerationRequest,
     MediaKind,
     Mode,
@@ -52,7 +51,7 @@ from bot.providers.base import (
     single_model_capabilities,
 )
 from bot.providers.http import HttpTransport, default_error, json_body, rejected_content
-from bot.providers.magnific_models import ErrorBody, TaskObject
+from bot.providers.magnific_models import ErrorBody, TaskList, TaskObject
 from bot.providers.wire import why
 from bot.validation import refuse_invalid
 
@@ -62,9 +61,10 @@ NAME = "magnific"
 MODEL = "seedance-2-mini"
 CREATE_PATH = "/v1/ai/video/seedance-2-mini-{resolution}"  # resolution is the path
 TASK_PATH = "/v1/ai/video/seedance-2-mini/{task_id}"
+LIST_PATH = "/v1/ai/video/seedance-2-mini"  # every task of the model, any resolution
 RESULT_LIFETIME = 24 * 3600.0  # "a URL valid for 24 hours"
 
-#: Our ratios to the page's aspect names (`adaptive` has none; 9:21 is not one of ours).
+#: Our ratios to the page's seven aspect names (`adaptive` has none).
 ASPECT_NAMES: dict[Ratio, str] = {
     Ratio.R21_9: "film_horizontal_21_9",
     Ratio.R16_9: "widescreen_16_9",
@@ -72,6 +72,7 @@ ASPECT_NAMES: dict[Ratio, str] = {
     Ratio.R1_1: "square_1_1",
     Ratio.R3_4: "traditional_3_4",
     Ratio.R9_16: "social_story_9_16",
+    Ratio.R9_21: "film_vertical_9_21",
 }
 
 #: Every status spelling the gateway uses (compared upper-cased).
@@ -92,7 +93,7 @@ CAPABILITIES = Capabilities(
     model=MODEL,
     resolutions=frozenset({Resolution.P480, Resolution.P720}),
     durations=frozenset({5, 10}),
-    ratios=frozenset(FIXED_RATIOS),
+    ratios=frozenset(ASPECT_NAMES),
     modes=frozenset({Mode.TEXT, Mode.FIRST_FRAME, Mode.FIRST_LAST_FRAME}),
     # Only a first and a last frame; the page states no image limits of its own.
     limits=MediaLimits(max_images=2, max_videos=0, max_audios=0),
@@ -104,6 +105,7 @@ CAPABILITIES = Capabilities(
     watermark=False,
     webhooks=True,
     results_per_task=1,
+    task_list=True,
     prompt_max_chars=2000,
     prompt_required=True,
     accepts={
@@ -236,6 +238,16 @@ class MagnificProvider(HttpGateway):
             return task_state(read_task(json_body(response, NAME)), task_id=task_id)
         except ValueError as exc:
             raise GatewayUnavailableError(f"unexpected task answer: {exc}", provider=NAME) from None
+
+    async def list_tasks(self) -> list[TaskState]:
+        """The tasks the list endpoint shows (its first page). Magnific has no idempotency
+        key, so this is how a create whose answer was lost is found (bot/engine/recovery.py)."""
+        response = await self.http.request("GET", LIST_PATH, idempotent=True)
+        try:
+            listed = TaskList.model_validate(json_body(response, NAME))
+        except ValidationError:
+            raise GatewayUnavailableError("unexpected task list answer", provider=NAME) from None
+        return [task_state(task) for task in listed.tasks()]
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> TaskState:
         """The webhook body is the task object without the `data` wrapper (both accepted)."""

@@ -72,3 +72,23 @@ class TaskObject(Wire):
     def urls(self) -> list[str]:
         """The result URLs `generated` lists (anything that is not a URL string is skipped)."""
         return [u for u in self.generated or [] if isinstance(u, str) and u]
+
+
+class TaskList(Wire):
+    """The list endpoint's answer, `{"data":[task, …]}`: each item a task object as create and
+    poll give it. Items without a status or an id are skipped, not fatal."""
+
+    data: list[Any] = Field(default_factory=list)
+
+    def tasks(self) -> list[TaskObject]:
+        out = []
+        for item in self.data:
+            if not isinstance(item, dict):
+                continue
+            try:
+                task = TaskObject.model_validate(item)
+            except ValueError:
+                continue
+            if task.task_id:
+                out.append(task)
+        return out

@@ -54,7 +54,7 @@ class Services:
             videos=VideoService(settings, store, engine, providers, http,
                                 member_hosts=member_hosts),
             admin=AdminService(settings, store, providers, limits=engine.limits),
-            events=EventService(store, engine),
+            events=EventService(store, engine, settings=settings, providers=providers),
             privacy=PrivacyService(store, engine, settings.data_dir),
             fleet=FleetService(settings, store, limits=engine.limits),
         )

@@ -14,8 +14,8 @@ from bot.config import Settings
 from bot.engine.scheduler import EngineLimits
 from bot.errors import ConfigError
 from bot.guild import GuildLimits, GuildSettings, ReviewMode
-from bot.models import Resolution
-from bot.moderation import jobs_csv, matching_rule, rule_problem
+from bot.models import Ratio, Resolution
+from bot.moderation import fixed_words, jobs_csv, matching_rule, rule_problem
 from bot.providers import model_refusal
 from bot.providers.base import Capabilities, Provider
 from bot.store import BlockRule, QuotaLimitRow, Store
@@ -121,8 +121,11 @@ class AdminService:
         return caps
 
     async def set_defaults(self, who: Requester, *, resolution: Resolution | None = None,
-                           duration: int | None = None,
-                           audio: bool | None = None) -> GuildSettings:
+                           duration: int | None = None, audio: bool | None = None,
+                           ratio: Ratio | None = None,
+                           watermark: bool | None = None) -> GuildSettings:
+        """What a member's request gets when they leave a setting out (ratio and watermark
+        where the gateway takes them: bot/service/options.py)."""
         values: dict[str, Any] = {}
         if resolution is not None:
             values["resolution"] = resolution
@@ -130,6 +133,10 @@ class AdminService:
             values["duration"] = duration
         if audio is not None:
             values["audio"] = audio
+        if ratio is not None:
+            values["ratio"] = ratio
+        if watermark is not None:
+            values["watermark"] = watermark
         return await self._change(who, **values)
 
     async def set_limits(self, who: Requester, **caps: int | None) -> GuildSettings:
@@ -229,5 +236,6 @@ class AdminService:
         if end <= start:
             raise BadSetting("`until` must not be before `since`.")
         jobs = await self.store.jobs_between(guild, start.timestamp(), end.timestamp())
+        fixed = {e.id: fixed_words(e.fixed) for e in await self.store.events(guild) if e.fixed}
         return Export(len(jobs), f"seedance-jobs-{since}-to-{until}.csv",
-                      jobs_csv(jobs).encode("utf-8"))
+                      jobs_csv(jobs, fixed).encode("utf-8"))

@@ -13,14 +13,22 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.config import Settings
 from bot.engine import Engine
-from bot.guild import ReviewMode
+from bot.errors import ConfigError
+from bot.guild import FixedSettings, GuildSettings, ReviewMode
+from bot.intake import RequestOptions
+from bot.providers import model_refusal
+from bot.providers.base import Provider
 from bot.store import TERMINAL_STATES, EventRow, EventStats, JobState, Store
 
+from .options import fixed_problems
 from .people import Requester
-from .refusals import BadSetting, NotAllowed, NothingThere
+from .refusals import BadSetting, GatewayUnavailable, NotAllowed, NothingThere
+from .videos import resolve_options
 
 #: Longest event a server can run; longer ones are almost always a typo.
 MAX_SECONDS = 30 * 86400
@@ -77,9 +85,14 @@ def intake_closed_at(event: EventRow) -> float:
 
 
 class EventService:
-    def __init__(self, store: Store, engine: Engine) -> None:
+    def __init__(self, store: Store, engine: Engine, *, settings: Settings | None = None,
+                 providers: Callable[[str], Provider] | None = None) -> None:
+        """`settings` and `providers` check what an event fixes against its gateway's table;
+        without them an event may fix nothing."""
         self.store = store
         self.engine = engine
+        self.settings = settings
+        self.providers = providers
 
     @staticmethod
     def _require(who: Requester) -> str:
@@ -88,13 +101,19 @@ class EventService:
         return who.guild_id
 
     async def start(self, who: Requester, *, name: str, credits: int, channel_id: str,
-                    seconds: float, moderation: ReviewMode | None) -> EventRow:
-        """Write the event (before its gallery thread exists); refused with the reason."""
+                    seconds: float, moderation: ReviewMode | None,
+                    fixed: FixedSettings | None = None) -> EventRow:
+        """Write the event (before its gallery thread exists); refused with the reason.
+
+        `fixed`: settings every entry gets (bot/service/options.py), checked here against the
+        gateway's table so an event never fixes what its gateway cannot make.
+        """
         guild = self._require(who)
         if not 0 < seconds <= MAX_SECONDS:
             raise BadSetting("Give the event a length (`hours:` and/or `minutes:`) of at most "
                              "30 days.")
         settings = await self.store.guild_settings(guild)
+        fixed = self._checked(fixed or FixedSettings(), settings)
         mode = moderation or settings.moderation
         if mode is not ReviewMode.OFF and not settings.mod_channel:
             raise BadSetting("Entries would need a moderator's approval, but no moderators' "
@@ -103,11 +122,37 @@ class EventService:
         now = time.time()
         row = EventRow(id=uuid.uuid4().hex, guild_id=guild, name=name.strip() or name,
                        channel_id=channel_id, ends_at=now + seconds, credits_per_user=credits,
-                       moderation=mode.value, created_by=who.user_id, created_at=now)
+                       moderation=mode.value, created_by=who.user_id, created_at=now,
+                       fixed=fixed.values())
         event = await self.store.create_event(row)
         if event is None:
             raise ChannelBusy(await self.store.open_event_in(guild, [channel_id]))
         return event
+
+    def _checked(self, fixed: FixedSettings, guild: GuildSettings) -> FixedSettings:
+        """`fixed` with the gateway its model belongs to; BadSetting when the gateway's table
+        refuses a fixed value (the same words /video would use)."""
+        if not fixed.values():
+            return fixed
+        if self.settings is None or self.providers is None:
+            raise BadSetting("This bot cannot fix settings for events.")
+        where = resolve_options(RequestOptions(provider=fixed.provider or "", model=fixed.model),
+                                guild, self.settings)
+        try:
+            provider = self.providers(where.provider)
+        except (ConfigError, KeyError, ValueError) as exc:
+            raise GatewayUnavailable(where.provider, str(exc)) from None
+        refusal = model_refusal(provider, where.model)
+        if refusal:
+            raise BadSetting(f"The event can't fix that model: {refusal}.")
+        caps = provider.capabilities(where.model)
+        problems = fixed_problems(fixed, caps)
+        if problems:
+            raise BadSetting("The event can't fix that: " + " ".join(
+                f"{p.subject}: {p.message}" for p in problems))
+        if fixed.model is not None:  # a model belongs to its gateway
+            fixed = fixed.model_copy(update={"provider": where.provider})
+        return fixed
 
     async def not_started(self, event: EventRow) -> None:
         """Its gallery could not be made: closed at once, with nothing to sum up."""

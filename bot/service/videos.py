@@ -33,6 +33,7 @@ from bot.store import EventRow, JobView, Store
 
 from .admin import effective_limits
 from .gate import Admitted, admit
+from .options import apply_fixed, fixed_keys, fixed_of, server_defaults
 from .people import CLI_GUILD, Requester
 from .refusals import GatewayUnavailable, NotAllowed, NothingThere
 
@@ -72,7 +73,7 @@ def resolve_options(options: RequestOptions, guild: GuildSettings,
         duration=options.duration if options.duration is not None else guild.duration,
         resolution=options.resolution or guild.resolution,
         audio=options.audio if options.audio is not None else guild.audio,
-    )
+    )  # ratio and watermark defaults need the gateway's table: options.server_defaults
 
 
 class VideoService:
@@ -127,11 +128,11 @@ class VideoService:
 
     async def _make(self, who: Requester, inputs: Sequence[MediaInput], options: RequestOptions,
                     admitted: Admitted, context: Mapping[str, Any] | None) -> Made:
-        resolved = resolve_options(options, admitted.settings, self.settings)
+        fixed = fixed_of(admitted.event)
+        chosen = apply_fixed(options, fixed)  # refuses a choice the event contradicts
+        resolved = resolve_options(chosen, admitted.settings, self.settings)
         caps = self._capabilities(resolved)
-        if options.audio is None and admitted.settings.audio:
-            # The server's "sound on" where the model has sound; elsewhere the model's default.
-            resolved = replace(resolved, audio=caps.audio_generation)
+        resolved = server_defaults(resolved, chosen, admitted.settings, caps)
         operator = who.guild_id == CLI_GUILD
         request = await prepare(
             inputs, resolved, caps, http=self.http, cache_dir=self.engine.inputs_dir,
@@ -146,7 +147,8 @@ class VideoService:
             channel_id=who.channel_id,
             user_id=who.user_id,
             role_ids=who.role_ids,
-            context={**(context or {}), "review": review.value},
+            context={**(context or {}), "review": review.value,
+                     **({"fixed": fixed_keys(fixed)} if fixed_keys(fixed) else {})},
             needs_approval=review.prompts,
             hold_result=review.results,
             event_id=admitted.event.id if admitted.event else None,
@@ -164,6 +166,16 @@ class VideoService:
         if refusal:
             raise InvalidInput([Problem("model", refusal)])
         return provider.capabilities(options.model)
+
+    async def models(self, who: Requester, provider: str | None) -> list[str]:
+        """The models `provider` (else the server's gateway) runs, for a front end to offer."""
+        guild = await self.store.guild_settings(who.guild_id)
+        name = provider or guild.provider or self.settings.seedance_provider
+        try:
+            caps = self.providers(name).capabilities()
+        except (ConfigError, KeyError, ValueError):
+            return []
+        return list(caps.models or (caps.model,))
 
     # ---- where things stand ----------------------------------------------------------------
     async def queue(self, who: Requester) -> QueueView:
@@ -285,4 +297,6 @@ def _options_like(req: GenerationRequest, mode: RequestedMode,
                   seed: int | None) -> RequestOptions:
     return RequestOptions(prompt=req.prompt, mode=mode, duration=req.duration,
                           resolution=req.resolution, ratio=req.ratio, audio=req.audio, seed=seed,
-                          camera_fixed=req.camera_fixed, provider=req.provider, model=req.model)
+                          camera_fixed=req.camera_fixed, watermark=req.watermark,
+                          web_search=req.web_search and mode is RequestedMode.TEXT,
+                          provider=req.provider, model=req.model)

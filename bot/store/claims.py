@@ -48,6 +48,23 @@ class ClaimsStore:
     _atomic: Callable[..., Awaitable[Any]]
     _job_from_row: Callable[[Any], JobView]
 
+    async def task_owners(self, provider: str, task_ids: Iterable[str]) -> dict[str, str]:
+        """Which of `task_ids` at `provider` a job has already (task id → job id)."""
+        ids = list(dict.fromkeys(task_ids))
+        if not ids:
+            return {}
+        rows = await self._read(
+            f"SELECT id, task_id FROM jobs WHERE provider = ? AND task_id IN "
+            f"({','.join('?' * len(ids))})", [provider, *ids])
+        return {r["task_id"]: r["id"] for r in rows}
+
+    async def submitting_at(self, provider: str) -> list[JobView]:
+        """Jobs whose create to `provider` may be on its way (state SUBMITTING)."""
+        rows = await self._read(
+            "SELECT * FROM jobs WHERE provider = ? AND state = ?",
+            (provider, JobState.SUBMITTING.value))
+        return [self._job_from_row(r) for r in rows]
+
     async def db_now(self) -> float:
         """The database's clock (leases are measured by it, not by any process's)."""
         return await self.db.now()

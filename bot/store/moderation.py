@@ -37,6 +37,7 @@ def _event(r: Any) -> EventRow:
         ends_at=r["ends_at"], credits_per_user=r["credits_per_user"], moderation=r["moderation"],
         thread_id=r["thread_id"], state=r["state"], created_by=r["created_by"],
         created_at=r["created_at"], closed_at=r["closed_at"], summary_ref=r["summary_ref"],
+        fixed=json.loads(r["fixed"] or "{}"),
     )
 
 
@@ -164,11 +165,11 @@ class ModerationStore:
                 return None
             await tx.execute(
                 "INSERT INTO events (id, guild_id, name, channel_id, thread_id, ends_at,"
-                " credits_per_user, moderation, state, created_by, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?)",
+                " credits_per_user, moderation, state, created_by, created_at, fixed)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?)",
                 (event.id, event.guild_id, event.name, event.channel_id, event.thread_id,
                  event.ends_at, event.credits_per_user, event.moderation, event.created_by,
-                 event.created_at))
+                 event.created_at, json.dumps(dict(event.fixed), sort_keys=True)))
             await tx.execute(
                 "INSERT INTO quota_limits (scope, guild_id, subject_id, credits, \"window\","
                 " updated_at) VALUES ('event', ?, ?, ?, 'event', ?)",

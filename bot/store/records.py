@@ -6,6 +6,7 @@ engine re-exports them as its public vocabulary.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -216,6 +217,8 @@ class EventRow:
     created_at: float = 0.0
     closed_at: float | None = None
     summary_ref: str | None = None
+    #: The settings the event fixes for every entry (bot/guild.py FixedSettings, as stored).
+    fixed: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def open(self) -> bool:

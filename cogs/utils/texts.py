@@ -110,6 +110,8 @@ def settings_line(request: GenerationRequest) -> str:
         bits.append("fixed camera")
     if request.web_search:
         bits.append("web search")
+    if request.watermark:
+        bits.append("watermark")
     model = f"{request.provider}" + (f" · {request.model}" if request.model else "")
     bits.append(model)
     return " · ".join(bits)
@@ -185,6 +187,9 @@ def status_text(job: JobView, event: JobEvent | None = None, *, jump_url: str | 
         event is not None and event.kind in (EventKind.FAILED, EventKind.REJECTED)
     ):
         credit_word = "released" if not job.credits_charged else "charged"
+    fixed = job.context.get("fixed")
+    if fixed:  # settings the event chose, not the member (bot/service/options.py)
+        head += f"\n-# Fixed by the event: {', '.join(str(k) for k in fixed)}"
     parts = [head, prompt, mapping, f"**Status:** {line}",
              f"-# {spent} credits {credit_word} · job `{job.id[:8]}`"]
     return clip("\n".join(p for p in parts if p), MAX_CONTENT)

@@ -43,7 +43,8 @@ class MagnificTask:
 
 class FakeMagnific(FakeGateway):
     """Switches: `polls_to_finish`, `fail_tasks`, `error_style` ("attribute", "problem",
-    "flat") for 400 answers, `completed_without_urls`, `file_ttl`."""
+    "flat") for 400 answers, `completed_without_urls`, `file_ttl`, `foreign_on_create` (tasks
+    another client of the same key makes as each create arrives: they show in the list)."""
 
     api_key = "mag-test-key-123456"
 
@@ -55,6 +56,7 @@ class FakeMagnific(FakeGateway):
         self.error_style = "problem"
         self.completed_without_urls = False
         self.file_ttl = 3600.0
+        self.foreign_on_create = 0
 
     def setup_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v1/ai/video/seedance-2-mini-{resolution}", self._create)
@@ -151,6 +153,9 @@ class FakeMagnific(FakeGateway):
         wrong = self.validate(body)
         if wrong:
             return self._invalid(*wrong)
+        for _ in range(self.foreign_on_create):
+            other = MagnificTask(str(uuid.uuid4()), resolution, {**body, "prompt": "not ours"})
+            self.tasks[other.task_id] = other
         task = MagnificTask(str(uuid.uuid4()), resolution, body)
         self.tasks[task.task_id] = task
         return web.json_response({"data": task.obj()})
@@ -158,7 +163,9 @@ class FakeMagnific(FakeGateway):
     async def _list(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._unauthorized()
-        return web.json_response({"data": [t.obj() for t in self.tasks.values()]})
+        # Every task of the key, any resolution, newest first (as the list endpoints of
+        # Magnific's API answer): `{"data":[task object, …]}`.
+        return web.json_response({"data": [t.obj() for t in reversed(self.tasks.values())]})
 
     async def _get(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
