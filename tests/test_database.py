@@ -1,4 +1,4 @@
-"""bot/store/database.py on PostgreSQL: named locks make transactions take turns whatever the
+"""bot/store/postgres.py: named locks make transactions take turns whatever the
 name (ours go into the SQL as literals, others as a parameter), and a failed body leaves
 nothing behind."""
 
@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from bot.store.database import PostgresDatabase
+from bot.store.postgres import PostgresDatabase
 
 
 @pytest.mark.parametrize("name", ["seedance:admit:42", "it's odd'); SELECT 1; --"])

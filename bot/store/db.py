@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bot.models import GenerationRequest
+from bot.store.backends import open_database
 from bot.store.claims import ClaimsStore
-from bot.store.database import Database, SqliteDatabase, Tx, open_database
+from bot.store.database import Database, SqliteDatabase, Tx
 from bot.store.fleet import FleetStore
 from bot.store.ledger import (
     EVERYONE,
