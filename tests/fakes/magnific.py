@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import itertools
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,9 @@ FIELDS = {
 }
 RESOLUTIONS = {"480p", "720p"}
 
+
+#: Tasks one list answer shows (newest first).
+LIST_PAGE = 50
 
 @dataclass
 class MagnificTask:
@@ -163,9 +167,12 @@ class FakeMagnific(FakeGateway):
     async def _list(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._unauthorized()
-        # Every task of the key, any resolution, newest first (as the list endpoints of
-        # Magnific's API answer): `{"data":[task object, …]}`.
-        return web.json_response({"data": [t.obj() for t in reversed(self.tasks.values())]})
+        # The newest tasks of the key, any resolution, first (as the list endpoints of
+        # Magnific's API answer): `{"data":[task object, …]}`. One page: the page does not
+        # give its size, so the fake keeps to a modest one, as paged APIs do (and a bench of
+        # thousands of tasks does not list them all at every create).
+        newest = list(itertools.islice(reversed(self.tasks.values()), LIST_PAGE))
+        return web.json_response({"data": [t.obj() for t in newest]})
 
     async def _get(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
