@@ -85,7 +85,8 @@ async def test_text_mode_body(fake: FakeRunware, provider: RunwareProvider) -> N
         "taskType": "videoInference", "taskUUID": JOB, "model": MODEL,
         "deliveryMethod": "async", "positivePrompt": "A cat playing piano", "duration": 8,
         "width": 496, "height": 864, "settings": {"audio": True}, "numberResults": 1,
-        "includeCost": True, "safety": {"checkContent": True, "mode": "fast"},
+        "includeCost": True, "outputFormat": "MP4",
+        "safety": {"checkContent": True, "mode": "fast"},
         "webhookURL": "https://hooks.example.com/j/abc",
     }]
     assert submitted.task_id == JOB and submitted.state is not None

@@ -61,6 +61,7 @@ class Outcome(StrEnum):
     UNCERTAIN_SUBMIT = "uncertain_submit"  # a restart caught a create of a non-idempotent gateway
     INVALID_INPUT = "invalid_input"  # the provider refused the request before sending it
     NO_VIDEO = "no_video"  # the gateway reported success but named no video
+    FLAGGED = "flagged"  # the gateway's safety check flagged it and nobody may review it
     BAD_RESULT = "bad_result"  # the result breaks the address rules or is not a real video
     UNDOWNLOADABLE = "undownloadable"  # the result could not be downloaded (network, size, disk)
     DELIVERY_FAILED = "delivery_failed"  # made and charged, but could not be posted
@@ -118,6 +119,7 @@ TABLE: Mapping[tuple[JobState, str], Settle] = MappingProxyType({
     (_S.SUBMITTING, Outcome.INVALID_INPUT): R,
     (_S.GENERATING, Outcome.NO_VIDEO): C,
     (_S.DOWNLOADING, Outcome.BAD_RESULT): R,
+    (_S.DOWNLOADING, Outcome.FLAGGED): R,  # a result we refused to show (sets.py)
     (_S.DOWNLOADING, Outcome.UNDOWNLOADABLE): C,
     (_S.READY, Outcome.DELIVERY_FAILED): N,  # charged already; the file is kept
     (_S.AWAITING_APPROVAL, Outcome.INTERNAL): R,  # before spending

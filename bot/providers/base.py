@@ -28,6 +28,7 @@ from bot.models import (
     Reference,
     Resolution,
     Role,
+    SafetyCheck,
     SourceKind,
     TaskState,
 )
@@ -114,6 +115,11 @@ class Capabilities:
     #: must be https:// when this gateway is configured.
     callbacks_need_https: bool = False
     results_per_task: int = 1
+    #: The gateway's own checks of finished videos it can be asked for (and whose verdict it
+    #: reports); empty: it checks nothing we can choose or read.
+    safety_modes: frozenset[SafetyCheck] = frozenset()
+    #: (lowest, highest, default) compression quality the gateway takes; None: none.
+    output_quality: tuple[int, int, int] | None = None
     prompt_max_chars: int | None = 2000
     prompt_required: bool = False
     #: How each media kind may reach the gateway. A local file needs DATA_URI (base64) or ASSET.
