@@ -21,9 +21,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from bot.cli_paths import set_outputs
 from bot.config import DEFAULT_BASE_URLS, Settings
 from bot.engine import Engine, EventKind, JobEvent, JobResult
 from bot.engine.claims import known_dead
+from bot.engine.results import job_result
 from bot.errors import InvalidInput, Problem, SeedanceError
 from bot.intake import MediaInput, RequestOptions
 from bot.models import Ratio, nearest_ratio
@@ -64,6 +66,8 @@ class Written:
     resolution: str
     ratio: str
     provider: str
+    #: The other videos of a set, written beside `out` (bot/cli_paths.py `set_outputs`).
+    more: tuple[Path, ...] = ()
 
 
 def _stderr(message: str) -> None:
@@ -157,7 +161,10 @@ class FileDelivery:
         out = Path(job.context["out"])
         target = out
         try:
-            await asyncio.to_thread(_write_atomic, result.video_path, out)
+            for src, dest in zip(result.video_paths, set_outputs(out, len(result.video_paths)),
+                                 strict=True):
+                target = dest
+                await asyncio.to_thread(_write_atomic, src, dest)
             frame_out = job.context.get("last_frame_out")
             if frame_out:
                 target = Path(frame_out)
@@ -290,7 +297,9 @@ async def run_one(
         finally:
             await provider_for.aclose()
     if job.state is JobState.DELIVERED:
+        count = len(job_result(settings, job).video_paths)
         return Written(
+            more=tuple(set_outputs(out, count)[1:]),
             out=out, last_frame_out=last_frame_out, seed=job.result_meta.get("seed"),
             duration=job.request.duration, resolution=job.request.resolution.value,
             ratio=await asyncio.to_thread(_shown_ratio, job, out), provider=job.provider,
