@@ -47,6 +47,7 @@ class Video(commands.Cog):
         audio="Generate sound (on by default where the model can)",
         seed="Seed for a repeatable result",
         provider="Gateway to use (default: the server's)",
+        count="Videos from one request, 1-4, where the gateway makes several (each is charged)",
         **{f: f"Image (JPEG/PNG/WebP…), video (MP4/MOV) or audio (WAV/MP3) #{i}"
            for i, f in enumerate(FILE_OPTIONS, 1)},
     )
@@ -65,6 +66,7 @@ class Video(commands.Cog):
         audio: bool | None = None,
         seed: app_commands.Range[int, 0, 4294967295] | None = None,
         provider: ProviderChoice | None = None,
+        count: app_commands.Range[int, 1, 4] = 1,
         file5: discord.Attachment | None = None,
         file6: discord.Attachment | None = None,
         file7: discord.Attachment | None = None,
@@ -83,7 +85,7 @@ class Video(commands.Cog):
             prompt=prompt, mode=RequestedMode(mode), duration=duration,
             resolution=Resolution(resolution) if resolution else None,
             ratio=Ratio(ratio) if ratio else None,
-            audio=audio, seed=seed, provider=provider or "",
+            audio=audio, seed=seed, provider=provider or "", count=count,
         )
         videos = self.bot.core.services.videos
         who = requester_of(interaction)

@@ -10,6 +10,7 @@ own answer to a poll (a forged or stray callback is dropped, and the task follow
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -46,6 +47,7 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 Backoff = Callable[..., float]
 Downloader = Callable[..., Awaitable[int]]
+_VIDEO_NAME = re.compile(r"video(_[0-9]+)?\.mp4")
 
 
 def job_dir(settings: Settings, job_id: str) -> Path:
@@ -56,7 +58,9 @@ def job_dir(settings: Settings, job_id: str) -> Path:
 def job_result(settings: Settings, job: JobView) -> JobResult:
     """The files of a job whose results are on disk, and what they cost."""
     folder = job_dir(settings, job.id)
-    videos = sorted(folder.glob("video*.mp4"), key=lambda p: (len(p.name), p.name))
+    # video.mp4, video_2.mp4 …: not the copies transcoded to fit beside them (video.fit….mp4).
+    videos = sorted((p for p in folder.glob("video*.mp4") if _VIDEO_NAME.fullmatch(p.name)),
+                    key=lambda p: (len(p.name), p.name))
     if not videos and job.result_path:
         videos = [Path(job.result_path)]
     meta = job.result_meta
