@@ -210,7 +210,7 @@ async def test_jobs_seq_starts_past_existing_jobs(postgres_url: str,
     monkeypatch.undo()
     store = await Store.open(postgres_url)
     try:
-        assert await store.schema_version() == 9
+        assert await store.schema_version() == every[-1][0]
         assert await store.db.fetchval("SELECT nextval('jobs_seq')") == 42
     finally:
         await store.close()
@@ -239,7 +239,9 @@ INSERTS: Sequence[tuple[str, tuple[Any, ...], bool]] = (
     (LEDGER, ("j1", "reserve", 5), True),
     (LEDGER, ("j1", "reserve", 5), False),  # one reserve per job (partial unique index)
     (LEDGER, ("j1", "commit", 5), True),
-    (LEDGER, ("j1", "release", 5), False),  # one settlement per job
+    (LEDGER, ("j1", "commit", 5), False),  # one commit per job (0011)
+    (LEDGER, ("j1", "release", 0), True),  # a short set's release beside its commit (0011)
+    (LEDGER, ("j1", "release", 5), False),  # one release per job (0011)
     (LEDGER, ("j2", "reserve", 0), True),
     (LEDGER, ("j2", "refund", 5), False),  # CHECK kind
     (LEDGER, ("j2", "release", -1), False),  # CHECK credits >= 0
@@ -279,6 +281,10 @@ INSERTS: Sequence[tuple[str, tuple[Any, ...], bool]] = (
     ("INSERT INTO guild_settings (guild_id, updated_at) VALUES ('g', 1)", (), True),
     ("INSERT INTO gateway_durations (provider, resolution, duration, seconds, at)"
      " VALUES ('p', '720p', 5, 30.5, 1)", (), True),
+    ("INSERT INTO result_sizes (provider, resolution, quality, seconds, bytes, at)"
+     " VALUES ('runware', '720p', 80, 5.0, 5500000, 1)", (), True),
+    ("INSERT INTO result_sizes (provider, resolution, quality, seconds, at)"
+     " VALUES ('runware', '720p', 80, 5.0, 1)", (), False),  # bytes NOT NULL
 )
 
 

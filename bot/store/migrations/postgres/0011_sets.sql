@@ -1,6 +1,6 @@
 -- Result sets (several videos from one task, bot/engine/sets.py): a set that came back short
 -- is settled once, in one transaction, as two lines: a commit for the videos that came and a
--- release for the rest. So a job may have one commit and one release, never two of either;
+-- release for the rest. So a job may have one commit and one release, never two of either:
 -- bot/store/ledger.py writes a settlement only where the job has none yet.
 DROP INDEX ledger_one_settlement;
 CREATE UNIQUE INDEX ledger_one_commit ON ledger (job_id) WHERE kind = 'commit';
