@@ -252,3 +252,31 @@ def _video_uuids(r: Rig, indexes: list[int]) -> list[str]:
 
     [uid] = list(r.runware.tasks)
     return [str(uuid.uuid5(uuid.UUID(uid), str(i))) for i in indexes]
+
+
+# ---- the ledger: a short set is settled once, as two lines ------------------------------------
+async def test_a_partial_settlement_is_one_settlement(store_url: str) -> None:
+    import uuid
+
+    from bot.store import NewJob, UsageCheck
+
+    store = await Store.open(store_url)
+    try:
+        job = NewJob(id=str(uuid.uuid4()), guild_id="g", channel_id="c", user_id="u",
+                     role_ids=(), request=GenerationRequest(prompt="x", results=4),
+                     provider="runware", model=None, state=JobState.QUEUED, credits_estimate=20)
+        await store.create_job(job, [], now=1000.0)
+        moved = await store.transition(job.id, JobState.FAILED, now=1001.0, ledger="commit",
+                                       charge=5)
+        assert moved is not None and moved.credits_charged == 5
+        # A later settlement of either kind changes nothing: the job is settled.
+        await store.transition(job.id, JobState.FAILED, now=1002.0, ledger="release")
+        await store.transition(job.id, JobState.FAILED, now=1003.0, ledger="commit")
+        lines = sorted((ln.kind, ln.credits) for ln in await store.ledger(job.id))
+        assert lines == [("commit", 5), ("release", 15), ("reserve", 20)]
+        # Usage counts reserved minus released, from the day rows and from the ledger alike.
+        for since in (0.0, 999.5):  # a UTC midnight (day rows), and not (the ledger)
+            check = UsageCheck("any", "g", 10**6, since, user_id="u")
+            assert (await store.usage(check)) == 5
+    finally:
+        await store.close()
