@@ -106,3 +106,41 @@ async def test_a_short_set_refunds_what_did_not_come(tmp_path: Path) -> None:
         finally:
             await store.close()
         assert lines == [("commit", 8), ("release", 8), ("reserve", 16)]
+
+
+async def test_a_flagged_result_goes_to_review_never_to_the_channel(tmp_path: Path) -> None:
+    """Runware's verdict (`NSFWContent: true`) is read: with a moderators' channel the set
+    waits there (both videos attached, the flag named); the channel gets nothing until a
+    moderator approves. The server chose the check through /seedance-admin safety."""
+    from tests.e2e.test_moderation_e2e import admin_of, card_with_buttons, configure
+
+    runware = FakeRunware()
+    runware.polls_to_finish = 0
+    runware.nsfw = {1}
+    await seed_learned_durations(tmp_path / "data" / "seedance.sqlite3", "runware", seconds=1.0)
+    async with runware, FakeDiscord() as fake, running(
+            tmp_path, fake, RUNWARE_API_KEY=runware.api_key,
+            RUNWARE_BASE_URL=runware.base_url) as bot:
+        admin = admin_of(fake)
+        mods = fake.add_channel("mods")
+        said = await configure(fake, admin, "safety", {"mode": "all_frames"})
+        assert "all frames" in said
+        await configure(fake, admin, "moderation", {"mode": "off", "channel": mods.id})
+        inter = await fake.slash("video", {"prompt": "a market at night", "provider": "runware",
+                                           "count": 2, "ratio": "16:9", **FAST})
+        card = await fake.wait_for(lambda: card_with_buttons(fake, mods), timeout=90,
+                                   what="the review card")
+        assert len([a for a in card.attachments if a.filename.endswith(".mp4")]) == 2
+        assert "safety check flagged video 2" in str(card.embeds[0])
+        assert video_posts(fake) == []
+        [task] = [r.body[0] for r in runware.received("POST")
+                  if r.body[0].get("taskType") == "videoInference"]
+        assert task["safety"] == {"checkContent": True, "mode": "full"}
+        store = await store_of(bot)
+        try:
+            [job] = await store.jobs()
+            assert job.state.value == "held"
+            assert [ln.kind for ln in await store.ledger(job.id)] == ["reserve"]
+        finally:
+            await store.close()
+        assert "moderator" in status_text(inter)
