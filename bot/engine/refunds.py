@@ -17,6 +17,10 @@ Gateway errors are outcomes named `<how>:<kind>`, the kind being `GatewayError.k
   billed, so committed, unless the gateway says it does not know the task (`not_found`);
 - `fetch` (DOWNLOADING): the video was made, and billed, but could not be fetched: committed.
 
+A commit of a job whose result set came back short (fewer videos than `request.results`)
+charges only the share of the videos that came and releases the rest in the same settlement
+(bot/engine/sets.py `set_charge`, applied by `JobMachine.move`).
+
 An error's own `refunded` (True/False) is the gateway's explicit word about billing and wins
 over the table for `create`, `task` and `poll`; `fetch` errors come from our download of a
 finished video, never from the gateway's accounts, so the table stands. A kind without a row is
