@@ -48,6 +48,8 @@ def overview_text(o: Overview) -> str:
         f"**Moderation:** {s.moderation.value}"
         + (f" · cards in <#{s.mod_channel}>" if s.mod_channel else ""),
         "**Audit log:** " + (f"<#{s.audit_channel}>" if s.audit_channel else "off"),
+        "**Safety check:** " + (s.safety.value.replace("_", " ") if s.safety
+                                else "default (key frames when results are reviewed)"),
         f"**Rate limit:** {s.rate_per_minute} per user per minute" if s.rate_per_minute
         else "**Rate limit:** off",
         f"**Blocklist:** {o.rules} rules · **blocked members:** {o.blocked}",

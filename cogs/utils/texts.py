@@ -112,6 +112,11 @@ def settings_line(request: GenerationRequest) -> str:
         bits.append("web search")
     if request.results > 1:
         bits.append(f"{request.results} videos")
+    # The gateway options the bot chose for this request (Runware's, bot/engine/sizing.py).
+    if request.output_quality is not None:
+        bits.append(f"quality {request.output_quality}")
+    if request.safety is not None and request.safety.value != "none":
+        bits.append(f"safety check: {request.safety.value.replace('_', ' ')}")
     model = f"{request.provider}" + (f" · {request.model}" if request.model else "")
     bits.append(model)
     return " · ".join(bits)
