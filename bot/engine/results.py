@@ -166,7 +166,9 @@ class ResultFetcher:
                     return
                 await self._sleep(self._backoff(
                     attempt, base=self._limits.retry_base, cap=self._limits.retry_cap))
-        await remember_sizes(self._store, job.provider, job.request, videos, now=self._clock())
+        if caps.output_quality is not None:  # learned only where a quality can be asked
+            await remember_sizes(self._store, job.provider, job.request, videos,
+                                 now=self._clock())
         # A result a moderator already let out (fetched again on another host) is not held.
         held = (job.hold_result or flag_hold) and not job.result_meta.get("released")
         moved = await self._machine.move(
