@@ -55,6 +55,9 @@ class Outcome:
     last_frame: bool = True
     progress: float | None = 50.0
     ttl: float = 3600.0  # seconds the result URL works
+    #: Every poll of the task waits forever: it stays running until cancelled, whatever the
+    #: (shared, fast-moving) fake clock says.
+    hang: bool = False
 
 
 @dataclass
@@ -154,6 +157,8 @@ class FakeProvider:
         if task is None:
             raise TaskNotFoundError("no such task", provider=self.name, status=404)
         task.polls += 1
+        if task.outcome.hang:
+            await asyncio.Event().wait()
         return self.state_of(task)
 
     async def cancel(self, task_id: str) -> bool:
