@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from bot.cli_paths import set_outputs
 from bot.config import DEFAULT_BASE_URLS, Settings
 from bot.engine import Engine, EventKind, JobEvent, JobResult
 from bot.engine.claims import known_dead
@@ -158,6 +157,8 @@ class FileDelivery:
         return sleep
 
     async def deliver(self, job: JobView, result: JobResult) -> str:
+        from bot.cli_paths import set_outputs
+
         out = Path(job.context["out"])
         target = out
         try:
@@ -297,6 +298,8 @@ async def run_one(
         finally:
             await provider_for.aclose()
     if job.state is JobState.DELIVERED:
+        from bot.cli_paths import set_outputs
+
         count = len(job_result(settings, job).video_paths)
         return Written(
             more=tuple(set_outputs(out, count)[1:]),
