@@ -172,9 +172,25 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--web-search", action="store_true",
                      help="let the model search the web (text-to-video only)")
     gen.add_argument("--watermark", action="store_true", help="ask the gateway for a watermark")
+    gen.add_argument("--count", type=_count, default=1, metavar="N",
+                     help="N videos (1-4) from one task, where the gateway returns several "
+                          "(runware, local); refused before anything is sent elsewhere. Each "
+                          "is charged. Written to --out and beside it: --out fox.mp4 --count 3 "
+                          "writes fox.mp4, fox-2.mp4 and fox-3.mp4")
     gen.add_argument("--last-frame-out", metavar="FILE",
                      help="also write the video's last frame as PNG")
     return parser
+
+
+def _count(text: str) -> int:
+    """--count: 1-4, the most any gateway returns from one task (Runware's numberResults)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give 1-4") from None
+    if not 1 <= value <= 4:
+        raise argparse.ArgumentTypeError(f"{value} videos can't come from one task; give 1-4")
+    return value
 
 
 def _inputs(args: argparse.Namespace) -> list[MediaInput]:
@@ -204,6 +220,7 @@ def _options(args: argparse.Namespace, provider: str, model: str | None) -> Requ
         web_search=args.web_search,
         watermark=args.watermark or None,  # absent: the default, not a choice of "off"
         return_last_frame=args.last_frame_out is not None,
+        count=getattr(args, "count", 1),
         provider=provider,
         model=model,
     )
@@ -230,7 +247,7 @@ def failure_hint(kind: str | None, message: str, provider: str, settings: Settin
 
 
 def _done_line(written: Written) -> str:
-    what = str(written.out)
+    what = ", ".join(str(p) for p in (written.out, *written.more))
     if written.last_frame_out is not None:
         what += f" and {written.last_frame_out}"
     seed = f"seed {written.seed}, " if written.seed is not None else ""

@@ -104,9 +104,18 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def set_outputs(out: str | Path, count: int) -> list[Path]:
+    """Where the videos of a set go: --out, then beside it with -2, -3 … before the suffix
+    (fox.mp4, fox-2.mp4, fox-3.mp4), in the order the gateway returned them."""
+    first = Path(out)
+    return [first, *(first.with_name(f"{first.stem}-{n}{first.suffix}")
+                     for n in range(2, count + 1))]
+
+
 def check_outputs(args: argparse.Namespace) -> str | None:
     """--out and --last-frame-out: writable, regular, and none of the inputs."""
-    outputs = [("--out", args.out)]
+    outputs = [("--out", args.out)]  # as typed: a trailing "/" says a folder was meant
+    outputs += [("--out", str(p)) for p in set_outputs(args.out, getattr(args, "count", 1))[1:]]
     if args.last_frame_out is not None:
         outputs.append(("--last-frame-out", args.last_frame_out))
     for flag, raw in outputs:
@@ -118,8 +127,8 @@ def check_outputs(args: argparse.Namespace) -> str | None:
         ("--last-frame", [args.last_frame] if args.last_frame else []),
         ("--image", args.image), ("--video", args.video), ("--audio", args.audio),
     ) for src in values if _is_local(src)]
-    if len(outputs) == 2:
-        inputs.append(outputs[0])
+    if args.last_frame_out is not None:
+        inputs.extend(o for o in outputs if o[0] == "--out")
     for flag, raw in reversed(outputs):
         for other_flag, src in inputs:
             if other_flag != flag and _same_file(Path(raw), Path(src)):

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.config import ProviderName
-from bot.models import Ratio, Resolution
+from bot.models import Ratio, Resolution, SafetyCheck
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,9 @@ class GuildSettings(BaseModel):
     audit_channel: str | None = None
     audit_since: float | None = None  # when the audit log was switched on (unix time)
     rate_per_minute: int | None = Field(default=None, ge=1, le=60)
+    #: The gateway's own check of finished videos, where it has one (Runware); None: key
+    #: frames when results are reviewed, else the gateway account's default.
+    safety: SafetyCheck | None = None
     limits: GuildLimits = GuildLimits()
 
     @field_validator("allowed_channels", "allowed_roles", mode="before")

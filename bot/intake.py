@@ -74,6 +74,8 @@ class RequestOptions:
     watermark: bool | None = None  # None: the server's default, else off
     #: The caller wants the last frame as an image (from the gateway where it offers one).
     return_last_frame: bool = False
+    #: Videos wanted from one task (a result set), where the gateway returns several.
+    count: int = 1
     provider: str = ""  # "": the server's gateway, else SEEDANCE_PROVIDER (bot/service)
     model: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
@@ -278,6 +280,7 @@ async def _prepare(
         # Asked of the gateway only where it returns one; elsewhere the front end takes the
         # frame from the finished video itself (bot/media/transcode.py).
         return_last_frame=options.return_last_frame and caps.last_frame,
+        results=max(1, options.count),
         provider=caps.provider,
         model=caps.model,
     )

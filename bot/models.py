@@ -68,6 +68,15 @@ class Ratio(StrEnum):
     ADAPTIVE = "adaptive"
 
 
+class SafetyCheck(StrEnum):
+    """How a gateway's own safety check looks at a finished video (a server setting, see
+    bot/guild.py); each gateway maps it to its own field in its module."""
+
+    NONE = "none"
+    KEY_FRAMES = "key_frames"
+    ALL_FRAMES = "all_frames"
+
+
 #: Exact output sizes from the seeds' resolution table (width, height). The seeds list no 9:21
 #: row: it is 21:9 turned on its side, as 9:16 is 16:9's.
 SIZE_TABLE: dict[Resolution, dict[Ratio, tuple[int, int]]] = {
@@ -196,6 +205,11 @@ class GenerationRequest(BaseModel):
     #: Videos wanted from one task (gateways with `results_per_task` > 1, e.g. Runware's
     #: numberResults); validation checks it against the capability table.
     results: int = Field(default=1, ge=1)
+    #: The gateway's own check of the finished video; None: the gateway account's default.
+    safety: SafetyCheck | None = None
+    #: Compression quality asked of gateways that take one (`Capabilities.output_quality`),
+    #: chosen so the file fits where it is posted (bot/engine/sizing.py); None: theirs.
+    output_quality: int | None = None
     provider: str = "local"
     model: str | None = None
 
@@ -256,6 +270,8 @@ class ProviderResult(BaseModel):
     last_frame_url: str | None = None
     seed: int | None = None
     cost: float | None = None  # the gateway's own unit (USD for Runware)
+    #: Indexes into `video_urls` of the videos the gateway's safety check flagged.
+    flagged: list[int] = Field(default_factory=list)
     expires_at: float | None = None  # unix time when the URLs stop working, if known
 
 

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from bot.config import DEFAULT_BASE_URLS, Settings
 from bot.engine import Engine, EventKind, JobEvent, JobResult
 from bot.engine.claims import known_dead
+from bot.engine.results import job_result
 from bot.errors import InvalidInput, Problem, SeedanceError
 from bot.httpclient import new_client
 from bot.intake import MediaInput, RequestOptions
@@ -63,6 +64,8 @@ class Written:
     resolution: str
     ratio: str
     provider: str
+    #: The other videos of a set, written beside `out` (bot/cli_paths.py `set_outputs`).
+    more: tuple[Path, ...] = ()
 
 
 def _stderr(message: str) -> None:
@@ -153,10 +156,15 @@ class FileDelivery:
         return sleep
 
     async def deliver(self, job: JobView, result: JobResult) -> str:
+        from bot.cli_paths import set_outputs
+
         out = Path(job.context["out"])
         target = out
         try:
-            await asyncio.to_thread(_write_atomic, result.video_path, out)
+            for src, dest in zip(result.video_paths, set_outputs(out, len(result.video_paths)),
+                                 strict=True):
+                target = dest
+                await asyncio.to_thread(_write_atomic, src, dest)
             frame_out = job.context.get("last_frame_out")
             if frame_out:
                 target = Path(frame_out)
@@ -289,7 +297,11 @@ async def run_one(
         finally:
             await provider_for.aclose()
     if job.state is JobState.DELIVERED:
+        from bot.cli_paths import set_outputs
+
+        count = len(job_result(settings, job).video_paths)
         return Written(
+            more=tuple(set_outputs(out, count)[1:]),
             out=out, last_frame_out=last_frame_out, seed=job.result_meta.get("seed"),
             duration=job.request.duration, resolution=job.request.resolution.value,
             ratio=await asyncio.to_thread(_shown_ratio, job, out), provider=job.provider,

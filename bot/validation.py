@@ -162,10 +162,19 @@ def check_capabilities(req: GenerationRequest, caps: Capabilities) -> list[Probl
         least = kind_count(caps.limits.min_reference_images, "image")
         out.append(Problem("files", f"{who} needs at least {least} in reference mode; add "
                                     "an image."))
-    if req.results > caps.results_per_task:
+    if req.results > caps.results_per_task == 1:
+        out.append(Problem("count", f"{who} returns one video per request, so it cannot make "
+                                    f"a set of {req.results}; set count to 1, or choose a "
+                                    "gateway that returns several videos per task."))
+    elif req.results > caps.results_per_task:
         most = kind_count(caps.results_per_task, "video")
-        out.append(Problem("results", f"{who} makes at most {most} per request; ask for "
-                                      f"{caps.results_per_task} or fewer."))
+        out.append(Problem("count", f"{who} makes at most {most} per request; set count to "
+                                    f"{caps.results_per_task} or fewer."))
+    if req.output_quality is not None and (
+            caps.output_quality is None
+            or not caps.output_quality[0] <= req.output_quality <= caps.output_quality[1]):
+        out.append(Problem("output quality", f"{who} does not take output quality "
+                                             f"{req.output_quality}; leave it to the bot."))
     out.extend(setting_problems(caps, resolution=req.resolution, duration=req.duration,
                                 ratio=req.ratio, audio=req.audio))
     if req.web_search:

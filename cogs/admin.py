@@ -18,7 +18,7 @@ from discord.ext import commands
 
 from bot.errors import Refusal
 from bot.guild import ReviewMode
-from bot.models import Ratio, Resolution
+from bot.models import Ratio, Resolution, SafetyCheck
 from bot.service import AdminService, Overview, Requester
 from cogs.utils.acks import acknowledged, defer
 from cogs.utils.core import requester_of
@@ -52,6 +52,8 @@ def overview_text(o: Overview) -> str:
         f"**Moderation:** {s.moderation.value}"
         + (f" · cards in <#{s.mod_channel}>" if s.mod_channel else ""),
         "**Audit log:** " + (f"<#{s.audit_channel}>" if s.audit_channel else "off"),
+        "**Safety check:** " + (s.safety.value.replace("_", " ") if s.safety
+                                else "default (key frames when results are reviewed)"),
         f"**Rate limit:** {s.rate_per_minute} per user per minute" if s.rate_per_minute
         else "**Rate limit:** off",
         f"**Blocklist:** {o.rules} rules · **blocked members:** {o.blocked}",
@@ -291,6 +293,21 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
         await self.admin.set_rate_limit(self._who(interaction), per_minute)
         await self._reply(interaction, f"At most {per_minute} per member per minute."
                           if per_minute else "No rate limit (quotas still apply).")
+
+    @app_commands.command(name="safety",
+                          description="The gateway's own check of finished videos")
+    @app_commands.describe(mode="none, key frames or all frames where the gateway checks "
+                                "(Runware); default: key frames when results are reviewed")
+    @_manage_guild()
+    async def safety(self, interaction: discord.Interaction[Any],
+                     mode: Literal["default", "none", "key_frames", "all_frames"]) -> None:
+        chosen = None if mode == "default" else SafetyCheck(mode)
+        await self.admin.set_safety(self._who(interaction), chosen)
+        where = ("a flagged video waits in the review queue when this server has a moderators' "
+                 "channel, and is refused and refunded otherwise")
+        await self._reply(interaction, (
+            f"Safety check: {mode.replace('_', ' ')} — {where}." if mode != "none"
+            else "Safety check off: the gateway does not check finished videos."))
 
     @app_commands.command(name="export", description="This server's job history as CSV")
     @app_commands.describe(since="First day, YYYY-MM-DD (UTC)",

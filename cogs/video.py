@@ -52,6 +52,7 @@ class Video(commands.Cog):
         web_search="Let the model search the web (Anyfast, text-to-video only)",
         camera_fixed="Keep the camera still (Magnific)",
         watermark="Ask the gateway for its watermark (Anyfast)",
+        count="Videos from one request, 1-4, where the gateway makes several (each is charged)",
         **{f: f"Image (JPEG/PNG/WebP…), video (MP4/MOV) or audio (WAV/MP3) #{i}"
            for i, f in enumerate(FILE_OPTIONS, 1)},
     )
@@ -74,6 +75,7 @@ class Video(commands.Cog):
         web_search: bool = False,
         camera_fixed: bool = False,
         watermark: bool | None = None,
+        count: app_commands.Range[int, 1, 4] = 1,
         file5: discord.Attachment | None = None,
         file6: discord.Attachment | None = None,
         file7: discord.Attachment | None = None,
@@ -93,7 +95,7 @@ class Video(commands.Cog):
             resolution=Resolution(resolution) if resolution else None,
             ratio=Ratio(ratio) if ratio else None,
             audio=audio, seed=seed, provider=provider or "", model=model or None,
-            web_search=web_search, camera_fixed=camera_fixed, watermark=watermark,
+            web_search=web_search, camera_fixed=camera_fixed, watermark=watermark, count=count,
         )
         videos = self.bot.core.services.videos
         who = requester_of(interaction)

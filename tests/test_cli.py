@@ -503,3 +503,31 @@ def test_three_generate_side_by_side_each_write_their_own_video(tmp_path: Path) 
     firsts = [measure(tmp_path / f"v{n}.mp4")["first"] for n in range(3)]
     # Three different prompts and seeds: three different videos, each where it was asked.
     assert not (firsts[0] == firsts[1]).all() and not (firsts[1] == firsts[2]).all()
+
+
+def test_count_writes_a_file_per_video_beside_out(tmp_path: Path) -> None:
+    """--count 3 on the local renderer (offline): fox.mp4, fox-2.mp4, fox-3.mp4, each its own
+    video (its own seed), all charged."""
+    result = run_cli("generate", "a fox", "--out", "fox.mp4", "--count", "3", "--seed", "7",
+                     "--duration", "4", "--resolution", "480p", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "wrote fox.mp4, fox-2.mp4, fox-3.mp4 (seed 7, 4 s 480p 16:9, local)\n"
+    files = [tmp_path / name for name in ("fox.mp4", "fox-2.mp4", "fox-3.mp4")]
+    assert all(measure(f)["size"] == (864, 496) for f in files)
+    assert len({f.read_bytes() for f in files}) == 3  # three videos, not one copied
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "data" / "cli.sqlite3") as db:
+        assert sorted(db.execute("SELECT kind, credits FROM ledger")) == [
+            ("commit", 12), ("reserve", 12)]
+
+
+def test_count_is_refused_before_sending_where_the_gateway_makes_one(tmp_path: Path) -> None:
+    env = {"MAGNIFIC_API_KEY": "k", "MAGNIFIC_BASE_URL": "http://127.0.0.1:9"}
+    result = run_cli("generate", "a fox", "--out", "fox.mp4", "--count", "2", "--provider",
+                     "magnific", "--duration", "5", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "count: magnific" in result.stderr and "one video per request" in result.stderr
+    assert not (tmp_path / "fox.mp4").exists()
+    too_many = run_cli("generate", "a fox", "--out", "fox.mp4", "--count", "5", cwd=tmp_path)
+    assert too_many.returncode == 2 and "give 1-4" in too_many.stderr

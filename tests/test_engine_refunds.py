@@ -48,6 +48,8 @@ DECISIONS: dict[tuple[JobState, str], Settle] = {
     # _succeeded without a video → commit; _download: refused → release, undownloadable → commit
     (S.GENERATING, "no_video"): C, (S.DOWNLOADING, "bad_result"): R,
     (S.DOWNLOADING, "undownloadable"): C,
+    # a flagged result with no moderator to review it is refused, not shown: released
+    (S.DOWNLOADING, "flagged"): R,
     # _deliver exhausted: no ledger argument (committed when the files reached disk)
     (S.READY, "delivery_failed"): N,
     # _deliver: files on another host go back to DOWNLOADING; charged already

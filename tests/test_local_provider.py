@@ -261,7 +261,7 @@ def test_build_and_capabilities(settings: Settings, tmp_path: Path) -> None:
     assert caps.provider == "local" and caps.model == provider.default_model == "seedance-local"
     assert caps.resolutions == frozenset(Resolution)
     assert min(caps.durations) == 4 and max(caps.durations) == 15
-    assert caps.results_per_task == 1 and not caps.webhooks
+    assert caps.results_per_task == 4 and not caps.webhooks
     assert all(SourceKind.PATH in caps.accepts[k] for k in MediaKind)
     image = make_image(tmp_path / "x.png")
     assert unreachable_reason(ref(image, Role.FIRST_FRAME), caps) is None

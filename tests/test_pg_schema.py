@@ -172,11 +172,12 @@ async def test_both_migration_sets_make_the_same_schema(stores: dict[str, Store]
     assert pg.foreign_keys == lite.foreign_keys
     assert pg.indexes == lite.indexes
     # Spot checks, so the two can't agree by both being empty or both being wrong.
-    assert lite.indexes["ledger_one_settlement"] == Index(
-        "ledger", ("job_id",), True, "kind IN ('commit', 'release')")
+    assert lite.indexes["ledger_one_commit"] == Index(
+        "ledger", ("job_id",), True, "kind = 'commit'")
     assert ("blocklist", ("guild_id", "kind", "pattern")) in lite.unique_keys
     assert ("ledger", ("job_id",), "jobs", ("id",)) in lite.foreign_keys
-    assert len(lite.columns) == 17  # every table (0009 added usage_days, dropped leases)
+    assert len(lite.columns) == 18  # every table (0009 added usage_days, dropped leases;
+    # 0011 added result_sizes)
 
 
 async def test_postgres_integers_stay_integers_but_seq_and_ids(stores: dict[str, Store]) -> None:
@@ -238,7 +239,9 @@ INSERTS: Sequence[tuple[str, tuple[Any, ...], bool]] = (
     (LEDGER, ("j1", "reserve", 5), True),
     (LEDGER, ("j1", "reserve", 5), False),  # one reserve per job (partial unique index)
     (LEDGER, ("j1", "commit", 5), True),
-    (LEDGER, ("j1", "release", 5), False),  # one settlement per job
+    (LEDGER, ("j1", "commit", 5), False),  # one commit per job (0011)
+    (LEDGER, ("j1", "release", 0), True),  # a short set's release beside its commit (0011)
+    (LEDGER, ("j1", "release", 5), False),  # one release per job (0011)
     (LEDGER, ("j2", "reserve", 0), True),
     (LEDGER, ("j2", "refund", 5), False),  # CHECK kind
     (LEDGER, ("j2", "release", -1), False),  # CHECK credits >= 0
@@ -278,6 +281,10 @@ INSERTS: Sequence[tuple[str, tuple[Any, ...], bool]] = (
     ("INSERT INTO guild_settings (guild_id, updated_at) VALUES ('g', 1)", (), True),
     ("INSERT INTO gateway_durations (provider, resolution, duration, seconds, at)"
      " VALUES ('p', '720p', 5, 30.5, 1)", (), True),
+    ("INSERT INTO result_sizes (provider, resolution, quality, seconds, bytes, at)"
+     " VALUES ('runware', '720p', 80, 5.0, 5500000, 1)", (), True),
+    ("INSERT INTO result_sizes (provider, resolution, quality, seconds, at)"
+     " VALUES ('runware', '720p', 80, 5.0, 1)", (), False),  # bytes NOT NULL
 )
 
 

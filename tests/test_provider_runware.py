@@ -85,7 +85,8 @@ async def test_text_mode_body(fake: FakeRunware, provider: RunwareProvider) -> N
         "taskType": "videoInference", "taskUUID": JOB, "model": MODEL,
         "deliveryMethod": "async", "positivePrompt": "A cat playing piano", "duration": 8,
         "width": 496, "height": 864, "settings": {"audio": True}, "numberResults": 1,
-        "includeCost": True, "safety": {"checkContent": True, "mode": "fast"},
+        "includeCost": True, "outputFormat": "MP4",
+        "safety": {"checkContent": True, "mode": "fast"},
         "webhookURL": "https://hooks.example.com/j/abc",
     }]
     assert submitted.task_id == JOB and submitted.state is not None
@@ -376,3 +377,36 @@ async def test_another_process_following_a_set_waits_for_all_of_it(
         await other.aclose()
     assert final.status is TaskStatus.SUCCEEDED and final.result is not None
     assert len(set(final.result.video_urls)) == 4
+
+
+# ---- output options and the safety verdict (bot/engine/sets.py, bot/engine/sizing.py) ---------
+
+@pytest.mark.parametrize(("safety", "mode"), [(None, "fast"), ("none", "none"),
+                                              ("key_frames", "fast"), ("all_frames", "full")])
+async def test_the_safety_setting_maps_to_runwares_modes(
+        fake: FakeRunware, provider: RunwareProvider, safety: str | None, mode: str) -> None:
+    from bot.models import SafetyCheck
+
+    req = GenerationRequest(prompt="a cat", safety=SafetyCheck(safety) if safety else None,
+                            output_quality=61)
+    await provider.submit(req, idempotency_key=JOB)
+    [task] = fake.received("POST")[0].body
+    assert task["safety"] == {"checkContent": mode != "none", "mode": mode}
+    assert task["outputQuality"] == 61 and task["outputFormat"] == "MP4"
+
+
+async def test_the_nsfw_verdict_is_read_per_result(fake: FakeRunware,
+                                                   provider: RunwareProvider) -> None:
+    fake.nsfw = {0, 2}
+    submitted = await provider.submit(GenerationRequest(prompt="three", results=3),
+                                      idempotency_key=JOB)
+    final = (await run_to_end(provider, submitted.task_id))[-1]
+    assert final.result is not None and final.result.flagged == [0, 2]
+    # The webhook's flat objects carry it too (as text on some answers).
+    other = RunwareProvider(KEY, fake.base_url)
+    body = {"taskType": "videoInference", "taskUUID": JOB, "status": "success",
+            "videoUUID": "v1", "videoURL": "https://cdn.example.com/v1.mp4",
+            "NSFWContent": "true"}
+    state = other.parse_callback({}, json.dumps(body).encode())
+    assert state.result is not None and state.result.flagged == [0]
+    await other.aclose()

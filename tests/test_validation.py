@@ -241,8 +241,11 @@ async def test_results_and_min_reference_images(tmp_path: Path) -> None:
                                limits=MediaLimits(min_reference_images=1))
     req = GenerationRequest(prompt="@video1 again", mode=Mode.REFERENCE, results=3)
     problems = [str(p) for p in check_capabilities(req, caps)]
-    one(problems, "results", "at most 1 video")
+    one(problems, "count", "returns one video per request", "set count to 1")
     one(problems, "at least 1 image")
+    four = dataclasses.replace(CAPS, results_per_task=4)
+    five = [str(p) for p in check_capabilities(req.model_copy(update={"results": 5}), four)]
+    one(five, "count", "at most 4 videos", "4 or fewer")
 
 
 # ---- rules the capability table declares for frames and for mixing references --------------

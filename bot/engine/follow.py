@@ -154,6 +154,7 @@ class TaskFollower:
         meta = {
             "video_urls": list(result.video_urls),
             "last_frame_url": result.last_frame_url,
+            "flagged": list(result.flagged),
             "seed": result.seed,
             "cost": result.cost,
             "expires_at": result.expires_at,

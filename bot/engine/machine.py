@@ -34,6 +34,7 @@ from bot.store.records import Admission, AdmissionRefused
 from .events import Delivery, EventKind, JobEvent
 from .queue import QueueView
 from .refunds import Outcome, Settle, gateway_outcome, settlement
+from .sets import set_charge
 
 log = logging.getLogger(__name__)
 
@@ -113,12 +114,14 @@ class JobMachine:
         """
         settle = settlement(job.state, outcome, error)
         ledger = _LEDGER.get(settle)
+        # A result set that came back short is charged per video that came (sets.py).
+        charge = set_charge(job, fields.get("result_meta")) if settle is Settle.COMMIT else None
         now = self._clock()
         if to_state in TERMINAL_STATES:
             fields.setdefault("finished_at", now)
         moved = await self.store.transition(
             job.id, to_state, now=now, from_states=[job.state], detail=detail,
-            ledger=ledger, owner=self.owner, ttl=self.ttl, **fields,
+            ledger=ledger, charge=charge, owner=self.owner, ttl=self.ttl, **fields,
         )
         if moved is None:
             return None

@@ -17,6 +17,10 @@ Gateway errors are outcomes named `<how>:<kind>`, the kind being `GatewayError.k
   billed, so committed, unless the gateway says it does not know the task (`not_found`);
 - `fetch` (DOWNLOADING): the video was made, and billed, but could not be fetched: committed.
 
+A commit of a job whose result set came back short (fewer videos than `request.results`)
+charges only the share of the videos that came and releases the rest in the same settlement
+(bot/engine/sets.py `set_charge`, applied by `JobMachine.move`).
+
 An error's own `refunded` (True/False) is the gateway's explicit word about billing and wins
 over the table for `create`, `task` and `poll`; `fetch` errors come from our download of a
 finished video, never from the gateway's accounts, so the table stands. A kind without a row is
@@ -61,6 +65,7 @@ class Outcome(StrEnum):
     UNCERTAIN_SUBMIT = "uncertain_submit"  # a restart caught a create of a non-idempotent gateway
     INVALID_INPUT = "invalid_input"  # the provider refused the request before sending it
     NO_VIDEO = "no_video"  # the gateway reported success but named no video
+    FLAGGED = "flagged"  # the gateway's safety check flagged it and nobody may review it
     BAD_RESULT = "bad_result"  # the result breaks the address rules or is not a real video
     UNDOWNLOADABLE = "undownloadable"  # the result could not be downloaded (network, size, disk)
     DELIVERY_FAILED = "delivery_failed"  # made and charged, but could not be posted
@@ -118,6 +123,7 @@ TABLE: Mapping[tuple[JobState, str], Settle] = MappingProxyType({
     (_S.SUBMITTING, Outcome.INVALID_INPUT): R,
     (_S.GENERATING, Outcome.NO_VIDEO): C,
     (_S.DOWNLOADING, Outcome.BAD_RESULT): R,
+    (_S.DOWNLOADING, Outcome.FLAGGED): R,  # a result we refused to show (sets.py)
     (_S.DOWNLOADING, Outcome.UNDOWNLOADABLE): C,
     (_S.READY, Outcome.DELIVERY_FAILED): N,  # charged already; the file is kept
     (_S.AWAITING_APPROVAL, Outcome.INTERNAL): R,  # before spending

@@ -10,6 +10,7 @@ own answer to a poll (a forged or stray callback is dropped, and the task follow
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -37,6 +38,8 @@ from .events import EventKind, JobEvent, JobResult
 from .machine import JobMachine
 from .refunds import Outcome, gateway_outcome
 from .scheduler import EngineLimits
+from .sets import flagged_of, reviews_flagged, without_flagged
+from .sizing import remember_sizes
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 Backoff = Callable[..., float]
 Downloader = Callable[..., Awaitable[int]]
+_VIDEO_NAME = re.compile(r"video(_[0-9]+)?\.mp4")
 
 
 def job_dir(settings: Settings, job_id: str) -> Path:
@@ -54,7 +58,9 @@ def job_dir(settings: Settings, job_id: str) -> Path:
 def job_result(settings: Settings, job: JobView) -> JobResult:
     """The files of a job whose results are on disk, and what they cost."""
     folder = job_dir(settings, job.id)
-    videos = sorted(folder.glob("video*.mp4"), key=lambda p: (len(p.name), p.name))
+    # video.mp4, video_2.mp4 …: not the copies transcoded to fit beside them (video.fit….mp4).
+    videos = sorted((p for p in folder.glob("video*.mp4") if _VIDEO_NAME.fullmatch(p.name)),
+                    key=lambda p: (len(p.name), p.name))
     if not videos and job.result_path:
         videos = [Path(job.result_path)]
     meta = job.result_meta
@@ -94,6 +100,20 @@ class ResultFetcher:
         if expires is not None and expires <= self._clock() and job.task_id:
             meta = await self._refresh(job, provider, meta)
             refreshed = True
+        flag_hold = False
+        if flagged_of(meta):
+            if reviews_flagged(job):
+                flag_hold = True  # the whole set waits for a moderator
+            else:
+                meta = without_flagged(meta)
+                if not meta["video_urls"]:
+                    await self._machine.fail(
+                        job, Outcome.FLAGGED, "flagged",
+                        f"{job.provider}'s safety check flagged the video, and this server "
+                        "has no moderators' channel to review it, so it was not posted. Your "
+                        "credits were returned.")
+                    return
+                await self._store.update_job(job.id, now=self._clock(), result_meta=meta)
         folder = job_dir(self.settings, job.id)
         folder.mkdir(parents=True, exist_ok=True)
         attempt = 0
@@ -146,8 +166,11 @@ class ResultFetcher:
                     return
                 await self._sleep(self._backoff(
                     attempt, base=self._limits.retry_base, cap=self._limits.retry_cap))
+        if caps.output_quality is not None:  # learned only where a quality can be asked
+            await remember_sizes(self._store, job.provider, job.request, videos,
+                                 now=self._clock())
         # A result a moderator already let out (fetched again on another host) is not held.
-        held = job.hold_result and not job.result_meta.get("released")
+        held = (job.hold_result or flag_hold) and not job.result_meta.get("released")
         moved = await self._machine.move(
             job, JobState.HELD if held else JobState.READY,
             Outcome.HELD_FOR_REVIEW if held else Outcome.ON_DISK, detail="files on disk",
@@ -159,7 +182,9 @@ class ResultFetcher:
         result = job_result(self.settings, moved)
         await self._machine.emit(moved, JobEvent(EventKind.SUCCEEDED, result=result))
         if held:
-            await self._machine.emit(moved, JobEvent(EventKind.HELD, result=result))
+            why = (f"{job.provider}'s safety check flagged it; a moderator decides"
+                   if flag_hold else None)
+            await self._machine.emit(moved, JobEvent(EventKind.HELD, result=result, reason=why))
 
     async def _fetch_results(
         self, job: JobView, caps: Capabilities, meta: Mapping[str, Any], folder: Path
@@ -239,12 +264,15 @@ def _result_meta(meta: Mapping[str, Any], state: TaskState | None) -> dict[str, 
         return None
     if not state.result.video_urls:
         return None
-    return {
+    fresh = {
         **meta,
         "video_urls": list(state.result.video_urls),
         "last_frame_url": state.result.last_frame_url or meta.get("last_frame_url"),
+        "flagged": list(state.result.flagged),
         "expires_at": state.result.expires_at,
     }
+    # Flagged videos refused once stay refused, whatever fresh links the gateway gives.
+    return without_flagged(fresh) if "refused_flagged" in meta else fresh
 
 
 async def _prove(path: Path, url: str, kind: MediaKind) -> None:

@@ -28,6 +28,7 @@ from bot.models import (
     Reference,
     Resolution,
     Role,
+    SafetyCheck,
     SourceKind,
     TaskState,
 )
@@ -122,6 +123,11 @@ class Capabilities:
     #: The gateway lists its recent tasks (`TaskLister.list_tasks`), so a create whose answer
     #: was lost can be found there instead of failing (bot/engine/recovery.py).
     task_list: bool = False
+    #: The gateway's own checks of finished videos it can be asked for (and whose verdict it
+    #: reports); empty: it checks nothing we can choose or read.
+    safety_modes: frozenset[SafetyCheck] = frozenset()
+    #: (lowest, highest, default) compression quality the gateway takes; None: none.
+    output_quality: tuple[int, int, int] | None = None
     prompt_max_chars: int | None = 2000
     prompt_required: bool = False
     #: How each media kind may reach the gateway. A local file needs DATA_URI (base64) or ASSET.

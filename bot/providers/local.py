@@ -25,16 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
-import re
 import secrets
-import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +54,9 @@ from bot.models import (
 from bot.providers.base import ALL_RATIOS, Capabilities, SubmitResult
 from bot.providers.http import Sleep
 from bot.providers.local_failures import failure_error, failure_marker
+from bot.providers.local_tasks import TASK_ID as _TASK_ID
+from bot.providers.local_tasks import Render as _Job
+from bot.providers.local_tasks import default_parallel_renders, task_id_for
 
 log = logging.getLogger(__name__)
 
@@ -65,42 +64,8 @@ NAME = "local"
 DEFAULT_MODEL = "seedance-local"
 SPEC_VERSION = 1
 
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9._-]{1,120}$")
-_TASK_ID = re.compile(r"^local-[A-Za-z0-9._-]{1,120}$")
 #: Poll hint while rendering: frequent enough for a demo, cheap (a stat and a small JSON read).
 _POLL_HINT = 0.25
-
-
-def default_parallel_renders() -> int:
-    """One render per core this process may use.
-
-    Each render is one busy thread (the renderer encodes with a single x264 thread so that a seed
-    gives the same file on every machine, see bot/media/render.py), so N cores run N renders
-    at full speed; more would only make every render slower. Cores from the affinity mask, not
-    the machine, so a container pinned to two cores runs two.
-    """
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def task_id_for(idempotency_key: str) -> str:
-    """The task id of a job; keys that are not filename-safe are hashed so none escapes the dir."""
-    if _SAFE_KEY.match(idempotency_key) and idempotency_key.strip("."):
-        return f"local-{idempotency_key}"
-    return "local-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
-
-
-@dataclass
-class _Job:
-    """A render running in this process; `done` is written by the worker thread."""
-
-    total: int
-    done: int = 0
-    started: bool = False
-    stop: threading.Event = field(default_factory=threading.Event)
-    task: asyncio.Task[None] | None = None
 
 
 class LocalProvider:
@@ -153,7 +118,7 @@ class LocalProvider:
             camera_fixed=True,
             watermark=True,
             webhooks=False,
-            results_per_task=1,
+            results_per_task=4,  # like Runware's numberResults, so sets work offline
             accepts={kind: where for kind in MediaKind},
             typical_seconds=5.0 + self._delay,
             result_files=self._dir,
@@ -166,6 +131,10 @@ class LocalProvider:
 
     def _video_path(self, task_id: str) -> Path:
         return self._dir / f"{task_id}.mp4"
+
+    def _set_path(self, task_id: str, n: int) -> Path:
+        """The n-th video (from 2) of a task asked for several; the first is `_video_path`."""
+        return self._dir / f"{task_id}.{n}.mp4"
 
     def _frame_path(self, task_id: str) -> Path:
         return self._dir / f"{task_id}.last.png"
@@ -261,7 +230,7 @@ class LocalProvider:
             if job.task is not None:
                 await asyncio.gather(job.task, return_exceptions=True)
         for path in (self._spec_path(task_id), self._video_path(task_id),
-                     self._frame_path(task_id)):
+                     self._frame_path(task_id), *self._dir.glob(f"{task_id}.[0-9].mp4")):
             path.unlink(missing_ok=True)
 
     async def aclose(self) -> None:
@@ -306,8 +275,9 @@ class LocalProvider:
                                  progress=min(99.0, clock), retry_after=hint)
             request = GenerationRequest.model_validate(spec["request"])
             frame = self._frame_path(task_id)
+            extra = [self._set_path(task_id, n) for n in range(2, request.results + 1)]
             result = ProviderResult(
-                video_urls=[video.as_uri()],
+                video_urls=[video.as_uri(), *(p.as_uri() for p in extra)],
                 last_frame_url=frame.as_uri() if request.return_last_frame and frame.exists()
                 else None,
                 seed=int(spec["seed"]),
@@ -334,7 +304,7 @@ class LocalProvider:
         if spec.get("error") or self._video_path(task_id).exists():
             return
         request = GenerationRequest.model_validate(spec["request"])
-        job = _Job(total=request.duration * FPS)
+        job = _Job(total=request.duration * FPS * request.results)
         self._jobs[task_id] = job
         job.task = asyncio.create_task(self._run(task_id, request, int(spec["seed"]), job))
 
@@ -367,8 +337,28 @@ class LocalProvider:
         job.started = True
         began = time.monotonic()
 
+        frames = request.duration * FPS
+        # The set's other videos first (each its own seed, as each gateway result has), the
+        # first one last: its file appearing is what says the task is done.
+        for n in range(2, request.results + 1):
+            dest = self._set_path(task_id, n)
+            if not dest.exists():
+                part = self._dir / f"{task_id}.{n}.mp4.{token}"
+                base = (n - 2) * frames
+
+                def each(done: int, total: int, base: int = base) -> None:
+                    job.done = base + done
+
+                try:
+                    render_video(request, part, seed=(seed + n - 1) % 2**32, on_frame=each,
+                                 should_stop=job.stop.is_set)
+                    os.replace(part, dest)
+                finally:
+                    part.unlink(missing_ok=True)
+        before = (request.results - 1) * frames
+
         def progress(done: int, total: int) -> None:
-            job.done, job.total = done, total
+            job.done = before + done
 
         try:
             render_video(

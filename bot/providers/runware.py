@@ -35,6 +35,7 @@ from bot.models import (
     ProviderResult,
     Ratio,
     Resolution,
+    SafetyCheck,
     SourceKind,
     TaskState,
     TaskStatus,
@@ -57,6 +58,12 @@ log = logging.getLogger(__name__)
 NAME = "runware"
 MODEL = "bytedance:seedance@2.0-mini"
 SAFETY_MODES = ("none", "fast", "full")  # off, key frames, all frames
+#: Our safety setting in Runware's words: `fast` checks key frames, `full` every frame
+#: (Runware's content-safety page); the verdict comes back as `NSFWContent: true`.
+SAFETY_FIELD = {SafetyCheck.NONE: "none", SafetyCheck.KEY_FRAMES: "fast",
+                SafetyCheck.ALL_FRAMES: "full"}
+#: The page's outputQuality: 20–99, 95 when not sent.
+QUALITY = (20, 99, 95)
 
 CAPS = Capabilities(
     provider=NAME,
@@ -70,6 +77,8 @@ CAPS = Capabilities(
     watermark=False,
     webhooks=True,
     results_per_task=4,
+    safety_modes=frozenset(SafetyCheck),
+    output_quality=QUALITY,
     prompt_max_chars=10_000,
     prompt_required=True,
     accepts={
@@ -200,7 +209,12 @@ class RunwareProvider(HttpGateway):
         task["settings"] = {"audio": request.audio}
         task["numberResults"] = self._results_of(request)
         task["includeCost"] = True
-        task["safety"] = {"checkContent": self.safety_mode != "none", "mode": self.safety_mode}
+        # MP4 always: the page lets a default be WEBM or MOV one day, and we post MP4s.
+        task["outputFormat"] = "MP4"
+        if request.output_quality is not None:
+            task["outputQuality"] = min(max(request.output_quality, QUALITY[0]), QUALITY[1])
+        mode = SAFETY_FIELD[request.safety] if request.safety else self.safety_mode
+        task["safety"] = {"checkContent": mode != "none", "mode": mode}
         if self.ttl is not None:
             task["ttl"] = self.ttl
         if inputs:
@@ -286,8 +300,12 @@ class RunwareProvider(HttpGateway):
     def _result(self, done: list[Item]) -> ProviderResult:
         costs = [i.cost for i in done if i.cost is not None]
         seed = done[0].seed
+        made = [i for i in done if i.videoURL]
         return ProviderResult(
-            video_urls=[i.videoURL for i in done if i.videoURL],
+            video_urls=[i.videoURL for i in made if i.videoURL],
+            # The safety check's verdict (`safety.checkContent`): the engine holds or refuses
+            # these instead of posting them (bot/engine/sets.py).
+            flagged=[n for n, i in enumerate(made) if i.NSFWContent],
             seed=int(seed) if seed is not None else None,
             cost=sum(costs) if costs else None,
             expires_at=time.time() + self.ttl if self.ttl else None,

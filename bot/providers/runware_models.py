@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from bot.providers.wire import Loose, Number, Objects, Text, Wire
+from bot.providers.wire import Flag, Loose, Number, Objects, Text, Wire
 
 
 class ItemError(Wire):
@@ -32,6 +32,8 @@ class Item(Wire):
     videoURL: Text = None
     seed: Number = None
     cost: Number = None
+    #: The safety check's verdict on this result (only when `safety.checkContent` was on).
+    NSFWContent: Flag = None
     code: Text = None
     message: Text = None
     parameter: Text = None

@@ -60,6 +60,18 @@ def _number(value: Any) -> float | None:
 Number = Annotated[float | None, BeforeValidator(_number)]
 
 
+def _flag(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return None
+
+
+#: A yes/no verdict: a JSON boolean, or "true"/"false" as text; anything else reads as absent.
+Flag = Annotated[bool | None, BeforeValidator(_flag)]
+
+
 def _percent(value: Any) -> float | None:
     if isinstance(value, str):
         try:

@@ -14,7 +14,7 @@ from bot.config import Settings
 from bot.engine.scheduler import EngineLimits
 from bot.errors import ConfigError
 from bot.guild import GuildLimits, GuildSettings, ReviewMode
-from bot.models import Ratio, Resolution
+from bot.models import Ratio, Resolution, SafetyCheck
 from bot.moderation import fixed_words, jobs_csv, matching_rule, rule_problem
 from bot.providers import model_refusal
 from bot.providers.base import Capabilities, Provider
@@ -181,6 +181,11 @@ class AdminService:
 
     async def set_rate_limit(self, who: Requester, per_minute: int) -> GuildSettings:
         return await self._change(who, rate_per_minute=per_minute or None)
+
+    async def set_safety(self, who: Requester, mode: SafetyCheck | None) -> GuildSettings:
+        """The gateway's own check of finished videos (None: the default, key frames when
+        results are reviewed); a flagged video goes to review, or is refused and refunded."""
+        return await self._change(who, safety=mode)
 
     # ---- quotas -----------------------------------------------------------------------------
     async def set_quota(self, who: Requester, scope: str, subject: str,

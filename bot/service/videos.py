@@ -23,10 +23,12 @@ import httpx
 from bot.config import Settings
 from bot.engine import Engine, QueueEntry, QuotaStatus, RateLimited
 from bot.engine import NotAllowed as EngineNotAllowed
+from bot.engine.sets import FLAGGED_KEY, FLAGGED_TO_REVIEW
+from bot.engine.sizing import UPLOAD_LIMIT_KEY, choose_quality
 from bot.errors import ConfigError, InvalidInput, Problem
 from bot.guild import GuildLimits, GuildSettings, ReviewMode
 from bot.intake import MediaInput, RequestOptions, prepare
-from bot.models import GenerationRequest, MediaKind, RequestedMode, Role
+from bot.models import GenerationRequest, MediaKind, RequestedMode, Role, SafetyCheck
 from bot.providers import model_refusal
 from bot.providers.base import Capabilities, Provider
 from bot.store import EventRow, JobView, Store
@@ -141,13 +143,17 @@ class VideoService:
             policy=self._policy.trusting() if operator else self._policy,
         )
         review = admitted.review
+        request = await self._gateway_options(request, caps, admitted, context)
+        # A result the gateway's safety check flags waits for the moderators where there are
+        # some to see it; elsewhere it is refused and refunded (bot/engine/sets.py).
+        flagged = FLAGGED_TO_REVIEW if admitted.settings.mod_channel else "refuse"
         job = await self.engine.enqueue(
             request,
             guild_id=who.guild_id,
             channel_id=who.channel_id,
             user_id=who.user_id,
             role_ids=who.role_ids,
-            context={**(context or {}), "review": review.value,
+            context={**(context or {}), "review": review.value, FLAGGED_KEY: flagged,
                      **({"fixed": fixed_keys(fixed)} if fixed_keys(fixed) else {})},
             needs_approval=review.prompts,
             hold_result=review.results,
@@ -156,6 +162,23 @@ class VideoService:
             per_minute=admitted.settings.rate_per_minute,
         )
         return Made(job, review, admitted.event)
+
+    async def _gateway_options(self, request: GenerationRequest, caps: Capabilities,
+                               admitted: Admitted,
+                               context: Mapping[str, Any] | None) -> GenerationRequest:
+        """The server's safety check (key frames when its results are reviewed, unless it
+        chose otherwise) and a quality that fits its upload limit, where the gateway takes
+        them (its capability table says)."""
+        safety = admitted.settings.safety
+        if safety is None and admitted.review.results:
+            safety = SafetyCheck.KEY_FRAMES
+        limit = (context or {}).get(UPLOAD_LIMIT_KEY)
+        quality = await choose_quality(self.store, request, caps,
+                                       int(limit) if isinstance(limit, int | float) else None)
+        return request.model_copy(update={
+            "safety": safety if safety in caps.safety_modes else None,
+            "output_quality": quality,
+        })
 
     def _capabilities(self, options: RequestOptions) -> Capabilities:
         try:
@@ -189,7 +212,8 @@ class VideoService:
     # ---- from an earlier video --------------------------------------------------------------
     async def reroll(self, job_id: str, who: Requester, *,
                      context: Mapping[str, Any] | None = None) -> Made:
-        """The same request again, with a new seed when the first one had a fixed seed."""
+        """The same request again, with a new seed when the first one had a fixed seed; one
+        video, also when it is pressed under one video of a set (each has its own button)."""
         job = await self._own_or_moderated(job_id, who)
         req = job.request
         inputs = [MediaInput(r.source, name=r.name, declared_kind=r.kind,
@@ -200,23 +224,25 @@ class VideoService:
                                                           seed), context=context)
 
     async def extend(self, job_id: str, who: Requester, *, posted_url: str | None = None,
-                     context: Mapping[str, Any] | None = None) -> Made:
-        """Continue the finished video. `posted_url` is where the front end published it (a
-        gateway that takes only URLs fetches it there); our own copy is what is measured."""
+                     context: Mapping[str, Any] | None = None, index: int = 1) -> Made:
+        """Continue the finished video (the `index`-th of its set). `posted_url` is where the
+        front end published it (a gateway that takes only URLs fetches it there); our own copy
+        is what is measured."""
         job = await self._own_or_moderated(job_id, who)
-        if not job.result_path or not Path(job.result_path).exists():
+        path = video_of(job, index)
+        if path is None:
             raise NothingThere("The video file is gone.")
-        video = MediaInput(posted_url or job.result_path, name="the posted video",
-                           declared_kind=MediaKind.VIDEO, local_path=Path(job.result_path))
+        video = MediaInput(posted_url or str(path), name="the posted video",
+                           declared_kind=MediaKind.VIDEO, local_path=path)
         return await self.make(who, [video],
                                _options_like(job.request, RequestedMode.EXTEND, None),
                                context=context)
 
     async def animate(self, job_id: str, who: Requester, *,
-                      context: Mapping[str, Any] | None = None) -> Made:
-        """A new video whose first frame is this one's last."""
+                      context: Mapping[str, Any] | None = None, index: int = 1) -> Made:
+        """A new video whose first frame is this one's last (the `index`-th of its set)."""
         job = await self._own_or_moderated(job_id, who)
-        frame = await self.last_frame(job)
+        frame = await self.last_frame(job, index)
         if frame is None:
             raise NothingThere("The video file is gone.")
         item = MediaInput(str(frame), name="last frame", declared_kind=MediaKind.IMAGE,
@@ -226,16 +252,18 @@ class VideoService:
                                context=context)
 
     @staticmethod
-    async def last_frame(job: JobView) -> Path | None:
-        """The gateway's last frame, else one taken from the video (kept beside it)."""
-        if job.last_frame_path and Path(job.last_frame_path).exists():
+    async def last_frame(job: JobView, index: int = 1) -> Path | None:
+        """The gateway's last frame (of the first video), else one taken from the video (kept
+        beside it)."""
+        if index == 1 and job.last_frame_path and Path(job.last_frame_path).exists():
             return Path(job.last_frame_path)
-        if not job.result_path or not Path(job.result_path).exists():
+        video = video_of(job, index)
+        if video is None:
             return None
         from bot.media.transcode import extract_last_frame
 
-        dest = Path(job.result_path).with_name("last_frame.png")
-        return await asyncio.to_thread(extract_last_frame, Path(job.result_path), dest)
+        dest = video.with_name("last_frame.png" if index == 1 else f"last_frame_{index}.png")
+        return await asyncio.to_thread(extract_last_frame, video, dest)
 
     # ---- deciding on a job ------------------------------------------------------------------
     async def job(self, job_id: str) -> JobView:
@@ -291,6 +319,16 @@ class VideoService:
         if not who.moderator:
             raise NotAllowed("Only moderators (Manage Messages) can decide on this.")
         return job
+
+
+def video_of(job: JobView, index: int = 1) -> Path | None:
+    """The `index`-th video of a job's set on disk (1: the first), None when it is gone.
+    Named as bot/engine/results.py stores them: video.mp4, video_2.mp4, …"""
+    if not job.result_path or index < 1:
+        return None
+    first = Path(job.result_path)
+    path = first if index == 1 else first.with_name(f"video_{index}.mp4")
+    return path if path.exists() else None
 
 
 def _options_like(req: GenerationRequest, mode: RequestedMode,

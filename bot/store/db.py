@@ -252,6 +252,7 @@ class Store(ClaimsStore, FleetStore, ModerationStore, SettingsStore):
         from_states: Iterable[JobState] | None = None,
         detail: str = "",
         ledger: LedgerKind | None = None,
+        charge: int | None = None,
         owner: str | None = None,
         ttl: float = 0.0,
         **fields: Any,
@@ -260,7 +261,8 @@ class Store(ClaimsStore, FleetStore, ModerationStore, SettingsStore):
 
         Returns the job as written, or None when the job was not in an expected state (someone
         else moved it first). `ledger` settles the reservation in the same transaction:
-        `commit` charges it, `release` returns it; each happens at most once per job.
+        `commit` charges it (only `charge` credits of it when given, the rest released in the
+        same settlement), `release` returns it; a job is settled at most once.
 
         `owner` is the process making the change: an active job another process drives is
         not changed (None: that process took it over), and a job entering an active state is
@@ -305,7 +307,7 @@ class Store(ClaimsStore, FleetStore, ModerationStore, SettingsStore):
             if to_state is JobState.QUEUED or (current in active and to_state.value not in active):
                 await tx.notify(QUEUE_CHANNEL, self.origin)  # a job to start, or a slot freed
             if ledger is not None:
-                await settle(tx, job_id, ledger, now)
+                await settle(tx, job_id, ledger, now, charge)
                 if ledger == "commit":  # settle wrote credits_charged
                     updated = await tx.fetchrow("SELECT * FROM jobs WHERE id = ?", (job_id,))
             return job_from_row(updated) if updated else None

@@ -132,27 +132,36 @@ async def admit(
     return None
 
 
-async def settle(tx: Tx, job_id: str, kind: LedgerKind, now: float) -> None:
-    """Commit or release a job's reservation once; a second settlement is ignored (the ledger's
-    unique index on a job's settlement)."""
-    settled = await tx.execute(
-        "INSERT INTO ledger (job_id, user_id, guild_id, event_id, kind, credits, at,"
-        " reserved_at) SELECT job_id, user_id, guild_id, event_id, ?, credits, ?, at"
-        " FROM ledger WHERE job_id = ? AND kind = 'reserve' ON CONFLICT DO NOTHING",
-        (kind, now, job_id),
-    )
-    if settled and kind == "release":
-        reserved = await tx.fetchrow(
-            "SELECT user_id, guild_id, event_id, credits, at FROM ledger"
-            " WHERE job_id = ? AND kind = 'reserve'", (job_id,))
-        assert reserved is not None, "a settlement was written from this very line"
-        await add_usage(tx, guild_id=reserved["guild_id"], user_id=reserved["user_id"],
-                        event_id=reserved["event_id"], reserved_at=reserved["at"],
-                        credits=-int(reserved["credits"]))
-    if kind == "commit":
+async def settle(tx: Tx, job_id: str, kind: LedgerKind, now: float,
+                 charge: int | None = None) -> None:
+    """Commit or release a job's reservation once; a second settlement is ignored (the job has
+    one already: the partial indexes of migration 0011 and the NOT EXISTS below).
+
+    `charge` (with `commit`): charge only that many of the reserved credits and release the
+    rest in the same settlement, two lines written together (a result set that came back
+    short, bot/engine/sets.py). None, or at least the reservation: charge it all.
+    """
+    reserved = await tx.fetchrow(
+        "SELECT user_id, guild_id, event_id, credits, at FROM ledger"
+        " WHERE job_id = ? AND kind = 'reserve'", (job_id,))
+    if reserved is None or await tx.fetchrow(
+            "SELECT 1 FROM ledger WHERE job_id = ? AND kind IN ('commit', 'release')",
+            (job_id,)):
+        return
+    total = int(reserved["credits"])
+    lines: list[tuple[LedgerKind, int]] = [(kind, total)]
+    if kind == "commit" and charge is not None and 0 <= charge < total:
+        lines = [("commit", charge), ("release", total - charge)]
+    for line_kind, credits in lines:
         await tx.execute(
-            "UPDATE jobs SET credits_charged = (SELECT credits FROM ledger WHERE job_id = ?"
-            " AND kind = 'commit') WHERE id = ? AND EXISTS (SELECT 1 FROM ledger"
-            " WHERE job_id = ? AND kind = 'commit')",
-            (job_id, job_id, job_id),
-        )
+            "INSERT INTO ledger (job_id, user_id, guild_id, event_id, kind, credits, at,"
+            " reserved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (job_id, reserved["user_id"], reserved["guild_id"], reserved["event_id"],
+             line_kind, credits, now, reserved["at"]))
+        if line_kind == "release":
+            await add_usage(tx, guild_id=reserved["guild_id"], user_id=reserved["user_id"],
+                            event_id=reserved["event_id"], reserved_at=reserved["at"],
+                            credits=-credits)
+        else:
+            await tx.execute("UPDATE jobs SET credits_charged = ? WHERE id = ?",
+                             (credits, job_id))

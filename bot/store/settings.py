@@ -117,3 +117,30 @@ class SettingsStore:
             (provider, resolution, duration, limit),
         )
         return [float(r["seconds"]) for r in rows]
+
+    # ---- result sizes, to ask gateways for files that fit ----------------------------------
+    async def record_result_size(
+        self, provider: str, resolution: str, quality: int, seconds: float, size: int, *,
+        now: float, keep: int = 50,
+    ) -> None:
+        """One finished result's weight; only the latest `keep` per gateway and resolution
+        stay (bot/engine/sizing.py reads a few)."""
+        async def body(tx: Tx) -> None:
+            await tx.execute(
+                "INSERT INTO result_sizes (provider, resolution, quality, seconds, bytes, at)"
+                " VALUES (?, ?, ?, ?, ?, ?)", (provider, resolution, quality, seconds, size, now))
+            await tx.execute(
+                "DELETE FROM result_sizes WHERE provider = ? AND resolution = ? AND id NOT IN"
+                " (SELECT id FROM result_sizes WHERE provider = ? AND resolution = ?"
+                " ORDER BY id DESC LIMIT ?)", (provider, resolution, provider, resolution, keep))
+
+        await self._atomic(body)
+
+    async def recent_result_sizes(
+        self, provider: str, resolution: str, *, limit: int = 20
+    ) -> list[tuple[int, float, int]]:
+        """(quality, seconds, bytes) of the latest results, newest first."""
+        rows = await self._read(
+            "SELECT quality, seconds, bytes FROM result_sizes WHERE provider = ? AND"
+            " resolution = ? ORDER BY id DESC LIMIT ?", (provider, resolution, limit))
+        return [(int(r["quality"]), float(r["seconds"]), int(r["bytes"])) for r in rows]

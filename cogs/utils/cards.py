@@ -25,6 +25,7 @@ import discord
 from bot.engine import EventKind, JobEvent
 from bot.errors import Refusal
 from bot.models import MediaKind
+from bot.service.videos import video_of
 from bot.store import JobMessage, JobState, JobView, Store
 
 from .acks import defer
@@ -135,14 +136,27 @@ async def _card_files(store: Store, data_dir: Path, job: JobView,
             log.info("no thumbnail for %s of job %s: %s", ref.name, job.id, exc)
             continue
         files.append(discord.File(dest, filename=f"input{i + 1}.jpg"))
-    note = None
-    if kind == REVIEW and job.result_path and Path(job.result_path).exists():
-        video = await fit_upload(Path(job.result_path), upload_limit(job) - UPLOAD_MARGIN)
-        if video is not None:
-            files.insert(0, discord.File(video, filename=f"review-{job.id[:8]}.mp4"))
-        else:
-            note = f"The video is too large to attach here; it is kept as job `{job.id}`."
-    return files, note
+    notes = []
+    if kind == REVIEW:
+        # Every video of a set (the flagged one may be any), sharing the upload limit.
+        videos = [v for n in range(1, job.request.results + 1)
+                  if (v := video_of(job, n)) is not None]
+        budget = (upload_limit(job) - UPLOAD_MARGIN) // max(1, len(videos))
+        for n, path in enumerate(videos, 1):
+            video = await fit_upload(path, budget)
+            if video is not None:
+                name = f"review-{job.id[:8]}" + (f"-{n}" if n > 1 else "") + ".mp4"
+                files.insert(n - 1, discord.File(video, filename=name))
+            else:
+                notes.append(f"Video {n} is too large to attach here; it is kept as job "
+                             f"`{job.id}`.")
+        flagged = [int(i) + 1 for i in job.result_meta.get("flagged") or []]
+        if flagged:
+            which = ", ".join(str(n) for n in flagged) if len(videos) > 1 else ""
+            notes.insert(0, f"{job.provider}'s safety check flagged "
+                            f"{'video ' + which if which else 'this video'}; it is posted "
+                            "only if you approve it.")
+    return files, " ".join(notes) or None
 
 
 async def _event_name(store: Store, job: JobView) -> str | None:

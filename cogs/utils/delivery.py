@@ -6,7 +6,8 @@
   the channel API, which works for as long as the message exists.
 - The finished video is posted in the job's channel (threads too) within the upload limit the
   interaction reported; a bigger file is transcoded to fit; if it still cannot fit, a link with
-  its expiry and a last-frame thumbnail is posted instead.
+  its expiry and a last-frame thumbnail is posted instead. The videos of a result set go in
+  one message, sharing the limit, each with its own Reroll/Extend/Animate buttons.
 - Posting is idempotent per job: the message nonce is derived from the job id (Discord returns
   the first message for a repeated nonce), and before posting we look for a message of ours
   carrying the job's buttons, for a crash that happened longer ago than Discord remembers nonces.
@@ -40,7 +41,7 @@ from .messaging import (
     upload_limit,
 )
 from .texts import result_embed, status_text
-from .views import result_view, status_view
+from .views import result_view, status_view, video_filename
 
 log = logging.getLogger(__name__)
 
@@ -164,16 +165,21 @@ class DiscordDelivery:
 
     async def _post_within(self, channel: discord.PartialMessageable, job: JobView,
                            result: JobResult, limit: int) -> discord.Message:
+        count = len(result.video_paths)
         for attempt_limit in (limit, limit // 2):
-            path = await fit_upload(result.video_path, attempt_limit - UPLOAD_MARGIN)
-            if path is None:
+            # One message takes the server's limit for all its files together.
+            budget = (attempt_limit - UPLOAD_MARGIN) // count
+            paths = [await fit_upload(video, budget) for video in result.video_paths]
+            fitted = [p for p in paths if p is not None]
+            if len(fitted) < count:
                 break
             try:
                 return await channel.send(
                     content=f"<@{job.user_id}>",
                     embed=result_embed(job, result),
-                    file=discord.File(path, filename=f"seedance-{job.id[:8]}.mp4"),
-                    view=result_view(job),
+                    files=[discord.File(p, filename=video_filename(job.id, i))
+                           for i, p in enumerate(fitted, 1)],
+                    view=result_view(job, count),
                     nonce=job_nonce(job.id),
                 )
             except discord.HTTPException as exc:
@@ -193,7 +199,7 @@ class DiscordDelivery:
             content=f"<@{job.user_id}>",
             embed=embed,
             file=discord.File(thumb, filename="thumbnail.jpg"),
-            view=result_view(job),
+            view=result_view(job, len(result.video_paths)),
             nonce=job_nonce(job.id),
         )
 

@@ -112,6 +112,13 @@ def settings_line(request: GenerationRequest) -> str:
         bits.append("web search")
     if request.watermark:
         bits.append("watermark")
+    if request.results > 1:
+        bits.append(f"{request.results} videos")
+    # The gateway options the bot chose for this request (Runware's, bot/engine/sizing.py).
+    if request.output_quality is not None:
+        bits.append(f"quality {request.output_quality}")
+    if request.safety is not None and request.safety.value != "none":
+        bits.append(f"safety check: {request.safety.value.replace('_', ' ')}")
     model = f"{request.provider}" + (f" · {request.model}" if request.model else "")
     bits.append(model)
     return " · ".join(bits)
@@ -143,6 +150,20 @@ def prompt_unreviewed(job: JobView) -> bool:
 def mapping_block(request: GenerationRequest) -> str:
     lines = mapping_lines(request.references)
     return "\n".join(f"`{line}`" for line in lines)
+
+
+def credits_words(job: JobView, spent: int, word: str) -> str:
+    """"10 credits reserved", or for a set "4 × 10 = 40 credits reserved" (each video is
+    charged), or what a set that came back short was charged and given back."""
+    n = job.request.results
+    if n <= 1:
+        return f"{spent} credits {word}"
+    each = job.credits_estimate // n
+    charged = job.credits_charged
+    if charged and charged < job.credits_estimate and each:
+        return (f"{charged // each} of {n} videos came: {charged // each} × {each} = {charged} "
+                f"credits charged, {job.credits_estimate - charged} returned")
+    return f"{n} × {each} = {spent} credits {word}"
 
 
 def status_text(job: JobView, event: JobEvent | None = None, *, jump_url: str | None = None,
@@ -191,7 +212,7 @@ def status_text(job: JobView, event: JobEvent | None = None, *, jump_url: str | 
     if fixed:  # settings the event chose, not the member (bot/service/options.py)
         head += f"\n-# Fixed by the event: {', '.join(str(k) for k in fixed)}"
     parts = [head, prompt, mapping, f"**Status:** {line}",
-             f"-# {spent} credits {credit_word} · job `{job.id[:8]}`"]
+             f"-# {credits_words(job, spent, credit_word)} · job `{job.id[:8]}`"]
     return clip("\n".join(p for p in parts if p), MAX_CONTENT)
 
 
@@ -208,13 +229,21 @@ def result_embed(job: JobView, result: JobResult, *,
     embed.add_field(name="Seed", value=str(seed) if seed is not None else "—")
     embed.add_field(name="Credits", value=str(result.credits or job.credits_estimate))
     embed.add_field(name="Requested by", value=f"<@{job.user_id}>")
+    asked, came = req.results, len(result.video_paths)
+    if asked > 1 and came < asked:
+        returned = job.credits_estimate - (job.credits_charged or job.credits_estimate)
+        embed.add_field(name="Set", value=f"{came} of {asked} videos came; {returned} credits "
+                                          "were returned for the rest.", inline=False)
     if too_large_for is not None:
         urls = job.result_meta.get("video_urls") or job.result_meta.get("urls") or []
-        public = next((u for u in urls if str(u).startswith("https://")), None)
+        public = [str(u) for u in urls if str(u).startswith("https://")]
         expires = job.result_meta.get("expires_at")
         if public:
-            until = f" (link works until {timestamp(float(expires), 'f')})" if expires else ""
-            where = f"[Download the video]({public}){until}"
+            until = f" (links work until {timestamp(float(expires), 'f')})" if expires else ""
+            names = (["the video"] if len(public) == 1
+                     else [f"video {i}" for i in range(1, len(public) + 1)])
+            where = " · ".join(f"[Download {name}]({url})"
+                               for name, url in zip(names, public, strict=True)) + until
         else:
             where = f"ask an admin for job `{job.id}`"
         embed.add_field(

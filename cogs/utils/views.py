@@ -1,7 +1,8 @@
 """Buttons that survive restarts, and the one way a new job is launched from Discord.
 
 Every button is a dynamic item whose custom id carries the action and the id it acts on
-(`sd:<action>:<job>`, `sdu:forget:<user>`; the moderators' buttons are in cogs/utils/cards.py):
+(`sd:<action>:<job>`, `sd:<action>:<job>:<n>` for the n-th video of a result set from 2 on,
+`sdu:forget:<user>`; the moderators' buttons are in cogs/utils/cards.py):
 after a restart discord.py matches the template and rebuilds the item, so buttons on messages
 posted long ago still work.
 Who may press is decided by the services and checked in `interaction_check`, before any
@@ -66,20 +67,27 @@ async def refuse(interaction: discord.Interaction[Any], exc: Exception) -> bool:
 
 
 class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
-                template=r"sd:(?P<action>reroll|extend|animate|cancel|delete):(?P<job>[0-9a-f-]{32,36})"):
-    """The buttons of a job's status message and of its posted video."""
+                template=r"sd:(?P<action>reroll|extend|animate|cancel|delete):"
+                         r"(?P<job>[0-9a-f-]{32,36})(?::(?P<n>[2-9]))?"):
+    """The buttons of a job's status message and of its posted videos. `index` is which video
+    of a result set the button acts on (1: the first, or the only one); it is in the custom
+    id, so it survives restarts like the job id."""
 
-    def __init__(self, action: str, job_id: str) -> None:
+    def __init__(self, action: str, job_id: str, index: int = 1, *,
+                 numbered: bool = False) -> None:
         label, emoji, style = LABELS[action]
-        super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style,
-                                           custom_id=f"sd:{action}:{job_id}"))
+        suffix = f":{index}" if index > 1 else ""
+        super().__init__(discord.ui.Button(
+            label=f"{label} {index}" if numbered else label, emoji=emoji, style=style,
+            custom_id=f"sd:{action}:{job_id}{suffix}", row=index - 1 if numbered else None))
         self.action = action
         self.job_id = job_id
+        self.index = index
 
     @classmethod
     async def from_custom_id(cls, interaction: discord.Interaction[Any],
                              item: discord.ui.Item[Any], match: re.Match[str]) -> JobButton:
-        return cls(match["action"], match["job"])
+        return cls(match["action"], match["job"], int(match["n"] or 1))
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
         """The requester or a moderator (bot/service/videos.py says who)."""
@@ -117,25 +125,38 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         elif self.action == "reroll":
             await launch(interaction, lambda ctx: videos.reroll(self.job_id, who, context=ctx))
         elif self.action == "extend":
-            url = _posted_video_url(interaction)
-            await launch(interaction, lambda ctx: videos.extend(self.job_id, who,
-                                                                posted_url=url, context=ctx))
+            url = _posted_video_url(interaction, self.index)
+            await launch(interaction, lambda ctx: videos.extend(
+                self.job_id, who, posted_url=url, context=ctx, index=self.index))
         else:
-            await launch(interaction, lambda ctx: videos.animate(self.job_id, who, context=ctx))
+            await launch(interaction, lambda ctx: videos.animate(
+                self.job_id, who, context=ctx, index=self.index))
 
 
-def _posted_video_url(interaction: discord.Interaction[Any]) -> str | None:
+def video_filename(job_id: str, index: int = 1) -> str:
+    """The posted file's name: the n-th video of a set carries its number."""
+    return f"seedance-{job_id[:8]}.mp4" if index == 1 else f"seedance-{job_id[:8]}-{index}.mp4"
+
+
+def _posted_video_url(interaction: discord.Interaction[Any], index: int = 1) -> str | None:
     """The posted file's CDN URL: a gateway that takes only URLs fetches it there."""
     message = interaction.message
     if message is None:
         return None
-    return next((a.url for a in message.attachments if a.filename.endswith(".mp4")), None)
+    videos = [a for a in message.attachments if a.filename.endswith(".mp4")]
+    named = next((a for a in videos if a.filename.endswith(f"-{index}.mp4")), None)
+    if index > 1:
+        return named.url if named else None
+    return videos[0].url if videos else None
 
 
-def result_view(job: JobView) -> discord.ui.View:
+def result_view(job: JobView, videos: int = 1) -> discord.ui.View:
+    """Reroll/Extend/Animate per video (a row each, numbered, for a set), and Delete."""
     view = discord.ui.View(timeout=None)
-    for action in ("reroll", "extend", "animate", "delete"):
-        view.add_item(JobButton(action, job.id))
+    for index in range(1, videos + 1):
+        for action in ("reroll", "extend", "animate"):
+            view.add_item(JobButton(action, job.id, index, numbered=videos > 1))
+    view.add_item(JobButton("delete", job.id))
     return view
 
 

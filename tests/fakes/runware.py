@@ -54,8 +54,12 @@ class FakeRunware(FakeGateway):
         # "processing"): only the count asked for tells a partial set from the whole.
         self.staggered = False
         # "success" | "errors" (errors array) | "error_item" (data item, nested error)
-        # | "mixed" (first result in data, the rest failed in errors)
+        # | "mixed" (the first `made` results in data, the rest failed in errors)
         self.outcome = "success"
+        self.made = 1
+        # Results (by index) the safety check flags with `NSFWContent: true`, when the task
+        # asked for it (safety.checkContent), as Runware's content-safety page says.
+        self.nsfw: set[int] = set()
         self.error_code, self.error_message = "timeoutProvider", "The provider timed out."
         self.cost = 0.18
         # Tasks with settings.audio fail with the upstream's audio moderation error; the same
@@ -204,6 +208,13 @@ class FakeRunware(FakeGateway):
             raise Invalid("invalidWebhookURL", "webhookURL must be a URL.", "webhookURL")
         if "ttl" in t and (not isinstance(t["ttl"], int) or t["ttl"] < 60):
             raise Invalid("invalidTTL", "ttl must be at least 60.", "ttl")
+        quality = t.get("outputQuality", 95)
+        if not isinstance(quality, int) or isinstance(quality, bool) or not 20 <= quality <= 99:
+            raise Invalid("invalidOutputQuality", "outputQuality must be 20-99.",
+                          "outputQuality")
+        if t.get("outputFormat", "MP4") not in ("MP4", "WEBM", "MOV"):
+            raise Invalid("invalidOutputFormat", "outputFormat must be MP4, WEBM or MOV.",
+                          "outputFormat")
 
     @staticmethod
     def _check_image(image: Any, parameter: str) -> None:
@@ -257,6 +268,8 @@ class FakeRunware(FakeGateway):
                                     "seed": 1000 + i}
             if task.body.get("includeCost"):
                 item["cost"] = self.cost
+            if task.body.get("safety", {}).get("checkContent"):
+                item["NSFWContent"] = i in self.nsfw
             items.append(item)
         return items
 
@@ -274,8 +287,8 @@ class FakeRunware(FakeGateway):
         if self.outcome == "error_item":
             return [{"taskType": "videoInference", "taskUUID": task.uid, "status": "error",
                      "error": {"code": self.error_code, "message": self.error_message}}], []
-        results = self.result_items(task)  # "mixed": the first result made it, the rest not
-        return results[:1], [dict(error) for _ in results[1:]]
+        results = self.result_items(task)  # "mixed": the first `made` came, the rest not
+        return results[:self.made], [dict(error) for _ in results[self.made:]]
 
     async def deliver_webhooks(self, uid: str) -> list[int]:
         """POST each result's flat object to the task's webhookURL, twice (as gateways do)."""
