@@ -32,6 +32,7 @@ from bot.store import ACTIVE_STATES, JobState, JobView, Store
 from bot.store.database import is_outage
 
 from .events import Delivery, EventKind, JobEvent
+from .fleet import Fleet
 from .follow import TaskFollower
 from .machine import JobMachine
 from .policies import resubmit_is_safe, submission_key
@@ -55,6 +56,7 @@ class Runners:
         results: ResultFetcher, follower: TaskFollower, delivery: Delivery,
         limits: EngineLimits, callback_url: CallbackUrl | None, clock: Clock, sleep: Sleep,
         backoff: Backoff, wake: asyncio.Event, secrets: tuple[str, ...],
+        fleet: Fleet | None = None,
     ) -> None:
         self._store = store
         self._machine = machine
@@ -69,6 +71,7 @@ class Runners:
         self._backoff = backoff
         self._wake = wake
         self._secrets = secrets
+        self._fleet = fleet  # gateway health and failover (fleet.py)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._inbox: dict[str, asyncio.Queue[TaskState]] = {}
         self._cancel_requested: dict[str, asyncio.Future[str | None]] = {}
@@ -152,6 +155,9 @@ class Runners:
                 "was not retried to avoid double billing. Your credits were returned.",
             )
             return
+        fleet = self._fleet
+        if fleet is not None and fleet.fails_over(job) and not await fleet.admit(job):
+            return  # its gateway's circuit is open: moved on to another, or waiting
         caps = provider.capabilities(job.model)
         callback_url = (
             self._callback_url(job.provider, job.id)
@@ -168,6 +174,11 @@ class Runners:
                 callback_url=callback_url,
             )
         except GatewayError as err:
+            circuit = None if fleet is None else await fleet.record(job.provider, err)
+            if fleet is not None and fleet.should_move(
+                    job, err, circuit, budget_left=job.attempts <= self._limits.submit_retries):
+                await fleet.move_on(job, self._reason(err))
+                return
             if resubmit_is_safe(err, idempotent=idempotent) and (
                 job.attempts <= self._limits.submit_retries
             ):
@@ -191,6 +202,8 @@ class Runners:
             job, JobState.GENERATING, Outcome.CREATED, detail=f"task {submitted.task_id}",
             task_id=submitted.task_id,
         )
+        if fleet is not None:
+            await fleet.record(job.provider, None)
         if moved is None:
             return
         if submitted.state is not None:

@@ -32,6 +32,7 @@ from bot.providers.base import Capabilities, Provider
 from bot.store import EventRow, JobView, Store
 
 from .admin import effective_limits
+from .failover import failover_order, fleet_for, usable
 from .gate import Admitted, admit
 from .people import CLI_GUILD, Requester
 from .refusals import GatewayUnavailable, NotAllowed, NothingThere
@@ -127,18 +128,23 @@ class VideoService:
 
     async def _make(self, who: Requester, inputs: Sequence[MediaInput], options: RequestOptions,
                     admitted: Admitted, context: Mapping[str, Any] | None) -> Made:
-        resolved = resolve_options(options, admitted.settings, self.settings)
-        caps = self._capabilities(resolved)
-        if options.audio is None and admitted.settings.audio:
-            # The server's "sound on" where the model has sound; elsewhere the model's default.
-            resolved = replace(resolved, audio=caps.audio_generation)
-        operator = who.guild_id == CLI_GUILD
-        request = await prepare(
-            inputs, resolved, caps, http=self.http, cache_dir=self.engine.inputs_dir,
-            max_bytes=self.settings.seedance_max_download_bytes,
-            allowed_hosts=() if operator else self.member_hosts,
-            policy=self._policy.trusting() if operator else self._policy,
-        )
+        wanted = failover_order(options, admitted.settings, self.settings)
+        order = usable(wanted, self.providers)
+        if wanted and not order:
+            raise GatewayUnavailable(", ".join(wanted), "none of them has its API key set")
+        gateways: list[str] = []
+        for n, name in enumerate(order):  # the first gateway that accepts it, then its fallbacks
+            try:
+                request = await self._request(who, inputs, replace(options, provider=name),
+                                              admitted)
+            except InvalidInput:
+                if n == len(order) - 1:
+                    raise
+                continue
+            gateways = fleet_for(request, order[n + 1:], self.providers)
+            break
+        if not order:
+            request = await self._request(who, inputs, options, admitted)
         review = admitted.review
         job = await self.engine.enqueue(
             request,
@@ -150,10 +156,27 @@ class VideoService:
             needs_approval=review.prompts,
             hold_result=review.results,
             event_id=admitted.event.id if admitted.event else None,
-            enforce_quota=not operator,
+            enforce_quota=who.guild_id != CLI_GUILD,
             per_minute=admitted.settings.rate_per_minute,
+            gateways=gateways,
         )
         return Made(job, review, admitted.event)
+
+    async def _request(self, who: Requester, inputs: Sequence[MediaInput],
+                       options: RequestOptions, admitted: Admitted) -> GenerationRequest:
+        """Fetch, measure and validate the request for the gateway the options lead to."""
+        resolved = resolve_options(options, admitted.settings, self.settings)
+        caps = self._capabilities(resolved)
+        if options.audio is None and admitted.settings.audio:
+            # The server's "sound on" where the model has sound; elsewhere the model's default.
+            resolved = replace(resolved, audio=caps.audio_generation)
+        operator = who.guild_id == CLI_GUILD
+        return await prepare(
+            inputs, resolved, caps, http=self.http, cache_dir=self.engine.inputs_dir,
+            max_bytes=self.settings.seedance_max_download_bytes,
+            allowed_hosts=() if operator else self.member_hosts,
+            policy=self._policy.trusting() if operator else self._policy,
+        )
 
     def _capabilities(self, options: RequestOptions) -> Capabilities:
         try:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from bot.models import GenerationRequest
 from bot.store.claims import ClaimsStore
 from bot.store.database import Database, SqliteDatabase, Tx, open_database
+from bot.store.fleet import FleetStore
 from bot.store.ledger import (
     EVERYONE,
     LedgerKind,
@@ -52,7 +53,7 @@ T = TypeVar("T")
 QUEUE_CHANNEL = "seedance_queue"
 
 
-class Store(ClaimsStore, ModerationStore, SettingsStore):
+class Store(ClaimsStore, FleetStore, ModerationStore, SettingsStore):
     """Durable state of the bot. Open with `await Store.open(url_or_path)`; `close()` it."""
 
     _job_from_row = staticmethod(job_from_row)
@@ -170,14 +171,14 @@ class Store(ClaimsStore, ModerationStore, SettingsStore):
             job.request.model_dump_json(), job.provider, job.model, job.state.value,
         )
         rest = (job.credits_estimate, json.dumps(job.context), job.event_id,
-                int(job.hold_result), now, now)
+                int(job.hold_result), now, now, json.dumps(job.fleet))
         transition = (job.id, job.state.value, now, f"reserved {job.credits_estimate} credits")
         reserve = (job.id, job.user_id, job.guild_id, job.event_id, job.credits_estimate, now,
                    now)
         insert_job = (
             "INSERT INTO jobs (id, guild_id, channel_id, user_id, role_ids, request, provider,"
             " model, state, seq, credits_estimate, context, event_id, hold_result, created_at,"
-            " updated_at) VALUES (?,?,?,?,?,?,?,?,?,{seq},?,?,?,?,?,?)")
+            " updated_at, fleet) VALUES (?,?,?,?,?,?,?,?,?,{seq},?,?,?,?,?,?,?)")
         insert_transition = (
             "INSERT INTO job_transitions (job_id, from_state, to_state, at, detail)"
             " VALUES (?, NULL, ?, ?, ?)")

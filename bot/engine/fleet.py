@@ -1,0 +1,227 @@
+"""Failover between gateways, their circuit breakers and their adaptive concurrency.
+
+A job may carry an ordered list of gateways (`JobView.fleet["order"]`, written at enqueue from
+SEEDANCE_PROVIDERS or a server's own list: only the gateways whose capability table accepts
+the request as it is). It runs on the first one; it moves to the next only when its create
+provably made no task there (`provably_no_task`: no connection, 429/503, balance exhausted)
+and either that gateway's retry budget is spent, its balance is gone or its circuit opened —
+or, before sending, when the circuit of its gateway is open. A create that may have made a task
+(500, a timeout after sending, an unreadable 2xx) never moves: the job's outcome then comes from
+the gateway that may own its task. A move is a state change SUBMITTING → QUEUED written before
+the next create (the job waits in the fair queue under the new gateway's caps), settles
+nothing (the credits stay reserved once, bot/engine/refunds.py `FAILOVER`), and says on the
+job's row and in its status which gateway it uses now and why. With every gateway down, the job
+waits in the queue (cancellable), looking again every `recheck` seconds, up to
+SEEDANCE_FAILOVER_WAIT; then it fails and its credits come back.
+
+Every create of every job (with or without a list) feeds each gateway's health, kept in the
+database for all processes (bot/store/fleet.py): failures that speak of the gateway (5xx, no
+connection, balance) count towards its circuit; a 429 or a concurrency error halves its
+in-flight limit, successes grow it back (AIMD), and the scheduler starts jobs within it
+(bot/engine/caps.py). `Fleet.health` is what an operator's status shows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bot.config import Settings
+from bot.errors import (
+    GatewayError,
+    GatewayUnavailableError,
+    InsufficientBalanceError,
+    RateLimitError,
+    scrub,
+)
+from bot.models import TaskState
+from bot.pricing import credits_for
+from bot.providers.base import Provider
+from bot.store import JobState, JobView, Store
+from bot.store.fleet import OPEN, GatewayHealth
+
+from .events import EventKind, JobEvent
+from .machine import JobMachine
+from .refunds import Outcome
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class FleetPolicy:
+    """How quickly a gateway is given up on and tried again."""
+
+    failures: int = 5  # consecutive failed creates that open a gateway's circuit
+    cooldown: float = 30.0  # seconds (database clock) before an open circuit lets a probe by
+    probe_ttl: float = 120.0  # a probe unanswered this long may be taken by another job
+    wait: float = 600.0  # SEEDANCE_FAILOVER_WAIT: every gateway down this long → the job fails
+    recheck: float = 15.0  # seconds between looks while every gateway is down
+    spacing: float = 1.0  # a burst of 429s within this many seconds halves concurrency once
+
+
+def provably_no_task(err: GatewayError) -> bool:
+    """Did this create certainly make no task? Balance refused, or refused before any work was
+    taken (429, 503) or never sent (no connection). A 500/502/504, a timeout after sending or an
+    unreadable answer may hide a task."""
+    if isinstance(err, InsufficientBalanceError):
+        return True
+    return err.retryable and err.status in (None, 429, 503)
+
+
+def throttles(err: GatewayError) -> bool:
+    """A 429 or a gateway's concurrency refusal: too many jobs in flight on the account."""
+    words = f"{err.code or ''} {err.reason}".lower()
+    return isinstance(err, RateLimitError) or "concurren" in words
+
+
+def hurts_health(err: GatewayError) -> bool:
+    """A failure that speaks of the gateway, not of the request: counts for the circuit."""
+    return isinstance(err, GatewayUnavailableError | InsufficientBalanceError)
+
+
+def foreign_callback(job: JobView, state: TaskState) -> bool:
+    """News the job must not take: about an earlier task of it (before the retry without
+    audio), or from a gateway the job has left (it made no task there). Logged when dropped."""
+    if job.task_id and state.task_id and state.task_id != job.task_id:
+        return True
+    if state.gateway is not None and state.gateway != job.provider:
+        log.warning("callback for job %s from %s dropped: the job runs on %s now",
+                    job.id, state.gateway, job.provider)
+        return True
+    return False
+
+
+class Fleet:
+    """Health bookkeeping for every create, and the moves of jobs with a list of gateways."""
+
+    def __init__(
+        self, store: Store, *, machine: JobMachine, ceiling: Callable[[str], int],
+        ceilings: Callable[[], dict[str, int]], provider: Callable[[str], Provider],
+        settings: Settings, clock: Clock, policy: FleetPolicy | None = None,
+    ) -> None:
+        self._store = store
+        self._machine = machine
+        self._ceiling = ceiling
+        self._ceilings = ceilings
+        self._provider = provider
+        self._prices = settings.prices
+        self._secrets = settings.secrets()
+        self._clock = clock
+        self.policy = policy or FleetPolicy(wait=settings.seedance_failover_wait)
+
+    # ---- health -------------------------------------------------------------------------------
+    async def health(self) -> list[GatewayHealth]:
+        """Per gateway: circuit, effective concurrency (within its ceiling), last error."""
+        return await self._store.gateway_health(self._ceilings())
+
+    async def record(self, provider: str, error: GatewayError | None) -> str | None:
+        """Book one create's outcome on its gateway; the circuit after a counted failure."""
+        if error is None:
+            await self._store.gateway_succeeded(provider, ceiling=self._ceiling(provider))
+            return None
+        text = scrub(str(error), self._secrets)
+        if throttles(error):
+            await self._store.gateway_throttled(
+                provider, text, ceiling=self._ceiling(provider), spacing=self.policy.spacing)
+            return None
+        if hurts_health(error):
+            return await self._store.gateway_failed(provider, text,
+                                                    threshold=self.policy.failures)
+        return None
+
+    # ---- moves --------------------------------------------------------------------------------
+    @staticmethod
+    def fails_over(job: JobView) -> bool:
+        return bool(job.fleet.get("order"))
+
+    async def admit(self, job: JobView) -> bool:
+        """Before a fleet job's create: may it go to its gateway? If not (the circuit is open),
+        the job was moved on and the caller stops."""
+        answer = await self._store.circuit_admit(
+            job.provider, cooldown=self.policy.cooldown, probe_ttl=self.policy.probe_ttl)
+        if answer != OPEN:
+            return True
+        await self.move_on(job, f"{job.provider} is down (its circuit is open)")
+        return False
+
+    def should_move(self, job: JobView, err: GatewayError, circuit: str | None, *,
+                    budget_left: bool) -> bool:
+        """After a failed create of a fleet job: go to the next gateway?"""
+        if not self.fails_over(job) or not provably_no_task(err):
+            return False
+        return isinstance(err, InsufficientBalanceError) or circuit == OPEN or not budget_left
+
+    async def move_on(self, job: JobView, why: str) -> JobView | None:
+        """Requeue `job` on the next usable gateway of its list, or wait for one (every one
+        down), or fail it once it waited SEEDANCE_FAILOVER_WAIT. None: it had moved on."""
+        order: list[str] = list(job.fleet.get("order") or [])
+        after = order[order.index(job.provider) + 1:] if job.provider in order else order
+        skipped: list[str] = []
+        for name in after:
+            reason = await self._unusable(job, name)
+            if reason is None:
+                return await self._requeue(job, name, f"{job.provider}: {why}; moved to {name}"
+                                           + (f" ({'; '.join(skipped)})" if skipped else ""),
+                                           moved_from=job.provider, not_before=self._clock())
+            skipped.append(reason)
+        return await self._wait(job, why, skipped)
+
+    async def _unusable(self, job: JobView, name: str) -> str | None:
+        """Why the job can't go to gateway `name` now (None: it can)."""
+        if await self._store.circuit_is_open(name, cooldown=self.policy.cooldown):
+            return f"{name} is down too"
+        try:
+            caps = self._provider(name).capabilities(None)
+        except Exception as exc:  # its key went missing since the job was written
+            return f"{name} is not usable ({type(exc).__name__})"
+        quote = credits_for(self._moved_request(job, name, caps.model), self._prices)
+        if quote > job.credits_estimate:
+            # The price shown is the price charged: a dearer gateway is never used silently.
+            return f"{name} would cost {quote} credits, more than the {job.credits_estimate} shown"
+        return None
+
+    @staticmethod
+    def _moved_request(job: JobView, name: str, model: str | None) -> Any:
+        return job.request.model_copy(update={"provider": name, "model": model})
+
+    async def _wait(self, job: JobView, why: str, skipped: list[str]) -> JobView | None:
+        now = self._clock()
+        since = float(job.fleet.get("waiting_since") or now)
+        order: list[str] = list(job.fleet["order"])
+        down = "; ".join([f"{job.provider}: {why}", *skipped])
+        if now - since >= self.policy.wait:
+            return await self._machine.fail(
+                job, "create:unavailable", "unavailable",
+                f"Every gateway this job may use stayed down for {self.policy.wait / 60:.0f} "
+                f"min ({down}); nothing was made and your credits were returned.")
+        left = self.policy.wait - (now - since)
+        note = (f"Every gateway is down ({down}); waiting for one to recover (up to "
+                f"{left / 60:.0f} more min). You can cancel meanwhile.")
+        return await self._requeue(job, order[0], note, moved_from=job.provider,
+                                   not_before=now + min(self.policy.recheck, left),
+                                   waiting_since=since)
+
+    async def _requeue(self, job: JobView, name: str, note: str, *, moved_from: str,
+                       not_before: float, waiting_since: float | None = None) -> JobView | None:
+        note = scrub(note, self._secrets)
+        model = job.model if name == job.provider else self._provider(name).default_model
+        request = job.request if name == job.provider else self._moved_request(job, name, model)
+        moves = [*job.fleet.get("moves", []),
+                 {"from": moved_from, "to": name, "why": note, "at": self._clock()}]
+        fleet = {**job.fleet, "moves": moves[-20:], "note": note,
+                 "waiting_since": waiting_since}
+        log.info("job %s: %s", job.id, note)
+        return await self._machine.move(
+            job, JobState.QUEUED, Outcome.FAILOVER, detail=f"failover: {note}",
+            events=[JobEvent(EventKind.RETRYING, reason=note)],
+            provider=name, model=model, request=request,
+            attempts=0, not_before=not_before, fleet=fleet, task_id=None,
+        )
+
+
+__all__ = ["Fleet", "FleetPolicy", "foreign_callback", "hurts_health", "provably_no_task",
+           "throttles"]
