@@ -91,7 +91,7 @@ def rate_limited(fake: FakeGateway, name: str, *, times: int = 1) -> None:
 async def fleet_rig(data_dir: Path, names: Sequence[str] = ("hiapi", "runware", "anyfast"), *,
                     store_url: str | None = None, limits: EngineLimits = LIMITS,
                     policy: FleetPolicy = POLICY, concurrency: str = "",
-                    start: bool = True) -> AsyncIterator[FleetRig]:
+                    start: bool = True, read_timeout: float = 10.0) -> AsyncIterator[FleetRig]:
     async with AsyncExitStack() as stack:
         fakes: dict[str, Any] = {}
         keys: dict[str, Any] = {}
@@ -106,7 +106,7 @@ async def fleet_rig(data_dir: Path, names: Sequence[str] = ("hiapi", "runware", 
             **keys)
         store = await Store.open(store_url or settings.database_path)
         stack.push_async_callback(store.close)
-        api = httpx.AsyncClient(timeout=httpx.Timeout(10.0))
+        api = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=read_timeout))
         stack.push_async_callback(api.aclose)
         files = httpx.AsyncClient(timeout=10.0)
         stack.push_async_callback(files.aclose)

@@ -119,6 +119,24 @@ async def test_a_500_at_an_idempotent_gateway_retries_there(tmp_path: Path,
         assert r.tasks_by_job()["runware"] == Counter({"fleetjob-4": 1})
 
 
+async def test_a_lost_answer_binds_the_job_to_its_gateway(tmp_path: Path,
+                                                           store_url: str) -> None:
+    """Runware made the task but its answer was lost: a later 503 (and an open circuit) must
+    not send the job elsewhere; it asks Runware again with the same taskUUID."""
+    policy = FleetPolicy(failures=1, cooldown=3600.0, probe_ttl=30.0, wait=3600.0)
+    async with fleet_rig(tmp_path, ("runware", "hiapi"), store_url=store_url, policy=policy,
+                         read_timeout=0.3) as r:
+        r.fakes["runware"].answer_late(0.8, **GATEWAYS["runware"].create)
+        unavailable(r.fakes["runware"], "runware")
+        done = await finished(r, await r.enqueue(11))
+
+        assert done.state is JobState.DELIVERED, done.error_message
+        assert done.provider == "runware" and done.fleet["bound"] == "runware"
+        assert r.creates("hiapi") == 0
+        assert r.tasks_by_job()["runware"] == Counter({"fleetjob-11": 1})
+        assert r.creates("runware") == 3  # lost, refused, answered: one task
+
+
 async def test_an_open_circuit_is_skipped_without_a_create(tmp_path: Path,
                                                            store_url: str) -> None:
     policy = FleetPolicy(failures=3, cooldown=3600.0, probe_ttl=30.0, wait=3600.0)
@@ -205,7 +223,11 @@ def test_a_callback_from_the_gateway_the_job_left_is_dropped(
 
 def test_which_errors_move_a_job() -> None:
     assert provably_no_task(GatewayUnavailableError("busy", status=503))
-    assert provably_no_task(GatewayUnavailableError("could not connect"))  # never sent
+    unsent = GatewayUnavailableError("could not connect")
+    unsent.sent = False  # bot/providers/http.py: no connection was made
+    assert provably_no_task(unsent)
+    # A lost answer of a gateway that dedupes creates is retryable, yet the task may exist.
+    assert not provably_no_task(GatewayUnavailableError("no answer (ReadTimeout)"))
     assert provably_no_task(RateLimitError("slow down", status=429))
     assert provably_no_task(InsufficientBalanceError("broke", status=402))
     assert not provably_no_task(GatewayUnavailableError("boom", status=500))

@@ -69,7 +69,9 @@ def provably_no_task(err: GatewayError) -> bool:
     unreadable answer may hide a task."""
     if isinstance(err, InsufficientBalanceError):
         return True
-    return err.retryable and err.status in (None, 429, 503)
+    if err.status is None:  # a lost answer of a gateway that dedupes creates is retryable too
+        return err.sent is False
+    return err.retryable and err.status in (429, 503)
 
 
 def throttles(err: GatewayError) -> bool:
@@ -138,9 +140,26 @@ class Fleet:
     def fails_over(job: JobView) -> bool:
         return bool(job.fleet.get("order"))
 
-    async def admit(self, job: JobView) -> bool:
+    @staticmethod
+    def bound(job: JobView, *, resumed: bool = False) -> bool:
+        """Is the job tied to its gateway for good? Once a create there may have made a task
+        (an answer lost, a restart in the middle of a create), the job's outcome belongs to
+        that gateway: it resends the same create there (where that is safe) or fails."""
+        return resumed or job.fleet.get("bound") == job.provider
+
+    def pin(self, job: JobView, err: GatewayError) -> dict[str, Any]:
+        """Row fields that bind a fleet job to its gateway after `err`, when the create may
+        have made a task there and the job is about to send it again."""
+        if not self.fails_over(job) or provably_no_task(err) or self.bound(job):
+            return {}
+        return {"fleet": {**job.fleet, "bound": job.provider}}
+
+    async def admit(self, job: JobView, *, resumed: bool = False) -> bool:
         """Before a fleet job's create: may it go to its gateway? If not (the circuit is open),
-        the job was moved on and the caller stops."""
+        the job was moved on and the caller stops. A bound job always goes: only its gateway
+        can own its task."""
+        if self.bound(job, resumed=resumed):
+            return True
         answer = await self._store.circuit_admit(
             job.provider, cooldown=self.policy.cooldown, probe_ttl=self.policy.probe_ttl)
         if answer != OPEN:
@@ -149,9 +168,10 @@ class Fleet:
         return False
 
     def should_move(self, job: JobView, err: GatewayError, circuit: str | None, *,
-                    budget_left: bool) -> bool:
+                    budget_left: bool, resumed: bool = False) -> bool:
         """After a failed create of a fleet job: go to the next gateway?"""
-        if not self.fails_over(job) or not provably_no_task(err):
+        if not self.fails_over(job) or not provably_no_task(err) \
+                or self.bound(job, resumed=resumed):
             return False
         return isinstance(err, InsufficientBalanceError) or circuit == OPEN or not budget_left
 

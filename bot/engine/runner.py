@@ -156,7 +156,8 @@ class Runners:
             )
             return
         fleet = self._fleet
-        if fleet is not None and fleet.fails_over(job) and not await fleet.admit(job):
+        if fleet is not None and fleet.fails_over(job) \
+                and not await fleet.admit(job, resumed=resumed):
             return  # its gateway's circuit is open: moved on to another, or waiting
         caps = provider.capabilities(job.model)
         callback_url = (
@@ -176,7 +177,8 @@ class Runners:
         except GatewayError as err:
             circuit = None if fleet is None else await fleet.record(job.provider, err)
             if fleet is not None and fleet.should_move(
-                    job, err, circuit, budget_left=job.attempts <= self._limits.submit_retries):
+                    job, err, circuit, budget_left=job.attempts <= self._limits.submit_retries,
+                    resumed=resumed):
                 await fleet.move_on(job, self._reason(err))
                 return
             if resubmit_is_safe(err, idempotent=idempotent) and (
@@ -191,6 +193,7 @@ class Runners:
                     job, JobState.QUEUED, Outcome.RETRY, detail=f"retry: {why}",
                     events=[JobEvent(EventKind.RETRYING, reason=why)],
                     not_before=self._clock() + delay,
+                    **(fleet.pin(job, err) if fleet is not None else {}),
                 )
                 return
             await self._machine.fail_gateway(job, "create", err)
