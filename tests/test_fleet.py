@@ -356,3 +356,71 @@ async def test_only_gateways_accepting_the_request_as_it_is_are_listed() -> None
         assert "magnific" in fleet_for(silent, ["magnific"], registry)
     finally:
         await registry.aclose()
+
+
+def test_the_cli_refuses_both_provider_variables_at_start(tmp_path: Path) -> None:
+    from tests.test_cli import run_cli
+
+    both = {"SEEDANCE_PROVIDER": "hiapi", "SEEDANCE_PROVIDERS": "hiapi,runware"}
+    for args in (("generate", "a fox", "--out", "x.mp4"), ("run",)):
+        result = run_cli(*args, cwd=tmp_path, env={**both, "DISCORD_TOKEN": "t"})
+        assert result.returncode == 2
+        assert "ambiguous" in result.stderr and "SEEDANCE_PROVIDERS" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+async def test_the_cli_follows_the_list_unless_told_a_gateway(tmp_path: Path) -> None:
+    from tests.test_cli import run_cli
+
+    result = run_cli("generate", "a fox", "--out", "x.mp4", "--duration", "4",
+                     "--resolution", "480p", cwd=tmp_path,
+                     env={"SEEDANCE_PROVIDERS": "local"})
+    assert result.returncode == 0, result.stderr
+    store = await Store.open(tmp_path / "data" / "cli.sqlite3")
+    try:
+        [job] = await store.jobs()
+        assert job.fleet["order"] == ["local"] and job.provider == "local"
+    finally:
+        await store.close()
+    told = run_cli("generate", "a fox", "--out", "y.mp4", "--duration", "4", "--resolution",
+                   "480p", "--provider", "local", cwd=tmp_path,
+                   env={"SEEDANCE_PROVIDERS": "local"})
+    assert told.returncode == 0, told.stderr
+    store = await Store.open(tmp_path / "data" / "cli.sqlite3")
+    try:
+        assert [j.fleet for j in await store.jobs()] == [{"order": ["local"]}, {}]
+    finally:
+        await store.close()
+
+
+async def test_the_engine_drops_news_from_a_gateway_the_job_left(tmp_path: Path) -> None:
+    async with fleet_rig(tmp_path, ("hiapi", "runware"), start=False) as r:
+        job = await r.enqueue(20)
+        moved = await r.store.transition(job.id, JobState.GENERATING, now=r.clock.now(),
+                                         task_id="tk-20", provider="runware")
+        assert moved is not None and moved.provider == "runware"
+        done = TaskState(task_id="tk-20", status=TaskStatus.SUCCEEDED)
+        await r.engine.on_callback(job.id, done.model_copy(update={"gateway": "hiapi"}))
+        assert await r.store.db.fetch("SELECT id FROM job_updates") == []
+        await r.engine.on_callback(job.id, done.model_copy(update={"gateway": "runware"}))
+        assert len(await r.store.db.fetch("SELECT id FROM job_updates")) == 1
+
+
+async def test_the_receiver_says_which_gateway_called_back(tmp_path: Path) -> None:
+    from tests.fakes.hiapi import FakeHiAPI
+    from tests.test_webhooks import Sink, start_receiver
+
+    async with FakeHiAPI() as fake:
+        settings = Settings(_env_file=None, hiapi_api_key=fake.api_key,
+                            hiapi_base_url=fake.base_url)
+        registry = ProviderRegistry(settings)
+        sink = Sink()
+        receiver = await start_receiver({"hiapi": registry("hiapi")}, sink)
+        try:
+            await fake.send_callback(receiver.url_for("hiapi", "job-1"),
+                                     {"taskId": "tk-1", "status": "handling"}, times=1)
+        finally:
+            await receiver.stop()
+            await registry.aclose()
+    [(job_id, state)] = sink.calls
+    assert job_id == "job-1" and state.gateway == "hiapi"
