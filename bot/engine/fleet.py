@@ -204,6 +204,13 @@ class Fleet:
             return f"{name} would cost {quote} credits, more than the {job.credits_estimate} shown"
         return None
 
+    def _builds(self, name: str) -> bool:
+        try:
+            self._provider(name)
+        except Exception:  # its key went missing since the job was written
+            return False
+        return True
+
     @staticmethod
     def _moved_request(job: JobView, name: str, model: str | None) -> Any:
         return job.request.model_copy(update={"provider": name, "model": model})
@@ -221,7 +228,8 @@ class Fleet:
         left = self.policy.wait - (now - since)
         note = (f"Every gateway is down ({down}); waiting for one to recover (up to "
                 f"{left / 60:.0f} more min). You can cancel meanwhile.")
-        return await self._requeue(job, order[0], note, moved_from=job.provider,
+        first = next((n for n in order if self._builds(n)), job.provider)
+        return await self._requeue(job, first, note, moved_from=job.provider,
                                    not_before=now + min(self.policy.recheck, left),
                                    waiting_since=since)
 

@@ -86,10 +86,20 @@ class FleetStore:
 
         return await self._atomic(body, lock=f"seedance:gateway:{provider}")
 
+    async def _healthy(self, provider: str) -> bool:
+        """Closed, no failure counted, at its ceiling (or never seen): the common case."""
+        rows = await self._read(
+            "SELECT circuit, failures, effective FROM gateway_health WHERE provider = ?",
+            (provider,))
+        return not rows or (rows[0]["circuit"] == CLOSED and not int(rows[0]["failures"])
+                            and rows[0]["effective"] is None)
+
     # ---- the circuit ------------------------------------------------------------------------
     async def circuit_admit(self, provider: str, *, cooldown: float, probe_ttl: float) -> str:
         """May a create go to `provider` now? `closed`, `probe` (the one caller let through a
-        half-open circuit) or `open`."""
+        half-open circuit) or `open`. A closed circuit costs one read, no transaction."""
+        if await self._healthy(provider):
+            return CLOSED
 
         def decide(row: Any, now: float) -> tuple[dict[str, Any], str]:
             if row["circuit"] == CLOSED:
@@ -134,7 +144,10 @@ class FleetStore:
 
     async def gateway_succeeded(self, provider: str, *, ceiling: int) -> int | None:
         """A create succeeded: the circuit closes, and a lowered concurrency grows by one per
-        window of successes as long as itself; the effective value after (None: ceiling)."""
+        window of successes as long as itself; the effective value after (None: ceiling).
+        Nothing to change on a healthy gateway: one read, no transaction."""
+        if await self._healthy(provider):
+            return None
 
         def decide(row: Any, now: float) -> tuple[dict[str, Any], int | None]:
             sets: dict[str, Any] = {}
