@@ -424,3 +424,37 @@ async def test_the_receiver_says_which_gateway_called_back(tmp_path: Path) -> No
             await registry.aclose()
     [(job_id, state)] = sink.calls
     assert job_id == "job-1" and state.gateway == "hiapi"
+
+
+async def test_a_servers_own_list_runs_on_the_first_gateway_that_takes_the_request(
+        tmp_path: Path, store_url: str) -> None:
+    """/seedance-admin provider provider:magnific failover:hiapi,runware, then a 7 s video:
+    Magnific makes only 5 or 10 s, so the job starts at HiAPI and may move to Runware."""
+    import httpx
+
+    from bot.service import Requester, Services
+
+    admin = Requester("1", "g1", "10", admin=True, moderator=True)
+    member = Requester("2", "g1", "10")
+    names = ("magnific", "hiapi", "runware")
+    async with fleet_rig(tmp_path, names, store_url=store_url) as r, \
+            httpx.AsyncClient() as http:
+        services = Services.build(r.settings, r.store, r.engine, r.engine.provider, http)
+        await services.admin.set_provider(admin, "magnific", None, ["hiapi", "runware"])
+        assert (await r.store.guild_settings("g1")).providers == names
+        assert (await services.admin.overview(admin)).provider == "magnific → hiapi → runware"
+        unavailable(r.fakes["hiapi"], "hiapi", times=100)
+        made = await services.videos.make(member, [], RequestOptions(
+            prompt="fleetjob-30 a heron", duration=7, ratio="16:9"))
+        assert made.job.provider == "hiapi"
+        assert made.job.fleet["order"] == ["hiapi", "runware"]
+        done = await finished(r, made.job)
+
+        assert done.state is JobState.DELIVERED, done.error_message
+        assert done.provider == "runware" and done.request.duration == 7
+        assert r.creates("magnific") == 0
+        assert r.tasks_by_job()["runware"] == Counter({"fleetjob-30": 1})
+        # A gateway named outright binds the job to it.
+        outright = await services.videos.make(member, [], RequestOptions(
+            prompt="fleetjob-31 a heron", duration=5, ratio="16:9", provider="runware"))
+        assert outright.job.fleet == {}
