@@ -30,6 +30,7 @@ from bot.providers import ProviderRegistry
 from bot.service.failover import failover_order, fleet_for
 from bot.store import Store
 from bot.store.records import QueuedRow
+from cogs.utils.texts import status_text
 from tests.chaos.faults_helpers import GATEWAYS
 from tests.fleet_helpers import POLICY, FleetRig, fleet_rig, rate_limited, unavailable
 
@@ -71,6 +72,8 @@ async def test_a_503ing_gateway_hands_the_job_to_the_next_charged_once(
         assert (move["from"], move["to"]) == ("hiapi", "runware")
         said = " ".join(r.reasons(done.id))
         assert "moved to runware" in said and "503" in said and "hiapi" in said
+        card = status_text(done)  # the member's status message, as the Discord layer shows it
+        assert "moved from hiapi to runware" in card and "503" in card
         circuit, _effective, error = await health(r, "hiapi")
         assert circuit == "open" and error is not None and "503" in error
         assert "key-123456" not in said + (error or "")

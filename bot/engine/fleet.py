@@ -186,7 +186,7 @@ class Fleet:
             if reason is None:
                 return await self._requeue(job, name, f"{job.provider}: {why}; moved to {name}"
                                            + (f" ({'; '.join(skipped)})" if skipped else ""),
-                                           moved_from=job.provider, not_before=self._clock())
+                                           cause=why, not_before=self._clock())
             skipped.append(reason)
         return await self._wait(job, why, skipped)
 
@@ -229,17 +229,20 @@ class Fleet:
         note = (f"Every gateway is down ({down}); waiting for one to recover (up to "
                 f"{left / 60:.0f} more min). You can cancel meanwhile.")
         first = next((n for n in order if self._builds(n)), job.provider)
-        return await self._requeue(job, first, note, moved_from=job.provider,
+        return await self._requeue(job, first, note, cause="every gateway was down",
                                    not_before=now + min(self.policy.recheck, left),
                                    waiting_since=since)
 
-    async def _requeue(self, job: JobView, name: str, note: str, *, moved_from: str,
+    async def _requeue(self, job: JobView, name: str, note: str, *, cause: str,
                        not_before: float, waiting_since: float | None = None) -> JobView | None:
-        note = scrub(note, self._secrets)
+        """Back to the queue on gateway `name`; the row keeps the move (`moves`: from, to,
+        cause, the whole note) for the status card (cogs/utils/texts.py)."""
+        note, cause = scrub(note, self._secrets), scrub(cause, self._secrets)
         model = job.model if name == job.provider else self._provider(name).default_model
         request = job.request if name == job.provider else self._moved_request(job, name, model)
         moves = [*job.fleet.get("moves", []),
-                 {"from": moved_from, "to": name, "why": note, "at": self._clock()}]
+                 {"from": job.provider, "to": name, "cause": cause, "why": note,
+                  "at": self._clock()}]
         fleet = {**job.fleet, "moves": moves[-20:], "note": note,
                  "waiting_since": waiting_since}
         log.info("job %s: %s", job.id, note)

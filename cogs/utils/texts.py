@@ -143,6 +143,16 @@ def mapping_block(request: GenerationRequest) -> str:
     return "\n".join(f"`{line}`" for line in lines)
 
 
+def fleet_line(job: JobView) -> str:
+    """Which gateway took the job over, from which, and why (bot/engine/fleet.py)."""
+    moves = [m for m in job.fleet.get("moves", [])
+             if m.get("to") == job.provider and m.get("from") != m.get("to")]
+    if not moves:
+        return ""
+    last = moves[-1]
+    return f"-# 🔀 moved from {last['from']} to {last['to']}: {clip(str(last['cause']), 300)}"
+
+
 def status_text(job: JobView, event: JobEvent | None = None, *, jump_url: str | None = None,
                 credits: int | None = None) -> str:
     """The one status message of a job: who, what, how files were mapped, and where it is."""
@@ -185,7 +195,7 @@ def status_text(job: JobView, event: JobEvent | None = None, *, jump_url: str | 
         event is not None and event.kind in (EventKind.FAILED, EventKind.REJECTED)
     ):
         credit_word = "released" if not job.credits_charged else "charged"
-    parts = [head, prompt, mapping, f"**Status:** {line}",
+    parts = [head, prompt, mapping, f"**Status:** {line}", fleet_line(job),
              f"-# {spent} credits {credit_word} · job `{job.id[:8]}`"]
     return clip("\n".join(p for p in parts if p), MAX_CONTENT)
 
