@@ -92,6 +92,8 @@ async def test_balance_exhausted_moves_at_once(tmp_path: Path, store_url: str) -
         assert r.tasks_by_job() == {"anyfast": Counter(), "hiapi": Counter({"fleetjob-2": 1})}
         assert await ledger(r, done) == ["reserve", "commit"]
         assert any("moved to hiapi" in why for why in r.reasons(done.id))
+        # An empty account refuses every create: its circuit opened at once.
+        assert (await health(r, "anyfast"))[0] == "open"
 
 
 async def test_a_500_on_create_never_moves(tmp_path: Path, store_url: str) -> None:
@@ -272,6 +274,22 @@ async def test_circuit_opens_after_n_failures_and_half_opens(store_url: str) -> 
         assert await store.circuit_admit("hiapi", cooldown=0, probe_ttl=0) == "probe"
     finally:
         await store.close()
+
+
+async def test_every_process_sees_one_circuit(store_url: str) -> None:
+    """Two stores on one database stand for two processes: what one books, both see."""
+    one, two = await Store.open(store_url), await Store.open(store_url)
+    try:
+        await one.gateway_failed("anyfast", "HTTP 503", threshold=2)
+        assert await two.gateway_failed("anyfast", "HTTP 503", threshold=2) == "open"
+        assert await one.circuit_admit("anyfast", cooldown=3600, probe_ttl=60) == "open"
+        assert await two.circuit_admit("anyfast", cooldown=0, probe_ttl=60) == "probe"
+        assert await one.circuit_admit("anyfast", cooldown=0, probe_ttl=60) == "open"
+        await one.gateway_throttled("anyfast", "429", ceiling=6, spacing=0)
+        assert await two.gateway_limits() == {"anyfast": 3}
+    finally:
+        await one.close()
+        await two.close()
 
 
 async def test_aimd_halves_on_429_and_grows_back_by_one_per_window(store_url: str) -> None:

@@ -131,8 +131,10 @@ class Fleet:
                 provider, text, ceiling=self._ceiling(provider), spacing=self.policy.spacing)
             return None
         if hurts_health(error):
-            return await self._store.gateway_failed(provider, text,
-                                                    threshold=self.policy.failures)
+            # An empty balance refuses every create alike: one is enough to open the circuit.
+            empty = isinstance(error, InsufficientBalanceError)
+            return await self._store.gateway_failed(
+                provider, text, threshold=1 if empty else self.policy.failures)
         return None
 
     # ---- moves --------------------------------------------------------------------------------

@@ -98,11 +98,12 @@ async def cancel_one(r: FleetRig, rng: random.Random, jobs: list[JobView]) -> No
 
 
 async def test_gateways_failing_at_random_never_double_charge_nor_abandon_a_task(
-        tmp_path: Path) -> None:
+        tmp_path: Path, store_url: str) -> None:
     print(f"FLEET_CHAOS_SEED={SEED}")
     rng = random.Random(SEED)
     log: Counter[str] = Counter()
-    async with fleet_rig(tmp_path, NAMES, policy=POLICY, read_timeout=READ_TIMEOUT,
+    async with fleet_rig(tmp_path, NAMES, store_url=store_url, policy=POLICY,
+                         read_timeout=READ_TIMEOUT,
                          concurrency="hiapi=6,runware=6,anyfast=6") as r:
         driver = asyncio.create_task(chaos(r, rng, 60, log))
         jobs = []
