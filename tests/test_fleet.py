@@ -76,6 +76,8 @@ async def test_a_503ing_gateway_hands_the_job_to_the_next_charged_once(
         assert "moved from hiapi to runware" in card and "503" in card
         circuit, _effective, error = await health(r, "hiapi")
         assert circuit == "open" and error is not None and "503" in error
+        # What /seedance-admin status shows: every gateway of the list, with its ceiling.
+        assert await health(r, "runware") == ("closed", 4, None)
         assert "key-123456" not in said + (error or "")
 
 
@@ -196,6 +198,25 @@ async def test_every_gateway_down_past_the_wait_fails_with_credits_back(
         assert "Every gateway" in (done.error_message or "")
         assert await ledger(r, done) == ["reserve", "release"]
         assert (r.creates("hiapi"), r.creates("anyfast")) == (1, 1)  # circuits kept them shut
+
+
+async def test_the_wait_ends_even_when_no_circuit_opens(tmp_path: Path,
+                                                        store_url: str) -> None:
+    """429 storms everywhere: 429s never open a circuit, the job goes round the list, and
+    still fails once it waited SEEDANCE_FAILOVER_WAIT, credits back, nothing made."""
+    policy = FleetPolicy(failures=1000, cooldown=0.0, wait=120.0, recheck=5.0)
+    async with fleet_rig(tmp_path, ("hiapi", "anyfast"), store_url=store_url,
+                         policy=policy) as r:
+        rate_limited(r.fakes["hiapi"], "hiapi", times=1000)
+        rate_limited(r.fakes["anyfast"], "anyfast", times=1000)
+        done = await finished(r, await r.enqueue(13))
+
+        assert done.state is JobState.FAILED
+        assert "Every gateway" in (done.error_message or "")
+        assert await ledger(r, done) == ["reserve", "release"]
+        assert r.tasks_by_job() == {"hiapi": Counter(), "anyfast": Counter()}
+        rounds = [m for m in done.fleet["moves"] if m["cause"] == "every gateway was down"]
+        assert len(rounds) >= 2  # it went round more than once, then gave up
 
 
 async def test_a_job_waiting_for_gateways_completes_when_one_recovers(

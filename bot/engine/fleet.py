@@ -24,8 +24,8 @@ in-flight limit, successes grow it back (AIMD), and the scheduler starts jobs wi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.config import Settings
@@ -102,13 +102,15 @@ class Fleet:
 
     def __init__(
         self, store: Store, *, machine: JobMachine, ceiling: Callable[[str], int],
-        ceilings: Callable[[], dict[str, int]], provider: Callable[[str], Provider],
+        ceilings: Callable[[Sequence[str]], dict[str, int]],
+        provider: Callable[[str], Provider],
         settings: Settings, clock: Clock, policy: FleetPolicy | None = None,
     ) -> None:
         self._store = store
         self._machine = machine
         self._ceiling = ceiling
         self._ceilings = ceilings
+        self._listed = settings.providers
         self._provider = provider
         self._prices = settings.prices
         self._secrets = settings.secrets()
@@ -117,8 +119,10 @@ class Fleet:
 
     # ---- health -------------------------------------------------------------------------------
     async def health(self) -> list[GatewayHealth]:
-        """Per gateway: circuit, effective concurrency (within its ceiling), last error."""
-        return await self._store.gateway_health(self._ceilings())
+        """Per gateway: circuit, effective concurrency (within its ceiling), last error — of
+        the gateways configured, in SEEDANCE_PROVIDERS, or ever booked."""
+        return await self._store.gateway_health(self._ceilings(self._listed),
+                                                default=self._ceiling)
 
     async def record(self, provider: str, error: GatewayError | None) -> str | None:
         """Book one create's outcome on its gateway; the circuit after a counted failure."""
@@ -148,6 +152,13 @@ class Fleet:
         (an answer lost, a restart in the middle of a create), the job's outcome belongs to
         that gateway: it resends the same create there (where that is safe) or fails."""
         return resumed or job.fleet.get("bound") == job.provider
+
+    @staticmethod
+    def created(job: JobView) -> dict[str, Any]:
+        """Row fields for a create that succeeded: a wait for a working gateway is over."""
+        if not job.fleet.get("waiting_since"):
+            return {}
+        return {"fleet": {**job.fleet, "waiting_since": None}}
 
     def pin(self, job: JobView, err: GatewayError) -> dict[str, Any]:
         """Row fields that bind a fleet job to its gateway after `err`, when the create may
@@ -231,12 +242,12 @@ class Fleet:
         note = (f"Every gateway is down ({down}); waiting for one to recover (up to "
                 f"{left / 60:.0f} more min). You can cancel meanwhile.")
         first = next((n for n in order if self._builds(n)), job.provider)
-        return await self._requeue(job, first, note, cause="every gateway was down",
-                                   not_before=now + min(self.policy.recheck, left),
-                                   waiting_since=since)
+        waiting = replace(job, fleet={**job.fleet, "waiting_since": since})
+        return await self._requeue(waiting, first, note, cause="every gateway was down",
+                                   not_before=now + min(self.policy.recheck, left))
 
     async def _requeue(self, job: JobView, name: str, note: str, *, cause: str,
-                       not_before: float, waiting_since: float | None = None) -> JobView | None:
+                       not_before: float) -> JobView | None:
         """Back to the queue on gateway `name`; the row keeps the move (`moves`: from, to,
         cause, the whole note) for the status card (cogs/utils/texts.py)."""
         note, cause = scrub(note, self._secrets), scrub(cause, self._secrets)
@@ -245,8 +256,9 @@ class Fleet:
         moves = [*job.fleet.get("moves", []),
                  {"from": job.provider, "to": name, "cause": cause, "why": note,
                   "at": self._clock()}]
-        fleet = {**job.fleet, "moves": moves[-20:], "note": note,
-                 "waiting_since": waiting_since}
+        # The wait for a working gateway runs from the first time every one was down until
+        # a create succeeds (`created`), across the moves between, so it ends for sure.
+        fleet = {**job.fleet, "moves": moves[-20:], "note": note}
         log.info("job %s: %s", job.id, note)
         return await self._machine.move(
             job, JobState.QUEUED, Outcome.FAILOVER, detail=f"failover: {note}",

@@ -203,7 +203,7 @@ class Runners:
             return
         moved = await self._machine.move(
             job, JobState.GENERATING, Outcome.CREATED, detail=f"task {submitted.task_id}",
-            task_id=submitted.task_id,
+            task_id=submitted.task_id, **(fleet.created(job) if fleet is not None else {}),
         )
         if fleet is not None:
             await fleet.record(job.provider, None)

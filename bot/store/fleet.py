@@ -195,16 +195,18 @@ class FleetStore:
         return {str(r["provider"]): int(r["effective"]) for r in rows}
 
     async def gateway_health(
-        self, ceilings: Mapping[str, int] | None = None
+        self, ceilings: Mapping[str, int] | None = None, *,
+        default: Callable[[str], int] | None = None,
     ) -> list[GatewayHealth]:
         """Every gateway known here: its circuit, its effective concurrency (bounded by
-        `ceilings`, the configured in-flight ceilings, where given) and its last error.
-
-        Gateways in `ceilings` without a row yet are listed as healthy, at their ceiling."""
+        `ceilings`, the configured in-flight ceilings, else `default(name)`) and its last
+        error. Gateways in `ceilings` without a row yet are listed as healthy, at their
+        ceiling."""
         ceilings = dict(ceilings or {})
         rows = {str(r["provider"]): r for r in await self._read(
             "SELECT * FROM gateway_health ORDER BY provider")}
-        healths = [_health(row, ceilings.get(name)) for name, row in rows.items()]
+        healths = [_health(row, ceilings.get(name, default(name) if default else None))
+                   for name, row in rows.items()]
         healths += [GatewayHealth(name, CLOSED, 0, ceiling, ceiling, None, None, None)
                     for name, ceiling in ceilings.items() if name not in rows]
         return sorted(healths, key=lambda h: h.provider)
