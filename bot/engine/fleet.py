@@ -97,6 +97,10 @@ def foreign_callback(job: JobView, state: TaskState) -> bool:
     return False
 
 
+def _span(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 class Fleet:
     """Health bookkeeping for every create, and the moves of jobs with a list of gateways."""
 
@@ -236,11 +240,11 @@ class Fleet:
         if now - since >= self.policy.wait:
             return await self._machine.fail(
                 job, "create:unavailable", "unavailable",
-                f"Every gateway this job may use stayed down for {self.policy.wait / 60:.0f} "
-                f"min ({down}); nothing was made and your credits were returned.")
+                f"Every gateway this job may use stayed down for {_span(self.policy.wait)} "
+                f"({down}); nothing was made and your credits were returned.")
         left = self.policy.wait - (now - since)
         note = (f"Every gateway is down ({down}); waiting for one to recover (up to "
-                f"{left / 60:.0f} more min). You can cancel meanwhile.")
+                f"{_span(left)} more). You can cancel meanwhile.")
         first = next((n for n in order if self._builds(n)), job.provider)
         waiting = replace(job, fleet={**job.fleet, "waiting_since": since})
         return await self._requeue(waiting, first, note, cause="every gateway was down",
