@@ -23,6 +23,7 @@ in-flight limit, successes grow it back (AIMD), and the scheduler starts jobs wi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -120,6 +121,7 @@ class Fleet:
         self._secrets = settings.secrets()
         self._clock = clock
         self.policy = policy or FleetPolicy(wait=settings.seedance_failover_wait)
+        self._booking: set[asyncio.Task[None]] = set()
 
     # ---- health -------------------------------------------------------------------------------
     async def health(self) -> list[GatewayHealth]:
@@ -127,6 +129,23 @@ class Fleet:
         the gateways configured, in SEEDANCE_PROVIDERS, or ever booked."""
         return await self._store.gateway_health(self._ceilings(self._listed),
                                                 default=self._ceiling)
+
+    def succeeded(self, provider: str) -> None:
+        """Book a create that made its task, without holding the job up on its way to
+        following the task (best effort: a lost success only delays a circuit's closing)."""
+        task = asyncio.create_task(self._book_success(provider))
+        self._booking.add(task)
+        task.add_done_callback(self._booking.discard)
+
+    async def drain(self) -> None:
+        """Let the bookings under way finish (a clean stop)."""
+        await asyncio.gather(*self._booking, return_exceptions=True)
+
+    async def _book_success(self, provider: str) -> None:
+        try:
+            await self.record(provider, None)
+        except Exception as exc:
+            log.warning("could not book a success of %s: %s", provider, exc)
 
     async def record(self, provider: str, error: GatewayError | None) -> str | None:
         """Book one create's outcome on its gateway; the circuit after a counted failure."""

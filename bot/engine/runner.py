@@ -95,6 +95,8 @@ class Runners:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.tasks.clear()
+        if self._fleet is not None:
+            await self._fleet.drain()
 
     def deliver_state(self, job_id: str, state: TaskState) -> None:
         """A gateway's news about the job's task (a callback): the runner reads it next."""
@@ -206,7 +208,7 @@ class Runners:
             task_id=submitted.task_id, **(fleet.created(job) if fleet is not None else {}),
         )
         if fleet is not None:
-            await fleet.record(job.provider, None)
+            fleet.succeeded(job.provider)
         if moved is None:
             return
         if submitted.state is not None:
