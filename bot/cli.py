@@ -267,8 +267,9 @@ async def _generate(args: argparse.Namespace) -> int:
     if problem:
         _say(f"seedance-bot: {problem}", settings)
         return EXIT_INVALID
-    provider = args.provider or settings.seedance_provider
-    model = args.model or settings.model_for(provider)
+    # SEEDANCE_PROVIDERS: the failover list decides ("" here); --provider picks one outright.
+    provider = args.provider or ("" if settings.providers else settings.seedance_provider)
+    model = args.model or (settings.model_for(provider) if provider else None)
     subject = "--model" if args.model else "SEEDANCE_MODEL"
     last_frame_out = Path(args.last_frame_out) if args.last_frame_out is not None else None
     try:

@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     #: "runware=20,anyfast=8": what the account's plan allows. A gateway not named keeps the
     #: engine's default (bot/engine/caps.py).
     seedance_gateway_concurrency: str = ""
+    #: Ordered failover list, e.g. "hiapi,runware,anyfast" (bot/engine/fleet.py): used instead
+    #: of SEEDANCE_PROVIDER's single gateway; setting both is refused as ambiguous.
+    seedance_providers: str | None = None
+    #: Seconds a job waits while every gateway of its list is down, before it fails.
+    seedance_failover_wait: float = Field(default=600.0, ge=0)
 
     @field_validator(
         "anyfast_base_url", "runware_base_url", "magnific_base_url", "hiapi_base_url"
@@ -158,6 +163,22 @@ class Settings(BaseSettings):
         parse_gateway_concurrency(v)
         return v
 
+    @field_validator("seedance_providers")
+    @classmethod
+    def _providers(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        parse_providers(v)
+        return v
+
+    @model_validator(mode="after")
+    def _one_gateway_choice(self) -> Settings:
+        if self.seedance_providers and "seedance_provider" in self.model_fields_set:
+            raise ValueError("SEEDANCE_PROVIDER and SEEDANCE_PROVIDERS are both set, which is "
+                             "ambiguous; keep SEEDANCE_PROVIDERS (the ordered failover list) or "
+                             "SEEDANCE_PROVIDER (one gateway), not both")
+        return self
+
     @field_validator("seedance_prices")
     @classmethod
     def _prices(cls, v: str | None) -> str | None:
@@ -191,6 +212,11 @@ class Settings(BaseSettings):
     def gateway_concurrency(self) -> dict[str, int]:
         """The operator's in-flight ceiling per named gateway (SEEDANCE_GATEWAY_CONCURRENCY)."""
         return parse_gateway_concurrency(self.seedance_gateway_concurrency)
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """The ordered failover list (SEEDANCE_PROVIDERS); empty: one gateway."""
+        return parse_providers(self.seedance_providers) if self.seedance_providers else ()
 
     def network_policy(self) -> NetworkPolicy:
         """Where downloads of results and members' URLs may go (see bot/media/fetch.py)."""
@@ -293,6 +319,15 @@ def parse_gateway_concurrency(text: str) -> dict[str, int]:
                              f"to {MAX_GATEWAY_CONCURRENCY}")
         table[name] = int(value)
     return table
+
+
+def parse_providers(text: str) -> tuple[str, ...]:
+    """"hiapi,runware,anyfast" → the gateways in failover order, each named once."""
+    names = tuple(p.strip().lower() for p in text.split(",") if p.strip())
+    if not names or len(set(names)) != len(names) or not set(names) <= set(PROVIDER_NAMES):
+        raise ValueError(f"use the form hiapi,runware,anyfast: distinct gateways from "
+                         f"{', '.join(PROVIDER_NAMES)}, in the order to try them")
+    return names
 
 
 def load_settings(**overrides: object) -> Settings:

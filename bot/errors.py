@@ -67,6 +67,9 @@ class GatewayError(SeedanceError):
 
     retryable = False
     kind = "gateway"
+    #: False when the request provably never reached the gateway (no connection was made);
+    #: None when nobody knows (bot/engine/fleet.py moves a job only on proof).
+    sent: bool | None = None
 
     def __init__(
         self,

@@ -67,6 +67,8 @@ class GuildSettings(BaseModel):
 
     provider: ProviderName | None = None
     model: str | None = None  # belongs to `provider`: used only on that gateway
+    #: The server's own ordered failover list (bot/service/failover.py); empty: none.
+    providers: tuple[ProviderName, ...] = ()
     resolution: Resolution | None = None
     duration: int | None = Field(default=None, ge=4, le=15)
     audio: bool | None = None

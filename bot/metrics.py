@@ -2,7 +2,7 @@
 /healthz (bot/health.py).
 
 Two kinds of figures, kept apart on purpose:
-- **Global ones, read from the shared database at scrape time** (bot/store/fleet.py): jobs by
+- **Global ones, read from the shared database at scrape time** (bot/store/watch.py): jobs by
   gateway and state, queue depth and jobs in flight per gateway, task times per gateway (a
   histogram), failed jobs by gateway and kind, credits charged today and the gateways' reported
   cost today. Several processes share one database, so a per-process counter would show only
@@ -29,8 +29,8 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 
 from bot.store import IN_FLIGHT_STATES, JobState, Store
-from bot.store.fleet import Charge, FailureCount, JobCount
 from bot.store.ledger import day_of
+from bot.store.watch import Charge, FailureCount, JobCount
 
 log = logging.getLogger(__name__)
 

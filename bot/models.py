@@ -284,6 +284,7 @@ class TaskState(BaseModel):
     result: ProviderResult | None = None
     error: Any = None  # a GatewayError when status is FAILED
     retry_after: float | None = None  # the gateway's hint for the next poll, seconds
+    gateway: str | None = None  # the gateway a callback came from (bot/webhooks.py)
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 

@@ -162,6 +162,7 @@ class CallbackReceiver:
             return web.Response(status=401)
         try:
             state = provider.parse_callback(request.headers, body)
+            state = state.model_copy(update={"gateway": provider_name})
         except Exception as exc:  # any malformed body, whatever the parser raised
             log.warning(
                 "callback for %s job %s malformed: %s", provider_name, job_id, type(exc).__name__

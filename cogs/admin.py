@@ -130,14 +130,20 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
         await self._reply(interaction, f"{who}: {credits} credits per {window} (UTC).")
 
     @app_commands.command(name="provider", description="Gateway and model for this server")
+    @app_commands.describe(failover="Gateways to move to when it is down, in order, "
+                                    "e.g. runware,anyfast")
     @_manage_guild()
     async def provider(
         self, interaction: discord.Interaction[Any],
         provider: Literal["local", "anyfast", "runware", "magnific", "hiapi"],
         model: str | None = None,
+        failover: str | None = None,
     ) -> None:
-        caps = await self.admin.set_provider(self._who(interaction), provider, model)
-        await self._reply(interaction, f"Videos here now use **{caps.provider}** · {caps.model}.")
+        later = [n.strip().lower() for n in (failover or "").split(",") if n.strip()]
+        caps = await self.admin.set_provider(self._who(interaction), provider, model, later)
+        then = f", then {', '.join(later)} when it is down" if later else ""
+        await self._reply(interaction,
+                          f"Videos here now use **{caps.provider}** · {caps.model}{then}.")
 
     @app_commands.command(name="defaults",
                           description="Default resolution, duration, audio, ratio and watermark")

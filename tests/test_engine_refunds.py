@@ -35,6 +35,8 @@ DECISIONS: dict[tuple[JobState, str], Settle] = {
     (S.GENERATING, "retry_without_audio"): N, (S.GENERATING, "result_ready"): N,
     (S.DOWNLOADING, "result_unconfirmed"): N, (S.DOWNLOADING, "held_for_review"): N,
     (S.AWAITING_APPROVAL, "approved"): N, (S.READY, "delivered"): N,
+    # a create that provably made no task, moved to another gateway: reserved once
+    (S.SUBMITTING, "failover"): N,
     # _download → READY: ledger="commit"; approve(HELD): ledger="commit"
     (S.DOWNLOADING, "on_disk"): C, (S.HELD, "approved"): C,
     # cancel(): release before a task exists; _cancel_at_gateway: stopped → release, else commit

@@ -2,7 +2,9 @@
 
 - Per gateway account (jobs in flight: submitting or generating): SEEDANCE_GATEWAY_CONCURRENCY
   for the gateways it names, else `default_gateway_concurrency`, else
-  `EngineLimits.gateway_in_flight`.
+  `EngineLimits.gateway_in_flight` — a ceiling: the scheduler applies the effective value,
+  halved after a 429 and grown back by successes (AIMD, bot/engine/fleet.py), re-read from
+  the store at every pass.
 - Per server and per member (running, waiting): the server's `GuildLimits` (bot/guild.py,
   set with /seedance-admin), each None falling back to `EngineLimits`.
 
@@ -45,7 +47,9 @@ class CapsReader:
         self.gateways = {**default_gateway_concurrency(), **settings.gateway_concurrency}
         self._store = store
         self._guilds: dict[str, GuildLimits] = {}
-        self._caps = Caps(limits, self.gateways, self._guilds)
+        # In flight allowed now: the ceilings, lowered where AIMD halved one (bot/store/fleet.py)
+        self._in_flight = dict(self.gateways)
+        self._caps = Caps(limits, self._in_flight, self._guilds)
 
     @property
     def caps(self) -> Caps:
@@ -53,7 +57,24 @@ class CapsReader:
         return self._caps
 
     def gateway(self, provider: str) -> int:
+        """Jobs in flight the gateway is allowed now (its effective concurrency)."""
         return self._caps.gateway(provider)
+
+    def ceiling(self, provider: str) -> int:
+        """The configured ceiling (SEEDANCE_GATEWAY_CONCURRENCY, else the default)."""
+        return self.gateways.get(provider, self.limits.gateway_in_flight)
+
+    def ceilings(self, named: Iterable[str] = ()) -> dict[str, int]:
+        """The ceilings of the gateways configured or `named`."""
+        return {name: self.ceiling(name) for name in {*self.gateways, *named}}
+
+    async def refresh_gateways(self) -> None:
+        """Re-read the effective concurrency of every gateway (AIMD, shared by all processes)."""
+        lowered = await self._store.gateway_limits()
+        self._in_flight.clear()
+        self._in_flight.update(self.gateways)
+        for name, value in lowered.items():
+            self._in_flight[name] = max(1, min(value, self.ceiling(name)))
 
     async def guild(self, guild_id: str) -> GuildLimits:
         """A server's limits, read now (admission: a cap just lowered applies at once)."""
@@ -65,6 +86,7 @@ class CapsReader:
         """Re-read the limits of these servers (a scheduling pass: those with jobs waiting)."""
         for guild_id in set(guild_ids):
             await self.guild(guild_id)
+        await self.refresh_gateways()
         return self._caps
 
     async def caps_for(self, guild_ids: Iterable[str]) -> Caps:

@@ -10,8 +10,8 @@ settling credits by the table in refunds.py; `Dispatcher` (dispatch.py) starts q
 the caps allow (scheduler.py picks fairly, caps.py reads the caps); `Runners` (runner.py) drive
 each active job, `ResultFetcher` (results.py) fetches and proves its files; `QueueView`
 (queue.py) tells waiting jobs their place under each server's caps; admission.py and quota.py
-decide whether a job may be written; retention.py deletes what is no longer kept. This class
-wires them and is the API.
+decide whether a job may be written; retention.py deletes what is no longer kept; `Fleet`
+(fleet.py) keeps gateway health and fails jobs over. This class wires them and is the API.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from .caps import CapsReader
 from .claims import Keeper, encode_state, process_id
 from .dispatch import Dispatcher
 from .events import Delivery, EventKind, JobEvent, QueueEntry
+from .fleet import Fleet, foreign_callback
 from .follow import TaskFollower
 from .machine import JobMachine
 from .policies import PollPolicy, backoff
@@ -66,9 +67,8 @@ class CallbackUrls(Protocol):
 
 
 def _backoff(attempt: int, **kw: Any) -> float:
-    """`backoff` (policies.py) looked up when called: launchers that must cut every retry wait
-    to zero from outside the process patch `bot.engine.engine.backoff`
-    (tests/fakes/instant_retries.py, tests/test_cli.py)."""
+    """`backoff` (policies.py) looked up when called: launchers cutting every retry wait to
+    zero patch `bot.engine.engine.backoff` (tests/fakes/instant_retries.py)."""
     return backoff(attempt, **kw)
 
 
@@ -131,12 +131,14 @@ class Engine:
             poll_policy=self.poll_policy, callbacks=callbacks is not None,
             clock=clock, sleep=sleep, backoff=_backoff,
         )
+        self.fleet = Fleet(store, machine=self._machine, ceiling=self._caps.ceiling,  # health
+                           ceilings=self._caps.ceilings, provider=self.provider,
+                           settings=settings, clock=clock)
         self._runner = Runners(
             store, machine=self._machine, provider=self.provider, results=results,
             follower=follower, delivery=delivery, limits=self.limits,
-            callback_url=callbacks.url_for if callbacks is not None else None,
-            clock=clock, sleep=sleep, backoff=_backoff, wake=wake, secrets=settings.secrets(),
-        )
+            callback_url=callbacks.url_for if callbacks is not None else None, fleet=self.fleet,
+            clock=clock, sleep=sleep, backoff=_backoff, wake=wake, secrets=settings.secrets())
         self._dispatch = Dispatcher(
             store, fair=fair, caps=self._caps, machine=self._machine, queue=self._queue,
             spawn=lambda job_id: self._runner.spawn(job_id, resumed=False), wake=wake,
@@ -156,8 +158,7 @@ class Engine:
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
-        """Resume the unfinished jobs nobody else drives (bot/engine/claims.py), then start
-        scheduling."""
+        """Resume unfinished jobs nobody else drives (bot/engine/claims.py), then schedule."""
         if self._started:
             return
         self._started = True
@@ -171,8 +172,7 @@ class Engine:
         await asyncio.gather(self._runner.stop_all(), self._dispatch.stop(), self._queue.stop())
         await self._keeper.stop()
 
-    # The runner task of each job, the scheduling loop's and the keeper's: crash tests cancel
-    # them by hand, as a SIGKILL would end them.
+    # Runner, scheduler and keeper tasks: crash tests cancel them as a SIGKILL would end them.
     _runners = property(lambda self: self._runner.tasks)
     _scheduler = property(lambda self: self._dispatch.task)
     _keeper_task = property(lambda self: self._keeper.task)
@@ -212,6 +212,7 @@ class Engine:
         hold_result: bool = False,
         enforce_quota: bool = True,
         per_minute: int | None = None,
+        gateways: Sequence[str] = (),
     ) -> JobView:
         """Write the job and reserve its credits (atomically) before returning it.
 
@@ -220,7 +221,8 @@ class Engine:
         or `RateLimited` (the member created `per_minute` jobs in this server in the last 60 s
         of the engine clock; None or 0: no rate). `hold_result` keeps the finished video for a
         moderator (`held`) instead of posting it; `enforce_quota=False` still books the credits
-        in the ledger but skips the credit limits (the operator's CLI).
+        in the ledger but skips the credit limits (the operator's CLI). `gateways`: the ordered
+        gateways the job may fail over to (bot/engine/fleet.py), its own first.
         """
         guild_id, user_id = str(guild_id), str(user_id)
         provider = self._provider_or_invalid(request.provider)
@@ -249,7 +251,7 @@ class Engine:
             credits_estimate=credits,
             context=dict(context or {}),
             event_id=event_id,
-            hold_result=hold_result,
+            hold_result=hold_result, fleet={"order": list(gateways)} if gateways else {},
         )
         admission = admission_for(self.limits, await self._caps.guild(guild_id), per_minute)
         self._own.add(new.id)
@@ -348,10 +350,9 @@ class Engine:
         """The webhook receiver's sink: a gateway told us about a task (maybe twice)."""
         job = await self.store.get_job(job_id)
         # SUBMITTING too: a fast gateway may call back before the create's answer is written.
-        if job is None or job.state not in (JobState.SUBMITTING, JobState.GENERATING):
+        if job is None or job.state not in (JobState.SUBMITTING, JobState.GENERATING) \
+                or foreign_callback(job, state):  # an earlier task, or a gateway it left
             return
-        if job.task_id and state.task_id and state.task_id != job.task_id:
-            return  # about an earlier attempt (e.g. before the retry without audio)
         if job.owner == self.process and job_id in self._runner.tasks:
             self._runner.deliver_state(job_id, state)
         else:  # another process drives it (or will): the news waits in the database for it
@@ -386,7 +387,6 @@ class Engine:
             log.warning("could not discard task %s of job %s", job.task_id, job.id,
                         exc_info=True)
 
-    # ---- helpers --------------------------------------------------------------------------
     async def _get(self, job_id: str) -> JobView:
         return await self._canceller.get(job_id)
 

@@ -49,6 +49,7 @@ class Outcome(StrEnum):
 
     STARTED = "started"  # the scheduler gave it a slot
     RETRY = "retry"  # the create was refused for now (429, 503): back in the queue
+    FAILOVER = "failover"  # no task was made: back in the queue for another gateway (fleet.py)
     CREATED = "created"  # the gateway named the task
     RETRY_WITHOUT_AUDIO = "retry_without_audio"  # the sound was flagged: once more, silent
     RESULT_READY = "result_ready"  # the gateway says the video is done
@@ -98,6 +99,7 @@ TABLE: Mapping[tuple[JobState, str], Settle] = MappingProxyType({
     # ---- on its way: nothing is settled while the job goes on
     (_S.QUEUED, Outcome.STARTED): N,
     (_S.SUBMITTING, Outcome.RETRY): N,
+    (_S.SUBMITTING, Outcome.FAILOVER): N,  # reserved once, whichever gateway makes it
     (_S.SUBMITTING, Outcome.CREATED): N,
     (_S.GENERATING, Outcome.RETRY_WITHOUT_AUDIO): N,  # the same reservation covers the retry
     (_S.GENERATING, Outcome.RESULT_READY): N,

@@ -32,6 +32,7 @@ from bot.store import ACTIVE_STATES, JobState, JobView, Store
 from bot.store.database import is_outage
 
 from .events import Delivery, EventKind, JobEvent
+from .fleet import Fleet
 from .follow import TaskFollower
 from .machine import JobMachine
 from .policies import resubmit_is_safe, submission_key
@@ -56,6 +57,7 @@ class Runners:
         results: ResultFetcher, follower: TaskFollower, delivery: Delivery,
         limits: EngineLimits, callback_url: CallbackUrl | None, clock: Clock, sleep: Sleep,
         backoff: Backoff, wake: asyncio.Event, secrets: tuple[str, ...],
+        fleet: Fleet | None = None,
     ) -> None:
         self._store = store
         self._machine = machine
@@ -70,6 +72,7 @@ class Runners:
         self._backoff = backoff
         self._wake = wake
         self._secrets = secrets
+        self._fleet = fleet  # gateway health and failover (fleet.py)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._inbox: dict[str, asyncio.Queue[TaskState]] = {}
         self._cancel_requested: dict[str, asyncio.Future[str | None]] = {}
@@ -94,6 +97,8 @@ class Runners:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self.tasks.clear()
+        if self._fleet is not None:
+            await self._fleet.drain()
 
     def deliver_state(self, job_id: str, state: TaskState) -> None:
         """A gateway's news about the job's task (a callback): the runner reads it next."""
@@ -158,6 +163,10 @@ class Runners:
                 "was not retried to avoid double billing. Your credits were returned.",
             )
             return
+        fleet = self._fleet
+        if fleet is not None and fleet.fails_over(job) \
+                and not await fleet.admit(job, resumed=resumed):
+            return  # its gateway's circuit is open: moved on to another, or waiting
         caps = provider.capabilities(job.model)
         callback_url = (
             self._callback_url(job.provider, job.id)
@@ -176,6 +185,12 @@ class Runners:
                 callback_url=callback_url,
             )
         except GatewayError as err:
+            circuit = None if fleet is None else await fleet.record(job.provider, err)
+            if fleet is not None and fleet.should_move(
+                    job, err, circuit, budget_left=job.attempts <= self._limits.submit_retries,
+                    resumed=resumed):
+                await fleet.move_on(job, self._reason(err))
+                return
             if resubmit_is_safe(err, idempotent=idempotent) and (
                 job.attempts <= self._limits.submit_retries
             ):
@@ -188,6 +203,7 @@ class Runners:
                     job, JobState.QUEUED, Outcome.RETRY, detail=f"retry: {why}",
                     events=[JobEvent(EventKind.RETRYING, reason=why)],
                     not_before=self._clock() + delay,
+                    **(fleet.pin(job, err) if fleet is not None else {}),
                 )
                 return
             if listing and may_have_created(err) and await self._adopt(
@@ -214,9 +230,13 @@ class Runners:
 
     async def _created(self, job: JobView, task_id: str, state: TaskState | None, *,
                        detail: str) -> None:
+        fleet = self._fleet
         moved = await self._machine.move(
             job, JobState.GENERATING, Outcome.CREATED, detail=detail, task_id=task_id,
+            **(fleet.created(job) if fleet is not None else {}),
         )
+        if fleet is not None:
+            fleet.succeeded(job.provider)
         if moved is None:
             return
         if state is not None:

@@ -194,6 +194,7 @@ class HttpTransport:
                 error: GatewayError = GatewayUnavailableError(
                     f"could not connect ({type(exc).__name__})", provider=self.provider
                 )
+                error.sent = False
                 if attempt >= limit:
                     raise error from None
             except (httpx.TimeoutException, httpx.RemoteProtocolError, httpx.ReadError) as exc:

@@ -90,7 +90,10 @@ class AdminService:
     async def overview(self, who: Requester) -> Overview:
         guild = self._require(who)
         current = await self.store.guild_settings(guild)
-        provider = current.provider or self.settings.seedance_provider
+        provider: str = current.provider or self.settings.seedance_provider
+        fleet = () if current.provider else (current.providers or self.settings.providers)
+        if fleet:  # an ordered failover list (bot/service/failover.py)
+            provider = " → ".join(fleet)
         model = (current.model if current.provider else None) or self.settings.model_for(provider)
         return Overview(
             settings=current, provider=provider, model=model,
@@ -106,18 +109,29 @@ class AdminService:
         return effective_limits(current, self.defaults)
 
     # ---- gateway and defaults ---------------------------------------------------------------
-    async def set_provider(self, who: Requester, provider: str,
-                           model: str | None) -> Capabilities:
+    async def set_provider(self, who: Requester, provider: str, model: str | None,
+                           failover: Sequence[str] = ()) -> Capabilities:
+        """One gateway for the server; with `failover`, an ordered list starting at `provider`
+        that jobs move along when a gateway is down (bot/engine/fleet.py)."""
         self._require(who)
-        try:
-            built = self.providers(provider)
-        except (ConfigError, KeyError, ValueError) as exc:
-            raise BadSetting(f"Can't use {provider}: {exc}") from None
+        order = [provider, *(n for n in failover if n != provider)]
+        if failover and model:
+            raise BadSetting("A model belongs to one gateway; leave the model out to set a "
+                             "failover list.")
+        for name in order:
+            try:
+                built = self.providers(name)
+            except (ConfigError, KeyError, ValueError) as exc:
+                raise BadSetting(f"Can't use {name}: {exc}") from None
+        built = self.providers(provider)
         refusal = model_refusal(built, model)
         if refusal:
             raise BadSetting(f"Can't use {provider}: {refusal}")
         caps = built.capabilities(model)
-        await self._change(who, provider=provider, model=model)
+        if failover:
+            await self._change(who, provider=None, model=None, providers=tuple(order))
+        else:
+            await self._change(who, provider=provider, model=model, providers=())
         return caps
 
     async def set_defaults(self, who: Requester, *, resolution: Resolution | None = None,

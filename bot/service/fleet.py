@@ -2,7 +2,7 @@
 
 Per gateway: jobs in flight and queued, p50/p95 task time over the last hour, the last failure
 (scrubbed: no secret, no URL with its query), credits charged today and the gateway's own
-reported cost today. Every figure is read from the shared database (bot/store/fleet.py), so
+reported cost today. Every figure is read from the shared database (bot/store/watch.py), so
 any process answers for all. The circuit state and the effective concurrency belong to the
 failover work of issue 14: `GatewayStatus` carries them as None until a `GatewayStateReader`
 is given, and the configured ceiling (SEEDANCE_GATEWAY_CONCURRENCY, bot/engine/caps.py) is

@@ -34,6 +34,7 @@ from bot.providers.base import Capabilities, Provider
 from bot.store import EventRow, JobView, Store
 
 from .admin import effective_limits
+from .failover import failover_order, fleet_for, usable
 from .gate import Admitted, admit
 from .options import apply_fixed, fixed_keys, fixed_of, server_defaults
 from .people import CLI_GUILD, Requester
@@ -132,16 +133,23 @@ class VideoService:
                     admitted: Admitted, context: Mapping[str, Any] | None) -> Made:
         fixed = fixed_of(admitted.event)
         chosen = apply_fixed(options, fixed)  # refuses a choice the event contradicts
-        resolved = resolve_options(chosen, admitted.settings, self.settings)
-        caps = self._capabilities(resolved)
-        resolved = server_defaults(resolved, chosen, admitted.settings, caps)
-        operator = who.guild_id == CLI_GUILD
-        request = await prepare(
-            inputs, resolved, caps, http=self.http, cache_dir=self.engine.inputs_dir,
-            max_bytes=self.settings.seedance_max_download_bytes,
-            allowed_hosts=() if operator else self.member_hosts,
-            policy=self._policy.trusting() if operator else self._policy,
-        )
+        wanted = failover_order(chosen, admitted.settings, self.settings)
+        order = usable(wanted, self.providers)
+        if wanted and not order:
+            raise GatewayUnavailable(", ".join(wanted), "none of them has its API key set")
+        gateways: list[str] = []
+        if not order:
+            request, caps = await self._request(who, inputs, chosen, admitted)
+        for n, name in enumerate(order):  # the first gateway that accepts it, then its fallbacks
+            try:
+                request, caps = await self._request(who, inputs, replace(chosen, provider=name),
+                                                    admitted)
+            except InvalidInput:
+                if n == len(order) - 1:
+                    raise
+                continue
+            gateways = fleet_for(request, order[n + 1:], self.providers)
+            break
         review = admitted.review
         request = await self._gateway_options(request, caps, admitted, context)
         # A result the gateway's safety check flags waits for the moderators where there are
@@ -158,10 +166,28 @@ class VideoService:
             needs_approval=review.prompts,
             hold_result=review.results,
             event_id=admitted.event.id if admitted.event else None,
-            enforce_quota=not operator,
+            enforce_quota=who.guild_id != CLI_GUILD,
             per_minute=admitted.settings.rate_per_minute,
+            gateways=gateways,
         )
         return Made(job, review, admitted.event)
+
+    async def _request(self, who: Requester, inputs: Sequence[MediaInput],
+                       chosen: RequestOptions, admitted: Admitted
+                       ) -> tuple[GenerationRequest, Capabilities]:
+        """Fetch, measure and validate the request for the gateway the options lead to, with
+        the server's defaults where that gateway takes them; and that gateway's table."""
+        resolved = resolve_options(chosen, admitted.settings, self.settings)
+        caps = self._capabilities(resolved)
+        resolved = server_defaults(resolved, chosen, admitted.settings, caps)
+        operator = who.guild_id == CLI_GUILD
+        request = await prepare(
+            inputs, resolved, caps, http=self.http, cache_dir=self.engine.inputs_dir,
+            max_bytes=self.settings.seedance_max_download_bytes,
+            allowed_hosts=() if operator else self.member_hosts,
+            policy=self._policy.trusting() if operator else self._policy,
+        )
+        return request, caps
 
     async def _gateway_options(self, request: GenerationRequest, caps: Capabilities,
                                admitted: Admitted,

@@ -236,7 +236,10 @@ class ClaimsStore:
                 news.update(str(r["id"]) for r in rows)
             return news
 
-        told: set[str] = await self._atomic(body)
+        # Under the scheduling pass's lock: both change many waiting rows, each in its own
+        # order (fair order, scan order), and two such transactions at once could deadlock on
+        # PostgreSQL (the fleet chaos run met it: tests/chaos/test_fleet_chaos.py).
+        told: set[str] = await self._atomic(body, lock="seedance:schedule")
         return told
 
     # ---- news for a job's driver -----------------------------------------------------------

@@ -46,6 +46,7 @@ from bot.store.records import (
 from bot.store.rows import WRITABLE, encode, job_from_row
 from bot.store.schema import migrate, schema_version
 from bot.store.settings import SettingsStore
+from bot.store.watch import WatchStore
 
 T = TypeVar("T")
 
@@ -54,7 +55,7 @@ T = TypeVar("T")
 QUEUE_CHANNEL = "seedance_queue"
 
 
-class Store(ClaimsStore, FleetStore, ModerationStore, SettingsStore):
+class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore):
     """Durable state of the bot. Open with `await Store.open(url_or_path)`; `close()` it."""
 
     _job_from_row = staticmethod(job_from_row)
@@ -172,14 +173,14 @@ class Store(ClaimsStore, FleetStore, ModerationStore, SettingsStore):
             job.request.model_dump_json(), job.provider, job.model, job.state.value,
         )
         rest = (job.credits_estimate, json.dumps(job.context), job.event_id,
-                int(job.hold_result), now, now)
+                int(job.hold_result), now, now, json.dumps(job.fleet))
         transition = (job.id, job.state.value, now, f"reserved {job.credits_estimate} credits")
         reserve = (job.id, job.user_id, job.guild_id, job.event_id, job.credits_estimate, now,
                    now)
         insert_job = (
             "INSERT INTO jobs (id, guild_id, channel_id, user_id, role_ids, request, provider,"
             " model, state, seq, credits_estimate, context, event_id, hold_result, created_at,"
-            " updated_at) VALUES (?,?,?,?,?,?,?,?,?,{seq},?,?,?,?,?,?)")
+            " updated_at, fleet) VALUES (?,?,?,?,?,?,?,?,?,{seq},?,?,?,?,?,?,?)")
         insert_transition = (
             "INSERT INTO job_transitions (job_id, from_state, to_state, at, detail)"
             " VALUES (?, NULL, ?, ?, ?)")

@@ -82,6 +82,9 @@ class JobView:
     owner: str | None = None  # the process driving the job now (active states)
     lease_until: float | None = None  # by the database's clock; then anyone may take it over
     cancel_requested: str | None = None  # who asked its owner to cancel it
+    #: Failover (bot/engine/fleet.py): {"order": gateways, "moves": [...], "note": why it
+    #: moved, "waiting_since": t}; empty for a job bound to one gateway.
+    fleet: dict[str, Any] = field(default_factory=dict)
 
     @property
     def terminal(self) -> bool:
@@ -177,6 +180,7 @@ class NewJob:
     context: dict[str, Any] = field(default_factory=dict)
     event_id: str | None = None
     hold_result: bool = False
+    fleet: dict[str, Any] = field(default_factory=dict)  # {"order": [...]}: may fail over
 
 
 @dataclass(frozen=True)

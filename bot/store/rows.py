@@ -10,13 +10,13 @@ from bot.models import GenerationRequest
 from bot.store.records import JobState, JobView
 
 #: Columns a transition or update may set, and how each is stored.
-JSON_COLUMNS = frozenset({"role_ids", "result_meta", "context"})
+JSON_COLUMNS = frozenset({"role_ids", "result_meta", "context", "fleet"})
 WRITABLE = frozenset(
     {
         "channel_id", "request", "model", "not_before", "task_id", "attempts", "audio_retried",
         "hold_result", "credits_charged", "result_path", "last_frame_path", "result_meta",
         "delivery_ref", "error_kind", "error_message", "context", "started_at", "finished_at",
-        "moderator_id",
+        "moderator_id", "provider", "fleet",
     }
 )
 
@@ -75,4 +75,5 @@ def job_from_row(row: Any) -> JobView:
         owner=row["owner"],
         lease_until=row["lease_until"],
         cancel_requested=row["cancel_requested"],
+        fleet=json.loads(row["fleet"] or "{}"),
     )

@@ -166,6 +166,16 @@ def credits_words(job: JobView, spent: int, word: str) -> str:
     return f"{n} × {each} = {spent} credits {word}"
 
 
+def fleet_line(job: JobView) -> str:
+    """Which gateway took the job over, from which, and why (bot/engine/fleet.py)."""
+    moves = [m for m in job.fleet.get("moves", [])
+             if m.get("to") == job.provider and m.get("from") != m.get("to")]
+    if not moves:
+        return ""
+    last = moves[-1]
+    return f"-# 🔀 moved from {last['from']} to {last['to']}: {clip(str(last['cause']), 300)}"
+
+
 def status_text(job: JobView, event: JobEvent | None = None, *, jump_url: str | None = None,
                 credits: int | None = None) -> str:
     """The one status message of a job: who, what, how files were mapped, and where it is."""
@@ -211,7 +221,7 @@ def status_text(job: JobView, event: JobEvent | None = None, *, jump_url: str | 
     fixed = job.context.get("fixed")
     if fixed:  # settings the event chose, not the member (bot/service/options.py)
         head += f"\n-# Fixed by the event: {', '.join(str(k) for k in fixed)}"
-    parts = [head, prompt, mapping, f"**Status:** {line}",
+    parts = [head, prompt, mapping, f"**Status:** {line}", fleet_line(job),
              f"-# {credits_words(job, spent, credit_word)} · job `{job.id[:8]}`"]
     return clip("\n".join(p for p in parts if p), MAX_CONTENT)
 

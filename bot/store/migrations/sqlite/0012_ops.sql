@@ -1,4 +1,4 @@
--- What the operators' views read (bot/store/fleet.py: /seedance-admin status and /metrics) without
+-- What the operators' views read (bot/store/watch.py: /seedance-admin status and /metrics) without
 -- scanning whole tables: task times of the last hour, credits charged today, each gateway's
 -- failed jobs (its last error, failures by kind).
 CREATE INDEX gateway_durations_at ON gateway_durations (at);
