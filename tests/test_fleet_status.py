@@ -21,7 +21,7 @@ from bot.errors import TaskFailedError
 from bot.health import HealthServer
 from bot.metrics import TASK_BUCKETS, Metrics
 from bot.service import FleetService, GatewayState, NotAllowed, Requester
-from bot.service.fleet import percentile, redact
+from bot.service.fleet import engine_states, percentile, redact
 from bot.store import JobView, Store
 from tests.fakes.common import FakeGateway
 from tests.test_engine_fakes import (
@@ -157,6 +157,23 @@ async def test_status_takes_circuit_and_concurrency_from_a_reader(rig: Rig) -> N
     fleet = FleetService(rig.settings, rig.store, clock=rig.clock.now, states=states)
     g = next(g for g in (await fleet.snapshot()).gateways if g.name == "fake")
     assert (g.circuit, g.concurrency) == ("half-open", (2, 8))
+
+
+async def test_status_reads_the_engines_circuits_and_concurrency(rig: Rig) -> None:
+    """Wired as the bot wires it (bot/service/__init__.py): a gateway whose creates failed
+    shows its circuit open, one that was throttled its halved concurrency."""
+    await run_jobs(rig, ["slow 1"])
+    await rig.store.gateway_failed("fake", "HTTP 503", threshold=1)
+    fleet = FleetService(rig.settings, rig.store, clock=rig.clock.now,
+                         states=engine_states(rig.engine.fleet.health))
+    before = {g.name: g for g in (await fleet.snapshot()).gateways}
+    assert before["fake"].circuit == "open"
+    assert before["runware"].circuit == "closed" and before["runware"].concurrency is not None
+    effective, ceiling = before["runware"].concurrency
+    assert effective == ceiling >= 2
+    await rig.store.gateway_throttled("runware", "HTTP 429", ceiling=ceiling, spacing=0.0)
+    after = {g.name: g for g in (await fleet.snapshot()).gateways}
+    assert after["runware"].concurrency == (ceiling // 2, ceiling)
 
 
 def families(text: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:

@@ -17,7 +17,7 @@ from bot.store import Store
 
 from .admin import AdminService, Export, Overview
 from .events import Closing, EventService, EventStatus, intake_closed_at
-from .fleet import FleetService, FleetStatus, GatewayState, GatewayStatus
+from .fleet import FleetService, FleetStatus, GatewayState, GatewayStatus, engine_states
 from .people import CLI_GUILD, DM_GUILD, Requester
 from .privacy import Holdings, PrivacyService
 from .refusals import (
@@ -56,7 +56,8 @@ class Services:
             admin=AdminService(settings, store, providers, limits=engine.limits),
             events=EventService(store, engine, settings=settings, providers=providers),
             privacy=PrivacyService(store, engine, settings.data_dir),
-            fleet=FleetService(settings, store, limits=engine.limits),
+            fleet=FleetService(settings, store, limits=engine.limits,
+                               states=engine_states(engine.fleet.health)),
         )
 
 

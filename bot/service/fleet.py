@@ -3,10 +3,9 @@
 Per gateway: jobs in flight and queued, p50/p95 task time over the last hour, the last failure
 (scrubbed: no secret, no URL with its query), credits charged today and the gateway's own
 reported cost today. Every figure is read from the shared database (bot/store/watch.py), so
-any process answers for all. The circuit state and the effective concurrency belong to the
-failover work of issue 14: `GatewayStatus` carries them as None until a `GatewayStateReader`
-is given, and the configured ceiling (SEEDANCE_GATEWAY_CONCURRENCY, bot/engine/caps.py) is
-shown meanwhile.
+any process answers for all. The circuit state and the effective concurrency come from the
+engine's circuits and AIMD (bot/engine/fleet.py, through `engine_states`); without a reader
+they show as a dash beside the configured ceiling (SEEDANCE_GATEWAY_CONCURRENCY).
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from bot.engine.caps import CapsReader
 from bot.engine.scheduler import EngineLimits
 from bot.errors import scrub
 from bot.store import IN_FLIGHT_STATES, JobState, Store
+from bot.store.fleet import GatewayHealth
 from bot.store.ledger import day_of
 
 from .people import Requester
@@ -43,6 +43,21 @@ class GatewayState:
 
 #: Reads the `GatewayState` of these gateways from the store (the failover work provides it).
 GatewayStateReader = Callable[[Sequence[str]], Awaitable[Mapping[str, GatewayState]]]
+
+
+def engine_states(health: Callable[[], Awaitable[Sequence[GatewayHealth]]]) -> GatewayStateReader:
+    """The `GatewayStateReader` over the engine's circuits and adaptive concurrency
+    (bot/engine/fleet.py `Fleet.health`, read from the shared store)."""
+
+    async def read(names: Sequence[str]) -> Mapping[str, GatewayState]:
+        wanted = set(names)
+        return {h.provider: GatewayState(
+                    circuit=h.circuit.replace("_", "-"),
+                    concurrency=(h.effective, h.ceiling)
+                    if h.effective is not None and h.ceiling is not None else None)
+                for h in await health() if h.provider in wanted}
+
+    return read
 
 
 @dataclass(frozen=True)
