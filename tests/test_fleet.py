@@ -25,7 +25,7 @@ from bot.errors import (
 )
 from bot.guild import GuildSettings
 from bot.intake import RequestOptions
-from bot.models import GenerationRequest, TaskState, TaskStatus
+from bot.models import GenerationRequest, SafetyCheck, TaskState, TaskStatus
 from bot.providers import ProviderRegistry
 from bot.service.failover import failover_order, fleet_for
 from bot.store import Store
@@ -79,6 +79,21 @@ async def test_a_503ing_gateway_hands_the_job_to_the_next_charged_once(
         # What /seedance-admin status shows: every gateway of the list, with its ceiling.
         assert await health(r, "runware") == ("closed", 4, None)
         assert "key-123456" not in said + (error or "")
+
+
+async def test_a_move_drops_the_options_only_the_first_gateway_takes(
+        tmp_path: Path, store_url: str) -> None:
+    """Runware's quality and safety check, chosen for it, are not sent to HiAPI after a move:
+    HiAPI's table has neither, and its create would be refused for them."""
+    async with fleet_rig(tmp_path, ("runware", "hiapi"), store_url=store_url) as r:
+        unavailable(r.fakes["runware"], "runware", times=100)
+        done = await finished(r, await r.enqueue(
+            2, output_quality=80, safety=SafetyCheck.KEY_FRAMES))
+
+        assert done.state is JobState.DELIVERED, done.error_message
+        assert done.provider == "hiapi"
+        assert done.request.output_quality is None and done.request.safety is None
+        assert r.tasks_by_job()["hiapi"] == Counter({"fleetjob-2": 1})
 
 
 async def test_balance_exhausted_moves_at_once(tmp_path: Path, store_url: str) -> None:
