@@ -82,7 +82,8 @@ async def test_status_and_metrics_after_a_video(tmp_path: Path) -> None:
         assert "**In flight** 0 · **queued** 0" in local
         assert "(last hour, 1 done) p50 " in local and "p50 —" not in local
         assert f"**Today** {charged} credits" in local
-        assert "**Circuit** — · **concurrency** — (ceiling" in local
+        # The engine's own circuit and AIMD state (bot/engine/fleet.py): a healthy gateway.
+        assert "**Circuit** closed · **concurrency** 2 of 2" in local
         assert "**Last error** none" in local
 
         async with httpx.AsyncClient() as http:
