@@ -99,7 +99,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {})
         data: Any
-        headers = request.headers.multi_items()
+        # From the raw pairs: httpx's `multi_items()` guesses an encoding at every call.
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         try:
             data = request.content
         except httpx.RequestNotRead:
