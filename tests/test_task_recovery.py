@@ -201,6 +201,11 @@ async def test_the_list_answer_is_read_leniently(data_dir: Path) -> None:
         listed = await provider.list_tasks()  # type: ignore[attr-defined]
         assert [(t.task_id, t.status.value) for t in listed] == [("t-1", "succeeded"),
                                                                  ("t-2", "running")]
+        r.fake.fail_next(200, {"data": [
+            {"task_id": "t-1", "status": "COMPLETED"}, {"status": "CREATED"}, "junk",
+            {"task_id": "t-3"},  # no status: not a task to adopt, still an id the list shows
+        ]}, method="GET", path_prefix=LIST_PATH)
+        assert await provider.list_task_ids() == ["t-1", "t-3"]  # type: ignore[attr-defined]
         r.fake.fail_next(200, {"data": "nope"}, method="GET", path_prefix=LIST_PATH)
         from bot.errors import GatewayUnavailableError
 

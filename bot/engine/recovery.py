@@ -60,13 +60,13 @@ class TaskRecovery:
         leaves no snapshot (the create is still sent; only its recovery is given up)."""
         meta = {k: v for k, v in job.result_meta.items() if k != LISTED_BEFORE}
         try:
-            listed = await cast(TaskLister, provider).list_tasks()
+            listed = await cast(TaskLister, provider).list_task_ids()
         except GatewayError as exc:
             log.info("job %s: %s task list unreadable before the create (%s); a lost answer "
                      "will not be recoverable", job.id, job.provider, exc)
             meta[LISTED_BEFORE] = None  # still marks "the create may be sent from here on"
         else:
-            meta[LISTED_BEFORE] = [t.task_id for t in listed]
+            meta[LISTED_BEFORE] = listed
         await self._store.update_job(job.id, now=self._clock(), result_meta=meta)
         return replace(job, result_meta=meta)
 

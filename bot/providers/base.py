@@ -217,6 +217,11 @@ class TaskLister(Protocol):
         """One look at the gateway's task list (its first page), as it lists them."""
         ...
 
+    async def list_task_ids(self) -> list[str]:
+        """The ids `list_tasks` would give, without reading each task: what a snapshot
+        before every create needs (bot/engine/recovery.py), at a fraction of the cost."""
+        ...
+
 
 _MIME = {
     "jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "bmp": "image/bmp",

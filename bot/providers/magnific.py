@@ -242,12 +242,17 @@ class MagnificProvider(HttpGateway):
     async def list_tasks(self) -> list[TaskState]:
         """The tasks the list endpoint shows (its first page). Magnific has no idempotency
         key, so this is how a create whose answer was lost is found (bot/engine/recovery.py)."""
+        return [task_state(task) for task in (await self._list()).tasks()]
+
+    async def list_task_ids(self) -> list[str]:
+        return (await self._list()).ids()
+
+    async def _list(self) -> TaskList:
         response = await self.http.request("GET", LIST_PATH, idempotent=True)
         try:
-            listed = TaskList.model_validate(json_body(response, NAME))
+            return TaskList.model_validate(json_body(response, NAME))
         except ValidationError:
             raise GatewayUnavailableError("unexpected task list answer", provider=NAME) from None
-        return [task_state(task) for task in listed.tasks()]
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> TaskState:
         """The webhook body is the task object without the `data` wrapper (both accepted)."""

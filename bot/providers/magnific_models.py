@@ -80,6 +80,13 @@ class TaskList(Wire):
 
     data: list[Any] = Field(default_factory=list)
 
+    def ids(self) -> list[str]:
+        """Every listed item's id, without reading the task (items `tasks` skips included: a
+        snapshot that knows more ids adopts less, bot/engine/recovery.py)."""
+        return [item["task_id"] for item in self.data
+                if isinstance(item, dict) and isinstance(item.get("task_id"), str)
+                and item["task_id"]]
+
     def tasks(self) -> list[TaskObject]:
         out = []
         for item in self.data:
