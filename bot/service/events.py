@@ -18,16 +18,15 @@ from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.engine import Engine
-from bot.errors import ConfigError
+from bot.errors import InvalidInput
 from bot.guild import FixedSettings, GuildSettings, ReviewMode
 from bot.intake import RequestOptions
-from bot.providers import model_refusal
 from bot.providers.base import Provider
 from bot.store import TERMINAL_STATES, EventRow, EventStats, JobState, Store
 
-from .options import fixed_problems
+from .options import capabilities_of, fixed_problems
 from .people import Requester
-from .refusals import BadSetting, GatewayUnavailable, NotAllowed, NothingThere
+from .refusals import BadSetting, NotAllowed, NothingThere
 from .videos import resolve_options
 
 #: Longest event a server can run; longer ones are almost always a typo.
@@ -139,13 +138,10 @@ class EventService:
         where = resolve_options(RequestOptions(provider=fixed.provider or "", model=fixed.model),
                                 guild, self.settings)
         try:
-            provider = self.providers(where.provider)
-        except (ConfigError, KeyError, ValueError) as exc:
-            raise GatewayUnavailable(where.provider, str(exc)) from None
-        refusal = model_refusal(provider, where.model)
-        if refusal:
-            raise BadSetting(f"The event can't fix that model: {refusal}.")
-        caps = provider.capabilities(where.model)
+            caps = capabilities_of(self.providers, where.provider, where.model)
+        except InvalidInput as exc:
+            raise BadSetting(f"The event can't fix that model: {exc.problems[0].message}.") \
+                from None
         problems = fixed_problems(fixed, caps)
         if problems:
             raise BadSetting("The event can't fix that: " + " ".join(

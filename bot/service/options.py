@@ -14,15 +14,19 @@ server's default, the model's default.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from bot.errors import InvalidInput, Problem
+from bot.errors import ConfigError, InvalidInput, Problem
 from bot.guild import FixedSettings, GuildSettings
 from bot.intake import RequestOptions
-from bot.providers.base import Capabilities
+from bot.providers import model_refusal
+from bot.providers.base import Capabilities, Provider
 from bot.store import EventRow
 from bot.validation import setting_problems
+
+from .refusals import GatewayUnavailable
 
 #: What `/event start` may fix, in the order they are shown.
 FIXABLE = ("provider", "model", "ratio", "resolution", "duration", "audio", "watermark")
@@ -56,6 +60,21 @@ def apply_fixed(options: RequestOptions, fixed: FixedSettings) -> RequestOptions
     if problems:
         raise InvalidInput(problems)
     return replace(options, **values)
+
+
+def capabilities_of(providers: Callable[[str], Provider], name: str,
+                    model: str | None) -> Capabilities:
+    """The table of `model` on gateway `name`: `GatewayUnavailable` when the gateway can't be
+    built here (no key, unknown name), `InvalidInput` (about the model) when it does not run
+    that model. A /video and an event's fixed settings are checked against the same table."""
+    try:
+        provider = providers(name)
+    except (ConfigError, KeyError, ValueError) as exc:
+        raise GatewayUnavailable(name, str(exc)) from None
+    refusal = model_refusal(provider, model)
+    if refusal:
+        raise InvalidInput([Problem("model", refusal)])
+    return provider.capabilities(model)
 
 
 def server_defaults(resolved: RequestOptions, chosen: RequestOptions, guild: GuildSettings,

@@ -25,18 +25,17 @@ from bot.engine import Engine, QueueEntry, QuotaStatus, RateLimited
 from bot.engine import NotAllowed as EngineNotAllowed
 from bot.engine.sets import FLAGGED_KEY, FLAGGED_TO_REVIEW
 from bot.engine.sizing import UPLOAD_LIMIT_KEY, choose_quality
-from bot.errors import ConfigError, InvalidInput, Problem
+from bot.errors import ConfigError, InvalidInput
 from bot.guild import GuildLimits, GuildSettings, ReviewMode
 from bot.intake import MediaInput, RequestOptions, prepare
 from bot.models import GenerationRequest, MediaKind, RequestedMode, Role, SafetyCheck
-from bot.providers import model_refusal
 from bot.providers.base import Capabilities, Provider
 from bot.store import EventRow, JobView, Store
 
 from .admin import effective_limits
 from .failover import failover_order, fleet_for, usable
 from .gate import Admitted, admit
-from .options import apply_fixed, fixed_keys, fixed_of, server_defaults
+from .options import apply_fixed, capabilities_of, fixed_keys, fixed_of, server_defaults
 from .people import CLI_GUILD, Requester
 from .refusals import GatewayUnavailable, NotAllowed, NothingThere
 
@@ -207,14 +206,7 @@ class VideoService:
         })
 
     def _capabilities(self, options: RequestOptions) -> Capabilities:
-        try:
-            provider = self.providers(options.provider)
-        except (ConfigError, KeyError, ValueError) as exc:
-            raise GatewayUnavailable(options.provider, str(exc)) from None
-        refusal = model_refusal(provider, options.model)
-        if refusal:
-            raise InvalidInput([Problem("model", refusal)])
-        return provider.capabilities(options.model)
+        return capabilities_of(self.providers, options.provider, options.model)
 
     async def models(self, who: Requester, provider: str | None) -> list[str]:
         """The models `provider` (else the server's gateway) runs, for a front end to offer."""
