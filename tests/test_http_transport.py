@@ -33,7 +33,7 @@ async def test_many_requests_at_once_are_kept_to_the_bound() -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     transport = HttpTransport("fake", f"http://127.0.0.1:{port}", {}, never_an_error,
                               max_in_flight=8)
     try:

@@ -4,18 +4,20 @@ however many gateways and however long their errors, checked by the fake Discord
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 from bot.service import FleetStatus, GatewayStatus
 from bot.service.fleet import LastError
 from cogs.utils.status import DASH, gateway_text, status_embed
 from tests.fakes.discord.world import check_embeds
 
 
-def gateway(name: str, **kw: object) -> GatewayStatus:
-    values: dict[str, object] = dict(
+def gateway(name: str, **kw: Any) -> GatewayStatus:
+    base = GatewayStatus(
         name=name, in_flight=2, queued=5, ceiling=4, tasks_last_hour=0, p50=None, p95=None,
         last_error=None, credits_today=0, cost_today=None)
-    values.update(kw)
-    return GatewayStatus(**values)  # type: ignore[arg-type]
+    return replace(base, **kw)
 
 
 def test_unknown_figures_are_dashes_and_the_ceiling_is_shown() -> None:

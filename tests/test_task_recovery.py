@@ -192,22 +192,23 @@ async def test_a_restart_before_the_snapshot_sends_the_create_once(data_dir: Pat
 async def test_the_list_answer_is_read_leniently(data_dir: Path) -> None:
     async with rig(MAGNIFIC, data_dir) as r:
         provider = r.provider
+        assert isinstance(provider, magnific.MagnificProvider)
         r.fake.fail_next(200, {"data": [
             {"task_id": "t-1", "status": "COMPLETED", "generated": ["https://x/v.mp4"]},
             {"status": "CREATED"},  # no id: skipped
             "junk",  # not an object: skipped
             {"task_id": "t-2", "status": "IN_PROGRESS", "generated": []},
         ]}, method="GET", path_prefix=LIST_PATH)
-        listed = await provider.list_tasks()  # type: ignore[attr-defined]
+        listed = await provider.list_tasks()
         assert [(t.task_id, t.status.value) for t in listed] == [("t-1", "succeeded"),
                                                                  ("t-2", "running")]
         r.fake.fail_next(200, {"data": [
             {"task_id": "t-1", "status": "COMPLETED"}, {"status": "CREATED"}, "junk",
             {"task_id": "t-3"},  # no status: not a task to adopt, still an id the list shows
         ]}, method="GET", path_prefix=LIST_PATH)
-        assert await provider.list_task_ids() == ["t-1", "t-3"]  # type: ignore[attr-defined]
+        assert await provider.list_task_ids() == ["t-1", "t-3"]
         r.fake.fail_next(200, {"data": "nope"}, method="GET", path_prefix=LIST_PATH)
         from bot.errors import GatewayUnavailableError
 
         with pytest.raises(GatewayUnavailableError, match="task list"):
-            await provider.list_tasks()  # type: ignore[attr-defined]
+            await provider.list_tasks()

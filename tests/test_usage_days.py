@@ -52,9 +52,9 @@ def checks(now: float) -> list[UsageCheck]:
 
 async def assert_same(store: Store, now: float) -> None:
     async def both(check: UsageCheck) -> tuple[int, int]:
-        async def body(tx: object) -> tuple[int, int]:
-            return await usage_of(tx, check), await _usage_from_ledger(tx, check)  # type: ignore[arg-type]
-        return await store.db.atomic(body)  # type: ignore[arg-type]
+        async def body(tx: Tx) -> tuple[int, int]:
+            return await usage_of(tx, check), await _usage_from_ledger(tx, check)
+        return await store.db.atomic(body)
 
     for check in checks(now):
         days, ledger = await both(check)

@@ -68,7 +68,9 @@ async def test_status_and_metrics_after_a_video(tmp_path: Path) -> None:
         try:
             job = (await store.jobs())[0]
             await until(lambda: _delivered(store, job.id), "the job delivered")
-            charged = (await store.get_job(job.id)).credits_charged  # type: ignore[union-attr]
+            done = await store.get_job(job.id)
+            assert done is not None
+            charged = done.credits_charged
         finally:
             await store.close()
         assert charged > 0
