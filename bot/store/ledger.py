@@ -36,12 +36,7 @@ def usage_query(check: UsageCheck) -> tuple[str, list[Any]]:
     sql = "SELECT COALESCE(SUM(credits), 0) FROM usage_days WHERE guild_id = ? AND user_id = ?" \
           " AND day >= ?"
     params: list[Any] = [check.guild_id, check.user_id or EVERYONE, check.since]
-    if check.event_id is not None:
-        sql += " AND event_id = ?"
-        params.append(check.event_id)
-    elif check.outside_events:
-        sql += " AND event_id = ''"
-    return sql, params
+    return _event_filter(sql, params, check, outside="event_id = ''")
 
 
 async def usage_of(tx: Tx, check: UsageCheck) -> int:
@@ -59,11 +54,17 @@ def _ledger_query(check: UsageCheck) -> tuple[str, list[Any]]:
     if check.user_id is not None:
         sql += " AND user_id = ?"
         params.append(check.user_id)
+    return _event_filter(sql, params, check, outside="event_id IS NULL")
+
+
+def _event_filter(sql: str, params: list[Any], check: UsageCheck, *,
+                  outside: str) -> tuple[str, list[Any]]:
+    """One event's credits, or those outside every event (`outside`: how each table says
+    "no event": '' in usage_days' key, NULL in the ledger)."""
     if check.event_id is not None:
-        sql += " AND event_id = ?"
-        params.append(check.event_id)
-    elif check.outside_events:
-        sql += " AND event_id IS NULL"
+        return sql + " AND event_id = ?", [*params, check.event_id]
+    if check.outside_events:
+        return sql + f" AND {outside}", params
     return sql, params
 
 
