@@ -301,12 +301,14 @@ async def test_a_300_entry_event_is_drained_at_the_gateway_concurrency(
            for i in range(300)]
     await engine.start()
     rng = random.Random(300)
-    finished = 0
-    while finished < len(ids):
-        expected = min(concurrency, len(ids) - finished)
+    finished: set[str] = set()
+    while len(finished) < len(ids):
+        expected = min(concurrency, len(ids) - len(finished))
 
         async def settled(expected: int = expected) -> bool:
-            return len(await rig.store.jobs([JobState.GENERATING])) == expected
+            # Settled: the finished ones have left and their slots are taken again.
+            generating = await rig.store.jobs([JobState.GENERATING])
+            return len(generating) == expected and not finished & {j.id for j in generating}
 
         await until(settled)
         generating = await rig.store.jobs([JobState.GENERATING])
@@ -315,7 +317,7 @@ async def test_a_300_entry_event_is_drained_at_the_gateway_concurrency(
             await engine.on_callback(job.id, TaskState(
                 task_id=task.task_id, status=TaskStatus.SUCCEEDED,
                 result=gateway.result_for(task)))
-            finished += 1
+            finished.add(job.id)
     done = [await engine.wait(job_id) for job_id in ids]
 
     assert all(j.state is JobState.DELIVERED for j in done)

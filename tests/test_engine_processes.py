@@ -113,10 +113,11 @@ async def test_caps_hold_across_processes_and_every_job_is_posted_once(cluster: 
     await eventually(all_done, timeout=60)
     assert peak <= 2
     assert all(cluster.posts(i) == 1 for i in ids)
-    # Both processes did some of the work (each start is claimed by the process making it).
-    starters = {d_index for d_index, d in enumerate(cluster.deliveries)
-                for _job, e in d.events if e.kind.value == "started"}
-    assert starters == {0, 1}
+    # Which process starts which job is a race (the one whose job ended refills the slot at
+    # once); every job was started exactly once, by one of them.
+    starts = [job for d in cluster.deliveries for job, e in d.events
+              if e.kind.value == "started"]
+    assert sorted(starts) == sorted(ids)
     for job_id in ids:
         assert [ln.kind for ln in await store.ledger(job_id)] == ["reserve", "commit"]
     assert await store.owners() == {}

@@ -276,7 +276,7 @@ class Engine:
         while True:
             changed = self._machine.changed(job_id)
             job = await self._get(job_id)
-            if job.terminal:
+            if job.terminal and not self._machine.announcing(job_id):
                 return job
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), self.limits.claim_interval)

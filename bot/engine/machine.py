@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -70,10 +71,16 @@ class JobMachine:
         self._discard = discard
         self._secrets = tuple(secrets)
         self._changed: dict[str, asyncio.Event] = {}
+        self._moving: Counter[str] = Counter()
 
     def changed(self, job_id: str) -> asyncio.Event:
-        """Set at the job's next change (for `Engine.wait`)."""
+        """Set at the job's next change, once announced (for `Engine.wait`)."""
         return self._changed.setdefault(job_id, asyncio.Event())
+
+    def announcing(self, job_id: str) -> bool:
+        """Whether this process is between writing a change of the job and announcing it:
+        the row already says more than the delivery port has been told."""
+        return self._moving[job_id] > 0
 
     async def create(
         self, new: NewJob, checks: Sequence[UsageCheck], admission: Admission, *, now: float
@@ -84,7 +91,8 @@ class JobMachine:
         refused = await self.store.create_job(new, checks, now=now, admission=admission)
         if refused is not None:
             return refused
-        self._touched(new.id)
+        self._queue.touched(new.id)
+        self._woken(new.id)
         job = await self.store.get_job(new.id)
         assert job is not None, "a job vanished right after it was written"
         if new.state is JobState.AWAITING_APPROVAL:
@@ -119,6 +127,18 @@ class JobMachine:
         now = self._clock()
         if to_state in TERMINAL_STATES:
             fields.setdefault("finished_at", now)
+        self._moving[job.id] += 1
+        try:
+            return await self._move(job, to_state, now, detail, ledger, charge, events, fields)
+        finally:
+            self._moving[job.id] -= 1
+            if not self._moving[job.id]:
+                del self._moving[job.id]
+            self._woken(job.id)  # `wait` sees the change once it has been announced
+
+    async def _move(self, job: JobView, to_state: JobState, now: float, detail: str,
+                    ledger: LedgerKind | None, charge: int | None, events: Sequence[JobEvent],
+                    fields: dict[str, Any]) -> JobView | None:
         moved = await self.store.transition(
             job.id, to_state, now=now, from_states=[job.state], detail=detail,
             ledger=ledger, charge=charge, owner=self.owner, ttl=self.ttl, **fields,
@@ -127,7 +147,7 @@ class JobMachine:
             return None
         if job.state is JobState.QUEUED or to_state in TERMINAL_STATES:
             self._queue.forget(job.id)  # its place in the queue is no longer news
-        self._touched(job.id)
+        self._queue.touched(job.id)
         if to_state in TERMINAL_STATES or to_state in WAITING_STATES:
             self._wake.set()  # a slot or a queue place may have opened
         on_disk = (JobState.READY, JobState.HELD)
@@ -146,9 +166,10 @@ class JobMachine:
         them; a start settles nothing, see refunds.py)."""
         for job in jobs:
             self._queue.forget(job.id)
-            self._touched(job.id)
+            self._queue.touched(job.id)
         for job in jobs:
             await self.emit(job, JobEvent(EventKind.STARTED))
+            self._woken(job.id)
 
     async def fail(
         self, job: JobView, outcome: str, kind: str, message: str, *,
@@ -178,9 +199,8 @@ class JobMachine:
         except Exception:
             log.exception("delivery.on_event failed for %s (%s)", job.id, event.kind)
 
-    def _touched(self, job_id: str) -> None:
-        """After every change to a job's row: the queue view is stale and `wait` wakes."""
-        self._queue.touched(job_id)
+    def _woken(self, job_id: str) -> None:
+        """After a change to a job's row and its announcement: `wait` looks again."""
         event = self._changed.pop(job_id, None)
         if event is not None:
             event.set()

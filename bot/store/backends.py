@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.store.database import Database, SqliteDatabase
+from bot.store.database import Database
 from bot.store.postgres import PostgresDatabase
+from bot.store.sqlite import SqliteDatabase
 
 
 async def open_database(url_or_path: str | Path) -> Database:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from bot.models import GenerationRequest
 from bot.store.backends import open_database
 from bot.store.claims import ClaimsStore
-from bot.store.database import Database, SqliteDatabase, Tx
+from bot.store.database import Database, Tx
 from bot.store.fleet import FleetStore
 from bot.store.ledger import (
     EVERYONE,
@@ -46,6 +46,7 @@ from bot.store.records import (
 from bot.store.rows import WRITABLE, encode, job_from_row
 from bot.store.schema import migrate, schema_version
 from bot.store.settings import SettingsStore
+from bot.store.sqlite import SqliteDatabase
 from bot.store.watch import WatchStore
 
 T = TypeVar("T")
@@ -74,10 +75,10 @@ class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore)
         db = await open_database(url_or_path)
         store = cls(db)
         if isinstance(db, SqliteDatabase):
-            db.on_open = store._migrate
+            db.on_open = migrate
             await db.connection()
         else:
-            await store._migrate()
+            await migrate(db)
         return store
 
     @classmethod
@@ -86,7 +87,7 @@ class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore)
         anything is written (the CLI's invalid input) leaves no database behind."""
         db = SqliteDatabase(Path(path))
         store = cls(db)
-        db.on_open = store._migrate
+        db.on_open = migrate
         return store
 
     @property
@@ -104,9 +105,6 @@ class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore)
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return await self.db.fetch(sql, params)
-
-    async def _migrate(self) -> None:
-        await migrate(self.db)
 
     async def schema_version(self) -> int:
         return await schema_version(self.db)

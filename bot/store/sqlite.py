@@ -1,0 +1,246 @@
+"""SQLite behind the `Database` interface of bot/store/database.py (see its docstring).
+
+Two lanes to one file, because the two kinds of work cost very different things:
+
+- **Statements run inline, on the event loop's thread.** The store's statements are short by
+  construction (keyed or indexed, a handful of rows), so SQLite answers them from the page
+  cache in microseconds; a trip to a worker thread costs far more than the work itself
+  (bench/README.md: ~3 µs of CPU inline against ~190 µs through aiosqlite's thread, for the
+  same keyed read; a job makes some fifty statements). What could make the loop wait is kept
+  off it: the file's write lock is never waited for inside SQLite (`busy_timeout = 0`; a busy
+  `BEGIN IMMEDIATE` is retried with `asyncio.sleep` until `LOCK_WAIT` has passed, then reported
+  as "database is locked", which `is_outage` counts as an outage), and commits do not touch
+  the disk's cache flush (WAL with `synchronous = NORMAL` syncs only at checkpoints).
+- **aiosqlite's thread takes the slow work**: opening and migrating the file (a migration may
+  rebuild a table), and the WAL checkpoints, which write the database pages and fsync. The
+  inline connection never checkpoints (`wal_autocheckpoint = 0`); every `CHECKPOINT_EVERY`
+  commits one runs on the thread, and the last connection to close folds the WAL in.
+
+Because an inline statement never suspends, a transaction whose body only runs statements
+holds the write lock for microseconds and no other coroutine runs inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.store.database import Database, Dialect, Params, Tx
+
+log = logging.getLogger(__name__)
+
+#: How long a write waits for the file's write lock (another process's transaction).
+LOCK_WAIT = 30.0
+#: Commits between two checkpoints of the WAL (SQLite's own default is every 1,000 pages).
+CHECKPOINT_EVERY = 500
+_NOW_SQL = "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc)
+    return "locked" in text or "busy" in text
+
+
+class _InlineTx:
+    """A transaction's statements on the inline connection: each runs to its end at once."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    async def fetch(self, sql: str, params: Params = ()) -> list[Any]:
+        return self.conn.execute(sql, params).fetchall()
+
+    async def fetchrow(self, sql: str, params: Params = ()) -> Any | None:
+        return self.conn.execute(sql, params).fetchone()
+
+    async def fetchval(self, sql: str, params: Params = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return row[0] if row is not None else None
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return self.conn.execute(sql, params).rowcount
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """SQLite has no notifications: other processes see the rows when they look."""
+
+
+class _ThreadedTx:
+    """A transaction's statements on aiosqlite's thread, one trip each (`execute_fetchall`)."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    async def fetch(self, sql: str, params: Params = ()) -> list[Any]:
+        return list(await self.conn.execute_fetchall(sql, params))
+
+    async def fetchrow(self, sql: str, params: Params = ()) -> Any | None:
+        rows = await self.conn.execute_fetchall(sql, params)
+        return next(iter(rows), None)
+
+    async def fetchval(self, sql: str, params: Params = ()) -> Any:
+        row = await self.fetchrow(sql, params)
+        return row[0] if row is not None else None
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return (await self.conn.execute(sql, params)).rowcount
+
+    async def notify(self, channel: str, payload: str) -> None:
+        """SQLite has no notifications."""
+
+
+class _SlowLane(Database):
+    """The file through aiosqlite's thread: what `SqliteDatabase` opens and migrates with."""
+
+    dialect: Dialect = "sqlite"
+    now_sql = _NOW_SQL
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self.conn = conn
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, lock: str | None = None) -> AsyncIterator[Tx]:
+        await self.conn.execute("BEGIN IMMEDIATE")  # waits in SQLite's busy handler, off the loop
+        try:
+            yield _ThreadedTx(self.conn)
+        except BaseException:
+            await self.conn.execute("ROLLBACK")
+            raise
+        await self.conn.execute("COMMIT")
+
+    async def fetch(self, sql: str, params: Params = ()) -> list[Any]:
+        return list(await self.conn.execute_fetchall(sql, params))
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+
+class SqliteDatabase(Database):
+    """One file, opened at first use (a CLI run refused before anything is written leaves no
+    database file behind); `on_open` (the store's migrations) runs on the slow lane first."""
+
+    dialect: Dialect = "sqlite"
+    now_sql = _NOW_SQL
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._inline: sqlite3.Connection | None = None
+        self._slow: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._opening = asyncio.Lock()
+        self._commits = 0
+        self._checkpoint: asyncio.Task[None] | None = None
+        self.on_open: Callable[[Database], Awaitable[None]] | None = None
+
+    async def connection(self) -> sqlite3.Connection:
+        if self._inline is None:
+            async with self._opening:
+                if self._inline is None:
+                    self._inline = await self._open()
+        return self._inline
+
+    async def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        slow = await aiosqlite.connect(str(self.path), isolation_level=None)
+        slow.row_factory = aiosqlite.Row
+        try:
+            await slow.execute("PRAGMA busy_timeout = 30000")
+            await _enable_wal(slow)
+            await slow.execute("PRAGMA synchronous = NORMAL")
+            await slow.execute("PRAGMA foreign_keys = ON")
+            if self.on_open is not None:
+                await self.on_open(_SlowLane(slow))
+        except BaseException:
+            await slow.close()
+            raise
+        inline = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        inline.row_factory = sqlite3.Row
+        for pragma in ("busy_timeout = 0", "synchronous = NORMAL", "foreign_keys = ON",
+                       "wal_autocheckpoint = 0"):
+            inline.execute(f"PRAGMA {pragma}")
+        self._slow = slow
+        return inline
+
+    async def _locked(self, step: Callable[[], Any]) -> Any:
+        """Run `step` (one statement), retrying while another process holds the write lock."""
+        deadline = time.monotonic() + LOCK_WAIT
+        delay = 0.001
+        while True:
+            try:
+                return step()
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, *, lock: str | None = None) -> AsyncIterator[Tx]:
+        conn = await self.connection()
+        async with self._lock:
+            # The file's write lock at the start: every check made inside holds until COMMIT.
+            await self._locked(lambda: conn.execute("BEGIN IMMEDIATE"))
+            try:
+                yield _InlineTx(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        self._committed()
+
+    async def fetch(self, sql: str, params: Params = ()) -> list[Any]:
+        conn = await self.connection()
+        async with self._lock:
+            rows: list[Any] = await self._locked(lambda: conn.execute(sql, params).fetchall())
+            return rows
+
+    def _committed(self) -> None:
+        self._commits += 1
+        if self._commits % CHECKPOINT_EVERY == 0 and (
+                self._checkpoint is None or self._checkpoint.done()):
+            self._checkpoint = asyncio.get_running_loop().create_task(self._fold_wal())
+
+    async def _fold_wal(self) -> None:
+        """Copy the WAL into the database file on the slow lane (it writes and fsyncs)."""
+        if self._slow is None:
+            return
+        try:
+            await self._slow.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # another process checkpointing, or closing: next time
+            log.debug("WAL checkpoint skipped: %s", exc)
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._checkpoint is not None:
+                await self._checkpoint
+                self._checkpoint = None
+            if self._inline is not None:
+                self._inline.close()
+                self._inline = None
+            if self._slow is not None:
+                await self._slow.close()  # the last connection out folds the WAL in
+                self._slow = None
+
+
+async def _enable_wal(conn: aiosqlite.Connection, attempts: int = 100) -> None:
+    """Switch to WAL. SQLite answers "database is locked" at once, without its busy handler,
+    when two connections switch a new file at the same moment, so retry briefly."""
+    for attempt in range(attempts):
+        try:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.05)
+
+
+__all__ = ["CHECKPOINT_EVERY", "LOCK_WAIT", "SqliteDatabase"]
