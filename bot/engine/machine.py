@@ -72,10 +72,19 @@ class JobMachine:
         self._secrets = tuple(secrets)
         self._changed: dict[str, asyncio.Event] = {}
         self._moving: Counter[str] = Counter()
+        self._steps: dict[str, JobView | None] = {}
 
     def changed(self, job_id: str) -> asyncio.Event:
         """Set at the job's next change, once announced (for `Engine.wait`)."""
         return self._changed.setdefault(job_id, asyncio.Event())
+
+    def begin_step(self, job_id: str) -> None:
+        """A runner starts a step of the job: `end_step` gives the row its moves wrote."""
+        self._steps[job_id] = None
+
+    def end_step(self, job_id: str) -> JobView | None:
+        """The job as the step's last successful move wrote it (None: no move, read it)."""
+        return self._steps.pop(job_id, None)
 
     def announcing(self, job_id: str) -> bool:
         """Whether this process is between writing a change of the job and announcing it:
@@ -145,6 +154,8 @@ class JobMachine:
         )
         if moved is None:
             return None
+        if job.id in self._steps:
+            self._steps[job.id] = moved
         if job.state is JobState.QUEUED or to_state in TERMINAL_STATES:
             self._queue.forget(job.id)  # its place in the queue is no longer news
         self._queue.touched(job.id)

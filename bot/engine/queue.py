@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import statistics
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -32,6 +33,9 @@ DurationKey = tuple[str, str, int]
 #: A snapshot older than this is re-read even if this engine changed nothing (another process,
 #: e.g. the CLI, may have written to the same database).
 SNAPSHOT_MAX_AGE = 5.0
+#: Runs of a kind whose median is its expected time; re-read after this many seconds.
+RECENT_RUNS = 20
+DURATIONS_MAX_AGE = 60.0
 
 
 def duration_key(job: JobView) -> DurationKey:
@@ -40,31 +44,39 @@ def duration_key(job: JobView) -> DurationKey:
 
 class Durations:
     """How long a job of a kind (gateway, resolution, seconds) takes: the median of recent real
-    runs, else the gateway's typical time. Cached until a run of that kind ends."""
+    runs, else the gateway's typical time.
 
-    def __init__(self, store: Store, provider: Callable[[str], Provider]) -> None:
+    The recent runs of a kind are read once and kept: a run this process ends is added to them
+    (no read per finished job), and they are read again after `DURATIONS_MAX_AGE`, which
+    brings in the runs other processes ended meanwhile."""
+
+    def __init__(self, store: Store, provider: Callable[[str], Provider],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._store = store
         self._provider = provider
-        self._expected: dict[DurationKey, float] = {}
+        self._clock = clock
+        self._recent: dict[DurationKey, tuple[float, list[float]]] = {}
 
     async def expected(self, job: JobView) -> float:
         key = duration_key(job)
-        if key not in self._expected:
-            recent = await self._store.recent_durations(*key)
-            if recent:
-                self._expected[key] = float(statistics.median(recent))
-            else:
-                try:
-                    caps = self._provider(job.provider).capabilities(job.model)
-                    self._expected[key] = caps.typical_seconds
-                except Exception:
-                    self._expected[key] = 90.0
-        return self._expected[key]
+        cached = self._recent.get(key)
+        if cached is None or self._clock() - cached[0] > DURATIONS_MAX_AGE:
+            cached = (self._clock(), await self._store.recent_durations(*key, limit=RECENT_RUNS))
+            self._recent[key] = cached
+        if cached[1]:
+            return float(statistics.median(cached[1]))
+        try:
+            return self._provider(job.provider).capabilities(job.model).typical_seconds
+        except Exception:
+            return 90.0
 
     async def record(self, job: JobView, seconds: float, *, now: float) -> None:
         key = duration_key(job)
-        await self._store.record_duration(*key, max(0.0, seconds), now=now)
-        self._expected.pop(key, None)
+        seconds = max(0.0, seconds)
+        await self._store.record_duration(*key, seconds, now=now)
+        cached = self._recent.get(key)
+        if cached is not None:
+            self._recent[key] = (cached[0], [seconds, *cached[1]][:RECENT_RUNS])
 
 
 @dataclass

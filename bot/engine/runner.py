@@ -106,23 +106,30 @@ class Runners:
 
     async def _run(self, job_id: str, *, resumed: bool) -> None:
         job: JobView | None = None
+        written: JobView | None = None
         try:
             while True:
-                job = await self._store.get_job(job_id)
+                # The row as this step's last move wrote it (moves come last in a step), else
+                # as it is now: one read per step saved, most of a job's reads.
+                job = written or await self._store.get_job(job_id)
                 if job is None or job.state not in ACTIVE_STATES:
                     return
                 if job.owner != self._machine.owner:
                     return  # another process took it over (this one was presumed dead)
-                if job.state is JobState.SUBMITTING:
-                    await self._submit(job, resumed=resumed)
-                elif job.state is JobState.GENERATING:
-                    await self._follower.follow(
-                        job, self._provider(job.provider),
-                        self._inbox.setdefault(job.id, asyncio.Queue()), resumed=resumed)
-                elif job.state is JobState.DOWNLOADING:
-                    await self._results.download(job, self._provider(job.provider))
-                else:
-                    await self._deliver(job)
+                self._machine.begin_step(job_id)
+                try:
+                    if job.state is JobState.SUBMITTING:
+                        await self._submit(job, resumed=resumed)
+                    elif job.state is JobState.GENERATING:
+                        await self._follower.follow(
+                            job, self._provider(job.provider),
+                            self._inbox.setdefault(job.id, asyncio.Queue()), resumed=resumed)
+                    elif job.state is JobState.DOWNLOADING:
+                        await self._results.download(job, self._provider(job.provider))
+                    else:
+                        await self._deliver(job)
+                finally:
+                    written = self._machine.end_step(job_id)
                 resumed = False
         except asyncio.CancelledError:
             raise

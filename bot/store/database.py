@@ -96,6 +96,15 @@ class Database(ABC):
     async def fetch(self, sql: str, params: Params = ()) -> list[Any]:
         """A read outside any transaction (it sees what was committed)."""
 
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """One statement, a transaction of its own; the rows it changed. Backends run it as
+        one round trip (no BEGIN, no COMMIT); cancellation waits for it to end."""
+
+        async def body(tx: Tx) -> int:
+            return await tx.execute(sql, params)
+
+        return await self.atomic(body)
+
     async def fetchrow(self, sql: str, params: Params = ()) -> Any | None:
         rows = await self.fetch(sql, params)
         return rows[0] if rows else None

@@ -26,13 +26,11 @@ from bot.store.ledger import (
     add_usage,
     admission_guards,
     day_of,
-    settle,
     usage_of,
     usage_query,
 )
 from bot.store.moderation import ModerationStore
 from bot.store.records import (
-    ACTIVE_STATES,
     Admission,
     AdmissionRefused,
     CheckResult,
@@ -47,13 +45,10 @@ from bot.store.rows import WRITABLE, encode, job_from_row
 from bot.store.schema import migrate, schema_version
 from bot.store.settings import SettingsStore
 from bot.store.sqlite import SqliteDatabase
+from bot.store.transitions import QUEUE_CHANNEL, move_job
 from bot.store.watch import WatchStore
 
 T = TypeVar("T")
-
-#: PostgreSQL's notification channel for "the queue changed": a job to start or a slot freed,
-#: so every process's scheduler looks at once (SQLite: its keeper wakes it every second).
-QUEUE_CHANNEL = "seedance_queue"
 
 
 class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore):
@@ -105,6 +100,10 @@ class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore)
 
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return await self.db.fetch(sql, params)
+
+    async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement that is a whole transaction by itself."""
+        return await self.db.execute(sql, params)
 
     async def schema_version(self) -> int:
         return await schema_version(self.db)
@@ -271,45 +270,14 @@ class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore)
         bad = set(fields) - WRITABLE
         if bad:
             raise ValueError(f"not writable: {sorted(bad)}")
-        active = {s.value for s in ACTIVE_STATES}
+        lock_row = self._lock_row("")
 
         async def body(tx: Tx) -> JobView | None:
-            row = await tx.fetchrow(
-                self._lock_row("SELECT state, owner FROM jobs WHERE id = ?"), (job_id,))
-            if row is None:
-                return None
-            current = row["state"]
-            if from_states is not None and current not in {s.value for s in from_states}:
-                return None
-            if owner is not None and current in active and row["owner"] not in (None, owner):
-                return None
-            sets = ["state = ?", "updated_at = ?", "told_position = NULL"]
-            params: list[Any] = [to_state.value, now]
-            if to_state.value not in active:
-                sets.append("owner = NULL, lease_until = NULL, cancel_requested = NULL")
-            elif owner is not None:
-                sets.append(f"owner = ?, lease_until = {self.db.now_sql} + ?")
-                params.extend((owner, ttl))
-            for column, value in fields.items():
-                sets.append(f"{column} = ?")
-                params.append(encode(column, value))
-            updated = await tx.fetchrow(
-                f"UPDATE jobs SET {', '.join(sets)} WHERE id = ? RETURNING *", [*params, job_id]
-            )
-            await tx.execute(
-                "INSERT INTO job_transitions (job_id, from_state, to_state, at, detail)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (job_id, current, to_state.value, now, detail),
-            )
-            if to_state.value not in active:
-                await tx.execute("DELETE FROM job_updates WHERE job_id = ?", (job_id,))
-            if to_state is JobState.QUEUED or (current in active and to_state.value not in active):
-                await tx.notify(QUEUE_CHANNEL, self.origin)  # a job to start, or a slot freed
-            if ledger is not None:
-                await settle(tx, job_id, ledger, now, charge)
-                if ledger == "commit":  # settle wrote credits_charged
-                    updated = await tx.fetchrow("SELECT * FROM jobs WHERE id = ?", (job_id,))
-            return job_from_row(updated) if updated else None
+            row = await move_job(
+                tx, job_id, to_state, now=now, now_sql=self.db.now_sql, lock_row=lock_row,
+                origin=self.origin, from_states=from_states, detail=detail, ledger=ledger,
+                charge=charge, owner=owner, ttl=ttl, fields=fields)
+            return job_from_row(row) if row is not None else None
 
         return await self._atomic(body)
 
@@ -322,14 +290,8 @@ class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore)
             return
         sets = [f"{c} = ?" for c in fields]
         params = [encode(c, v) for c, v in fields.items()]
-
-        async def body(tx: Tx) -> None:
-            await tx.execute(
-                f"UPDATE jobs SET {', '.join(sets)}, updated_at = ? WHERE id = ?",
-                [*params, now, job_id],
-            )
-
-        await self._atomic(body)
+        await self._write(f"UPDATE jobs SET {', '.join(sets)}, updated_at = ? WHERE id = ?",
+                          [*params, now, job_id])
 
     async def transitions(self, job_id: str) -> list[Transition]:
         rows = await self._read(

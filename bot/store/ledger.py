@@ -134,21 +134,23 @@ async def admit(
 
 
 async def settle(tx: Tx, job_id: str, kind: LedgerKind, now: float,
-                 charge: int | None = None) -> None:
+                 charge: int | None = None) -> int | None:
     """Commit or release a job's reservation once; a second settlement is ignored (the job has
-    one already: the partial indexes of migration 0011 and the NOT EXISTS below).
+    one already: the partial indexes of migration 0011 and the EXISTS below).
 
     `charge` (with `commit`): charge only that many of the reserved credits and release the
     rest in the same settlement, two lines written together (a result set that came back
     short, bot/engine/sets.py). None, or at least the reservation: charge it all.
+    Returns the credits charged (written to the job's `credits_charged`) when this call
+    committed, else None.
     """
     reserved = await tx.fetchrow(
-        "SELECT user_id, guild_id, event_id, credits, at FROM ledger"
-        " WHERE job_id = ? AND kind = 'reserve'", (job_id,))
-    if reserved is None or await tx.fetchrow(
-            "SELECT 1 FROM ledger WHERE job_id = ? AND kind IN ('commit', 'release')",
-            (job_id,)):
-        return
+        "SELECT r.user_id, r.guild_id, r.event_id, r.credits, r.at, EXISTS (SELECT 1 FROM"
+        " ledger s WHERE s.job_id = r.job_id AND s.kind IN ('commit', 'release')) AS settled"
+        " FROM ledger r WHERE r.job_id = ? AND r.kind = 'reserve'", (job_id,))
+    if reserved is None or reserved["settled"]:
+        return None
+    charged: int | None = None
     total = int(reserved["credits"])
     lines: list[tuple[LedgerKind, int]] = [(kind, total)]
     if kind == "commit" and charge is not None and 0 <= charge < total:
@@ -166,3 +168,5 @@ async def settle(tx: Tx, job_id: str, kind: LedgerKind, now: float,
         else:
             await tx.execute("UPDATE jobs SET credits_charged = ? WHERE id = ?",
                              (credits, job_id))
+            charged = credits
+    return charged

@@ -18,6 +18,7 @@ class SettingsStore:
 
     _read: Callable[..., Awaitable[list[Any]]]
     _atomic: Callable[..., Awaitable[Any]]
+    _write: Callable[..., Awaitable[int]]
     _lock_row: Callable[[str], str]
 
     # ---- quota limits ---------------------------------------------------------------------
@@ -99,14 +100,9 @@ class SettingsStore:
     async def record_duration(
         self, provider: str, resolution: str, duration: int, seconds: float, *, now: float
     ) -> None:
-        async def body(tx: Tx) -> None:
-            await tx.execute(
-                "INSERT INTO gateway_durations (provider, resolution, duration, seconds, at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (provider, resolution, duration, seconds, now),
-            )
-
-        await self._atomic(body)
+        await self._write(
+            "INSERT INTO gateway_durations (provider, resolution, duration, seconds, at)"
+            " VALUES (?, ?, ?, ?, ?)", (provider, resolution, duration, seconds, now))
 
     async def recent_durations(
         self, provider: str, resolution: str, duration: int, *, limit: int = 20

@@ -202,6 +202,16 @@ class SqliteDatabase(Database):
             rows: list[Any] = await self._locked(lambda: conn.execute(sql, params).fetchall())
             return rows
 
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        async def run() -> int:
+            conn = await self.connection()
+            async with self._lock:
+                count: int = await self._locked(lambda: conn.execute(sql, params).rowcount)
+            self._committed()
+            return count
+
+        return await asyncio.shield(run())
+
     def _committed(self) -> None:
         self._commits += 1
         if self._commits % CHECKPOINT_EVERY == 0 and (
