@@ -11,7 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -25,7 +25,7 @@ from bot.providers import magnific
 from bot.providers.base import Provider
 from bot.providers.magnific import LIST_PATH
 from bot.store import Store
-from tests.chaos.faults_helpers import GATEWAYS, LATE, LIMITS, POLLS, Rig, rig
+from tests.chaos.faults_helpers import GATEWAYS, LATE, LIMITS, POLLS, READ_TIMEOUT, Rig, rig
 from tests.fakes.common import sample_video
 from tests.fakes.magnific import FakeMagnific
 from tests.test_engine_fakes import FakeClock, FakeDelivery
@@ -65,6 +65,28 @@ async def test_the_task_list_is_read_once_before_every_create(data_dir: Path) ->
             second = await r.engine.wait(second.id)
         assert first.state is second.state is JobState.DELIVERED
         assert lists(r) == 2 and len(MAGNIFIC.creates(r.fake)) == 2
+
+
+async def test_creates_started_together_share_one_list(data_dir: Path) -> None:
+    """A list still being read is read before every create waiting for it is sent: a burst
+    of creates costs one list, and each row keeps it as its snapshot."""
+    limits = replace(LIMITS, user_running=3, guild_running=3)
+    async with rig(MAGNIFIC, data_dir, limits=limits) as r:
+        # The first list answers a little late (within the read timeout): the others ask
+        # while it is being read.
+        r.fake.answer_late(READ_TIMEOUT / 2, method="GET", path_prefix=LIST_PATH)
+        jobs = [await r.enqueue(prompt=f"a lighthouse, take {n}") for n in range(3)]
+        await r.engine.start()
+        async with asyncio.timeout(60):
+            done = [await r.engine.wait(j.id) for j in jobs]
+        assert all(j.state is JobState.DELIVERED for j in done)
+        # Three creates, one list before them (a list of its own each would be three).
+        assert lists(r) == 1 and len(MAGNIFIC.creates(r.fake)) == 3
+        # A create asking after that list was read gets a list of its own.
+        later = await r.enqueue(prompt="a lighthouse at dawn")
+        async with asyncio.timeout(60):
+            assert (await r.engine.wait(later.id)).state is JobState.DELIVERED
+        assert lists(r) == 2
 
 
 async def test_a_second_new_task_in_the_list_means_no_adoption(data_dir: Path) -> None:

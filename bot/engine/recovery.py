@@ -6,8 +6,9 @@ and reading). Sending again could bill twice, so such a job used to fail with it
 returned while the gateway went on making (and billing) the video. Where the capability table
 says `task_list`, the runner asks this module instead:
 
-1. `snapshot`, before the create is sent: the ids the gateway lists now, written to the job's
-   row (a restart between this and the create finds them there).
+1. `snapshot`, before the create is sent: the ids the gateway lists now (creates asking at
+   once share one list), written to the job's row (a restart between this and the create
+   finds them there).
 2. `find`, after a create that may have made a task: the list again. The task is adopted only
    when exactly one listed task is new since the snapshot, no other job has it, and no other
    create to that gateway that could have made it is on its way (another job in SUBMITTING
@@ -19,6 +20,7 @@ The list shows no prompt or key to match on (docs/GATEWAYS.md#magnific), hence t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -54,13 +56,14 @@ class TaskRecovery:
     def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
         self._clock = clock
+        self._listing: dict[str, asyncio.Task[list[str]]] = {}
 
     async def snapshot(self, job: JobView, provider: Provider) -> JobView:
         """Write the ids the gateway lists now; the job as written. A list that cannot be read
         leaves no snapshot (the create is still sent; only its recovery is given up)."""
         meta = {k: v for k, v in job.result_meta.items() if k != LISTED_BEFORE}
         try:
-            listed = await cast(TaskLister, provider).list_task_ids()
+            listed = await self._listed_now(job.provider, cast(TaskLister, provider))
         except GatewayError as exc:
             log.info("job %s: %s task list unreadable before the create (%s); a lost answer "
                      "will not be recoverable", job.id, job.provider, exc)
@@ -69,6 +72,18 @@ class TaskRecovery:
             meta[LISTED_BEFORE] = listed
         await self._store.update_job(job.id, now=self._clock(), result_meta=meta)
         return replace(job, result_meta=meta)
+
+    async def _listed_now(self, name: str, lister: TaskLister) -> list[str]:
+        """The ids `name` lists, shared by the creates that ask while one list is being read:
+        that list is read before any of their creates is sent, which is all a snapshot must
+        be, so a burst of creates (an event's entries) costs one list instead of one each."""
+        pending = self._listing.get(name)
+        if pending is None or pending.done():
+            pending = asyncio.ensure_future(lister.list_task_ids())
+            # Read its outcome even if every create waiting for it was cancelled.
+            pending.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._listing[name] = pending
+        return list(await asyncio.shield(pending))
 
     async def find(self, job: JobView, provider: Provider) -> TaskState | None:
         """The job's task if the list proves which one it is (see the module docstring)."""
