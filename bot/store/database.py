@@ -105,6 +105,15 @@ class Database(ABC):
 
         return await self.atomic(body)
 
+    async def write_returning(self, sql: str, params: Params = ()) -> list[Any]:
+        """One statement that writes and returns rows, a transaction of its own (one round
+        trip on PostgreSQL); cancellation waits for it to end."""
+
+        async def body(tx: Tx) -> list[Any]:
+            return await tx.fetch(sql, params)
+
+        return await self.atomic(body)
+
     async def fetchrow(self, sql: str, params: Params = ()) -> Any | None:
         rows = await self.fetch(sql, params)
         return rows[0] if rows else None

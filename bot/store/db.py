@@ -45,7 +45,7 @@ from bot.store.rows import WRITABLE, encode, job_from_row
 from bot.store.schema import migrate, schema_version
 from bot.store.settings import SettingsStore
 from bot.store.sqlite import SqliteDatabase
-from bot.store.transitions import QUEUE_CHANNEL, move_job
+from bot.store.transitions import QUEUE_CHANNEL, Move
 from bot.store.watch import WatchStore
 
 T = TypeVar("T")
@@ -270,13 +270,17 @@ class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore)
         bad = set(fields) - WRITABLE
         if bad:
             raise ValueError(f"not writable: {sorted(bad)}")
+        move = Move(job_id, to_state, now, self.db.now_sql, self.origin, from_states,
+                    detail=detail, ledger=ledger, charge=charge, owner=owner, ttl=ttl,
+                    fields=fields)
+        single = move.one_statement() if self.db.dialect == "postgres" else None
+        if single is not None:
+            rows = await self.db.write_returning(*single)
+            return job_from_row(rows[0]) if rows else None
         lock_row = self._lock_row("")
 
         async def body(tx: Tx) -> JobView | None:
-            row = await move_job(
-                tx, job_id, to_state, now=now, now_sql=self.db.now_sql, lock_row=lock_row,
-                origin=self.origin, from_states=from_states, detail=detail, ledger=ledger,
-                charge=charge, owner=owner, ttl=ttl, fields=fields)
+            row = await move.run(tx, lock_row=lock_row)
             return job_from_row(row) if row is not None else None
 
         return await self._atomic(body)

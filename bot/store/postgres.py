@@ -151,6 +151,14 @@ class PostgresDatabase(Database):
 
         return await asyncio.shield(run())
 
+    async def write_returning(self, sql: str, params: Params = ()) -> list[Any]:
+        async def run() -> list[Any]:
+            with self._outage():
+                async with self._pool.acquire() as conn:
+                    return list(await conn.fetch(self.sql(sql), *params))
+
+        return await asyncio.shield(run())
+
     @contextlib.contextmanager
     def _outage(self) -> Iterator[None]:
         """The server away (down, restarting, the network): `DatabaseUnavailable`, which the
