@@ -3,7 +3,10 @@
 Deleting refuses while a job of theirs is unfinished (rather than skipping it), so nobody
 believes everything is gone while a job still holds their prompt. Each finished job keeps an
 anonymised accounting row; ledger lines keep the user id while a quota window needs them
-(bot/store/moderation.py).
+(bot/store/moderation.py). The votes they cast in events are deleted outright (a vote is theirs
+alone and accounts for nothing; a running event's counts drop by them); votes others cast for
+their entries stay with those voters, but an entry whose author is forgotten is out of the
+running (bot/service/votes.py).
 """
 
 from __future__ import annotations
@@ -90,5 +93,6 @@ class PrivacyService:
     async def forget(self, user_id: str, who: Requester) -> Forgotten:
         """Delete the user's prompts, inputs and files (refused as `may_forget` says)."""
         await self.may_forget(user_id, who)
+        await self.store.forget_votes(user_id)
         return await forget_user(self.store, self.data_dir, user_id, now=time.time(),
                                  discard=self.engine.discard_task)

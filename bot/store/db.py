@@ -46,6 +46,7 @@ from bot.store.records import (
 from bot.store.rows import WRITABLE, encode, job_from_row
 from bot.store.schema import migrate, schema_version
 from bot.store.settings import SettingsStore
+from bot.store.votes import VotesStore
 from bot.store.watch import WatchStore
 
 T = TypeVar("T")
@@ -55,7 +56,7 @@ T = TypeVar("T")
 QUEUE_CHANNEL = "seedance_queue"
 
 
-class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore):
+class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore, VotesStore):
     """Durable state of the bot. Open with `await Store.open(url_or_path)`; `close()` it."""
 
     _job_from_row = staticmethod(job_from_row)
