@@ -6,6 +6,8 @@ ranking with ties, and votes that outlive the process and the voter's "delete my
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -266,6 +268,28 @@ async def test_delete_my_data_deletes_the_members_votes(data_dir: Path) -> None:
             await world.services.votes.vote(entry_id, member("carol"), now=T0 + 5)
             await world.services.privacy.forget("bob", member("bob"))
             assert [v.voter_id for v in await store.event_votes("ev1")] == ["carol"]
+        finally:
+            await world.engine.stop()
+            await store.close()
+
+
+async def test_the_csv_export_carries_each_entrys_votes_and_voters(data_dir: Path) -> None:
+    async with httpx.AsyncClient() as http:
+        world = await build(data_dir, http)
+        try:
+            store = world.store
+            await an_event(store)
+            voted = await an_entry(store, "alice")
+            unvoted = await an_entry(store, "bob")
+            plain = await an_entry(store, "carol", event=None)
+            for voter in ("dave", "erin"):
+                await world.services.votes.vote(voted, member(voter), now=T0 + 5)
+            admin = Requester("1", GUILD, "10", admin=True)
+            export = await world.services.admin.export(admin, "1970-01-01", "1970-01-02")
+            rows = {r["job_id"]: r for r in csv.DictReader(io.StringIO(export.data.decode()))}
+            assert (rows[voted]["votes"], rows[voted]["voters"]) == ("2", "dave; erin")
+            assert (rows[unvoted]["votes"], rows[unvoted]["voters"]) == ("0", "")
+            assert (rows[plain]["votes"], rows[plain]["voters"]) == ("", "")  # not an entry
         finally:
             await world.engine.stop()
             await store.close()
