@@ -20,6 +20,7 @@ from bot.models import GenerationRequest
 from bot.service import NotAllowed, NothingThere, Requester, VoteService, VotingClosed
 from bot.service.votes import rank
 from bot.store import EventRow, JobState, NewJob, Store
+from bot.store.copy import copy_database
 from bot.store.votes import EntryVotes
 from tests.test_service import build
 
@@ -293,3 +294,22 @@ async def test_the_csv_export_carries_each_entrys_votes_and_voters(data_dir: Pat
         finally:
             await world.engine.stop()
             await store.close()
+
+
+async def test_migrate_db_copies_the_votes(tmp_path: Path, postgres_url: str) -> None:
+    source = await Store.open(tmp_path / "old.sqlite3")
+    target = await Store.open(postgres_url)
+    try:
+        await an_event(source)
+        a, b = await an_entry(source, "alice"), await an_entry(source, "bob")
+        for job, voter in ((a, "carol"), (b, "carol"), (b, "dave")):
+            await source.add_vote(job, voter, event_id="ev1", now=T0 + 5)
+        copied = await copy_database(source, target)
+        assert copied["votes"] == 3
+        assert await target.event_votes("ev1") == await source.event_votes("ev1")
+        assert await target.entry_votes("ev1") == await source.entry_votes("ev1")
+        # The key holds on the copy: a second press there is still one vote.
+        assert not (await target.add_vote(b, "dave", event_id="ev1", now=T0 + 6)).changed
+    finally:
+        await source.close()
+        await target.close()
