@@ -141,6 +141,7 @@ def defuse_cell(value: object) -> object:
 class Forgotten:
     jobs: int
     files: int
+    votes: int = 0  # votes cast in events, deleted (bot/service/privacy.py)
 
 
 async def forget_user(

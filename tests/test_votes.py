@@ -22,6 +22,7 @@ from bot.service.votes import rank
 from bot.store import EventRow, JobState, NewJob, Store
 from bot.store.copy import copy_database
 from bot.store.votes import EntryVotes
+from cogs.utils.texts import forgotten_text
 from tests.test_service import build
 
 GUILD = "100"
@@ -267,8 +268,12 @@ async def test_delete_my_data_deletes_the_members_votes(data_dir: Path) -> None:
             entry_id = await an_entry(store, "alice")
             await world.services.votes.vote(entry_id, member("bob"), now=T0 + 5)
             await world.services.votes.vote(entry_id, member("carol"), now=T0 + 5)
-            await world.services.privacy.forget("bob", member("bob"))
+            privacy = world.services.privacy
+            assert (await privacy.holdings("bob")).votes == 1
+            done = await privacy.forget("bob", member("bob"))
+            assert done.votes == 1 and (await privacy.holdings("bob")).votes == 0
             assert [v.voter_id for v in await store.event_votes("ev1")] == ["carol"]
+            assert "The **1** vote you cast in events was deleted." in forgotten_text(done)
         finally:
             await world.engine.stop()
             await store.close()

@@ -77,6 +77,9 @@ def holdings_text(held: Holdings) -> str:
                 f"({size(held.bytes)}: your inputs, results and last frames).")
         if held.unfinished:
             head += f" {held.unfinished} of them are not finished yet."
+    if held.votes:
+        head += (f"\nYou cast **{held.votes}** vote{'s' if held.votes != 1 else ''} in "
+                 "events; `/my-data delete` deletes them too.")
     return (f"{head}\nThe credit ledger keeps your user id for up to {LEDGER_DAYS} days, as "
             "quotas are counted from it.\n`/my-data delete` removes your prompts and files; "
             "each job keeps an anonymous accounting row.")
@@ -87,7 +90,9 @@ def forgotten_text(done: Forgotten) -> str:
             f"job{'s' if done.jobs != 1 else ''} and **{done.files}** "
             f"file{'s' if done.files != 1 else ''} from disk. Each job keeps an anonymous "
             "accounting row (model, length, credits). Credit ledger lines of the last "
-            f"{LEDGER_DAYS} days keep your user id, as quotas are counted from them.")
+            f"{LEDGER_DAYS} days keep your user id, as quotas are counted from them."
+            + (f" The **{done.votes}** vote{'s' if done.votes != 1 else ''} you cast in events "
+               f"{'was' if done.votes == 1 else 'were'} deleted." if done.votes else ""))
 
 
 def limits_line(limits: GuildLimits) -> str:
