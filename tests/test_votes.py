@@ -22,7 +22,7 @@ from bot.service.votes import rank
 from bot.store import EventRow, JobState, NewJob, Store
 from bot.store.copy import copy_database
 from bot.store.votes import EntryVotes
-from cogs.utils.texts import forgotten_text
+from cogs.utils.texts import MAX_WINNER_LINES, forgotten_text, vote_label, winners_block
 from tests.test_service import build
 
 GUILD = "100"
@@ -318,3 +318,20 @@ async def test_migrate_db_copies_the_votes(tmp_path: Path, postgres_url: str) ->
     finally:
         await source.close()
         await target.close()
+
+
+def test_the_summary_says_ties_and_stays_one_message_for_a_wide_tie() -> None:
+    event = EventRow(id="ev1", guild_id=GUILD, name="Jam", channel_id="10", ends_at=ENDS,
+                     credits_per_user=1, moderation="off", created_at=T0, thread_id="77")
+    clear = rank([entry("a", 4, 1), entry("b", 2, 2)])
+    text = winners_block(event, clear)
+    assert "1. <@author-a> — **4** votes · [entry](https://discord.com/channels/100/77/m-a)" \
+        in text
+    assert "2. <@author-b> — **2** votes" in text and "tied" not in text
+    wide = rank([entry("top", 9, 0)] + [entry(f"e{i}", 1, i + 1) for i in range(40)])
+    text = winners_block(event, wide)
+    assert "=2. <@author-e0> — **1** vote (tied)" in text and "share their place" in text
+    assert text.count("\n") == MAX_WINNER_LINES + 1
+    assert text.endswith("…and 31 more entries tied at =2 with **1** vote each.")
+    assert winners_block(event, []).startswith("• Votes: no entry got a vote")
+    assert [vote_label(n) for n in (0, 1, 12)] == ["▲ Vote", "▲ 1", "▲ 12"]

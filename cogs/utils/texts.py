@@ -369,6 +369,10 @@ def audit_text(job: JobView, *, jump_url: str | None = None,
 
 
 # ---- event voting (bot/service/votes.py) -----------------------------------------------------
+#: Winners named one per line in a summary; a tie wider than this is summed up in one line.
+MAX_WINNER_LINES = 10
+
+
 def vote_label(votes: int) -> str:
     """The vote button's label: what it does until someone votes, then the count."""
     return "▲ Vote" if votes == 0 else f"▲ {votes}"
@@ -425,5 +429,9 @@ def winners_block(event: EventRow, winners: list[Standing]) -> str:
     tied = any(s.tied for s in winners)
     note = " Entries with equal votes share their place." if tied else ""
     lines = [f"🏆 **Winners** by members' votes:{note}"]
-    lines += [standing_line(event, s) for s in winners]
+    lines += [standing_line(event, s) for s in winners[:MAX_WINNER_LINES]]
+    if len(winners) > MAX_WINNER_LINES:  # a wide tie: the summary must stay one message
+        last = winners[MAX_WINNER_LINES]
+        lines.append(f"…and {len(winners) - MAX_WINNER_LINES} more entries tied at "
+                     f"{place_word(last)[:-1]} with {votes_words(last.votes)} each.")
     return "\n".join(lines)
