@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 
 from bot.store import EventRow, JobState, JobView, Store
-from bot.store.votes import EntryVotes, VoteRow
+from bot.store.votes import EntryVotes
 
 from .events import intake_closed_at
 from .people import Requester
@@ -138,6 +138,3 @@ class VoteService:
     async def winners(self, event: EventRow, places: int = WINNERS) -> list[Standing]:
         """Entries with votes ranked within `places`; a tie at the edge keeps everyone in it."""
         return [s for s in await self.standings(event) if s.votes > 0 and s.rank <= places]
-
-    async def export(self, event: EventRow) -> list[VoteRow]:
-        return await self.store.event_votes(event.id)

@@ -99,11 +99,6 @@ class VotesStore:
         rows = await self._read("SELECT COUNT(*) AS n FROM votes WHERE job_id = ?", (job_id,))
         return int(rows[0]["n"])
 
-    async def has_voted(self, job_id: str, voter_id: str) -> bool:
-        rows = await self._read("SELECT 1 FROM votes WHERE job_id = ? AND voter_id = ?",
-                                (job_id, voter_id))
-        return bool(rows)
-
     async def entry_votes(self, event_id: str) -> list[EntryVotes]:
         """Every posted entry of the event whose author kept their data, with its votes, most
         voted first, then in the order they were asked for."""
