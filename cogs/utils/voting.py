@@ -26,8 +26,10 @@ from .texts import OUTAGE_TEXT, refusal_text, vote_label, voted_text, withdrawn_
 log = logging.getLogger(__name__)
 
 JOB_ID = r"(?P<job>[0-9a-f-]{32,36})"
-#: How often a count is redrawn when votes keep arriving while it is being drawn.
-REDRAWS = 3
+#: How often one redraw draws again while votes keep arriving (a later press draws after it).
+MAX_REDRAWS = 10
+#: Entries whose label this process is drawing now.
+_drawing: set[str] = set()
 
 
 def vote_id(job_id: str) -> str:
@@ -112,30 +114,43 @@ async def _say(interaction: discord.Interaction[Any], text: str,
 
 async def show_count(client: discord.Client, ballot: Ballot) -> None:
     """Redraw the entry's vote label from the database (the message's other buttons kept as
-    they are). Another press may land while this one draws: the count is read again after the
-    edit and drawn again if it moved, so the label settles on the stored count."""
-    if not ballot.message_id:
+    they are), best-effort.
+
+    One redraw per entry at a time in this process: a press that arrives while one is drawing
+    leaves it to that one, which reads the count again after each edit and draws again while it
+    moved — so a burst of votes costs a few edits, not two requests a press, and the label
+    settles on the stored count. Another process's redraw may land in between; it reads the
+    count after its edit too, so the last edit to land is of the last count.
+    """
+    job_id = ballot.job_id
+    if not ballot.message_id or job_id in _drawing:
         return
     votes = core_of(client).services.votes
     channel = client.get_partial_messageable(int(ballot.channel_id))
-    drawn = None
     try:
         message = await channel.fetch_message(int(ballot.message_id))
-        for _ in range(REDRAWS):
-            count = await votes.count(ballot.job_id)
-            if count == drawn:
-                return
-            view = discord.ui.View.from_message(message, timeout=None)
-            for item in view.children:
-                if isinstance(item, discord.ui.Button) and item.custom_id == vote_id(
-                        ballot.job_id):
-                    item.label = vote_label(count)
-            view.stop()  # only drawn: the dynamic items answer presses, not this copy
-            message = await message.edit(view=view)
-            drawn = count
+        for _ in range(MAX_REDRAWS):
+            _drawing.add(job_id)
+            try:
+                drawn = await votes.count(job_id)
+                message = await message.edit(view=_labelled(message, job_id, drawn))
+            finally:
+                _drawing.discard(job_id)
+            if job_id in _drawing or await votes.count(job_id) == drawn:
+                return  # settled, or a newer press is drawing it
     except discord.HTTPException as exc:
-        log.info("vote count of entry %s not redrawn: %s", ballot.job_id, exc)
+        log.info("vote count of entry %s not redrawn: %s", job_id, exc)
     except Exception as exc:
         if not is_outage(exc):
             raise
-        log.info("vote count of entry %s not redrawn: the database is away", ballot.job_id)
+        log.info("vote count of entry %s not redrawn: the database is away", job_id)
+
+
+def _labelled(message: discord.Message, job_id: str, votes: int) -> discord.ui.View:
+    """The message's buttons as they are, with the vote button showing `votes`."""
+    view = discord.ui.View.from_message(message, timeout=None)
+    for item in view.children:
+        if isinstance(item, discord.ui.Button) and item.custom_id == vote_id(job_id):
+            item.label = vote_label(votes)
+    view.stop()  # only drawn: the dynamic items answer presses, not this copy
+    return view
