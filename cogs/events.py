@@ -254,7 +254,8 @@ class Events(commands.GroupCog, group_name="event",
             if last is not None:
                 event, stats = last
                 text += (f" The last one, {bold(event.name)}, ended "
-                         f"{timestamp(intake_closed_at(event), 'f')}: {stats_line(stats)}.")
+                         f"{timestamp(intake_closed_at(event), 'f')}: {stats_line(stats)}.\n"
+                         f"{winners_block(event, await self.votes.winners(event))}")
             await self._say(interaction, text)
             return
         parts = []

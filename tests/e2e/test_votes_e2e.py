@@ -144,6 +144,10 @@ async def test_members_vote_across_a_restart_and_the_summary_names_the_winner(
             assert f"=2. <@{alice.user.id}> — **1** vote (tied)" in text, text
             assert f"=2. <@{carol.user.id}> — **1** vote (tied)" in text, text
             assert f"/{thread}/{b.id})" in text  # the winner's entry is linked
+            after = await private_reply(fake, await fake.slash("event", {}, path=("status",),
+                                                               user=carol))
+            assert "No event is running" in after
+            assert f"1. <@{bob.user.id}> — **3** votes" in after, after
             assert await stored_votes(bot) == {
                 vote_button(a)[8:]: {str(bob.user.id)},
                 vote_button(b)[8:]: {str(carol.user.id), str(dave.user.id),
