@@ -334,3 +334,29 @@ def test_the_summary_says_ties_and_stays_one_message_for_a_wide_tie() -> None:
     assert text.endswith("…and 31 more entries tied at =2 with **1** vote each.")
     assert winners_block(event, []).startswith("• Votes: no entry got a vote")
     assert [vote_label(n) for n in (0, 1, 12)] == ["▲ Vote", "▲ 1", "▲ 12"]
+
+
+async def test_a_vote_racing_the_close_waits_for_it_and_is_refused(postgres_url: str) -> None:
+    """The close is mid-transaction when the vote reads the event: the vote waits for the
+    close's row lock (seen in pg_locks, not timed) and then finds the event closed, so a summary
+    read after the close can never miss a vote that was counted."""
+    closer, voter = await Store.open(postgres_url), await Store.open(postgres_url)
+    try:
+        await an_event(closer)
+        job = await an_entry(closer, "alice")
+        async with closer.db.transaction() as tx:
+            await tx.execute("UPDATE events SET state = 'closed', closed_at = ? WHERE id = ?",
+                             (T0 + 5, "ev1"))
+            vote = asyncio.create_task(voter.add_vote(job, "bob", event_id="ev1", now=T0 + 4))
+            for _ in range(10_000):
+                if vote.done() or await voter.db.fetchval(
+                        "SELECT COUNT(*) FROM pg_locks WHERE NOT granted"):
+                    break
+                await asyncio.sleep(0.001)
+            assert not vote.done(), "the vote did not wait for the close"
+        write = await vote
+        assert (write.open, write.changed) == (False, False)
+        assert await voter.vote_count(job) == 0
+    finally:
+        await closer.close()
+        await voter.close()
