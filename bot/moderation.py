@@ -74,7 +74,7 @@ CSV_COLUMNS = (
     "job_id", "created_at_utc", "finished_at_utc", "user_id", "channel_id", "event_id", "state",
     "provider", "model", "mode", "duration_s", "resolution", "audio", "inputs", "prompt",
     "credits_estimate", "credits_charged", "moderator_id", "error_kind", "error_message",
-    "delivery_ref", "ratio", "options", "event_fixed",
+    "delivery_ref", "ratio", "options", "event_fixed", "votes", "voters",
 )
 
 
@@ -84,11 +84,14 @@ def _iso(unix: float | None) -> str:
     return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def jobs_csv(jobs: Sequence[JobView], event_fixed: Mapping[str, str] | None = None) -> str:
+def jobs_csv(jobs: Sequence[JobView], event_fixed: Mapping[str, str] | None = None,
+             voters: Mapping[str, Sequence[str]] | None = None) -> str:
     """A guild's job history for a spreadsheet. Cells that a spreadsheet would run as a formula
     are defused (see `defuse_cell`): prompts are user input. `event_fixed`: what each event
-    (by id) fixed for its entries, in words (bot/guild.py FixedSettings.words)."""
+    (by id) fixed for its entries, in words (bot/guild.py FixedSettings.words). `voters`: who
+    voted for each event entry (by job id, bot/service/votes.py), as a count and the ids."""
     event_fixed = event_fixed or {}
+    voters = voters or {}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -103,6 +106,8 @@ def jobs_csv(jobs: Sequence[JobView], event_fixed: Mapping[str, str] | None = No
             job.credits_estimate, job.credits_charged, job.moderator_id or "",
             job.error_kind or "", job.error_message or "", job.delivery_ref or "",
             req.ratio.value, _options(req), event_fixed.get(job.event_id or "", ""),
+            len(voters.get(job.id, ())) if job.event_id else "",
+            "; ".join(voters.get(job.id, ())),
         ]
         writer.writerow([defuse_cell(v) for v in row])
     return out.getvalue()
@@ -136,6 +141,7 @@ def defuse_cell(value: object) -> object:
 class Forgotten:
     jobs: int
     files: int
+    votes: int = 0  # votes cast in events, deleted (bot/service/privacy.py)
 
 
 async def forget_user(

@@ -45,6 +45,7 @@ from cogs.utils.core import Core, cdn_hosts
 from cogs.utils.delivery import DiscordDelivery
 from cogs.utils.texts import OUTAGE_TEXT, refusal_text
 from cogs.utils.views import ForgetButton, JobButton
+from cogs.utils.voting import VoteButton, WithdrawButton
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,7 @@ class SeedanceBot(commands.AutoShardedBot):
                          metrics=self.metrics)
         if not self.worker:
             self.add_dynamic_items(JobButton, ModButton, ForgetButton)
+            self.add_dynamic_items(VoteButton, WithdrawButton)
             for ext in EXTENSIONS:
                 await self.load_extension(ext)
         await self.engine.start()

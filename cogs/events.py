@@ -28,13 +28,19 @@ from discord.ext import commands, tasks
 
 from bot.errors import Refusal
 from bot.guild import FixedSettings, ReviewMode
-from bot.service import EventService, intake_closed_at
+from bot.service import EventService, Standing, VoteService, intake_closed_at
 from bot.service.events import UNPOSTABLE, ChannelBusy
 from bot.store import EventRow, EventStats
 from cogs.utils.acks import defer
 from cogs.utils.core import requester_of
 from cogs.utils.messaging import NO_PINGS, event_nonce
-from cogs.utils.texts import clip, duration_words, timestamp
+from cogs.utils.texts import (
+    clip,
+    duration_words,
+    standings_block,
+    timestamp,
+    winners_block,
+)
 
 if TYPE_CHECKING:
     from cogs.app import SeedanceBot
@@ -87,8 +93,9 @@ def stats_line(stats: EventStats) -> str:
 
 
 def summary_text(event: EventRow, stats: EventStats, *, waiting_review: int = 0,
-                 unfinished: int = 0) -> str:
-    """The summary, exactly from `event_stats` (entries are jobs asked for in the event)."""
+                 unfinished: int = 0, winners: list[Standing] | None = None) -> str:
+    """The summary, exactly from `event_stats` (entries are jobs asked for in the event), and
+    the winners by votes (bot/service/votes.py) when `winners` is given."""
     ended = intake_closed_at(event)
     lines = [
         f"🏁 {bold(event.name)} has ended.",
@@ -106,7 +113,9 @@ def summary_text(event: EventRow, stats: EventStats, *, waiting_review: int = 0,
                      "approved; not counted above)")
     if unfinished:
         lines.append(f"• Still being made: {unfinished} (not counted above)")
-    return "\n".join(lines)
+    if winners is not None:
+        lines.append(winners_block(event, winners))
+    return clip("\n".join(lines), 2000)
 
 
 @app_commands.guild_only()
@@ -121,6 +130,10 @@ class Events(commands.GroupCog, group_name="event",
     @property
     def events(self) -> EventService:
         return self.bot.core.services.events
+
+    @property
+    def votes(self) -> VoteService:
+        return self.bot.core.services.votes
 
     async def cog_load(self) -> None:
         self.ticker.start()
@@ -241,7 +254,8 @@ class Events(commands.GroupCog, group_name="event",
             if last is not None:
                 event, stats = last
                 text += (f" The last one, {bold(event.name)}, ended "
-                         f"{timestamp(intake_closed_at(event), 'f')}: {stats_line(stats)}.")
+                         f"{timestamp(intake_closed_at(event), 'f')}: {stats_line(stats)}.\n"
+                         f"{winners_block(event, await self.votes.winners(event))}")
             await self._say(interaction, text)
             return
         parts = []
@@ -256,7 +270,8 @@ class Events(commands.GroupCog, group_name="event",
             parts.append(
                 f"🎬 {bold(event.name)} in <#{event.channel_id}>{gallery}\n"
                 f"{ending} · review: {event.moderation}\n{fixed_line(event)}"
-                f"So far: {stats_line(item.stats)}.\n{mine}")
+                f"So far: {stats_line(item.stats)}.\n{mine}\n"
+                f"{standings_block(event, await self.votes.top(event))}")
         if len(shown) > 5:
             parts.append(f"…and {len(shown) - 5} more.")
         await self._say(interaction, "\n\n".join(parts))
@@ -322,7 +337,7 @@ class Events(commands.GroupCog, group_name="event",
             stats = closing.stats
             ref = await self._post_summary(current, summary_text(
                 current, stats, waiting_review=closing.waiting_review,
-                unfinished=closing.unfinished), stats)
+                unfinished=closing.unfinished, winners=await self.votes.winners(current)), stats)
             if ref is None:
                 return current, "I couldn't post the summary yet; I'll try again shortly."
             await self.events.summary_posted(current, ref)

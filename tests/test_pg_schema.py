@@ -176,8 +176,9 @@ async def test_both_migration_sets_make_the_same_schema(stores: dict[str, Store]
         "ledger", ("job_id",), True, "kind = 'commit'")
     assert ("blocklist", ("guild_id", "kind", "pattern")) in lite.unique_keys
     assert ("ledger", ("job_id",), "jobs", ("id",)) in lite.foreign_keys
-    assert len(lite.columns) == 19  # every table (0009 added usage_days, dropped leases;
-    # 0010 added gateway_health, 0011 result_sizes)
+    assert ("votes", ("job_id",), "jobs", ("id",)) in lite.foreign_keys
+    assert len(lite.columns) == 20  # every table (0009 added usage_days, dropped leases;
+    # 0010 added gateway_health, 0011 result_sizes, 0016 votes)
 
 
 async def test_postgres_integers_stay_integers_but_seq_and_ids(stores: dict[str, Store]) -> None:

@@ -32,8 +32,10 @@ from .refusals import (
     ReviewUnavailable,
     RoleRequired,
     UnfinishedJobs,
+    VotingClosed,
 )
 from .videos import Made, VideoService, resolve_options
+from .votes import Ballot, Standing, VoteService
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Services:
     events: EventService
     privacy: PrivacyService
     fleet: FleetService
+    votes: VoteService
 
     @classmethod
     def build(cls, settings: Settings, store: Store, engine: Engine,
@@ -58,6 +61,7 @@ class Services:
             privacy=PrivacyService(store, engine, settings.data_dir),
             fleet=FleetService(settings, store, limits=engine.limits,
                                states=engine_states(engine.fleet.health)),
+            votes=VoteService(store),
         )
 
 
@@ -66,6 +70,7 @@ __all__ = [
     "DM_GUILD",
     "AdminService",
     "BadSetting",
+    "Ballot",
     "Blocked",
     "BlockedWords",
     "Closing",
@@ -89,8 +94,11 @@ __all__ = [
     "ReviewUnavailable",
     "RoleRequired",
     "Services",
+    "Standing",
     "UnfinishedJobs",
     "VideoService",
+    "VoteService",
+    "VotingClosed",
     "intake_closed_at",
     "resolve_options",
 ]

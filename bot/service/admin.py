@@ -256,5 +256,8 @@ class AdminService:
             raise BadSetting("`until` must not be before `since`.")
         jobs = await self.store.jobs_between(guild, start.timestamp(), end.timestamp())
         fixed = {e.id: fixed_words(e.fixed) for e in await self.store.events(guild) if e.fixed}
+        voters: dict[str, list[str]] = {}
+        for vote in await self.store.votes_in(guild, start.timestamp(), end.timestamp()):
+            voters.setdefault(vote.job_id, []).append(vote.voter_id)
         return Export(len(jobs), f"seedance-jobs-{since}-to-{until}.csv",
-                      jobs_csv(jobs, fixed).encode("utf-8"))
+                      jobs_csv(jobs, fixed, voters).encode("utf-8"))

@@ -25,6 +25,8 @@ class Requester:
     role_ids: tuple[str, ...] = ()
     moderator: bool = False
     admin: bool = False
+    #: An automated account (a Discord bot): it may not vote (bot/service/votes.py).
+    bot: bool = False
 
     @property
     def places(self) -> tuple[str, ...]:

@@ -3,7 +3,10 @@
 Deleting refuses while a job of theirs is unfinished (rather than skipping it), so nobody
 believes everything is gone while a job still holds their prompt. Each finished job keeps an
 anonymised accounting row; ledger lines keep the user id while a quota window needs them
-(bot/store/moderation.py).
+(bot/store/moderation.py). The votes they cast in events are deleted outright (a vote is theirs
+alone and accounts for nothing; a running event's counts drop by them); votes others cast for
+their entries stay with those voters, but an entry whose author is forgotten is out of the
+running (bot/service/votes.py).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.engine import Engine
@@ -36,6 +39,7 @@ class Holdings:
     unfinished: int
     files: int
     bytes: int
+    votes: int = 0  # votes cast in events
 
 
 def count_holdings(jobs: list[JobView], data_dir: Path) -> Holdings:
@@ -76,7 +80,8 @@ class PrivacyService:
 
     async def holdings(self, user_id: str) -> Holdings:
         jobs = await self.store.jobs(user_id=user_id)
-        return await asyncio.to_thread(count_holdings, jobs, self.data_dir)
+        held = await asyncio.to_thread(count_holdings, jobs, self.data_dir)
+        return replace(held, votes=await self.store.votes_by(user_id))
 
     async def may_forget(self, user_id: str, who: Requester) -> None:
         """Only the person themself, and not while a job of theirs still holds their data."""
@@ -90,5 +95,7 @@ class PrivacyService:
     async def forget(self, user_id: str, who: Requester) -> Forgotten:
         """Delete the user's prompts, inputs and files (refused as `may_forget` says)."""
         await self.may_forget(user_id, who)
-        return await forget_user(self.store, self.data_dir, user_id, now=time.time(),
+        votes = await self.store.forget_votes(user_id)
+        done = await forget_user(self.store, self.data_dir, user_id, now=time.time(),
                                  discard=self.engine.discard_task)
+        return replace(done, votes=votes)

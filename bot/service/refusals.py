@@ -49,6 +49,14 @@ class EventClosed(Refusal):
         super().__init__(f"**{name}** has ended; entries are closed.")
 
 
+class VotingClosed(Refusal):
+    """The event's votes are closed (they close with its entries)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"**{name}** has ended; votes are closed and count as they stood.")
+
+
 class ReviewUnavailable(Refusal):
     """Moderation is on but nobody could review: fail closed."""
 

@@ -46,12 +46,13 @@ from bot.store.schema import migrate, schema_version
 from bot.store.settings import SettingsStore
 from bot.store.sqlite import SqliteDatabase
 from bot.store.transitions import QUEUE_CHANNEL, Move
+from bot.store.votes import VotesStore
 from bot.store.watch import WatchStore
 
 T = TypeVar("T")
 
 
-class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore):
+class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore, VotesStore):
     """Durable state of the bot. Open with `await Store.open(url_or_path)`; `close()` it."""
 
     _job_from_row = staticmethod(job_from_row)

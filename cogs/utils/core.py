@@ -67,6 +67,7 @@ def requester_of(interaction: discord.Interaction[Any]) -> Requester:
         role_ids=tuple(str(r.id) for r in getattr(user, "roles", [])),
         moderator=bool(perms and (perms.manage_messages or perms.manage_guild)),
         admin=bool(perms and perms.manage_guild),
+        bot=user.bot,
     )
 
 

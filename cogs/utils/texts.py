@@ -13,7 +13,8 @@ from bot.models import GenerationRequest
 from bot.moderation import Forgotten
 from bot.roles import mapping_lines
 from bot.service.privacy import LEDGER_DAYS, Holdings
-from bot.store import JobView
+from bot.service.votes import Ballot, Standing
+from bot.store import EventRow, JobView
 from bot.words import size
 
 #: Discord's limits that shape our texts.
@@ -76,6 +77,9 @@ def holdings_text(held: Holdings) -> str:
                 f"({size(held.bytes)}: your inputs, results and last frames).")
         if held.unfinished:
             head += f" {held.unfinished} of them are not finished yet."
+    if held.votes:
+        head += (f"\nYou cast **{held.votes}** vote{'s' if held.votes != 1 else ''} in "
+                 "events; `/my-data delete` deletes them too.")
     return (f"{head}\nThe credit ledger keeps your user id for up to {LEDGER_DAYS} days, as "
             "quotas are counted from it.\n`/my-data delete` removes your prompts and files; "
             "each job keeps an anonymous accounting row.")
@@ -86,7 +90,9 @@ def forgotten_text(done: Forgotten) -> str:
             f"job{'s' if done.jobs != 1 else ''} and **{done.files}** "
             f"file{'s' if done.files != 1 else ''} from disk. Each job keeps an anonymous "
             "accounting row (model, length, credits). Credit ledger lines of the last "
-            f"{LEDGER_DAYS} days keep your user id, as quotas are counted from them.")
+            f"{LEDGER_DAYS} days keep your user id, as quotas are counted from them."
+            + (f" The **{done.votes}** vote{'s' if done.votes != 1 else ''} you cast in events "
+               f"{'was' if done.votes == 1 else 'were'} deleted." if done.votes else ""))
 
 
 def limits_line(limits: GuildLimits) -> str:
@@ -360,3 +366,72 @@ def audit_text(job: JobView, *, jump_url: str | None = None,
                else f"{job.credits_estimate} credits released")
     tail = " · ".join(p for p in (decision, outcome, credits) if p)
     return clip("\n".join((head, prompt, what, tail)), MAX_CONTENT)
+
+
+# ---- event voting (bot/service/votes.py) -----------------------------------------------------
+#: Winners named one per line in a summary; a tie wider than this is summed up in one line.
+MAX_WINNER_LINES = 10
+
+
+def vote_label(votes: int) -> str:
+    """The vote button's label: what it does until someone votes, then the count."""
+    return "▲ Vote" if votes == 0 else f"▲ {votes}"
+
+
+def votes_words(votes: int) -> str:
+    return f"**{votes}** vote{'' if votes == 1 else 's'}"
+
+
+def voted_text(ballot: Ballot) -> str:
+    if not ballot.changed:
+        return (f"You had voted for this entry already; a vote counts once. It has "
+                f"{votes_words(ballot.votes)}.")
+    return (f"Your vote is counted: this entry has {votes_words(ballot.votes)}. You may vote "
+            f"for other entries too, and take this vote back until **{ballot.event.name}** "
+            f"ends.")
+
+
+def withdrawn_text(ballot: Ballot) -> str:
+    if not ballot.changed:
+        return (f"You have no vote on this entry to take back; it has "
+                f"{votes_words(ballot.votes)}.")
+    return (f"Your vote is taken back: this entry has {votes_words(ballot.votes)}. Press "
+            "▲ on the entry to vote again.")
+
+
+def place_word(standing: Standing) -> str:
+    """`1.`, or `=2.` for a place shared by a tie."""
+    return f"{'=' if standing.tied else ''}{standing.rank}."
+
+
+def standing_line(event: EventRow, standing: Standing) -> str:
+    """`=2. <@author> — **3** votes (tied) · [entry](link)`."""
+    entry = standing.entry
+    where = event.thread_id or entry.channel_id
+    link = (f" · [entry](https://discord.com/channels/{event.guild_id}/{where}/"
+            f"{entry.message_id})" if entry.message_id else "")
+    tie = " (tied)" if standing.tied else ""
+    return (f"{place_word(standing)} <@{entry.author_id}> — {votes_words(entry.votes)}{tie}"
+            f"{link}")
+
+
+def standings_block(event: EventRow, top: list[Standing]) -> str:
+    """The leading entries for `/event status`, or how to vote when nobody has yet."""
+    if not top:
+        return "No votes yet: press ▲ on the entries you like in the gallery."
+    return "Top entries:\n" + "\n".join(standing_line(event, s) for s in top)
+
+
+def winners_block(event: EventRow, winners: list[Standing]) -> str:
+    """The summary's winners: every entry placed within the top places, ties said as ties."""
+    if not winners:
+        return "• Votes: no entry got a vote, so there is no winner."
+    tied = any(s.tied for s in winners)
+    note = " Entries with equal votes share their place." if tied else ""
+    lines = [f"🏆 **Winners** by members' votes:{note}"]
+    lines += [standing_line(event, s) for s in winners[:MAX_WINNER_LINES]]
+    if len(winners) > MAX_WINNER_LINES:  # a wide tie: the summary must stay one message
+        last = winners[MAX_WINNER_LINES]
+        lines.append(f"…and {len(winners) - MAX_WINNER_LINES} more entries tied at "
+                     f"{place_word(last)[:-1]} with {votes_words(last.votes)} each.")
+    return "\n".join(lines)

@@ -28,6 +28,7 @@ from .acks import defer
 from .core import DiscordJobContext, core_of, requester_of
 from .messaging import send_private
 from .texts import OUTAGE_TEXT, forgotten_text, refusal_text
+from .voting import VoteButton
 
 log = logging.getLogger(__name__)
 
@@ -151,12 +152,15 @@ def _posted_video_url(interaction: discord.Interaction[Any], index: int = 1) -> 
 
 
 def result_view(job: JobView, videos: int = 1) -> discord.ui.View:
-    """Reroll/Extend/Animate per video (a row each, numbered, for a set), and Delete."""
+    """Reroll/Extend/Animate per video (a row each, numbered, for a set), and Delete; an
+    event's entry has a vote button too (cogs/utils/voting.py)."""
     view = discord.ui.View(timeout=None)
     for index in range(1, videos + 1):
         for action in ("reroll", "extend", "animate"):
             view.add_item(JobButton(action, job.id, index, numbered=videos > 1))
     view.add_item(JobButton("delete", job.id))
+    if job.event_id:
+        view.add_item(VoteButton(job.id))
     return view
 
 
