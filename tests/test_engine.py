@@ -30,6 +30,7 @@ from bot.errors import (
 from bot.models import ProviderResult, TaskState, TaskStatus
 from bot.providers.base import SubmitResult
 from bot.store import Store
+from bot.store.database import DatabaseUnavailable
 from tests.fakes.common import FakeGateway
 from tests.test_engine_fakes import (
     VIDEO_BYTES,
@@ -504,6 +505,23 @@ async def test_approval_flow_and_rejection(rig: Rig) -> None:
     audit = await rig.store.transitions(approved)
     assert audit[1].detail == "approved by mod"
     assert job.moderator_id == "mod" and (await engine.job(approved)).moderator_id == "mod"  # type: ignore[union-attr]
+
+
+async def test_a_runner_stopped_by_a_database_outage_is_resumed_at_the_next_pass(
+    rig: Rig,
+) -> None:
+    """The runner ends (the job stays this process's, claimed for an hour) and the keeper's
+    next pass resumes it: not the next lease renewal, twenty minutes away."""
+    engine = rig.engine(limits=EngineLimits(retry_base=1.0, lease_ttl=3600.0,
+                                            claim_interval=0.05))
+    rig.provider.poll_errors = [DatabaseUnavailable("PostgreSQL at db:5432 is unreachable")]
+    await engine.start()
+    job_id = await enqueue(engine)
+    async with asyncio.timeout(30):  # a hang guard: without the resume it waits 20 minutes
+        job = await engine.wait(job_id)
+    assert job.state is JobState.DELIVERED and rig.delivery.post_count[job_id] == 1
+    assert not rig.provider.poll_errors  # the outage was met
+    assert await rig.ledger_kinds(job_id) == [("reserve", 5), ("commit", 5)]
 
 
 async def test_held_result_waits_for_a_moderator(rig: Rig) -> None:

@@ -117,7 +117,7 @@ class Keeper:
     def __init__(
         self, store: Store, *, owner: str, ttl: float, interval: float,
         resume: Callable[[str], None], running: Callable[[], Collection[str]],
-        deliver: Callable[[str, TaskState], None],
+        stranded: Callable[[], int], deliver: Callable[[str, TaskState], None],
         cancel: Callable[[str, str], Awaitable[object]],
         wake: asyncio.Event, scope: Callable[[str], bool] | None = None,
         alive: Callable[[int], bool] = pid_alive,
@@ -128,6 +128,8 @@ class Keeper:
         self._interval = interval
         self._resume = resume
         self._running = running
+        self._stranded = stranded
+        self._stranded_seen = 0
         self._deliver = deliver
         self._cancel = cancel
         self._wake = wake
@@ -188,7 +190,8 @@ class Keeper:
     async def pass_once(self) -> None:
         store = self._store
         now = time.monotonic()
-        if now - self._renewed >= self._ttl / 3:  # three chances before a lease lapses
+        renewing = now - self._renewed >= self._ttl / 3  # three chances before a lease lapses
+        if renewing:
             await store.renew(self.owner, self._ttl)
             self._renewed = now
         for owner in await store.owners():
@@ -198,9 +201,15 @@ class Keeper:
                     await self._take(job, replacing=owner)
         for job in await store.orphans():
             await self._take(job)
-        mine = set(self._running())
-        for job_id in await store.owned(self.owner) - mine:
-            self._resume(job_id)  # its runner ended early (the database was away)
+        stranded = self._stranded()
+        if renewing or stranded != self._stranded_seen:
+            # A runner ended early (the database was away) and left its job claimed by this
+            # process: resume it. Looked for when that happened, and with every renewal, not
+            # at every pass: the list is every job this process drives.
+            mine = set(self._running())
+            for job_id in await store.owned(self.owner) - mine:
+                self._resume(job_id)
+            self._stranded_seen = stranded  # (only once read: the database may be away still)
         mine = set(self._running())
         for update_id, job_id, text in await store.updates_for(self.owner):
             if job_id in mine:

@@ -152,6 +152,7 @@ class Engine:
             interval=self.limits.claim_interval,
             resume=lambda job_id: self._runner.spawn(job_id, resumed=True),
             running=lambda: self._runner.tasks.keys(), deliver=self._runner.deliver_state,
+            stranded=lambda: self._runner.stranded,
             cancel=lambda job_id, by: self.cancel(job_id, by, moderator=True), wake=wake,
             scope=scope,
         )
@@ -391,10 +392,4 @@ class Engine:
         return await self._canceller.get(job_id)
 
 
-__all__ = [
-    "CallbackUrls",
-    "Engine",
-    "JobNotFound",
-    "NotAllowed",
-    "QueueFull",
-]
+__all__ = ["CallbackUrls", "Engine", "JobNotFound", "NotAllowed", "QueueFull"]

@@ -77,6 +77,8 @@ class Runners:
         self._inbox: dict[str, asyncio.Queue[TaskState]] = {}
         self._cancel_requested: dict[str, asyncio.Future[str | None]] = {}
         self._recovery = TaskRecovery(store, clock)
+        #: Runners that ended on a database outage, their jobs still claimed (claims.py).
+        self.stranded = 0
 
     # ---- tasks ----------------------------------------------------------------------------
     def spawn(self, job_id: str, *, resumed: bool) -> None:
@@ -136,6 +138,7 @@ class Runners:
         except Exception as exc:
             if is_outage(exc):  # the keeper resumes it when the database is back
                 log.warning("job %s waits: the database is away (%s)", job_id, exc)
+                self.stranded += 1
                 return
             log.exception("job %s stopped by an unexpected error", job_id)
             if job is not None:
