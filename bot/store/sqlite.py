@@ -171,7 +171,7 @@ class SqliteDatabase(Database):
     async def _locked(self, step: Callable[[], Any]) -> Any:
         """Run `step` (one statement), retrying while another process holds the write lock."""
         deadline = time.monotonic() + LOCK_WAIT
-        delay = 0.001
+        delay = 0.0005
         while True:
             try:
                 return step()
@@ -179,7 +179,7 @@ class SqliteDatabase(Database):
                 if not _busy(exc) or time.monotonic() >= deadline:
                     raise
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            delay = min(delay * 2, 0.01)  # a transaction holds the lock for microseconds
 
     @contextlib.asynccontextmanager
     async def transaction(self, *, lock: str | None = None) -> AsyncIterator[Tx]:
