@@ -30,6 +30,7 @@ from bot.store.ledger import (
     usage_of,
     usage_query,
 )
+from bot.store.library import LibraryStore
 from bot.store.moderation import ModerationStore
 from bot.store.records import (
     ACTIVE_STATES,
@@ -55,7 +56,7 @@ T = TypeVar("T")
 QUEUE_CHANNEL = "seedance_queue"
 
 
-class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore):
+class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore, LibraryStore):
     """Durable state of the bot. Open with `await Store.open(url_or_path)`; `close()` it."""
 
     _job_from_row = staticmethod(job_from_row)
