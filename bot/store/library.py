@@ -9,7 +9,7 @@ an item removed while a queued job uses it leaves the job its copy.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from bot.store.database import Database, Tx
@@ -132,7 +132,7 @@ class LibraryStore:
                 (item.id, item.guild_id, item.name, item.name.lower(), item.kind, item.format,
                  item.size, item.seconds, item.width, item.height, item.description,
                  item.owner_id, item.blob_id, thumb, item.state, item.created_at))
-            return item
+            return replace(item, uses=0, has_thumb=thumb is not None, decided_by=None)
 
         result: LibraryItem | LibraryFull = await self._atomic(
             body, lock=f"seedance:library:{item.guild_id}")
