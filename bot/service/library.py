@@ -117,7 +117,8 @@ class LibraryService:
             data = await asyncio.to_thread(path.read_bytes)
             thumb = await asyncio.to_thread(thumbnail, path, ref.kind)
         finally:
-            path.unlink(missing_ok=True)
+            if path.resolve().is_relative_to(self.cache_dir.resolve()):
+                path.unlink(missing_ok=True)  # our download; a local file (the CLI's) stays
         facts = ref.facts
         review = admitted.review.prompts
         item = LibraryItem(
