@@ -6,6 +6,7 @@ server, a real face refused at `add`, and a queued job that keeps its copy."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from bot.engine import JobState
 from bot.errors import InvalidInput
 from bot.guild import ReviewMode
 from bot.intake import MediaInput
-from bot.models import Mode, Role, SourceKind
+from bot.media.thumbs import thumbnail
+from bot.models import MediaKind, Mode, Role, SourceKind
 from bot.service import NotAllowed, NothingThere, Requester, ReviewUnavailable
 from bot.service.library import LibraryRefused
 from bot.service.library_use import LibraryNotUsable
@@ -232,8 +234,20 @@ async def test_anyfast_registers_each_item_once_and_refuses_a_face_at_add(
             mini = text("@hero waves", model="seedance-2.0-mini")
             made = await w.services.videos.make(MEMBER, [], mini)
             assert made.job.request.references[0].source_kind is SourceKind.PATH
-            with pytest.raises(LibraryNotUsable, match="Attach the file to `/video` instead"):
+            with pytest.raises(InvalidInput, match="Attach the file to `/video` instead"):
                 await w.services.videos.make(MEMBER, [], text("@street", model="seedance-2.0-mini"))
         finally:
             await w.engine.stop()
             await w.store.close()
+
+
+def test_previews_are_small_pictures_of_images_and_first_frames_of_clips(tmp_path: Path
+                                                                          ) -> None:
+    wide = thumbnail(make_image(tmp_path / "wide.png", 1600, 900), MediaKind.IMAGE)
+    assert wide is not None and Image.open(io.BytesIO(wide)).size == (160, 90)
+    clip = thumbnail(make_video(tmp_path / "clip.mp4", seconds=2.0), MediaKind.VIDEO)
+    assert clip is not None and max(Image.open(io.BytesIO(clip)).size) == 160
+    assert thumbnail(make_audio(tmp_path / "a.wav"), MediaKind.AUDIO) is None
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    assert thumbnail(broken, MediaKind.VIDEO) is None  # listed without a preview

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.engine.inputs import write_file
-from bot.errors import Refusal
+from bot.errors import InvalidInput, Problem, Refusal
 from bot.intake import MediaInput
 from bot.library_refs import mentions, near_names, numbering, rewrite
 from bot.models import MediaKind, Reference, SourceKind
@@ -103,13 +103,15 @@ class LibraryUse:
                 asset = assets.get(item.id)
                 allowed = caps.accepts.get(kind, frozenset())
                 if asset is None and not allowed & {SourceKind.DATA_URI, SourceKind.PATH}:
+                    # A problem of the request (not a refusal): the next gateway of a fleet
+                    # may take it (bot/service/videos.py tries them in turn).
                     noun = KIND_NOUNS[kind.value][1]
-                    raise LibraryNotUsable(
-                        f"`@{item.name}` is kept in the library as a file, but {caps.provider} "
-                        f"takes {noun} only as public links. Attach the file to `/video` "
-                        "instead of naming it, or use a gateway that keeps assets (Anyfast's "
-                        "`seedance`, where the item is registered when it is added). Nothing "
-                        "was spent.")
+                    raise InvalidInput([Problem(
+                        f"@{item.name}",
+                        f"is kept in the library as a file, but {caps.provider} takes {noun} "
+                        "only as public links. Attach the file to `/video` instead of naming "
+                        "it, or use a gateway that keeps assets (Anyfast's `seedance`, where "
+                        "the item is registered when it is added).")])
                 data = await self.store.library_blob(item.blob_id)
                 if data is None:
                     raise LibraryNotUsable(f"`@{item.name}` was just removed from the library. "

@@ -21,6 +21,7 @@ from tests.e2e.test_discord_e2e import FAST, running, status_text, store_of, vid
 from tests.fakes.anyfast import REAL_PERSON_MARKER, FakeAnyfast
 from tests.fakes.common import Recorded
 from tests.fakes.discord.server import FakeDiscord
+from tests.fakes.discord.state import MANAGE_GUILD, MANAGE_MESSAGES
 from tests.media_factory import make_image
 from tests.provider_helpers import seed_learned_durations
 
@@ -143,3 +144,33 @@ async def test_a_character_in_two_videos_listed_and_removed(tmp_path: Path) -> N
         assert "✅ posted" in await fake.wait_for(
             lambda: ("✅ posted" in status_text(waiting) and status_text(waiting)) or None,
             timeout=30, what="the card")
+
+
+async def test_an_item_in_a_reviewing_server_waits_for_a_moderator(tmp_path: Path) -> None:
+    """With prompts reviewed, an item is told to the moderators' channel and unusable until a
+    moderator approves it; the embedded renderer sends it as the file itself."""
+    hero = ("hero.png", make_image(tmp_path / "hero.png", 800, 450).read_bytes(), "image/png")
+    async with FakeDiscord() as fake, running(tmp_path, fake):
+        mods = fake.add_channel("mods")
+        staff = fake.add_member("staff", roles=[fake.add_role("Staff",
+                                                              MANAGE_GUILD | MANAGE_MESSAGES)])
+        await private_reply(fake, await fake.slash(
+            "seedance-admin", {"mode": "prompts", "channel": mods.id}, path=("moderation",),
+            user=staff))
+        reply = await add(fake, "hero", hero)
+        assert "waits for a moderator's approval" in reply
+        note = await fake.wait_for(lambda: next((m for m in fake.messages(mods.id)
+                                                 if "`hero`" in m.content), None),
+                                   timeout=30, what="the moderators' note")
+        assert "/library approve name:hero" in note.content
+
+        early = await fake.slash("video", {"prompt": "@hero waves", **FAST})
+        assert "waits for a moderator's approval" in await private_reply(fake, early)
+        denied = await fake.slash("library", {"name": "hero"}, path=("approve",))
+        assert "Only moderators" in await private_reply(fake, denied)
+        approved = await fake.slash("library", {"name": "hero"}, path=("approve",), user=staff)
+        assert "approved by" in await private_reply(fake, approved)
+
+        inter = await fake.slash("video", {"prompt": "@hero waves", **FAST})
+        await fake.wait_for(lambda: "waiting for a moderator" in status_text(inter) or None,
+                            timeout=60, what="the prompt's review")
