@@ -176,7 +176,7 @@ class Runners:
         )
         request = job.request
         if missing_files(request):  # made on another host: its library files (inputs.py)
-            await restore_library_files(self._store, job.id)
+            await restore_library_files(self._store, request)
         if request.model is None and job.model:
             request = request.model_copy(update={"model": job.model})
         if listing:  # written before the create is sent (bot/engine/recovery.py)

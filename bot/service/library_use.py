@@ -6,19 +6,18 @@ written from the database to a file of this request (under the engine's inputs, 
 download), sent as a data URI where the gateway's capability table takes one. A gateway that
 takes that kind only as a link is refused with the fix (attach the file instead): a library
 item has no lasting public link. The job records which bytes it uses (`job_library`), so a
-removal leaves it its copy and a process on another host writes the file again
-(bot/engine/inputs.py).
+removal leaves it its copy; the file's name says which bytes it holds, so a process on another
+host writes it again (bot/engine/inputs.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.engine.inputs import write_file
+from bot.engine.inputs import library_file, write_file
 from bot.errors import InvalidInput, Problem, Refusal
 from bot.intake import MediaInput
 from bot.library_refs import mentions, near_names, numbering, rewrite
@@ -116,7 +115,7 @@ class LibraryUse:
                 if data is None:
                     raise LibraryNotUsable(f"`@{item.name}` was just removed from the library. "
                                            "Nothing was spent.")
-                path = cache_dir / f"library-{uuid.uuid4().hex}"
+                path = library_file(cache_dir, item.blob_id)
                 await asyncio.to_thread(write_file, path, data)
                 made.files.append((item.id, item.blob_id, path))
                 label = LABEL.format(name=item.name)

@@ -56,7 +56,8 @@ CREATE TABLE library_assets (
 );
 
 -- Which blobs a job's request uses (written when the job is enqueued): the job keeps its copy
--- when the item is removed, and a process on another host writes it to disk again.
+-- when the item is removed (a process on another host writes it to disk again from the blob,
+-- bot/engine/inputs.py).
 CREATE TABLE job_library (
     job_id     TEXT NOT NULL REFERENCES jobs (id),
     blob_id    TEXT NOT NULL,
