@@ -237,6 +237,16 @@ async def test_anyfast_registers_each_item_once_and_refuses_a_face_at_add(
             assert made.job.request.references[0].source_kind is SourceKind.PATH
             with pytest.raises(InvalidInput, match="Attach the file to `/video` instead"):
                 await w.services.videos.make(MEMBER, [], text("@street", model="seedance-2.0-mini"))
+
+            # Added while the server used another gateway: not registered on Anyfast, so a
+            # clip can't go there; the refusal says how to register it.
+            await w.store.update_guild_settings(GUILD, lambda s: s.changed(provider="local"))
+            added = await w.services.library.add(MEMBER, "alley", clip, filename="alley.mp4")
+            assert added.registered_on is None
+            assert len(calls(anyfast, "CreateAsset")) == 3  # hero, street, the refused face
+            with pytest.raises(InvalidInput, match="remove it and add it again"):
+                await w.services.videos.make(MEMBER, [], text("@alley", provider="anyfast",
+                                                              model="seedance"))
         finally:
             await w.engine.stop()
             await w.store.close()

@@ -105,12 +105,16 @@ class LibraryUse:
                     # A problem of the request (not a refusal): the next gateway of a fleet
                     # may take it (bot/service/videos.py tries them in turn).
                     noun = KIND_NOUNS[kind.value][1]
+                    fix = ("It was added before this server used it: remove it and add it "
+                           "again to register it there, or attach the file to `/video` instead."
+                           if caps.assets else
+                           "Attach the file to `/video` instead of naming it, or use a gateway "
+                           "that keeps assets (Anyfast's `seedance`, where the item is "
+                           "registered when it is added).")
                     raise InvalidInput([Problem(
                         f"@{item.name}",
                         f"is kept in the library as a file, but {caps.provider} takes {noun} "
-                        "only as public links. Attach the file to `/video` instead of naming "
-                        "it, or use a gateway that keeps assets (Anyfast's `seedance`, where "
-                        "the item is registered when it is added).")])
+                        f"only as public links or its own assets. {fix}")])
                 data = await self.store.library_blob(item.blob_id)
                 if data is None:
                     raise LibraryNotUsable(f"`@{item.name}` was just removed from the library. "
