@@ -251,6 +251,7 @@ class SeedanceBot(commands.AutoShardedBot):
             port=port,
             health=self.store.db.now,
             metrics=self.metrics.exposition,
+            library=self.store.library_blob,
         )
         await receiver.start()
         self._receiver = receiver

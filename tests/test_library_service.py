@@ -19,11 +19,13 @@ from bot.engine import JobState
 from bot.errors import InvalidInput
 from bot.guild import ReviewMode
 from bot.intake import MediaInput
+from bot.library_links import library_token, library_url
 from bot.media.thumbs import thumbnail
 from bot.models import MediaKind, Mode, Role, SourceKind
 from bot.service import NotAllowed, NothingThere, Requester, ReviewUnavailable
 from bot.service.library import LibraryRefused
 from bot.service.library_use import LibraryNotUsable
+from bot.webhooks import CallbackReceiver
 from tests.fakes.anyfast import REAL_PERSON_MARKER, FakeAnyfast
 from tests.fakes.common import Recorded
 from tests.media_factory import make_audio, make_image, make_video
@@ -262,3 +264,52 @@ def test_previews_are_small_pictures_of_images_and_first_frames_of_clips(tmp_pat
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
     assert thumbnail(broken, MediaKind.VIDEO) is None  # listed without a preview
+
+
+# ---- a gateway that takes files only as links -----------------------------------------------
+async def test_a_link_only_gateway_gets_a_link_the_bot_serves(data_dir: Path,
+                                                              tmp_path: Path) -> None:
+    """HiAPI takes images only as URLs: with SEEDANCE_WEBHOOK_BASE_URL the request carries a
+    link to this bot's receiver, which serves the bytes from the database to anyone holding
+    the link (any process: the bytes are rows); without it the request is refused with the
+    fix."""
+    async with httpx.AsyncClient() as http:
+        w = await build(data_dir, http, hiapi_api_key="hiapi-key", seedance_provider="hiapi",
+                        seedance_webhook_base_url="https://bot.example.org/hooks",
+                        seedance_webhook_secret="s" * 32)
+        receiver = CallbackReceiver({}, _no_callbacks, base_url="http://placeholder",
+                                    secret="s" * 32, host="127.0.0.1", port=0,
+                                    library=w.store.library_blob)
+        await receiver.start()
+        try:
+            await add(w, "hero", image(tmp_path))
+            made = await w.services.videos.make(MEMBER, [], text("@hero waves", duration=5))
+            ref = made.job.request.references[0]
+            item = await w.store.library_item(GUILD, "hero")
+            assert item is not None
+            assert ref.source == library_url("https://bot.example.org/hooks", "s" * 32,
+                                             item.blob_id, "hero.png")
+            local = ref.source.replace("https://bot.example.org/hooks",
+                                       f"http://127.0.0.1:{receiver.bound_port}")
+            served = await http.get(local)
+            assert served.status_code == 200 and served.headers["content-type"] == "image/png"
+            assert served.content == await w.store.library_blob(item.blob_id)
+            forged = local.replace(library_token("s" * 32, item.blob_id), "0" * 32)
+            assert (await http.get(forged)).status_code == 404
+        finally:
+            await receiver.stop()
+            await w.engine.stop()
+            await w.store.close()
+
+    async with httpx.AsyncClient() as http:  # the same server, no public receiver
+        w = await build(data_dir, http, hiapi_api_key="hiapi-key", seedance_provider="hiapi")
+        try:
+            with pytest.raises(InvalidInput, match="takes images only as public links"):
+                await w.services.videos.make(MEMBER, [], text("@hero waves", duration=5))
+        finally:
+            await w.engine.stop()
+            await w.store.close()
+
+
+async def _no_callbacks(job_id: str, state: object) -> None:
+    raise AssertionError("no callback expected")

@@ -4,27 +4,32 @@ the attachments, numbered as bot/library_refs.py documents), and what the job ke
 Per gateway: an item registered there as an asset goes as `asset://ID`; otherwise its bytes are
 written from the database to a file of this request (under the engine's inputs, like a
 download), sent as a data URI where the gateway's capability table takes one. A gateway that
-takes that kind only as a link is refused with the fix (attach the file instead): a library
-item has no lasting public link. The job records which bytes it uses (`job_library`), so a
-removal leaves it its copy; the file's name says which bytes it holds, so a process on another
-host writes it again (bot/engine/inputs.py).
+takes that kind only as a link gets a link this bot serves (bot/library_links.py) where
+SEEDANCE_WEBHOOK_BASE_URL is set; otherwise the request is refused with the fix (attach the
+file instead): a library item has no lasting public link of its own. The job records which
+bytes it uses (`job_library`), so a removal leaves it its copy; the file's name says which
+bytes it holds, so a process on another host writes it again (bot/engine/inputs.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+from bot.config import Settings
 from bot.engine.inputs import library_file, write_file
 from bot.errors import InvalidInput, Problem, Refusal
 from bot.intake import MediaInput
+from bot.library_links import library_url
 from bot.library_refs import mentions, near_names, numbering, rewrite
 from bot.models import MediaKind, Reference, SourceKind
 from bot.providers.base import Capabilities
 from bot.store import Store
 from bot.store.library import LibraryItem
+from bot.webhooks import load_or_create_secret
 from bot.words import KIND_NOUNS
 
 from .people import Requester
@@ -55,11 +60,24 @@ class LibraryInputs:
             path.unlink(missing_ok=True)
 
 
-class LibraryUse:
-    """Library items into requests. Raises `Refusal`s."""
+#: (blob id, file name) → a public link to the bytes (bot/library_links.py).
+Linker = Callable[[str, str], str]
 
-    def __init__(self, store: Store) -> None:
+
+def linker_of(settings: Settings) -> Linker | None:
+    """Links served by this bot's receiver, where SEEDANCE_WEBHOOK_BASE_URL names it."""
+    base = settings.seedance_webhook_base_url
+    if not base:
+        return None
+    return partial(library_url, base, load_or_create_secret(settings))
+
+
+class LibraryUse:
+    """Library items into requests. Raises `Refusal`s and `InvalidInput`."""
+
+    def __init__(self, store: Store, link: Linker | None = None) -> None:
         self.store = store
+        self.link = link
 
     async def pick(self, who: Requester, prompt: str) -> list[LibraryItem]:
         """The items the prompt's `@name`s name, in first-mention order; refused when one is
@@ -101,7 +119,11 @@ class LibraryUse:
                 kind = MediaKind(item.kind)
                 asset = assets.get(item.id)
                 allowed = caps.accepts.get(kind, frozenset())
-                if asset is None and not allowed & {SourceKind.DATA_URI, SourceKind.PATH}:
+                as_file = bool(allowed & {SourceKind.DATA_URI, SourceKind.PATH})
+                link = None
+                if asset is None and not as_file and SourceKind.URL in allowed and self.link:
+                    link = self.link(item.blob_id, f"{item.name}.{item.format or 'bin'}")
+                if asset is None and not as_file and link is None:
                     # A problem of the request (not a refusal): the next gateway of a fleet
                     # may take it (bot/service/videos.py tries them in turn).
                     noun = KIND_NOUNS[kind.value][1]
@@ -124,9 +146,9 @@ class LibraryUse:
                 made.files.append((item.id, item.blob_id, path))
                 label = LABEL.format(name=item.name)
                 made.labels[label] = item.name.lower()
-                made.inputs.append(MediaInput(
-                    f"asset://{asset}" if asset else str(path), name=label,
-                    declared_kind=kind, local_path=path))
+                source = f"asset://{asset}" if asset else (link or str(path))
+                made.inputs.append(MediaInput(source, name=label, declared_kind=kind,
+                                              local_path=path))
         except BaseException:
             made.discard()
             raise

@@ -36,7 +36,7 @@ from bot.store.library import LibraryItem
 from .admin import effective_limits
 from .failover import failover_order, fleet_for, usable
 from .gate import Admitted, admit
-from .library_use import LibraryInputs, LibraryUse
+from .library_use import LibraryInputs, LibraryUse, linker_of
 from .options import apply_fixed, capabilities_of, fixed_keys, fixed_of, server_defaults
 from .people import CLI_GUILD, Requester
 from .refusals import GatewayUnavailable, NotAllowed, NothingThere
@@ -103,7 +103,8 @@ class VideoService:
         self.http = http
         self.member_hosts = tuple(member_hosts)
         self._policy = settings.network_policy()
-        self.library = LibraryUse(store)  # `@name`s of the server library (library_use.py)
+        # `@name`s of the server library (library_use.py)
+        self.library = LibraryUse(store, linker_of(settings))
 
     # ---- a new video ------------------------------------------------------------------------
     async def make(
