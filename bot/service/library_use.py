@@ -136,7 +136,8 @@ class LibraryUse:
                     raise InvalidInput([Problem(
                         f"@{item.name}",
                         f"is kept in the library as a file, but {caps.provider} takes {noun} "
-                        f"only as public links or its own assets. {fix}")])
+                        f"only as public links{' or its own assets' if caps.assets else ''}. "
+                        f"{fix}")])
                 data = await self.store.library_blob(item.blob_id)
                 if data is None:
                     raise LibraryNotUsable(f"`@{item.name}` was just removed from the library. "
