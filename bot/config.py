@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     #: Extra hosts attachments may be downloaded from, comma-separated (a test CDN, a proxy);
     #: Discord's own CDN hosts are always allowed.
     seedance_cdn_hosts: str = ""
+    #: What one server's library (`/library add`, bot/service/library.py) may hold: items, and
+    #: their bytes in all (the bytes live in the database).
+    seedance_library_max_items: int = Field(default=50, ge=1)
+    seedance_library_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     #: Hosts or networks (CIDR) that downloads may reach although private or loopback, over
     #: http or https: a self-hosted proxy, or the tests' loopback fakes. Empty: none may.
     seedance_private_hosts: str = ""

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import httpx
@@ -32,9 +32,9 @@ from bot.models import (
     nearest_ratio,
     source_kind,
 )
-from bot.providers.base import Capabilities
+from bot.providers.base import Capabilities, MediaLimits
 from bot.roles import assign_roles
-from bot.validation import validate
+from bot.validation import check_file, validate
 from bot.words import size
 
 
@@ -79,6 +79,52 @@ class RequestOptions:
     provider: str = ""  # "": the server's gateway, else SEEDANCE_PROVIDER (bot/service)
     model: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
+
+
+#: (prompt, the measured references in the order given) → the prompt the gateway gets.
+PromptRewrite = Callable[[str, Sequence[Reference]], str]
+
+
+async def fetch_one(
+    item: MediaInput,
+    limits: MediaLimits,
+    *,
+    http: httpx.AsyncClient | None,
+    cache_dir: Path,
+    max_bytes: int,
+    allowed_hosts: Sequence[str] = (),
+    policy: NetworkPolicy = STRICT,
+) -> tuple[Reference, Path]:
+    """One file fetched (capped, under the address rules), measured from its bytes and checked
+    against the per-file rules of /video inputs; raises `InvalidInput` (its download deleted)
+    when it can't be used. For files kept for later (the server library)."""
+    fetched: list[Path] = []
+    cap = min(max_bytes, max(limits.image_max_bytes, limits.video_max_bytes,
+                             limits.audio_max_bytes))
+    try:
+        path, problem = await _materialize(
+            item, http=http, cache_dir=cache_dir, max_bytes=cap, allowed_hosts=allowed_hosts,
+            policy=policy, fetched=fetched)
+        if problem is None and path is None:
+            problem = Problem(item.label, "must be a file, not an asset id.")
+        if problem is not None or path is None:
+            raise InvalidInput([problem] if problem else [])
+        try:
+            facts = await probe_file_async(path)
+        except UnreadableMedia as exc:
+            raise InvalidInput([Problem(item.label, exc.hint or "is not an image, video or "
+                                        "audio file we can read; attach a JPEG/PNG/WebP image, "
+                                        "an MP4/MOV video or a WAV/MP3 clip.")]) from None
+        ref = Reference(kind=facts.kind, source=item.source, name=item.label, facts=facts,
+                        local_path=str(path))
+        problems = check_file(ref, limits)
+        if problems:
+            raise InvalidInput(problems)
+        return ref, path
+    except BaseException:
+        for done in fetched:
+            done.unlink(missing_ok=True)
+        raise
 
 
 def _defaults(options: RequestOptions, caps: Capabilities) -> tuple[int, Resolution, bool]:
@@ -173,8 +219,13 @@ async def prepare(
     max_bytes: int | None = None,
     allowed_hosts: Sequence[str] = (),
     policy: NetworkPolicy = STRICT,
+    rewrite: PromptRewrite | None = None,
 ) -> GenerationRequest:
     """Fetch, measure, map and validate. Raises `InvalidInput` with every problem found.
+
+    `rewrite` turns the prompt into the one the gateway gets once the files are measured
+    (their kinds number the placeholders): the server library's `@name`s become `@imageN`…
+    (bot/service/library_use.py) before roles are mapped and the prompt is checked.
 
     No input may be larger than `max_bytes` (SEEDANCE_MAX_DOWNLOAD_BYTES) nor than the largest
     file the model takes. URLs are fetched under `policy` (bot/media/fetch.py): a member's URL
@@ -185,7 +236,7 @@ async def prepare(
     try:
         return await _prepare(inputs, options, caps, http=http, cache_dir=cache_dir,
                               max_bytes=max_bytes, allowed_hosts=allowed_hosts, policy=policy,
-                              fetched=fetched)
+                              fetched=fetched, rewrite=rewrite)
     except BaseException:
         for path in fetched:
             path.unlink(missing_ok=True)
@@ -203,6 +254,7 @@ async def _prepare(
     allowed_hosts: Sequence[str],
     policy: NetworkPolicy,
     fetched: list[Path],
+    rewrite: PromptRewrite | None = None,
 ) -> GenerationRequest:
     limits = caps.limits
     cap = max(limits.image_max_bytes, limits.video_max_bytes, limits.audio_max_bytes)
@@ -249,6 +301,8 @@ async def _prepare(
             hints[id(ref)] = item.role_hint
         refs.append(ref)
 
+    if rewrite is not None:
+        options = replace(options, prompt=rewrite(options.prompt, refs))
     requested: RequestedMode | Mode = options.mode
     if hints:
         roles = set(hints.values())

@@ -23,6 +23,7 @@ from aiohttp import web
 
 from bot.config import Settings
 from bot.health import Exposition, Probe, add_health_route, add_metrics_route, serve
+from bot.library_links import BlobReader, add_library_route
 from bot.models import TaskState
 from bot.providers.base import Capabilities, Provider
 
@@ -88,6 +89,7 @@ class CallbackReceiver:
         memory: int = 4096,
         health: Probe | None = None,
         metrics: Exposition | None = None,
+        library: BlobReader | None = None,
     ) -> None:
         if not secret:
             raise ValueError("the callback receiver needs a secret to make URL tokens")
@@ -108,6 +110,8 @@ class CallbackReceiver:
             add_health_route(self.app, health)
         if metrics is not None:
             add_metrics_route(self.app, metrics)
+        if library is not None:  # server-library files for link-only gateways
+            add_library_route(self.app, secret, library)
 
     def url_for(self, provider: str, job_id: str) -> str:
         """The callback URL to give the gateway when submitting `job_id`."""

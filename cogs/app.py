@@ -50,7 +50,7 @@ from cogs.utils.voting import VoteButton, WithdrawButton
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.video", "cogs.info", "cogs.admin", "cogs.moderation", "cogs.events",
-              "cogs.privacy")
+              "cogs.privacy", "cogs.library")
 
 
 def describe(error: app_commands.AppCommandError) -> str:
@@ -253,6 +253,7 @@ class SeedanceBot(commands.AutoShardedBot):
             port=port,
             health=self.store.db.now,
             metrics=self.metrics.exposition,
+            library=self.store.library_blob,
         )
         await receiver.start()
         self._receiver = receiver

@@ -27,6 +27,7 @@ from bot.health import HealthServer
 from bot.models import GenerationRequest
 from bot.providers.local import build
 from bot.store import QuotaLimitRow, Store
+from bot.store.library import LibraryItem
 from tests import pgserver
 from tests.test_engine_fakes import FakeDelivery, request
 
@@ -56,14 +57,29 @@ async def sqlite_with_jobs(tmp_path: Path) -> AsyncIterator[Path]:
             assert (await engine.wait(job.id)).state is JobState.DELIVERED
         await engine.stop()
         # Waiting ones, as a stopped bot leaves them: queued, no owner.
-        for i in range(2):
-            await engine.enqueue(local(f"a dog {i}"), guild_id="g2", channel_id="c",
-                                 user_id="w")
+        waiting = [await engine.enqueue(local(f"a dog {i}"), guild_id="g2", channel_id="c",
+                                         user_id="w") for i in range(2)]
+    # A library item (bytes and preview), registered on a gateway, used by a waiting job.
+    item = library_item("g2")
+    await store.add_library_item(item, bytes(range(256)) * 3, b"\x89PNG preview", max_items=5,
+                                 max_bytes=10**9)
+    await store.use_library_items(waiting[0].id, [(item.id, item.blob_id, "/data/cache/x")])
+    await store.begin_library_group("g2", "anyfast")
+    await store.end_library_group("g2", "anyfast", "group-1")
+    await store.begin_library_asset(item.id, "anyfast")
+    await store.end_library_asset(item.id, "anyfast", "asset-1")
     await provider.aclose()
     await store.set_quota_limit(QuotaLimitRow("role", "g", "vip", 90, "day"), now=time.time())
     await store.set_quota_limit(QuotaLimitRow("guild", "g", "", 900, "month"), now=time.time())
     await store.close()
     yield settings.database_path
+
+
+def library_item(guild: str) -> LibraryItem:
+    return LibraryItem(id="item-1", guild_id=guild, name="hero", kind="image", format="png",
+                       size=768, seconds=None, width=800, height=450, description="",
+                       owner_id="w", blob_id="blob-1", state="ready", uses=0, decided_by=None,
+                       created_at=1.0, has_thumb=True)
 
 
 def local(prompt: str) -> GenerationRequest:
@@ -109,6 +125,13 @@ async def test_every_table_is_copied_with_its_ids_and_new_rows_follow(
         source_counts = await counts(source)
         assert source_counts == await counts(target)
         assert source_counts["jobs"] == 5 and source_counts["job_transitions"] > 5
+        # The library's bytes arrive whole (BLOB → bytea), with its assets and job uses.
+        assert source_counts["library_items"] == source_counts["job_library"] == 1
+        assert await target.library_items("g2") == await source.library_items("g2")
+        assert await target.library_blob("blob-1") == bytes(range(256)) * 3
+        assert await target.library_thumb("item-1") == b"\x89PNG preview"
+        assert await target.library_assets(["item-1"], "anyfast") == {"item-1": "asset-1"}
+        assert await target.begin_library_group("g2", "anyfast") == ("ready", "group-1")
         for job in await source.jobs():
             assert await target.get_job(job.id) == job
         assert await source.ledger(job.id) == await target.ledger(job.id)

@@ -23,7 +23,7 @@ DIALECTS = ("sqlite", "postgres")
 
 class Column(NamedTuple):
     name: str
-    kind: str  # "integer", "text" or "real"
+    kind: str  # "integer", "text", "real" or "bytes"
     not_null: bool
     default: str | None
     identity: bool
@@ -63,6 +63,8 @@ def _kind(declared: str) -> str:
         return "text"
     if any(word in upper for word in ("REAL", "FLOA", "DOUB")):
         return "real"
+    if upper in ("BLOB", "BYTEA"):  # SQLite's BLOB is PostgreSQL's bytea (0014)
+        return "bytes"
     raise AssertionError(f"unexpected column type {declared!r}")
 
 
@@ -177,8 +179,8 @@ async def test_both_migration_sets_make_the_same_schema(stores: dict[str, Store]
     assert ("blocklist", ("guild_id", "kind", "pattern")) in lite.unique_keys
     assert ("ledger", ("job_id",), "jobs", ("id",)) in lite.foreign_keys
     assert ("votes", ("job_id",), "jobs", ("id",)) in lite.foreign_keys
-    assert len(lite.columns) == 20  # every table (0009 added usage_days, dropped leases;
-    # 0010 added gateway_health, 0011 result_sizes, 0016 votes)
+    assert len(lite.columns) == 25  # every table (0009 added usage_days, dropped leases;
+    # 0010 added gateway_health, 0011 result_sizes, 0014 the library's five, 0016 votes)
 
 
 async def test_postgres_integers_stay_integers_but_seq_and_ids(stores: dict[str, Store]) -> None:

@@ -41,6 +41,8 @@ async def cleanup(
         await store.mark_cleaned(job.id, now=now)
     removed += await asyncio.to_thread(
         _sweep, inputs_dir, time.time() - ORPHAN_INPUT_SECONDS, kept)
+    # The bytes of removed library items go once no unfinished job uses them (migration 0014).
+    await store.sweep_library_blobs()
     return removed
 
 

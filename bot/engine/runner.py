@@ -34,6 +34,7 @@ from bot.store.database import is_outage
 from .events import Delivery, EventKind, JobEvent
 from .fleet import Fleet
 from .follow import TaskFollower
+from .inputs import missing_files, restore_library_files
 from .machine import JobMachine
 from .policies import resubmit_is_safe, submission_key
 from .recovery import LISTED_BEFORE, TaskRecovery, lists_tasks, may_have_created
@@ -184,6 +185,8 @@ class Runners:
             else None
         )
         request = job.request
+        if missing_files(request):  # made on another host: its library files (inputs.py)
+            await restore_library_files(self._store, request)
         if request.model is None and job.model:
             request = request.model_copy(update={"model": job.model})
         if listing:  # written before the create is sent (bot/engine/recovery.py)

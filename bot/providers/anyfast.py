@@ -104,6 +104,7 @@ _CAPS = {
         models=MODELS,
         resolutions=frozenset(Resolution),
         limits=MediaLimits(min_reference_images=1),
+        assets=True,  # the asset API is documented for Seedance 2.0 (its seed page)
         seed=False,
         camera_fixed=False,
         webhooks=False,
@@ -120,6 +121,7 @@ _ROLE_BY_KIND = {
 }
 _ITEM_TYPE = {MediaKind.IMAGE: "image_url", MediaKind.VIDEO: "video_url",
               MediaKind.AUDIO: "audio_url"}
+_ASSET_TYPE = {MediaKind.IMAGE: "Image", MediaKind.VIDEO: "Video", MediaKind.AUDIO: "Audio"}
 _KIND_ORDER = {MediaKind.IMAGE: 0, MediaKind.VIDEO: 1, MediaKind.AUDIO: 2}
 
 
@@ -339,6 +341,10 @@ class AnyfastProvider(HttpGateway):
             idempotent=False,
         )
         return self._asset_id(json_body(response, NAME))
+
+    async def register_asset(self, group_id: str, name: str, url: str, kind: MediaKind) -> str:
+        """`AssetRegistry`: `create_asset` with the AssetType of the file's kind."""
+        return await self.create_asset(group_id, name, url, _ASSET_TYPE[kind])
 
     @staticmethod
     def _asset_id(raw: Any) -> str:

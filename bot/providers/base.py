@@ -138,6 +138,9 @@ class Capabilities:
             MediaKind.AUDIO: frozenset({SourceKind.URL, SourceKind.DATA_URI}),
         }
     )
+    #: The gateway keeps files as assets (`AssetRegistry`): a server's library item is
+    #: registered once, by URL, and sent as `asset://ID` afterwards (bot/service/library.py).
+    assets: bool = False
     #: Typical seconds from submit to success, for the first poll and ETAs before history exists.
     typical_seconds: float = 90.0
     #: Hosts result files may be downloaded from (suffix match); empty = any public https host
@@ -220,6 +223,21 @@ class TaskLister(Protocol):
     async def list_task_ids(self) -> list[str]:
         """The ids `list_tasks` would give, without reading each task: what a snapshot
         before every create needs (bot/engine/recovery.py), at a fraction of the cost."""
+        ...
+
+
+@runtime_checkable
+class AssetRegistry(Protocol):
+    """A provider whose capability table says `assets`: files registered once, by a public
+    URL the gateway fetches, used as `asset://<id>` in later requests."""
+
+    async def create_asset_group(self, name: str) -> str:
+        """A new group to hold one server's assets; its id."""
+        ...
+
+    async def register_asset(self, group_id: str, name: str, url: str, kind: MediaKind) -> str:
+        """Register the file at `url` in the group; its asset id. A `ContentRejectedError`
+        (e.g. `RealFaceError`) when the gateway's review refuses the file."""
         ...
 
 

@@ -18,6 +18,7 @@ from bot.store import Store
 from .admin import AdminService, Export, Overview
 from .events import Closing, EventService, EventStatus, intake_closed_at
 from .fleet import FleetService, FleetStatus, GatewayState, GatewayStatus, engine_states
+from .library import LibraryService
 from .people import CLI_GUILD, DM_GUILD, Requester
 from .privacy import Holdings, PrivacyService
 from .refusals import (
@@ -48,6 +49,7 @@ class Services:
     privacy: PrivacyService
     fleet: FleetService
     votes: VoteService
+    library: LibraryService
 
     @classmethod
     def build(cls, settings: Settings, store: Store, engine: Engine,
@@ -62,6 +64,8 @@ class Services:
             fleet=FleetService(settings, store, limits=engine.limits,
                                states=engine_states(engine.fleet.health)),
             votes=VoteService(store),
+            library=LibraryService(settings, store, providers, http,
+                                   cache_dir=engine.inputs_dir, member_hosts=member_hosts),
         )
 
 
@@ -84,6 +88,7 @@ __all__ = [
     "GatewayStatus",
     "GatewayUnavailable",
     "Holdings",
+    "LibraryService",
     "Made",
     "NotAllowed",
     "NotInThisChannel",

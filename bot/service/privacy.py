@@ -93,9 +93,12 @@ class PrivacyService:
             raise UnfinishedJobs(len(unfinished))
 
     async def forget(self, user_id: str, who: Requester) -> Forgotten:
-        """Delete the user's prompts, inputs and files (refused as `may_forget` says)."""
+        """Delete the user's prompts, inputs and files (refused as `may_forget` says), and the
+        server-library items they added (bot/store/library.py; a job of someone else that uses
+        one keeps its copy until it ends)."""
         await self.may_forget(user_id, who)
         votes = await self.store.forget_votes(user_id)
+        await self.store.forget_library_items(user_id)
         done = await forget_user(self.store, self.data_dir, user_id, now=time.time(),
                                  discard=self.engine.discard_task)
         return replace(done, votes=votes)

@@ -31,10 +31,12 @@ from bot.intake import MediaInput, RequestOptions, prepare
 from bot.models import GenerationRequest, MediaKind, RequestedMode, Role, SafetyCheck
 from bot.providers.base import Capabilities, Provider
 from bot.store import EventRow, JobView, Store
+from bot.store.library import LibraryItem
 
 from .admin import effective_limits
 from .failover import failover_order, fleet_for, usable
 from .gate import Admitted, admit
+from .library_use import LibraryInputs, LibraryUse, linker_of
 from .options import apply_fixed, capabilities_of, fixed_keys, fixed_of, server_defaults
 from .people import CLI_GUILD, Requester
 from .refusals import GatewayUnavailable, NotAllowed, NothingThere
@@ -101,6 +103,8 @@ class VideoService:
         self.http = http
         self.member_hosts = tuple(member_hosts)
         self._policy = settings.network_policy()
+        # `@name`s of the server library (library_use.py)
+        self.library = LibraryUse(store, linker_of(settings))
 
     # ---- a new video ------------------------------------------------------------------------
     async def make(
@@ -132,17 +136,18 @@ class VideoService:
                     admitted: Admitted, context: Mapping[str, Any] | None) -> Made:
         fixed = fixed_of(admitted.event)
         chosen = apply_fixed(options, fixed)  # refuses a choice the event contradicts
+        picked = await self.library.pick(who, chosen.prompt)
         wanted = failover_order(chosen, admitted.settings, self.settings)
         order = usable(wanted, self.providers)
         if wanted and not order:
             raise GatewayUnavailable(", ".join(wanted), "none of them has its API key set")
         gateways: list[str] = []
         if not order:
-            request, caps = await self._request(who, inputs, chosen, admitted)
+            request, caps, lib = await self._request(who, inputs, chosen, admitted, picked)
         for n, name in enumerate(order):  # the first gateway that accepts it, then its fallbacks
             try:
-                request, caps = await self._request(who, inputs, replace(chosen, provider=name),
-                                                    admitted)
+                request, caps, lib = await self._request(
+                    who, inputs, replace(chosen, provider=name), admitted, picked)
             except InvalidInput:
                 if n == len(order) - 1:
                     raise
@@ -154,39 +159,53 @@ class VideoService:
         # A result the gateway's safety check flags waits for the moderators where there are
         # some to see it; elsewhere it is refused and refunded (bot/engine/sets.py).
         flagged = FLAGGED_TO_REVIEW if admitted.settings.mod_channel else "refuse"
-        job = await self.engine.enqueue(
-            request,
-            guild_id=who.guild_id,
-            channel_id=who.channel_id,
-            user_id=who.user_id,
-            role_ids=who.role_ids,
-            context={**(context or {}), "review": review.value, FLAGGED_KEY: flagged,
-                     **({"fixed": fixed_keys(fixed)} if fixed_keys(fixed) else {})},
-            needs_approval=review.prompts,
-            hold_result=review.results,
-            event_id=admitted.event.id if admitted.event else None,
-            enforce_quota=who.guild_id != CLI_GUILD,
-            per_minute=admitted.settings.rate_per_minute,
-            gateways=gateways,
-        )
+        try:
+            job = await self.engine.enqueue(
+                request,
+                guild_id=who.guild_id,
+                channel_id=who.channel_id,
+                user_id=who.user_id,
+                role_ids=who.role_ids,
+                context={**(context or {}), "review": review.value, FLAGGED_KEY: flagged,
+                         **({"fixed": fixed_keys(fixed)} if fixed_keys(fixed) else {})},
+                needs_approval=review.prompts,
+                hold_result=review.results,
+                event_id=admitted.event.id if admitted.event else None,
+                enforce_quota=who.guild_id != CLI_GUILD,
+                per_minute=admitted.settings.rate_per_minute,
+                gateways=gateways,
+            )
+        except BaseException:
+            lib.discard()  # nothing was written: the library copies go
+            raise
+        await self.library.record(job.id, lib)
         return Made(job, review, admitted.event)
 
     async def _request(self, who: Requester, inputs: Sequence[MediaInput],
-                       chosen: RequestOptions, admitted: Admitted
-                       ) -> tuple[GenerationRequest, Capabilities]:
+                       chosen: RequestOptions, admitted: Admitted,
+                       picked: Sequence[LibraryItem] = ()
+                       ) -> tuple[GenerationRequest, Capabilities, LibraryInputs]:
         """Fetch, measure and validate the request for the gateway the options lead to, with
-        the server's defaults where that gateway takes them; and that gateway's table."""
+        the server's defaults where that gateway takes them; that gateway's table; and the
+        files the prompt's library items became for it (after the attachments)."""
         resolved = resolve_options(chosen, admitted.settings, self.settings)
         caps = self._capabilities(resolved)
         resolved = server_defaults(resolved, chosen, admitted.settings, caps)
         operator = who.guild_id == CLI_GUILD
-        request = await prepare(
-            inputs, resolved, caps, http=self.http, cache_dir=self.engine.inputs_dir,
-            max_bytes=self.settings.seedance_max_download_bytes,
-            allowed_hosts=() if operator else self.member_hosts,
-            policy=self._policy.trusting() if operator else self._policy,
-        )
-        return request, caps
+        lib = await self.library.inputs(picked, caps, self.engine.inputs_dir)
+        try:
+            request = await prepare(
+                [*inputs, *lib.inputs], resolved, caps, http=self.http,
+                cache_dir=self.engine.inputs_dir,
+                max_bytes=self.settings.seedance_max_download_bytes,
+                allowed_hosts=() if operator else self.member_hosts,
+                policy=self._policy.trusting() if operator else self._policy,
+                rewrite=lib.rewrite if picked else None,
+            )
+        except BaseException:
+            lib.discard()
+            raise
+        return request, caps, lib
 
     async def _gateway_options(self, request: GenerationRequest, caps: Capabilities,
                                admitted: Admitted,

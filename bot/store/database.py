@@ -96,6 +96,11 @@ class Database(ABC):
     async def fetch(self, sql: str, params: Params = ()) -> list[Any]:
         """A read outside any transaction (it sees what was committed)."""
 
+    async def fetch_bulky(self, sql: str, params: Params = ()) -> list[Any]:
+        """A read of many bytes (a library file, up to the input cap): where statements run
+        on the event loop's thread (SQLite), this one does not."""
+        return await self.fetch(sql, params)
+
     async def execute(self, sql: str, params: Params = ()) -> int:
         """One statement, a transaction of its own; the rows it changed. Backends run it as
         one round trip (no BEGIN, no COMMIT); cancellation waits for it to end."""

@@ -29,6 +29,7 @@ from bot.store.ledger import (
     usage_of,
     usage_query,
 )
+from bot.store.library import LibraryStore
 from bot.store.moderation import ModerationStore
 from bot.store.records import (
     Admission,
@@ -52,7 +53,8 @@ from bot.store.watch import WatchStore
 T = TypeVar("T")
 
 
-class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore, VotesStore):
+class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore, LibraryStore,
+            VotesStore):
     """Durable state of the bot. Open with `await Store.open(url_or_path)`; `close()` it."""
 
     _job_from_row = staticmethod(job_from_row)

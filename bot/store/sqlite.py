@@ -12,7 +12,8 @@ Two lanes to one file, because the two kinds of work cost very different things:
   as "database is locked", which `is_outage` counts as an outage), and commits do not touch
   the disk's cache flush (WAL with `synchronous = NORMAL` syncs only at checkpoints).
 - **aiosqlite's thread takes the slow work**: opening and migrating the file (a migration may
-  rebuild a table), and the WAL checkpoints, which write the database pages and fsync. The
+  rebuild a table), reads of many bytes (`fetch_bulky`: a library file), and the WAL
+  checkpoints, which write the database pages and fsync. The
   inline connection never checkpoints (`wal_autocheckpoint = 0`); every `CHECKPOINT_EVERY`
   commits one runs on the thread, and the last connection to close folds the WAL in.
 
@@ -201,6 +202,12 @@ class SqliteDatabase(Database):
         async with self._lock:
             rows: list[Any] = await self._locked(lambda: conn.execute(sql, params).fetchall())
             return rows
+
+    async def fetch_bulky(self, sql: str, params: Params = ()) -> list[Any]:
+        """On aiosqlite's thread: copying megabytes out of the file would hold the loop."""
+        await self.connection()
+        assert self._slow is not None
+        return list(await self._slow.execute_fetchall(sql, params))
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         async def run() -> int:

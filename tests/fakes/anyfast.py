@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
 from tests.fakes.common import JSON_BODY, FakeGateway, sample_image, sample_video
@@ -25,9 +26,24 @@ ROLES = {
     "audio_url": {"reference_audio"},
 }
 _CJK = re.compile(r"[\u3400-\u9fff]")
+#: What a test image carries to look like a real person's face to the fake's asset review.
+REAL_PERSON_MARKER = b"seedance-fake:real-person"
+REAL_PERSON = {"code": "InputImageSensitiveContentDetected.PrivacyInformation",
+               "message": "The request failed because the input image may contain real person."}
 AUDIO_FLAGGED = {"code": "OutputAudioSensitiveContentDetected",
                  "message": "The request failed because the output audio may contain sensitive "
                             "information."}
+
+
+async def _fetch(url: str) -> bytes | None:
+    """The asset's bytes, as the gateway downloads them; None when the URL does not answer
+    (the tests' made-up https://example.com/… addresses)."""
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session, \
+                session.get(url) as response:
+            return await response.read() if response.status == 200 else None
+    except (aiohttp.ClientError, TimeoutError):
+        return None
 
 
 class Invalid(Exception):
@@ -68,6 +84,10 @@ class FakeAnyfast(FakeGateway):
         # Tasks asking for sound fail at 100% with the upstream's audio moderation error (the
         # pitfall docs/GATEWAYS.md describes); the same request without sound succeeds.
         self.flag_audio = False
+        # CreateAsset fetches the file at the URL, as the gateway's review does; one whose
+        # bytes carry this marker (tests put it in a PNG text chunk) "may contain a real
+        # person" and is refused with the upstream's privacy error (docs/GATEWAYS.md).
+        self.real_person_marker = REAL_PERSON_MARKER
 
     def setup_routes(self, router: web.UrlDispatcher) -> None:
         router.add_post("/v1/video/generations", self._create)
@@ -309,6 +329,9 @@ class FakeAnyfast(FakeGateway):
             return self._error(400, "InvalidParameter.AssetType", "AssetType is invalid")
         if not body.get("Name") or not str(body.get("URL", "")).startswith(("http://", "https://")):
             return self._error(400, "invalid_request", "Name and an http(s) URL are required")
+        data = await _fetch(str(body["URL"]))  # None: nothing to review (a URL of no test)
+        if data is not None and self.real_person_marker in data:
+            return self._error(400, REAL_PERSON["code"], REAL_PERSON["message"])
         asset = f"asset-20260101000000-{len(self.assets) + 1:05d}"
         self.assets[asset] = body
         return web.json_response({"Id": asset})
