@@ -9,25 +9,20 @@ coroutines *and* other processes sharing the database. Writes are shielded from 
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from bot.models import GenerationRequest
+from bot.store.admission import admit_postgres, admit_sqlite
 from bot.store.backends import open_database
 from bot.store.claims import ClaimsStore
 from bot.store.database import Database, Tx
 from bot.store.fleet import FleetStore
 from bot.store.ledger import (
-    EVERYONE,
     LedgerKind,
-    add_usage,
-    admission_guards,
-    day_of,
     usage_of,
-    usage_query,
 )
 from bot.store.library import LibraryStore
 from bot.store.moderation import ModerationStore
@@ -126,97 +121,16 @@ class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore,
         can never overspend a limit nor overfill a queue.
         """
 
+        admit = admit_postgres if self.db.dialect == "postgres" else admit_sqlite
+
         async def body(tx: Tx) -> CheckResult | AdmissionRefused | None:
-            refused = await self._guard(tx, job, checks, admission, now)
-            if refused is None:
-                await self._write_new_job(tx, job, now)
+            refused = await admit(tx, job, checks, admission, now)
+            if refused is None and job.state is JobState.QUEUED:
+                await tx.notify(QUEUE_CHANNEL, self.origin)  # every process may start it
             return refused
 
         # One server's admissions take turns (its credits, caps and rate are one check).
         return await self._atomic(body, lock=f"seedance:admit:{job.guild_id}")
-
-    async def _guard(
-        self, tx: Tx, job: NewJob, checks: Sequence[UsageCheck], admission: Admission | None,
-        now: float,
-    ) -> CheckResult | AdmissionRefused | None:
-        """The first guard `job` breaks: the quota checks in order, then the admission caps.
-
-        On PostgreSQL every guard is read in one SELECT (one round trip instead of one per
-        guard, while the server's admission lock is held); on SQLite one by one."""
-        active = [c for c in checks if c.limit >= 0]
-        guards = admission_guards(job, admission, now) if admission is not None else []
-        queries = [usage_query(c) for c in active] + [(g[2], list(g[3])) for g in guards]
-        if self.db.dialect == "postgres" and len(queries) > 1:
-            row = await tx.fetchrow(
-                "SELECT " + ", ".join(f"({sql})" for sql, _ in queries),
-                [p for _, params in queries for p in params])
-            assert row is not None
-            values = [int(v or 0) for v in row]
-        else:
-            values = [int(await tx.fetchval(sql, params) or 0) for sql, params in queries]
-        for check, used in zip(active, values, strict=False):
-            if used + job.credits_estimate > check.limit:
-                return CheckResult(check, used)
-        for (cap, limit, _sql, _params), count in zip(guards, values[len(active):],
-                                                     strict=True):
-            if count >= limit:
-                return AdmissionRefused(cap, limit, count)
-        return None
-
-    async def _write_new_job(self, tx: Tx, job: NewJob, now: float) -> None:
-        """The job's row, its first transition, its reservation and the day rows' share.
-
-        On PostgreSQL in one statement (data-modifying WITH: the rows are written together, the
-        foreign keys checked at its end); on SQLite one by one."""
-        columns = (
-            job.id, job.guild_id, job.channel_id, job.user_id, json.dumps(list(job.role_ids)),
-            job.request.model_dump_json(), job.provider, job.model, job.state.value,
-        )
-        rest = (job.credits_estimate, json.dumps(job.context), job.event_id,
-                int(job.hold_result), now, now, json.dumps(job.fleet))
-        transition = (job.id, job.state.value, now, f"reserved {job.credits_estimate} credits")
-        reserve = (job.id, job.user_id, job.guild_id, job.event_id, job.credits_estimate, now,
-                   now)
-        insert_job = (
-            "INSERT INTO jobs (id, guild_id, channel_id, user_id, role_ids, request, provider,"
-            " model, state, seq, credits_estimate, context, event_id, hold_result, created_at,"
-            " updated_at, fleet) VALUES (?,?,?,?,?,?,?,?,?,{seq},?,?,?,?,?,?,?)")
-        insert_transition = (
-            "INSERT INTO job_transitions (job_id, from_state, to_state, at, detail)"
-            " VALUES (?, NULL, ?, ?, ?)")
-        insert_reserve = (
-            "INSERT INTO ledger (job_id, user_id, guild_id, event_id, kind, credits, at,"
-            " reserved_at) VALUES (?, ?, ?, ?, 'reserve', ?, ?, ?)")
-        if self.db.dialect == "postgres":
-            day = day_of(now)
-            with_seq = insert_job.format(seq="nextval('jobs_seq')")
-            await tx.execute(
-                f"WITH j AS ({with_seq} RETURNING id),"
-                f" t AS ({insert_transition}), l AS ({insert_reserve})"
-                " INSERT INTO usage_days (guild_id, user_id, event_id, day, credits)"
-                " VALUES (?, ?, ?, ?, ?), (?, ?, ?, ?, ?)"
-                " ON CONFLICT (guild_id, user_id, event_id, day)"
-                " DO UPDATE SET credits = usage_days.credits + excluded.credits",
-                (*columns, *rest, *transition, *reserve,
-                 job.guild_id, job.user_id, job.event_id or "", day, job.credits_estimate,
-                 job.guild_id, EVERYONE, job.event_id or "", day, job.credits_estimate))
-        else:
-            seq = await self._next_seq(tx)
-            await tx.execute(insert_job.format(seq="?"), (*columns, seq, *rest))
-            await tx.execute(insert_transition, transition)
-            await tx.execute(insert_reserve, reserve)
-            await add_usage(tx, guild_id=job.guild_id, user_id=job.user_id,
-                            event_id=job.event_id, reserved_at=now,
-                            credits=job.credits_estimate)
-        if job.state is JobState.QUEUED:
-            await tx.notify(QUEUE_CHANNEL, self.origin)  # every process may start it
-
-    async def _next_seq(self, tx: Tx) -> int:
-        """The next queue position: a sequence on PostgreSQL (no lock between servers), the
-        largest plus one on SQLite (one writer at a time anyway)."""
-        if self.db.dialect == "postgres":
-            return int(await tx.fetchval("SELECT nextval('jobs_seq')"))
-        return int(await tx.fetchval("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs") or 1)
 
     async def get_job(self, job_id: str) -> JobView | None:
         rows = await self._read("SELECT * FROM jobs WHERE id = ?", (job_id,))
