@@ -49,7 +49,7 @@ from cogs.utils.views import ForgetButton, JobButton
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.video", "cogs.info", "cogs.admin", "cogs.moderation", "cogs.events",
-              "cogs.privacy")
+              "cogs.privacy", "cogs.drafts")
 
 
 def describe(error: app_commands.AppCommandError) -> str:

@@ -16,6 +16,7 @@ from bot.providers.base import Provider
 from bot.store import Store
 
 from .admin import AdminService, Export, Overview
+from .drafts import AlreadyConfirmed, DraftService, FinalQuote, PriceChanged, RemixForm
 from .events import Closing, EventService, EventStatus, intake_closed_at
 from .fleet import FleetService, FleetStatus, GatewayState, GatewayStatus, engine_states
 from .people import CLI_GUILD, DM_GUILD, Requester
@@ -45,19 +46,21 @@ class Services:
     events: EventService
     privacy: PrivacyService
     fleet: FleetService
+    drafts: DraftService
 
     @classmethod
     def build(cls, settings: Settings, store: Store, engine: Engine,
               providers: Callable[[str], Provider], http: httpx.AsyncClient, *,
               member_hosts: Sequence[str] = ()) -> Services:
+        videos = VideoService(settings, store, engine, providers, http, member_hosts=member_hosts)
         return cls(
-            videos=VideoService(settings, store, engine, providers, http,
-                                member_hosts=member_hosts),
+            videos=videos,
             admin=AdminService(settings, store, providers, limits=engine.limits),
             events=EventService(store, engine, settings=settings, providers=providers),
             privacy=PrivacyService(store, engine, settings.data_dir),
             fleet=FleetService(settings, store, limits=engine.limits,
                                states=engine_states(engine.fleet.health)),
+            drafts=DraftService(settings, store, videos),
         )
 
 
@@ -65,14 +68,17 @@ __all__ = [
     "CLI_GUILD",
     "DM_GUILD",
     "AdminService",
+    "AlreadyConfirmed",
     "BadSetting",
     "Blocked",
     "BlockedWords",
     "Closing",
+    "DraftService",
     "EventClosed",
     "EventService",
     "EventStatus",
     "Export",
+    "FinalQuote",
     "FleetService",
     "FleetStatus",
     "GatewayState",
@@ -84,7 +90,9 @@ __all__ = [
     "NotInThisChannel",
     "NothingThere",
     "Overview",
+    "PriceChanged",
     "PrivacyService",
+    "RemixForm",
     "Requester",
     "ReviewUnavailable",
     "RoleRequired",
