@@ -1,7 +1,8 @@
 """The buttons under a posted video (cogs/utils/views.py, cogs/utils/finals.py) stay within
 Discord's limits — 5 rows of at most 5 buttons, unique custom ids of at most 100 characters —
 for a single video and for result sets of up to 4, drafts (with Final) or not; and each
-custom id is one that a restarted bot's dynamic items match again."""
+custom id is one that a restarted bot's dynamic items match again; and the price prompt's
+words."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from bot.models import GenerationRequest
 from bot.service import FinalQuote
 from bot.store import JobState, JobView
 from cogs.utils.finals import ConfirmFinal, DraftButton, confirm_view, draft_buttons
+from cogs.utils.texts import final_quote_text
 from cogs.utils.views import JobButton, result_view
 
 JOB_ID = "0b7c4a52-93c2-4bd4-8f0e-2f4a8d3c9e11"
@@ -64,3 +66,13 @@ async def test_the_price_prompts_buttons_carry_the_quote() -> None:
     assert ids == [f"sdf:ok:{JOB_ID}:999999999:{'ab' * 16}", f"sdf:no:{JOB_ID}"]
     assert all(len(i) <= 100 and matches(i) for i in ids)
     assert "999999999 credits" in row[0]["label"]
+
+
+def test_the_price_says_when_the_final_cannot_keep_the_seed() -> None:
+    kept = FinalQuote(job(draft=True), GenerationRequest(seed=77, provider="local"), 20, "ab12")
+    assert "seed 77, the draft's" in final_quote_text(kept)
+    assert "It costs **20 credits**" in final_quote_text(kept)
+    lost = FinalQuote(job(draft=True, results=4),
+                      GenerationRequest(provider="runware", results=4), 40, "ab12")
+    text = final_quote_text(lost)
+    assert "runware takes no seed" in text and "new take" in text and "4 videos" in text

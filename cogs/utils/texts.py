@@ -232,7 +232,8 @@ def status_text(job: JobView, event: JobEvent | None = None, *, jump_url: str | 
 def lineage_line(job: JobView) -> str:
     """A draft says how to get its final; a final names its draft (bot/service/drafts.py)."""
     if job.context.get(DRAFT_KEY) is not None:
-        return "\n-# Draft: the **Final** button on the video makes it bigger, same seed."
+        same = ", same seed" if job.request.seed is not None else ""
+        return f"\n-# Draft: the **Final** button on the video makes it bigger{same}."
     if job.context.get(FINAL_OF_KEY):
         return f"\n-# Final of draft `{str(job.context[FINAL_OF_KEY])[:8]}`"
     return ""
@@ -245,8 +246,9 @@ def final_quote_text(quote: FinalQuote) -> str:
             else f"{req.provider} takes no seed, so this is a new take of the same prompt "
                  "and files, not the draft made bigger")
     was = draft.credits_charged or draft.credits_estimate
+    videos = f" · {req.results} videos" if req.results > 1 else ""
     return clip(f"**Final of draft `{draft.id[:8]}`** · {req.resolution.value} · "
-                f"{req.duration} s · {seed}\n"
+                f"{req.duration} s{videos} · {seed}\n"
                 f"It costs **{quote.credits} credits** (the draft cost {was}). Nothing is "
                 "charged until you press **Confirm**.", MAX_CONTENT)
 

@@ -43,6 +43,11 @@ def price_prompt(inter: Any) -> Message | None:
     return next((m for m in inter.followups if m.ephemeral and m.components), None)
 
 
+def first_post(fake: FakeDiscord) -> Message | None:
+    posts = video_posts(fake)
+    return posts[0] if posts else None
+
+
 def button(message: Message, prefix: str) -> str:
     return next(i for i in custom_ids(message) if i.startswith(prefix))
 
@@ -64,7 +69,7 @@ async def test_a_draft_and_its_final_on_magnific(tmp_path: Path) -> None:
 
             await fake.slash("video", {"prompt": "a lighthouse at dusk",
                                        "provider": "magnific", "draft": True})
-            post = await fake.wait_for(lambda: (video_posts(fake) or [None])[0], timeout=90,
+            post = await fake.wait_for(lambda: first_post(fake), timeout=90,
                                        what="the draft")
             [create] = magnific.received("POST", "/v1/ai/video/")
             assert create.path == "/v1/ai/video/seedance-2-mini-480p"
@@ -134,7 +139,7 @@ async def test_remix_after_a_restart_and_a_final_whose_files_are_gone(tmp_path: 
             await fake.slash("video", {"prompt": "the cat wakes up", "draft": True,
                                        "ratio": "16:9"},
                              attachments=[("cat.png", picture, "image/png")])
-            post = await fake.wait_for(lambda: (video_posts(fake) or [None])[0], timeout=90,
+            post = await fake.wait_for(lambda: first_post(fake), timeout=90,
                                        what="the draft")
             [draft], _ = await jobs_and_ledger(bot)
             opened = await fake.click(post.id, f"sd:remix:{draft.id}")
@@ -175,3 +180,21 @@ async def test_remix_after_a_restart_and_a_final_whose_files_are_gone(tmp_path: 
             assert "the link has expired" in reply
             assert "make it again with /video and the files attached" in reply
             assert await jobs_and_ledger(bot) == (jobs, ledger)
+
+
+async def test_a_draft_set_posts_within_discords_button_limits(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake, running(tmp_path, fake) as bot:
+        await fake.slash("video", {"prompt": "four paper boats", "draft": True, "count": 4})
+        post = await fake.wait_for(lambda: first_post(fake), timeout=120,
+                                   what="the set")  # the fake refuses a post over the limits
+        [draft], _ = await jobs_and_ledger(bot)
+        rows = [[c["custom_id"] for c in row["components"]] for row in post.components]
+        assert len(rows) == 5 and all(len(row) <= 5 for row in rows)
+        assert rows[-1] == [f"sd:remix:{draft.id}", f"sd:final:{draft.id}",
+                            f"sd:delete:{draft.id}"]
+        pressed = await fake.click(post.id, f"sd:final:{draft.id}")
+        prompt = await fake.wait_for(lambda: price_prompt(pressed), timeout=30,
+                                     what="the price")
+        # 4 videos × 5 s × 4 credits a second at 1080p (the renderer's best).
+        assert "1080p · 5 s · 4 videos" in prompt.content
+        assert "It costs **80 credits** (the draft cost 16)" in prompt.content
