@@ -30,6 +30,7 @@ from bot.service import (
     AlreadyConfirmed,
     Made,
     NotAllowed,
+    NothingThere,
     PriceChanged,
     Requester,
     Services,
@@ -279,3 +280,15 @@ async def test_a_reroll_or_remix_of_a_draft_is_a_draft_too(world: World) -> None
     longer = await world.services.drafts.remix(draft.id, MEMBER, prompt="a paper plane",
                                                duration="6", ratio="adaptive")
     assert longer.job.context["draft"] == {"duration": 6}
+
+
+async def test_nothing_is_made_from_a_video_whose_owner_deleted_their_data(
+    world: World,
+) -> None:
+    draft = await world.draft()
+    await world.services.privacy.forget(MEMBER.user_id, MEMBER)
+    with pytest.raises(NothingThere, match="deleted at its owner's request"):
+        await world.services.drafts.remix_form(draft.id, MODERATOR)
+    with pytest.raises(NothingThere, match="deleted at its owner's request"):
+        await world.services.drafts.remix(draft.id, MODERATOR, prompt="a fox", duration="5",
+                                          ratio="1:1")

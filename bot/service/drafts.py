@@ -105,7 +105,7 @@ class DraftService:
     # ---- draft → final ----------------------------------------------------------------------
     async def quote(self, job_id: str, who: Requester, *, nonce: str | None = None) -> FinalQuote:
         """The final of the draft `job_id` and its price; nothing is written or charged."""
-        job = await self.videos.may_act(job_id, who)
+        job = await self._source(job_id, who)
         mark = draft_of(job)
         if mark is None:
             raise NotAllowed("Only a video made with draft:true has a final; use Reroll or "
@@ -151,9 +151,18 @@ class DraftService:
                 raise AlreadyConfirmed(final_id) from None
             raise
 
+    async def _source(self, job_id: str, who: Requester) -> JobView:
+        """The job a new one is made from, if `who` may (as with Reroll) and it still has its
+        prompt and files."""
+        job = await self.videos.may_act(job_id, who)
+        if job.forgotten:
+            raise NothingThere("That video's prompt and files were deleted at its owner's "
+                               "request; make a new one with /video.")
+        return job
+
     # ---- remix -------------------------------------------------------------------------------
     async def remix_form(self, job_id: str, who: Requester) -> RemixForm:
-        job = await self.videos.may_act(job_id, who)
+        job = await self._source(job_id, who)
         req = job.request
         return RemixForm(req.prompt, str(req.duration), req.ratio.value)
 
@@ -162,7 +171,7 @@ class DraftService:
         """A new job from `job_id`'s files and settings with the edited prompt, duration and
         ratio (as typed in a form; checked here, then by every rule of `/video`). It keeps the
         seed where the gateway takes one, so only what was edited changes."""
-        job = await self.videos.may_act(job_id, who)
+        job = await self._source(job_id, who)
         new_prompt, seconds, shape = remix_values(prompt, duration, ratio)
         req = job.request
         caps = capabilities_of(self.videos.providers, job.provider, job.model)
