@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import pytest
 from bot.config import Settings
 from bot.engine import Engine
 from bot.errors import InvalidInput
+from bot.guild import FixedSettings
 from bot.intake import MediaInput, RequestOptions
 from bot.models import Ratio, Resolution
 from bot.providers import ProviderRegistry
@@ -35,6 +36,7 @@ from bot.service import (
     Requester,
     Services,
 )
+from bot.service.draft_rules import draft_settings, final_resolution
 from bot.service.drafts import final_job_id, remix_values
 from bot.store import EventRow, JobState, JobView, Store
 from tests.media_factory import make_image
@@ -292,3 +294,32 @@ async def test_nothing_is_made_from_a_video_whose_owner_deleted_their_data(
     with pytest.raises(NothingThere, match="deleted at its owner's request"):
         await world.services.drafts.remix(draft.id, MODERATOR, prompt="a fox", duration="5",
                                           ratio="1:1")
+
+
+# ---- the rules, per gateway table ---------------------------------------------------------------
+@pytest.mark.parametrize(("gateway", "model", "shortest", "best", "seeded"), [
+    ("anyfast", "seedance", 4, Resolution.P1080, False),
+    ("anyfast", "seedance-2.0-mini", 4, Resolution.P720, False),
+    ("magnific", None, 5, Resolution.P720, True),
+    ("runware", None, 4, Resolution.P720, False),
+    ("local", None, 4, Resolution.P1080, True),
+])
+def test_drafts_and_finals_follow_each_gateways_table(
+    data_dir: Path, gateway: str, model: str | None, shortest: int, best: Resolution,
+    seeded: bool,
+) -> None:
+    config = Settings(_env_file=None, seedance_data_dir=data_dir, anyfast_api_key="k",
+                      magnific_api_key="k", runware_api_key="k")
+    caps = ProviderRegistry(config)(gateway).capabilities(model)
+    none = FixedSettings()
+    wanted = RequestOptions(prompt="a fox", draft=True)
+    drafted = draft_settings(wanted, wanted, none, caps)
+    assert (drafted.resolution, drafted.duration) == (Resolution.P480, shortest)
+    assert (drafted.seed is not None) is seeded
+    assert final_resolution(caps, none) is best
+    # An event's fixed values win over both.
+    fixed = FixedSettings(resolution=Resolution.P720, duration=10)
+    assert final_resolution(caps, fixed) is Resolution.P720
+    entry = replace(wanted, duration=10, resolution=Resolution.P720)  # the event's values
+    kept = draft_settings(entry, entry, fixed, caps)
+    assert (kept.resolution, kept.duration) == (Resolution.P720, 10)
