@@ -162,6 +162,7 @@ class DraftService:
 
     # ---- remix -------------------------------------------------------------------------------
     async def remix_form(self, job_id: str, who: Requester) -> RemixForm:
+        """What the remix form of `job_id` starts with, if `who` may remix it."""
         job = await self._source(job_id, who)
         req = job.request
         return RemixForm(req.prompt, str(req.duration), req.ratio.value)
