@@ -78,6 +78,8 @@ class RequestOptions:
     count: int = 1
     provider: str = ""  # "": the server's gateway, else SEEDANCE_PROVIDER (bot/service)
     model: str | None = None
+    #: The cheapest version the gateway allows (bot/service/draft_rules.py).
+    draft: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -127,10 +129,15 @@ async def fetch_one(
         raise
 
 
+def default_duration(caps: Capabilities) -> int:
+    """A request's length when nobody chose one: 5 s where the model makes it."""
+    return 5 if 5 in caps.durations else min(caps.durations)
+
+
 def _defaults(options: RequestOptions, caps: Capabilities) -> tuple[int, Resolution, bool]:
     duration = options.duration
     if duration is None:
-        duration = 5 if 5 in caps.durations else min(caps.durations)
+        duration = default_duration(caps)
     resolution = options.resolution
     if resolution is None:
         resolution = Resolution.P720 if Resolution.P720 in caps.resolutions else min(

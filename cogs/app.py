@@ -50,7 +50,8 @@ from cogs.utils.voting import VoteButton, WithdrawButton
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.video", "cogs.info", "cogs.admin", "cogs.moderation", "cogs.events",
-              "cogs.privacy", "cogs.library")
+              "cogs.privacy", "cogs.library",
+              "cogs.drafts")
 
 
 def describe(error: app_commands.AppCommandError) -> str:

@@ -20,26 +20,12 @@ from bot.store import TERMINAL_STATES, JobState
 from cogs.utils.acks import defer
 from cogs.utils.cards import REASON_PREFIX, post_audit, post_card
 from cogs.utils.core import requester_of
-from cogs.utils.messaging import APPROVAL, AUDIT, REVIEW
+from cogs.utils.messaging import APPROVAL, AUDIT, REVIEW, modal_value
 
 if TYPE_CHECKING:
     from cogs.app import SeedanceBot
 
 log = logging.getLogger(__name__)
-
-
-def _modal_value(data: Any, custom_id: str) -> str:
-    """A text input's value from a modal submission, whatever the layout (rows or labels)."""
-    stack = [data]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if node.get("custom_id") == custom_id and "value" in node:
-                return str(node["value"])
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return ""
 
 
 class Moderation(commands.Cog):
@@ -93,7 +79,7 @@ class Moderation(commands.Cog):
         except Refusal as exc:
             await interaction.response.send_message(str(exc), ephemeral=True)
             return
-        reason = _modal_value(data, "reason").strip() or "No reason given."
+        reason = modal_value(data, "reason").strip() or "No reason given."
         await defer(interaction, ephemeral=True, thinking=True)
         try:
             await videos.reject(job_id, who, reason)

@@ -1,4 +1,4 @@
-"""`/video`: a prompt and up to twelve files in, a Seedance video out.
+"""`/video`: a prompt and up to eleven files in, a Seedance video out (or a cheap draft first).
 
 The interaction is deferred before anything slow; the rest is `VideoService.make` (the gate,
 the server's defaults, the files fetched from Discord's CDN with a cap, measured from their
@@ -24,7 +24,8 @@ from cogs.utils.views import launch
 if TYPE_CHECKING:
     from cogs.app import SeedanceBot
 
-FILE_OPTIONS = tuple(f"file{i}" for i in range(1, 13))
+#: Eleven attachments: Discord allows 25 options, and `draft` took the twelfth file's place.
+FILE_OPTIONS = tuple(f"file{i}" for i in range(1, 12))
 
 ModeChoice = Literal["auto", "text", "first_frame", "first_last_frame", "reference", "edit",
                      "extend"]
@@ -53,6 +54,7 @@ class Video(commands.Cog):
         camera_fixed="Keep the camera still (Magnific)",
         watermark="Ask the gateway for its watermark (Anyfast)",
         count="Videos from one request, 1-4, where the gateway makes several (each is charged)",
+        draft="Cheapest version first (480p, shortest); its Final button makes the full one",
         **{f: f"Image (JPEG/PNG/WebP…), video (MP4/MOV) or audio (WAV/MP3) #{i}"
            for i, f in enumerate(FILE_OPTIONS, 1)},
     )
@@ -83,11 +85,11 @@ class Video(commands.Cog):
         file9: discord.Attachment | None = None,
         file10: discord.Attachment | None = None,
         file11: discord.Attachment | None = None,
-        file12: discord.Attachment | None = None,
+        draft: bool = False,
     ) -> None:
         await defer(interaction, thinking=True)  # first: Discord allows 3 s
         files = [file1, file2, file3, file4, file5, file6, file7, file8, file9, file10,
-                 file11, file12]
+                 file11]
         inputs = [MediaInput(att.url, name=f"file{i} ({att.filename})", declared_size=att.size)
                   for i, att in enumerate(files, 1) if att is not None]
         options = RequestOptions(
@@ -96,6 +98,7 @@ class Video(commands.Cog):
             ratio=Ratio(ratio) if ratio else None,
             audio=audio, seed=seed, provider=provider or "", model=model or None,
             web_search=web_search, camera_fixed=camera_fixed, watermark=watermark, count=count,
+            draft=draft,
         )
         videos = self.bot.core.services.videos
         who = requester_of(interaction)

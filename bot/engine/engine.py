@@ -214,6 +214,7 @@ class Engine:
         enforce_quota: bool = True,
         per_minute: int | None = None,
         gateways: Sequence[str] = (),
+        job_id: str | None = None,
     ) -> JobView:
         """Write the job and reserve its credits (atomically) before returning it.
 
@@ -223,7 +224,8 @@ class Engine:
         of the engine clock; None or 0: no rate). `hold_result` keeps the finished video for a
         moderator (`held`) instead of posting it; `enforce_quota=False` still books the credits
         in the ledger but skips the credit limits (the operator's CLI). `gateways`: the ordered
-        gateways the job may fail over to (bot/engine/fleet.py), its own first.
+        gateways the job may fail over to (bot/engine/fleet.py), its own first. `job_id`: an
+        id the caller derived, so a repeated request writes no second job (the insert fails).
         """
         guild_id, user_id = str(guild_id), str(user_id)
         provider = self._provider_or_invalid(request.provider)
@@ -240,7 +242,7 @@ class Engine:
             else []
         )
         new = NewJob(
-            id=str(uuid.uuid4()),
+            id=job_id or str(uuid.uuid4()),
             guild_id=guild_id,
             channel_id=str(channel_id),
             user_id=user_id,

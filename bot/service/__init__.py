@@ -16,6 +16,7 @@ from bot.providers.base import Provider
 from bot.store import Store
 
 from .admin import AdminService, Export, Overview
+from .drafts import AlreadyConfirmed, DraftService, FinalQuote, PriceChanged, RemixForm
 from .events import Closing, EventService, EventStatus, intake_closed_at
 from .fleet import FleetService, FleetStatus, GatewayState, GatewayStatus, engine_states
 from .library import LibraryService
@@ -50,14 +51,15 @@ class Services:
     fleet: FleetService
     votes: VoteService
     library: LibraryService
+    drafts: DraftService
 
     @classmethod
     def build(cls, settings: Settings, store: Store, engine: Engine,
               providers: Callable[[str], Provider], http: httpx.AsyncClient, *,
               member_hosts: Sequence[str] = ()) -> Services:
+        videos = VideoService(settings, store, engine, providers, http, member_hosts=member_hosts)
         return cls(
-            videos=VideoService(settings, store, engine, providers, http,
-                                member_hosts=member_hosts),
+            videos=videos,
             admin=AdminService(settings, store, providers, limits=engine.limits),
             events=EventService(store, engine, settings=settings, providers=providers),
             privacy=PrivacyService(store, engine, settings.data_dir),
@@ -66,6 +68,7 @@ class Services:
             votes=VoteService(store),
             library=LibraryService(settings, store, providers, http,
                                    cache_dir=engine.inputs_dir, member_hosts=member_hosts),
+            drafts=DraftService(settings, store, videos),
         )
 
 
@@ -73,15 +76,18 @@ __all__ = [
     "CLI_GUILD",
     "DM_GUILD",
     "AdminService",
+    "AlreadyConfirmed",
     "BadSetting",
     "Ballot",
     "Blocked",
     "BlockedWords",
     "Closing",
+    "DraftService",
     "EventClosed",
     "EventService",
     "EventStatus",
     "Export",
+    "FinalQuote",
     "FleetService",
     "FleetStatus",
     "GatewayState",
@@ -94,7 +100,9 @@ __all__ = [
     "NotInThisChannel",
     "NothingThere",
     "Overview",
+    "PriceChanged",
     "PrivacyService",
+    "RemixForm",
     "Requester",
     "ReviewUnavailable",
     "RoleRequired",

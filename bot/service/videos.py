@@ -34,6 +34,7 @@ from bot.store import EventRow, JobView, Store
 from bot.store.library import LibraryItem
 
 from .admin import effective_limits
+from .draft_rules import carried_mark, draft_mark, draft_settings
 from .failover import failover_order, fleet_for, usable
 from .gate import Admitted, admit
 from .library_use import LibraryInputs, LibraryUse, linker_of
@@ -114,12 +115,14 @@ class VideoService:
         options: RequestOptions,
         *,
         context: Mapping[str, Any] | None = None,
+        job_id: str | None = None,
     ) -> Made:
-        """Check, fetch, validate and queue one video; raises the first reason it can't be."""
+        """Check, fetch, validate and queue one video; raises the first reason it can't be.
+        `job_id`: the new job's id when the caller derives it (one job per confirmation)."""
         admitted = await admit(self.store, who, options.prompt)
         per_minute = admitted.settings.rate_per_minute
         if not per_minute:
-            return await self._make(who, inputs, options, admitted, context)
+            return await self._make(who, inputs, options, admitted, context, job_id)
         # The request holds its place in the member's rate from now on (files may take a
         # while to download), in the database, so a second quick request is refused in any
         # process; the job's own transaction counts it again.
@@ -128,12 +131,13 @@ class VideoService:
                                              now=time.time(), launch_id=launch):
             raise RateLimited(per_minute)
         try:
-            return await self._make(who, inputs, options, admitted, context)
+            return await self._make(who, inputs, options, admitted, context, job_id)
         finally:
             await self.store.drop_launch(launch)
 
     async def _make(self, who: Requester, inputs: Sequence[MediaInput], options: RequestOptions,
-                    admitted: Admitted, context: Mapping[str, Any] | None) -> Made:
+                    admitted: Admitted, context: Mapping[str, Any] | None,
+                    job_id: str | None) -> Made:
         fixed = fixed_of(admitted.event)
         chosen = apply_fixed(options, fixed)  # refuses a choice the event contradicts
         picked = await self.library.pick(who, chosen.prompt)
@@ -167,13 +171,14 @@ class VideoService:
                 user_id=who.user_id,
                 role_ids=who.role_ids,
                 context={**(context or {}), "review": review.value, FLAGGED_KEY: flagged,
+                         **draft_mark(options),
                          **({"fixed": fixed_keys(fixed)} if fixed_keys(fixed) else {})},
                 needs_approval=review.prompts,
                 hold_result=review.results,
                 event_id=admitted.event.id if admitted.event else None,
                 enforce_quota=who.guild_id != CLI_GUILD,
                 per_minute=admitted.settings.rate_per_minute,
-                gateways=gateways,
+                gateways=gateways, job_id=job_id,
             )
         except BaseException:
             lib.discard()  # nothing was written: the library copies go
@@ -191,6 +196,8 @@ class VideoService:
         resolved = resolve_options(chosen, admitted.settings, self.settings)
         caps = self._capabilities(resolved)
         resolved = server_defaults(resolved, chosen, admitted.settings, caps)
+        if chosen.draft:
+            resolved = draft_settings(resolved, chosen, fixed_of(admitted.event), caps)
         operator = who.guild_id == CLI_GUILD
         lib = await self.library.inputs(picked, caps, self.engine.inputs_dir)
         try:
@@ -253,12 +260,10 @@ class VideoService:
         video, also when it is pressed under one video of a set (each has its own button)."""
         job = await self._own_or_moderated(job_id, who)
         req = job.request
-        inputs = [MediaInput(r.source, name=r.name, declared_kind=r.kind,
-                             local_path=Path(r.local_path) if r.local_path else None)
-                  for r in req.references]
         seed = random.randrange(0, 2**32) if req.seed is not None else None
-        return await self.make(who, inputs, _options_like(req, RequestedMode(req.mode.value),
-                                                          seed), context=context)
+        return await self.make(who, job_inputs(req),
+                               options_like(req, RequestedMode(req.mode.value), seed),
+                               context={**(context or {}), **carried_mark(job)})
 
     async def extend(self, job_id: str, who: Requester, *, posted_url: str | None = None,
                      context: Mapping[str, Any] | None = None, index: int = 1) -> Made:
@@ -272,7 +277,7 @@ class VideoService:
         video = MediaInput(posted_url or str(path), name="the posted video",
                            declared_kind=MediaKind.VIDEO, local_path=path)
         return await self.make(who, [video],
-                               _options_like(job.request, RequestedMode.EXTEND, None),
+                               options_like(job.request, RequestedMode.EXTEND, None),
                                context=context)
 
     async def animate(self, job_id: str, who: Requester, *,
@@ -285,7 +290,7 @@ class VideoService:
         item = MediaInput(str(frame), name="last frame", declared_kind=MediaKind.IMAGE,
                           role_hint=Role.FIRST_FRAME)
         return await self.make(who, [item],
-                               _options_like(job.request, RequestedMode.FIRST_FRAME, None),
+                               options_like(job.request, RequestedMode.FIRST_FRAME, None),
                                context=context)
 
     @staticmethod
@@ -358,6 +363,15 @@ class VideoService:
         return job
 
 
+def job_inputs(req: GenerationRequest) -> list[MediaInput]:
+    """An earlier request's files, for a new job: our copy while it is kept, else fetched
+    again from where they came from (a link may have expired by then: that is reported)."""
+    return [MediaInput(r.source, name=r.name, declared_kind=r.kind,
+                       local_path=Path(r.local_path)
+                       if r.local_path and Path(r.local_path).exists() else None)
+            for r in req.references]
+
+
 def video_of(job: JobView, index: int = 1) -> Path | None:
     """The `index`-th video of a job's set on disk (1: the first), None when it is gone.
     Named as bot/engine/results.py stores them: video.mp4, video_2.mp4, …"""
@@ -368,8 +382,9 @@ def video_of(job: JobView, index: int = 1) -> Path | None:
     return path if path.exists() else None
 
 
-def _options_like(req: GenerationRequest, mode: RequestedMode,
-                  seed: int | None) -> RequestOptions:
+def options_like(req: GenerationRequest, mode: RequestedMode,
+                 seed: int | None) -> RequestOptions:
+    """The settings of an earlier request, for a new job made from it (a button's)."""
     return RequestOptions(prompt=req.prompt, mode=mode, duration=req.duration,
                           resolution=req.resolution, ratio=req.ratio, audio=req.audio, seed=seed,
                           camera_fixed=req.camera_fixed, watermark=req.watermark,

@@ -1,7 +1,7 @@
 """Event voting: who may vote for which entry, the standings and the winners.
 
 - An entry is a job of the event that was posted (`delivered`). Members vote with the button on
-  the post; one vote per member per entry (the key of `votes`, migration 0016), for as many
+  the post; one vote per member per entry (the key of `votes`, migration 0015), for as many
   entries as they like.
 - Not a toggle: the button on the entry only ever *adds* the member's vote, so a double click,
   or a press Discord delivers twice, is one vote and never "voted then withdrawn". Changing one's

@@ -1,4 +1,4 @@
-"""SQL for event voting (migration 0016): one row per member per entry, so a double click is
+"""SQL for event voting (migration 0015): one row per member per entry, so a double click is
 one vote, and withdrawing deletes the row. A mixin of `Store` (one connection, one lock).
 
 Every write reads the event's row first, locked against `close_event` on PostgreSQL (`FOR

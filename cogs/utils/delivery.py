@@ -30,6 +30,7 @@ from bot.store import JobState, JobView, Store
 
 from .cards import on_job_event
 from .core import DiscordJobContext
+from .finals import draft_buttons
 from .messaging import (
     UPLOAD_MARGIN,
     fit_upload,
@@ -179,7 +180,7 @@ class DiscordDelivery:
                     embed=result_embed(job, result),
                     files=[discord.File(p, filename=video_filename(job.id, i))
                            for i, p in enumerate(fitted, 1)],
-                    view=result_view(job, count),
+                    view=result_view(job, count, draft_buttons(job)),
                     nonce=job_nonce(job.id),
                 )
             except discord.HTTPException as exc:
@@ -199,7 +200,7 @@ class DiscordDelivery:
             content=f"<@{job.user_id}>",
             embed=embed,
             file=discord.File(thumb, filename="thumbnail.jpg"),
-            view=result_view(job, len(result.video_paths)),
+            view=result_view(job, len(result.video_paths), draft_buttons(job)),
             nonce=job_nonce(job.id),
         )
 

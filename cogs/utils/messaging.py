@@ -22,6 +22,20 @@ UPLOAD_MARGIN = 256 * 1024
 APPROVAL, REVIEW, AUDIT = "approval", "review", "audit"
 
 
+def modal_value(data: Any, custom_id: str) -> str:
+    """A text input's value from a modal submission, whatever the layout (rows or labels)."""
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("custom_id") == custom_id and "value" in node:
+                return str(node["value"])
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return ""
+
+
 def job_nonce(job_id: str) -> str:
     """Discord nonces are at most 25 characters; a job id (uuid4 hex) keeps 100 bits in 25."""
     return job_id.replace("-", "")[:25]

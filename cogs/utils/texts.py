@@ -12,6 +12,8 @@ from bot.guild import GuildLimits
 from bot.models import GenerationRequest
 from bot.moderation import Forgotten
 from bot.roles import mapping_lines
+from bot.service.draft_rules import DRAFT_KEY, FINAL_OF_KEY
+from bot.service.drafts import FinalQuote
 from bot.service.privacy import LEDGER_DAYS, Holdings
 from bot.service.votes import Ballot, Standing
 from bot.store import EventRow, JobView
@@ -227,9 +229,34 @@ def status_text(job: JobView, event: JobEvent | None = None, *, jump_url: str | 
     fixed = job.context.get("fixed")
     if fixed:  # settings the event chose, not the member (bot/service/options.py)
         head += f"\n-# Fixed by the event: {', '.join(str(k) for k in fixed)}"
+    head += lineage_line(job)
     parts = [head, prompt, mapping, f"**Status:** {line}", fleet_line(job),
              f"-# {credits_words(job, spent, credit_word)} · job `{job.id[:8]}`"]
     return clip("\n".join(p for p in parts if p), MAX_CONTENT)
+
+
+def lineage_line(job: JobView) -> str:
+    """A draft says how to get its final; a final names its draft (bot/service/drafts.py)."""
+    if job.context.get(DRAFT_KEY) is not None:
+        same = ", same seed" if job.request.seed is not None else ""
+        return f"\n-# Draft: the **Final** button on the video makes it bigger{same}."
+    if job.context.get(FINAL_OF_KEY):
+        return f"\n-# Final of draft `{str(job.context[FINAL_OF_KEY])[:8]}`"
+    return ""
+
+
+def final_quote_text(quote: FinalQuote) -> str:
+    """The price of a final, shown privately before anything is charged."""
+    req, draft = quote.request, quote.draft
+    seed = (f"seed {req.seed}, the draft's" if quote.seed_kept
+            else f"{req.provider} takes no seed, so this is a new take of the same prompt "
+                 "and files, not the draft made bigger")
+    was = draft.credits_charged or draft.credits_estimate
+    videos = f" · {req.results} videos" if req.results > 1 else ""
+    return clip(f"**Final of draft `{draft.id[:8]}`** · {req.resolution.value} · "
+                f"{req.duration} s{videos} · {seed}\n"
+                f"It costs **{quote.credits} credits** (the draft cost {was}). Nothing is "
+                "charged until you press **Confirm**.", MAX_CONTENT)
 
 
 def result_embed(job: JobView, result: JobResult, *,

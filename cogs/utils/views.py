@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import discord
@@ -75,12 +75,12 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
     id, so it survives restarts like the job id."""
 
     def __init__(self, action: str, job_id: str, index: int = 1, *,
-                 numbered: bool = False) -> None:
+                 numbered: bool = False, row: int | None = None) -> None:
         label, emoji, style = LABELS[action]
         suffix = f":{index}" if index > 1 else ""
         super().__init__(discord.ui.Button(
             label=f"{label} {index}" if numbered else label, emoji=emoji, style=style,
-            custom_id=f"sd:{action}:{job_id}{suffix}", row=index - 1 if numbered else None))
+            custom_id=f"sd:{action}:{job_id}{suffix}", row=index - 1 if numbered else row))
         self.action = action
         self.job_id = job_id
         self.index = index
@@ -151,16 +151,22 @@ def _posted_video_url(interaction: discord.Interaction[Any], index: int = 1) -> 
     return videos[0].url if videos else None
 
 
-def result_view(job: JobView, videos: int = 1) -> discord.ui.View:
-    """Reroll/Extend/Animate per video (a row each, numbered, for a set), and Delete; an
-    event's entry has a vote button too (cogs/utils/voting.py)."""
+def result_view(job: JobView, videos: int = 1,
+                extra: Sequence[discord.ui.Item[Any]] = ()) -> discord.ui.View:
+    """Reroll/Extend/Animate per video (a row each, numbered, for a set), then one row for the
+    whole job: `extra` (e.g. Remix and Final, cogs/utils/finals.py), Delete, and an event
+    entry's vote button (cogs/utils/voting.py). A set has at most 4 videos, so this stays
+    within Discord's 5 rows of 5 buttons."""
     view = discord.ui.View(timeout=None)
     for index in range(1, videos + 1):
         for action in ("reroll", "extend", "animate"):
             view.add_item(JobButton(action, job.id, index, numbered=videos > 1))
-    view.add_item(JobButton("delete", job.id))
+    whole: list[discord.ui.Item[Any]] = [*extra, JobButton("delete", job.id)]
     if job.event_id:
-        view.add_item(VoteButton(job.id))
+        whole.append(VoteButton(job.id))
+    for item in whole:
+        item.row = videos
+        view.add_item(item)
     return view
 
 
