@@ -19,6 +19,7 @@ from tests.e2e.harness import BotProcess
 from tests.fakes.discord.server import FakeDiscord
 from tests.fakes.discord.state import Message
 from tests.media_factory import make_audio, make_image, make_video
+from tests.test_engine_fakes import until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -183,8 +184,13 @@ async def test_sigkill_while_generating_posts_once_and_charges_once(tmp_path: Pa
                                 what="the video after restart")
             store = await store_of(bot)
             try:
+                # The post comes first, then the row says delivered (the post is recorded
+                # before its side effect, the state after it).
+                async def delivered() -> bool:
+                    return [j.state for j in await store.jobs()] == [JobState.DELIVERED]
+
+                await until(delivered, tries=1500, pause=0.02)
                 jobs = await store.jobs()
-                assert [j.state for j in jobs] == [JobState.DELIVERED]
                 ledger = await store.ledger(jobs[0].id)
                 commits = [line for line in ledger if line.kind == "commit"]
                 assert len(commits) == 1 and commits[0].credits == 4
