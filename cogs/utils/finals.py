@@ -30,7 +30,7 @@ from .acks import defer
 from .core import core_of, requester_of
 from .messaging import send_private
 from .texts import OUTAGE_TEXT, final_quote_text, refusal_text
-from .views import launch, refuse
+from .views import launch, may_act
 
 #: A remix form's custom id: `sdr:<job id>`.
 REMIX_PREFIX = "sdr:"
@@ -41,21 +41,6 @@ LABELS = {
     "remix": ("Remix", "✏️", discord.ButtonStyle.secondary),
     "final": ("Final", "⭐", discord.ButtonStyle.success),
 }
-
-
-async def _may_act(interaction: discord.Interaction[Any], job_id: str) -> bool:
-    """The requester or a moderator (bot/service/videos.py says who); refused privately."""
-    try:
-        await core_of(interaction.client).services.videos.may_act(
-            job_id, requester_of(interaction))
-    except Refusal as exc:
-        return await refuse(interaction, exc)
-    except Exception as exc:
-        if not is_outage(exc):
-            raise
-        await send_private(interaction, OUTAGE_TEXT)
-        return False
-    return True
 
 
 class DraftButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
@@ -76,7 +61,7 @@ class DraftButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         return cls(match["action"], match["job"])
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
-        return await _may_act(interaction, self.job_id)
+        return await may_act(interaction, self.job_id)
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         drafts = core_of(interaction.client).services.drafts
@@ -119,7 +104,7 @@ class ConfirmFinal(discord.ui.DynamicItem[discord.ui.Button[Any]],
         return cls(match["act"], match["job"], int(match["credits"] or 0), match["nonce"] or "")
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
-        return await _may_act(interaction, self.job_id)
+        return await may_act(interaction, self.job_id)
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         if self.act == "no" or not self.nonce:

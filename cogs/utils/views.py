@@ -59,6 +59,22 @@ async def launch(interaction: discord.Interaction[Any],
     return made
 
 
+async def may_act(interaction: discord.Interaction[Any], job_id: str) -> bool:
+    """The requester or a moderator (bot/service/videos.py says who); others are refused
+    privately, and everyone is told to try again while the database is away."""
+    try:
+        await core_of(interaction.client).services.videos.may_act(
+            job_id, requester_of(interaction))
+    except Refusal as exc:
+        return await refuse(interaction, exc)
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        await send_private(interaction, OUTAGE_TEXT)
+        return False
+    return True
+
+
 async def refuse(interaction: discord.Interaction[Any], exc: Exception) -> bool:
     if interaction.response.is_done():
         await interaction.followup.send(refusal_text(exc), ephemeral=True)
@@ -91,18 +107,7 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         return cls(match["action"], match["job"], int(match["n"] or 1))
 
     async def interaction_check(self, interaction: discord.Interaction[Any]) -> bool:
-        """The requester or a moderator (bot/service/videos.py says who)."""
-        try:
-            await core_of(interaction.client).services.videos.may_act(
-                self.job_id, requester_of(interaction))
-        except Refusal as exc:
-            return await refuse(interaction, exc)
-        except Exception as exc:
-            if not is_outage(exc):
-                raise
-            await send_private(interaction, OUTAGE_TEXT)
-            return False
-        return True
+        return await may_act(interaction, self.job_id)
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         try:
