@@ -14,7 +14,7 @@ from discord.ext import commands
 
 from cogs.utils.core import requester_of
 from cogs.utils.finals import REMIX_PREFIX, ConfirmFinal, DraftButton
-from cogs.utils.messaging import modal_value
+from cogs.utils.messaging import modal_value, submitted_for
 from cogs.utils.views import launch
 
 if TYPE_CHECKING:
@@ -33,12 +33,10 @@ class Drafts(commands.Cog):
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
-        data: Any = interaction.data or {}
-        custom_id = str(data.get("custom_id", ""))
-        if (interaction.type is not discord.InteractionType.modal_submit
-                or not custom_id.startswith(REMIX_PREFIX)):
+        job_id = submitted_for(interaction, REMIX_PREFIX)
+        if job_id is None:
             return
-        job_id = custom_id.removeprefix(REMIX_PREFIX)
+        data: Any = interaction.data
         drafts = self.bot.core.services.drafts
         who = requester_of(interaction)
         prompt, duration, ratio = (modal_value(data, key) for key in ("prompt", "duration",

@@ -20,7 +20,7 @@ from bot.store import TERMINAL_STATES, JobState
 from cogs.utils.acks import defer
 from cogs.utils.cards import REASON_PREFIX, post_audit, post_card
 from cogs.utils.core import requester_of
-from cogs.utils.messaging import APPROVAL, AUDIT, REVIEW, modal_value
+from cogs.utils.messaging import APPROVAL, AUDIT, REVIEW, modal_value, submitted_for
 
 if TYPE_CHECKING:
     from cogs.app import SeedanceBot
@@ -66,12 +66,10 @@ class Moderation(commands.Cog):
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
-        data: Any = interaction.data or {}
-        custom_id = str(data.get("custom_id", ""))
-        if (interaction.type is not discord.InteractionType.modal_submit
-                or not custom_id.startswith(REASON_PREFIX)):
+        job_id = submitted_for(interaction, REASON_PREFIX)
+        if job_id is None:
             return
-        job_id = custom_id.removeprefix(REASON_PREFIX)
+        data: Any = interaction.data
         videos = self.bot.core.services.videos
         who = requester_of(interaction)
         try:

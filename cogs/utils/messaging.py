@@ -22,6 +22,16 @@ UPLOAD_MARGIN = 256 * 1024
 APPROVAL, REVIEW, AUDIT = "approval", "review", "audit"
 
 
+def submitted_for(interaction: discord.Interaction[Any], prefix: str) -> str | None:
+    """The job id of a submitted form whose custom id is `prefix` + job id (forms outlive
+    restarts, so they are read from the interaction, not from a live Modal object)."""
+    if interaction.type is not discord.InteractionType.modal_submit:
+        return None
+    data: Any = interaction.data or {}
+    custom_id = str(data.get("custom_id", ""))
+    return custom_id.removeprefix(prefix) if custom_id.startswith(prefix) else None
+
+
 def modal_value(data: Any, custom_id: str) -> str:
     """A text input's value from a modal submission, whatever the layout (rows or labels)."""
     stack = [data]
