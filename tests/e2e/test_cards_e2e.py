@@ -74,3 +74,31 @@ async def test_old_embeds_still_act_cards_post_and_refused_cards_fall_back(
             lambda: (o := third.original) is not None and "posted" in o.content and o,
             timeout=30, what="the text status")
         assert not done.flags & FLAG_COMPONENTS_V2
+
+
+async def test_a_vote_redraws_an_event_card_as_a_card(tmp_path: Path) -> None:
+    from tests.e2e.test_events_e2e import start_event, thread_videos
+    from tests.e2e.test_votes_e2e import press, shown
+
+    async with FakeDiscord() as fake, running(tmp_path, fake, SEEDANCE_RESULT_CARDS="1"):
+        admin = fake.add_member("mod", roles=[fake.add_role("Mods", MANAGE_GUILD)])
+        bob = fake.add_member("bob")
+        assert "Started" in await start_event(fake, admin, credits=8, minutes=30)
+        await fake.slash("video", {"prompt": "a kite festival", **FAST})
+        [entry] = await fake.wait_for(lambda: thread_videos(fake, thread_of(fake)) or None,
+                                      timeout=90, what="the entry")
+        assert entry.flags & FLAG_COMPONENTS_V2 and any(i.startswith("sd:vote:")
+                                                        for i in ids(entry))
+        assert "Your vote is counted" in await press(fake, entry, bob)
+        await shown(fake, entry, "▲ 1")
+        # Redrawn whole: still a card, its gallery still showing its own uploaded video.
+        redrawn = fake.message(entry.id)
+        [video] = [a for a in redrawn.attachments if a.filename.endswith(".mp4")]
+        gallery = [c for c in iter_components(redrawn.components) if c["type"] == 12]
+        assert redrawn.flags & FLAG_COMPONENTS_V2
+        media = gallery[0]["items"][0]["media"]
+        assert media["url"] == video.url and media["attachment_id"] == str(video.id)
+
+
+def thread_of(fake: FakeDiscord) -> int:
+    return next(c.id for c in fake.world.channels.values() if c.is_thread)
