@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     seedance_shard_ids: str | None = None
     #: Port of the health check (GET /healthz) and the callback receiver, when set.
     seedance_http_port: int | None = Field(default=None, ge=1, le=65535)
+    #: Results and status as components-v2 cards (cogs/utils/layout.py); off: the embeds.
+    #: A server's own `cards` setting wins.
+    seedance_result_cards: bool = True
 
     anyfast_api_key: str | None = None
     anyfast_base_url: str = DEFAULT_BASE_URLS["anyfast"]

@@ -86,6 +86,11 @@ class GuildSettings(BaseModel):
     #: frames when results are reviewed, else the gateway account's default.
     safety: SafetyCheck | None = None
     limits: GuildLimits = GuildLimits()
+    #: Results and status as components-v2 cards; None: the bot's default
+    #: (SEEDANCE_RESULT_CARDS), False: the older embeds (cogs/utils/layout.py).
+    cards: bool | None = None
+    #: Prompts on result cards behind a spoiler, for servers that ask for it.
+    spoiler_prompts: bool = False
 
     @field_validator("allowed_channels", "allowed_roles", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from bot.guild import ReviewMode
 from bot.models import Ratio, Resolution, SafetyCheck
 from bot.service import AdminService, Overview, Requester
 from cogs.utils.acks import acknowledged, defer
+from cogs.utils.card_texts import cards_setting_text
 from cogs.utils.core import requester_of
 from cogs.utils.status import status_embed
 from cogs.utils.texts import clip, limits_line
@@ -314,6 +315,17 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
         await self._reply(interaction, (
             f"Safety check: {mode.replace('_', ' ')} — {where}." if mode != "none"
             else "Safety check off: the gateway does not check finished videos."))
+
+    @app_commands.command(name="cards", description="How finished videos are shown")
+    @app_commands.describe(style="cards (components v2) or the older embeds; default: the bot's",
+                           spoiler_prompts="hide prompts on result cards behind a spoiler")
+    @_manage_guild()
+    async def cards(self, interaction: discord.Interaction[Any],
+                    style: Literal["default", "cards", "embeds"],
+                    spoiler_prompts: bool | None = None) -> None:
+        chosen = None if style == "default" else style == "cards"
+        done = await self.admin.set_cards(self._who(interaction), chosen, spoiler_prompts)
+        await self._reply(interaction, cards_setting_text(style, done.spoiler_prompts))
 
     @app_commands.command(name="export", description="This server's job history as CSV")
     @app_commands.describe(since="First day, YYYY-MM-DD (UTC)",

@@ -201,6 +201,15 @@ class AdminService:
         results are reviewed); a flagged video goes to review, or is refused and refunded."""
         return await self._change(who, safety=mode)
 
+    async def set_cards(self, who: Requester, cards: bool | None,
+                        spoiler_prompts: bool | None) -> GuildSettings:
+        """How results are shown: cards or embeds (None: the bot's default), prompts hidden
+        behind a spoiler or not (None: unchanged)."""
+        values: dict[str, Any] = {"cards": cards}
+        if spoiler_prompts is not None:
+            values["spoiler_prompts"] = spoiler_prompts
+        return await self._change(who, **values)
+
     # ---- quotas -----------------------------------------------------------------------------
     async def set_quota(self, who: Requester, scope: str, subject: str,
                         credits: int) -> bool:

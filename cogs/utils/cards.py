@@ -115,13 +115,12 @@ def card_view(job: JobView, kind: str) -> discord.ui.View | None:
     return view
 
 
-async def _card_files(store: Store, data_dir: Path, job: JobView,
-                      kind: str) -> tuple[list[discord.File], str | None]:
-    """Input thumbnails (and, for a result, the video) to attach; plus a note if it can't be."""
+async def input_thumbnails(data_dir: Path, job: JobView) -> list[Path]:
+    """Small stills of the job's image and video inputs (up to MAX_THUMBNAILS), made once."""
     from bot.media.transcode import thumbnail
 
     folder = data_dir / "jobs" / job.id / "cards"
-    files: list[discord.File] = []
+    files: list[Path] = []
     for i, ref in enumerate(job.request.references):
         if len(files) >= MAX_THUMBNAILS:
             break
@@ -135,7 +134,14 @@ async def _card_files(store: Store, data_dir: Path, job: JobView,
         except Exception as exc:  # a thumbnail is a courtesy; the card matters
             log.info("no thumbnail for %s of job %s: %s", ref.name, job.id, exc)
             continue
-        files.append(discord.File(dest, filename=f"input{i + 1}.jpg"))
+        files.append(dest)
+    return files
+
+
+async def _card_files(store: Store, data_dir: Path, job: JobView,
+                      kind: str) -> tuple[list[discord.File], str | None]:
+    """Input thumbnails (and, for a result, the video) to attach; plus a note if it can't be."""
+    files = [discord.File(p, filename=p.name) for p in await input_thumbnails(data_dir, job)]
     notes = []
     if kind == REVIEW:
         # Every video of a set (the flagged one may be any), sharing the upload limit.

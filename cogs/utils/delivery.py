@@ -27,10 +27,13 @@ from bot.config import Settings
 from bot.engine import EventKind, JobEvent, JobResult
 from bot.media.transcode import thumbnail
 from bot.store import JobState, JobView, Store
+from bot.words import size
 
-from .cards import on_job_event
+from .card_texts import hosted_note
+from .cards import input_thumbnails, on_job_event
 from .core import DiscordJobContext
 from .finals import draft_buttons
+from .layout import card_refused, custom_ids, result_card, status_card
 from .messaging import (
     UPLOAD_MARGIN,
     fit_upload,
@@ -68,7 +71,7 @@ class DiscordDelivery:
         self.settings = settings
         self.store = store
         self._last_edit: dict[str, float] = {}
-        self._latest: dict[str, tuple[JobView, str, bool]] = {}
+        self._latest: dict[str, tuple[JobView, str, bool, JobEvent | None]] = {}
         self._timers: dict[str, asyncio.Task[None]] = {}
 
     # ---- status message -------------------------------------------------------------------
@@ -84,16 +87,17 @@ class DiscordDelivery:
             if told:
                 event = replace(event, reason="the reason was sent to you privately")
         await self.edit_status(job, status_text(job, event, jump_url=jump),
-                               final=event.kind in TERMINAL)
+                               final=event.kind in TERMINAL, event=event)
         try:
             await on_job_event(self.client, self.store, self.settings.data_dir, job, event)
         except discord.HTTPException as exc:
             log.warning("moderation update for job %s failed: %s", job.id, exc)
 
-    async def edit_status(self, job: JobView, text: str, *, final: bool = False) -> None:
+    async def edit_status(self, job: JobView, text: str, *, final: bool = False,
+                          event: JobEvent | None = None) -> None:
         if not DiscordJobContext.of(job).status_message_id:
             return
-        self._latest[job.id] = (job, text, final)
+        self._latest[job.id] = (job, text, final, event)
         wait = self._last_edit.get(job.id, 0.0) + STATUS_EDIT_INTERVAL - time.monotonic()
         if wait > 0 and not final:
             if job.id not in self._timers:
@@ -113,13 +117,15 @@ class DiscordDelivery:
         item = self._latest.pop(job_id, None)
         if item is None:
             return
-        job, text, final = item
+        job, text, final, event = item
         self._last_edit[job_id] = time.monotonic()
         if not final and await self._ended(job_id):
             return  # another process ended it and said so: news of a step is stale now
-        view = None if final else status_view(job)
         try:
-            await self._edit_message(job, text, view)
+            if await self.cards_for(job):
+                await self._edit_card(job, text, event, final)
+            else:
+                await self._edit_message(job, text, None if final else status_view(job))
         except discord.HTTPException as exc:
             log.warning("status edit for job %s failed: %s", job_id, exc)
         if final:
@@ -131,16 +137,34 @@ class DiscordDelivery:
             if ended.state is JobState.DELIVERED and (ended.delivery_ref or "").isdigit():
                 jump = jump_url(ended.guild_id, await result_channel(self.store, ended),
                                 str(ended.delivery_ref))
-            self._latest[job_id] = (ended, status_text(ended, ending_event(ended),
-                                                       jump_url=jump), True)
+            news = ending_event(ended)
+            self._latest[job_id] = (ended, status_text(ended, news, jump_url=jump), True, news)
             await self._flush(job_id)
 
     async def _ended(self, job_id: str) -> JobView | None:
         current = await self.store.get_job(job_id)
         return current if current is not None and current.terminal else None
 
-    async def _edit_message(self, job: JobView, text: str, view: discord.ui.View | None) -> None:
+    async def cards_for(self, job: JobView) -> bool:
+        """Cards or embeds: the server's choice, else the bot's (cogs/utils/layout.py)."""
+        chosen = (await self.store.guild_settings(job.guild_id)).cards
+        return self.settings.seedance_result_cards if chosen is None else chosen
+
+    async def _edit_card(self, job: JobView, text: str, event: JobEvent | None,
+                         final: bool) -> None:
+        """The status as a card; the text version where Discord refuses the card."""
+        try:
+            await self._edit_message(job, None, status_card(job, text, event, final=final))
+        except discord.HTTPException as exc:
+            if not card_refused(exc):
+                raise
+            log.info("status card of job %s refused (%s); showing text", job.id, exc)
+            await self._edit_message(job, text, None if final else status_view(job))
+
+    async def _edit_message(self, job: JobView, text: str | None,
+                            view: discord.ui.View | discord.ui.LayoutView | None) -> None:
         message_id = int(DiscordJobContext.of(job).status_message_id or 0)
+        # A card carries no content: Discord refuses both on one message.
         kwargs: dict[str, Any] = {"content": text, "view": view}
         webhook = interaction_webhook(self.client, job)
         if webhook is not None:
@@ -161,7 +185,16 @@ class DiscordDelivery:
         existing = await self._already_posted(channel, job.id)
         if existing is not None:
             return str(existing)
-        message = await self._post_within(channel, job, result, upload_limit(job))
+        message = None
+        if await self.cards_for(job):
+            try:
+                message = await self._post_card(channel, job, result, upload_limit(job))
+            except discord.HTTPException as exc:
+                if not card_refused(exc):
+                    raise
+                log.info("result card of job %s refused (%s); posting the embed", job.id, exc)
+        if message is None:
+            message = await self._post_within(channel, job, result, upload_limit(job))
         return str(message.id)  # the engine then emits DELIVERED, which links the status here
 
     async def _post_within(self, channel: discord.PartialMessageable, job: JobView,
@@ -204,6 +237,56 @@ class DiscordDelivery:
             nonce=job_nonce(job.id),
         )
 
+    async def _post_card(self, channel: discord.PartialMessageable, job: JobView,
+                         result: JobResult, limit: int) -> discord.Message:
+        """The result as one card (cogs/utils/layout.py): the files when they fit together
+        with the input thumbnails, else the gateway's hosted links."""
+        guild = await self.store.guild_settings(job.guild_id)
+        inputs = await input_thumbnails(self.settings.seedance_data_dir, job)
+        count = len(result.video_paths)
+        spent = sum(p.stat().st_size for p in inputs)
+
+        def card(videos: list[str], note: str | None = None) -> discord.ui.LayoutView:
+            return result_card(job, result, videos=videos, spoiler_prompt=guild.spoiler_prompts,
+                               inputs=[f"attachment://{p.name}" for p in inputs],
+                               extra=draft_buttons(job), note=note)
+
+        def thumbs() -> list[discord.File]:
+            return [discord.File(p, filename=p.name) for p in inputs]
+
+        for attempt_limit in (limit, limit // 2):
+            budget = (attempt_limit - UPLOAD_MARGIN - spent) // count
+            paths = [await fit_upload(video, budget) for video in result.video_paths]
+            fitted = [p for p in paths if p is not None]
+            if len(fitted) < count:
+                break
+            names = [video_filename(job.id, i) for i in range(1, count + 1)]
+            try:
+                return await channel.send(
+                    files=[discord.File(p, filename=n) for p, n in zip(fitted, names,
+                                                                         strict=True)]
+                    + thumbs(),
+                    view=card([f"attachment://{n}" for n in names]),
+                    nonce=job_nonce(job.id))
+            except discord.HTTPException as exc:
+                if exc.status != 413 and exc.code != 40005:
+                    raise
+                log.info("upload of job %s refused as too large; trying smaller", job.id)
+        urls = job.result_meta.get("video_urls") or job.result_meta.get("urls") or []
+        links = [str(u) for u in urls if str(u).startswith("https://")]
+        expires = job.result_meta.get("expires_at")
+        note = hosted_note(job, size(result.video_path.stat().st_size), size(limit), links,
+                           float(expires) if expires else None)
+        files = thumbs()
+        shown = links[:count]
+        if not shown:  # nothing hosted to show: a still of the last frame
+            still = await asyncio.to_thread(
+                thumbnail, result.last_frame_path or result.video_path,
+                result.video_path.with_name("thumbnail.jpg"))
+            files.append(discord.File(still, filename="thumbnail.jpg"))
+            shown = ["attachment://thumbnail.jpg"]
+        return await channel.send(files=files, view=card(shown, note), nonce=job_nonce(job.id))
+
     async def _already_posted(self, channel: discord.PartialMessageable,
                               job_id: str) -> int | None:
         """A message of ours carrying this job's result buttons, if a crash hid it from us."""
@@ -212,11 +295,9 @@ class DiscordDelivery:
             async for message in channel.history(limit=50):
                 if me is not None and message.author.id != me.id:
                     continue
-                for row in message.components:
-                    for item in getattr(row, "children", ()):
-                        custom_id = getattr(item, "custom_id", None) or ""
-                        if custom_id.endswith(job_id) and custom_id.startswith("sd:reroll:"):
-                            return message.id
+                # Cards nest their buttons in a container: look at every component.
+                if f"sd:reroll:{job_id}" in custom_ids(message):
+                    return message.id
         except (discord.Forbidden, discord.NotFound):
             return None
         return None

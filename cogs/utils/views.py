@@ -166,13 +166,19 @@ def result_view(job: JobView, videos: int = 1,
     for index in range(1, videos + 1):
         for action in ("reroll", "extend", "animate"):
             view.add_item(JobButton(action, job.id, index, numbered=videos > 1))
-    whole: list[discord.ui.Item[Any]] = [*extra, JobButton("delete", job.id)]
-    if job.event_id:
-        whole.append(VoteButton(job.id))
-    for item in whole:
+    for item in whole_job_buttons(job, extra):
         item.row = videos
         view.add_item(item)
     return view
+
+
+def whole_job_buttons(job: JobView, extra: Sequence[discord.ui.Item[Any]] = ()
+                      ) -> list[discord.ui.Item[Any]]:
+    """The last row of a result, for embeds and cards alike: `extra`, Delete, and Vote."""
+    whole: list[discord.ui.Item[Any]] = [*extra, JobButton("delete", job.id)]
+    if job.event_id:
+        whole.append(VoteButton(job.id))
+    return whole
 
 
 def status_view(job: JobView) -> discord.ui.View | None:

@@ -146,10 +146,23 @@ async def show_count(client: discord.Client, ballot: Ballot) -> None:
         log.info("vote count of entry %s not redrawn: the database is away", job_id)
 
 
-def _labelled(message: discord.Message, job_id: str, votes: int) -> discord.ui.View:
-    """The message's buttons as they are, with the vote button showing `votes`."""
-    view = discord.ui.View.from_message(message, timeout=None)
-    for item in view.children:
+def _labelled(message: discord.Message, job_id: str,
+              votes: int) -> discord.ui.View | discord.ui.LayoutView:
+    """The message's buttons as they are, with the vote button showing `votes`. A result
+    card (cogs/utils/layout.py) is redrawn whole, its media pointing at its own files again."""
+    view: discord.ui.View | discord.ui.LayoutView
+    if message.flags.components_v2:
+        view = discord.ui.LayoutView.from_message(message, timeout=None)
+        files = {a.url: a.filename for a in message.attachments}
+        for item in view.walk_children():
+            media = ([i.media for i in item.items] if isinstance(item, discord.ui.MediaGallery)
+                     else [item.media] if isinstance(item, discord.ui.Thumbnail) else [])
+            for m in media:
+                if m.url in files:
+                    m.url = f"attachment://{files[m.url]}"
+    else:
+        view = discord.ui.View.from_message(message, timeout=None)
+    for item in view.walk_children():
         if isinstance(item, discord.ui.Button) and item.custom_id == vote_id(job_id):
             item.label = vote_label(votes)
     view.stop()  # only drawn: the dynamic items answer presses, not this copy

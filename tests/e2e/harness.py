@@ -38,6 +38,9 @@ class BotProcess:
             "SEEDANCE_CDN_HOSTS": "127.0.0.1",
             "SEEDANCE_PRIVATE_HOSTS": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",
+            # The suite written before result cards checks the embed version (the fallback,
+            # cogs/utils/layout.py); tests/e2e/test_cards_e2e.py runs with cards on.
+            "SEEDANCE_RESULT_CARDS": "0",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
         })
         env.update(self.extra_env)

@@ -15,6 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes.discord.components_v2 import (
+    FLAG_COMPONENTS_V2,
+    check_legacy,
+    check_v2,
+    resolve_media,
+)
 from tests.fakes.discord.state import (
     ATTACH_FILES,
     CREATE_PUBLIC_THREADS,
@@ -146,6 +152,9 @@ class World:
     attachments: dict[int, Attachment] = field(default_factory=dict)
     commands: dict[int | None, list[Command]] = field(default_factory=dict)
     nonces: dict[tuple[int, str], tuple[float, int]] = field(default_factory=dict)
+    #: Refuse every message flagged IS_COMPONENTS_V2, as Discord does where it can't take
+    #: them: tests of the embed fallback (cogs/utils/layout.py) switch it on.
+    refuse_components_v2: bool = False
     sink: EventSink | None = None  # the gateway's dispatch
     on_change: Callable[[], None] | None = None  # wakes test-side waiters
     bot: User = field(init=False)
@@ -271,8 +280,10 @@ class World:
         return att
 
     # ---- message rules ---------------------------------------------------------------------
-    def check_body(self, body: dict[str, Any], uploads: list[Upload], limit: int) -> None:
-        """The validations Discord applies before storing a message."""
+    def check_body(self, body: dict[str, Any], uploads: list[Upload], limit: int,
+                   existing: Message | None = None) -> None:
+        """The validations Discord applies before storing a message (or an edit of
+        `existing`: what the message is after the edit is what is checked)."""
         content = body.get("content")
         if isinstance(content, str) and len(content) > 2000:
             raise form_error("content", "BASE_TYPE_MAX_LENGTH", "Must be 2000 or fewer in length.")
@@ -286,7 +297,29 @@ class World:
             if len(up.data) > limit:
                 raise ApiError(413, 40005, "Request entity too large")
         components = body.get("components") or []
-        v2 = bool(int(body.get("flags") or 0) & (1 << 15))
+        flags = body.get("flags")
+        was_v2 = existing is not None and bool(existing.flags & FLAG_COMPONENTS_V2)
+        v2 = bool(int(flags or 0) & FLAG_COMPONENTS_V2) or (flags is None and was_v2)
+        if was_v2 and not v2:
+            raise form_error("flags", "MESSAGE_CANNOT_REMOVE_COMPONENTS_V2_FLAG",
+                             "The IS_COMPONENTS_V2 flag cannot be removed")
+        if v2 and self.refuse_components_v2:
+            raise form_error("flags", "MESSAGE_FLAGS_INVALID", "Invalid message flags")
+        if v2:
+            files = [u.filename for u in uploads] + [str(a["filename"])
+                                                      for a in body.get("attachments") or []
+                                                      if a.get("filename")]
+            if existing is not None:
+                kept = ({a.id for a in existing.attachments} if "attachments" not in body
+                        else {int(a["id"]) for a in body["attachments"]})
+                files += [a.filename for a in existing.attachments if a.id in kept]
+            old = existing
+            check_v2(body.get("content", old.content if old else None),
+                     body.get("embeds", old.embeds if old else None),
+                     components if "components" in body or old is None else old.components,
+                     files, form_error)
+        else:
+            check_legacy(components, form_error)
         if not v2 and len(components) > 5:
             raise form_error("components", "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer in length.")
         seen: set[str] = set()
@@ -396,6 +429,7 @@ class World:
         )
         msg.attachments = self.resolve_attachments(body.get("attachments"), uploads, [],
                                                    channel_id, ephemeral)
+        resolve_media(msg.components, msg.attachments)
         self.messages[msg.id] = msg
         if nonce:
             self.nonces[(author.id, nonce)] = (time.monotonic(), msg.id)
@@ -413,7 +447,7 @@ class World:
         # Bots may only edit their own messages (flags aside).
         if by is not None and msg.author.id != by.id and set(body) - {"flags"}:
             raise ApiError(403, 50005, "Cannot edit a message authored by another user")
-        self.check_body(body, uploads, self.upload_limit(msg.guild_id))
+        self.check_body(body, uploads, self.upload_limit(msg.guild_id), existing=msg)
         if "content" in body:
             msg.content = body["content"] or ""
         if "embeds" in body:
@@ -429,6 +463,7 @@ class World:
             keep = msg.flags & (FLAG_EPHEMERAL)
             msg.flags = (int(body["flags"]) & ~FLAG_EPHEMERAL & ~FLAG_LOADING) | keep
         msg.flags &= ~FLAG_LOADING  # any edit resolves a "thinking…" placeholder
+        resolve_media(msg.components, msg.attachments)
         msg.edited_at = now()
         msg.edits.append(Edit(time.monotonic(), "PATCH", body))
         if not msg.ephemeral:

@@ -1,0 +1,95 @@
+"""What the components-v2 cards say (cogs/utils/layout.py), as pure functions of core objects.
+
+Kept apart from cogs/utils/texts.py, which is near its size limit; the card reuses its lines
+(settings, credits, status) so a card and its embed fallback say the same things.
+"""
+
+from __future__ import annotations
+
+from bot.engine import EventKind, JobEvent, JobResult
+from bot.store import JobView
+
+from .texts import clip, credits_words, lineage_line, timestamp
+
+#: Discord's limit on the text of all text displays of one message together.
+MAX_CARD_TEXT = 4000
+#: The most of a prompt a result card shows (the rest is on the job, `/my-videos`).
+MAX_CARD_PROMPT = 1500
+BAR_CELLS = 12
+
+
+def cards_setting_text(style: str, spoiler_prompts: bool) -> str:
+    shown = {"cards": "Finished videos and job status are shown as cards.",
+             "embeds": "Finished videos are shown with the older embeds, status as text.",
+             "default": "Finished videos are shown the bot's default way (cards unless the "
+                        "bot's owner turned them off)."}[style]
+    hidden = (" Prompts on result cards are hidden behind a spoiler." if spoiler_prompts
+              else " Prompts on result cards are shown openly.")
+    return shown + hidden
+
+
+def progress_bar(percent: float | None) -> str:
+    """`▰▰▰▱▱▱ 50%` — a text bar, as cards have no progress component."""
+    if percent is None:
+        return ""
+    p = max(0.0, min(100.0, percent))
+    full = round(p / 100 * BAR_CELLS)
+    return "▰" * full + "▱" * (BAR_CELLS - full) + f" {p:.0f}%"
+
+
+def status_progress(job: JobView, event: JobEvent | None) -> float | None:
+    """How far the job is, as far as we know: None while it waits or when it went wrong."""
+    kind = event.kind if event is not None else None
+    if kind in (EventKind.FAILED, EventKind.CANCELLED, EventKind.REJECTED):
+        return None
+    if kind in (EventKind.SUCCEEDED, EventKind.DELIVERED, EventKind.HELD) or (
+            kind is None and job.state.value in ("delivered", "held", "ready")):
+        return 100.0
+    if kind is EventKind.PROGRESS and event is not None and event.percent is not None:
+        return event.percent
+    if kind in (EventKind.STARTED, EventKind.PROGRESS) or job.state.value in (
+            "submitting", "generating", "downloading"):
+        return 0.0
+    return None
+
+
+def result_header(job: JobView) -> str:
+    return f"### 🎬 <@{job.user_id}>'s video" + lineage_line(job)
+
+
+def prompt_block(prompt: str, limit: int, *, spoiler: bool) -> str:
+    """The prompt, clipped to `limit`; behind a spoiler when the server asks."""
+    if not prompt:
+        return "*(no prompt)*"
+    text = clip(prompt.replace("||", "| |") if spoiler else prompt, max(20, limit - 4))
+    return f"||{text}||" if spoiler else text
+
+
+def result_details(job: JobView, result: JobResult, settings: str) -> str:
+    """Settings, seed, credits and gateway, under the video."""
+    req = job.request
+    seed = result.seed if result.seed is not None else req.seed
+    spent = result.credits or job.credits_charged or job.credits_estimate
+    lines = [f"**Settings** {settings}",
+             f"**Seed** {seed if seed is not None else '—'} · "
+             f"**Credits** {credits_words(job, spent, 'charged')} · **Gateway** {job.provider}"]
+    asked, came = req.results, len(result.video_paths)
+    if asked > 1 and came < asked:
+        returned = job.credits_estimate - (job.credits_charged or job.credits_estimate)
+        lines.append(f"**Set** {came} of {asked} videos came; {returned} credits were returned "
+                     "for the rest.")
+    return "\n".join(lines)
+
+
+def hosted_note(job: JobView, size_words: str, limit_words: str, links: list[str],
+                expires: float | None) -> str:
+    """Why the video is a link rather than a file, and until when the link works."""
+    until = f" The links work until {timestamp(expires, 'f')}." if expires and links else ""
+    where = (" It is shown from the gateway's link." if links
+             else f" Ask an admin for job `{job.id}`.")
+    return (f"**Too large to upload here**: the video is {size_words} and this server takes "
+            f"{limit_words} per file, even after compressing.{where}{until}")
+
+
+def job_footer(job: JobView) -> str:
+    return f"-# job `{job.id}`"
