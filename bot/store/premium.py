@@ -190,3 +190,23 @@ class PremiumStore:
             "SELECT * FROM entitlements WHERE state = 'deleted' AND shortfall > 0"
             " ORDER BY updated_at DESC")
         return [_record(r) for r in rows]
+
+    async def settle_purchased(self, *, now: float, orphan_after: float = 3600.0) -> int:
+        """Give back purchased credits jobs did not use: as many as each job's ledger released
+        (failed, cancelled, rejected, a short set), and all of a spend whose job was never
+        written (a crash between the spend and the job, `orphan_after` seconds on). Once per
+        job (the 'return' key). Returns how many spends were settled."""
+        rows = await self._read(
+            "SELECT p.ref, p.credits, p.at, EXISTS (SELECT 1 FROM jobs j WHERE j.id = p.ref)"
+            " AS job, (SELECT COALESCE(SUM(l.credits), 0) FROM ledger l WHERE l.job_id = p.ref"
+            " AND l.kind = 'release') AS released FROM purchased_credits p"
+            " WHERE p.kind = 'spend' AND NOT EXISTS (SELECT 1 FROM purchased_credits r"
+            " WHERE r.ref = p.ref AND r.kind = 'return')")
+        settled = 0
+        for r in rows:
+            released = int(r["released"])
+            if not r["job"] and float(r["at"]) <= now - orphan_after:
+                released = -int(r["credits"])
+            if released > 0 and await self.return_purchased(r["ref"], released, now=now):
+                settled += 1
+        return settled
