@@ -161,16 +161,21 @@ class PremiumService:
     async def balance(self, user_id: str) -> int:
         return await self.store.purchased_balance(user_id)
 
-    def sku_for(self, scope: str) -> Sku | None:
-        """The SKU a refusal offers: the server's subscription when the server's pool ran out,
-        else a consumable (or the member's subscription)."""
-        order = (("guild_subscription",) if scope == "guild"
-                 else ("consumable", "user_subscription"))
-        for kind in order:
-            found = next((s for s in self.skus.values() if s.kind == kind), None)
-            if found is not None:
-                return found
+
+
+def offer_for(skus: Mapping[str, Sku], window: str) -> Sku | None:
+    """The SKU a refusal for an exhausted `window` (quota.py's user | guild | event) offers:
+    the server's subscription when the server's pool ran out, else a consumable (or the
+    member's subscription); nothing for an event's own limit, which purchases do not lift."""
+    if window == "event":
         return None
+    order = (("guild_subscription", "consumable") if window == "guild"
+             else ("consumable", "user_subscription"))
+    for kind in order:
+        found = next((s for s in skus.values() if s.kind == kind), None)
+        if found is not None:
+            return found
+    return None
 
 
-__all__ = ["Applied", "Entitlement", "EntitlementPort", "PremiumService"]
+__all__ = ["Applied", "Entitlement", "EntitlementPort", "PremiumService", "offer_for"]

@@ -125,14 +125,14 @@ class Store:
             raise ApiError(400, 50035, "Invalid Form Body")
         found = []
         for ent in sorted(self.items.values(), key=lambda e: e.id):
-            if ("user_id" in q and ent.user_id != int(q["user_id"])
-                    or "guild_id" in q and ent.guild_id != int(q["guild_id"])
-                    or skus and ent.sku_id not in skus
-                    or q.get("exclude_ended", "0") in ("1", "true")
-                    and ent.ends_at is not None and ent.ends_at <= now
-                    or q.get("exclude_deleted", "1") in ("1", "true") and ent.deleted
-                    or "after" in q and ent.id <= int(q["after"])
-                    or "before" in q and ent.id >= int(q["before"])):
+            if (("user_id" in q and ent.user_id != int(q["user_id"]))
+                    or ("guild_id" in q and ent.guild_id != int(q["guild_id"]))
+                    or (skus and ent.sku_id not in skus)
+                    or (q.get("exclude_ended", "0") in ("1", "true")
+                    and ent.ends_at is not None and ent.ends_at <= now)
+                    or (q.get("exclude_deleted", "1") in ("1", "true") and ent.deleted)
+                    or ("after" in q and ent.id <= int(q["after"]))
+                    or ("before" in q and ent.id >= int(q["before"]))):
                 continue
             found.append(ent.to_dict(self.world.application_id))
         found = found[-limit:] if "before" in q else found[:limit]
