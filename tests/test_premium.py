@@ -240,6 +240,13 @@ async def test_purchased_credits_pay_when_the_free_quota_is_spent(tmp_path: Path
             made = await make(w)
             assert isinstance(made, Made) and made.job.context[PURCHASED_KEY] == 4
             assert await service.balance(MEMBER.user_id) == 96
+            # Cancelled while waiting: the ledger releases it, the purchased credits come back.
+            await w.engine.cancel(made.job.id, MEMBER.user_id)
+            assert [line.kind for line in await w.store.ledger(made.job.id)] == [
+                "reserve", "release"]
+            assert await w.store.settle_purchased(now=time.time()) == 1
+            assert await w.store.settle_purchased(now=time.time()) == 0
+            assert await service.balance(MEMBER.user_id) == 100
             # Subscriptions raise the limits while active: 300/month is 10 a day.
             listed.items["s1"] = sub = Entitlement("s1", "789", MEMBER.user_id, None,
                                                    starts_at=time.time() - 60,

@@ -191,17 +191,20 @@ class PremiumStore:
             " ORDER BY updated_at DESC")
         return [_record(r) for r in rows]
 
-    async def settle_purchased(self, *, now: float, orphan_after: float = 3600.0) -> int:
+    async def settle_purchased(self, *, now: float, orphan_after: float = 3600.0,
+                               look_back: float = 30 * 86400.0) -> int:
         """Give back purchased credits jobs did not use: as many as each job's ledger released
         (failed, cancelled, rejected, a short set), and all of a spend whose job was never
         written (a crash between the spend and the job, `orphan_after` seconds on). Once per
-        job (the 'return' key). Returns how many spends were settled."""
+        job (the 'return' key); spends older than `look_back` (their jobs long settled) are
+        not read again. Returns how many spends were settled."""
         rows = await self._read(
             "SELECT p.ref, p.credits, p.at, EXISTS (SELECT 1 FROM jobs j WHERE j.id = p.ref)"
             " AS job, (SELECT COALESCE(SUM(l.credits), 0) FROM ledger l WHERE l.job_id = p.ref"
             " AND l.kind = 'release') AS released FROM purchased_credits p"
-            " WHERE p.kind = 'spend' AND NOT EXISTS (SELECT 1 FROM purchased_credits r"
-            " WHERE r.ref = p.ref AND r.kind = 'return')")
+            " WHERE p.kind = 'spend' AND p.at >= ? AND NOT EXISTS (SELECT 1 FROM"
+            " purchased_credits r WHERE r.ref = p.ref AND r.kind = 'return')",
+            (now - look_back,))
         settled = 0
         for r in rows:
             released = int(r["released"])
