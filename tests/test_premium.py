@@ -18,11 +18,13 @@ import pytest
 from bot.config import load_settings
 from bot.engine import QuotaExceeded
 from bot.errors import ConfigError
+from bot.models import GenerationRequest
 from bot.service import Made
 from bot.service.premium import Entitlement, PremiumService, offer_for
 from bot.service.purchased import PURCHASED_KEY
 from bot.skus import parse_skus
-from bot.store import Store
+from bot.store import JobState, NewJob, Store, UsageCheck
+from bot.store.ledger import day_of
 from bot.store.premium import EntitlementRecord
 from tests.test_service import MEMBER, build, make
 
@@ -120,6 +122,31 @@ async def test_subscriptions_count_while_active(store: Store) -> None:
     await store.delete_entitlement("s1", now=T0 + 160)
     assert await credits(T0 + 170) == 0
     assert not await store.set_subscription_period("s1", starts_at=T0, ends_at=None, now=T0)
+
+
+async def _job(store: Store, job_id: str, credits: int, context: dict[str, int]) -> None:
+    refused = await store.create_job(NewJob(
+        id=job_id, guild_id="g1", channel_id="10", user_id="u1", role_ids=(),
+        request=GenerationRequest(prompt="a fox"), provider="local", model=None,
+        state=JobState.QUEUED, credits_estimate=credits, context=context),
+        [UsageCheck("guild", "g1", 100, day_of(T0))], now=T0)
+    assert refused is None
+
+
+async def test_a_paid_job_is_in_the_ledger_but_in_no_window(store: Store) -> None:
+    window = UsageCheck("guild", "g1", 100, day_of(T0))
+    member = UsageCheck("user", "g1", 100, day_of(T0), user_id="u1", outside_events=True)
+    await _job(store, "free", 4, {})
+    await store.record_entitlement(consumable(), now=T0)
+    assert await store.spend_purchased("u1", "paid", 8, now=T0)
+    await _job(store, "paid", 8, {PURCHASED_KEY: 8})
+    assert (await store.usage(window), await store.usage(member)) == (4, 4)
+    await store.transition("paid", JobState.FAILED, now=T0 + 1, ledger="release")
+    await store.transition("free", JobState.FAILED, now=T0 + 1, ledger="release")
+    assert (await store.usage(window), await store.usage(member)) == (0, 0)
+    assert [line.kind for line in await store.ledger("paid")] == ["reserve", "release"]
+    assert await store.settle_purchased(now=T0 + 2) == 1
+    assert await store.purchased_balance("u1") == 100
 
 
 # ---- the service -------------------------------------------------------------------------------
@@ -240,6 +267,9 @@ async def test_purchased_credits_pay_when_the_free_quota_is_spent(tmp_path: Path
             made = await make(w)
             assert isinstance(made, Made) and made.job.context[PURCHASED_KEY] == 4
             assert await service.balance(MEMBER.user_id) == 96
+            # Paid credits use neither the member's free day nor the server's pool.
+            status = await w.services.videos.quota(MEMBER)
+            assert [(win.name, win.used) for win in status.windows] == [("user", 4), ("guild", 4)]
             # Cancelled while waiting: the ledger releases it, the purchased credits come back.
             await w.engine.cancel(made.job.id, MEMBER.user_id)
             assert [line.kind for line in await w.store.ledger(made.job.id)] == [

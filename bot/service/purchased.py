@@ -7,8 +7,8 @@ written gives the credits back at once, and one that releases credits later (fai
 cancelled or rejected) or was never written after a crash gets them back from
 `Store.settle_purchased` (run by the premium cog on start and periodically).
 
-The ledger still books the job as usual, so the credits count in the member's and the
-server's usage figures of that day and month.
+The ledger books the job as usual, but its day rows (what the quota windows count) leave it
+out: paid credits use neither the member's free credits nor the server's monthly pool.
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ from typing import Any
 from bot.engine import Engine, QuotaExceeded
 from bot.models import GenerationRequest
 from bot.store import JobView
-
-#: The job context key saying how many purchased credits paid for it.
-PURCHASED_KEY = "purchased_credits"
+from bot.store.premium import PAID_KEY as PURCHASED_KEY
 
 
 async def enqueue_paying(engine: Engine, request: GenerationRequest, *, user_id: str,

@@ -11,6 +11,12 @@ from typing import Any
 
 from bot.store.database import Database, Tx
 
+#: A job context key: the purchased credits that paid for the job (bot/service/purchased.py).
+#: Such a job is booked in the ledger but not in the quota windows' day rows (bot/store/ledger.py).
+PAID_KEY = "purchased_credits"
+#: The ledger lines of paid jobs, which no quota window counts.
+PAID_JOBS = "SELECT ref FROM purchased_credits WHERE kind = 'spend'"
+
 
 @dataclass(frozen=True)
 class EntitlementRecord:
