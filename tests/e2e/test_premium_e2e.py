@@ -84,6 +84,7 @@ async def test_premium_credits_from_purchase_to_refund(tmp_path: Path) -> None:
                 ("reserve", 4), ("commit", 4)]
             shown = await private_reply(fake, await fake.slash("quota", {}))
             assert "Purchased credits: **96** left" in shown
+            assert "daily credits: 4 of 4 used" in shown  # the paid video is not in the day
 
             # A crash between crediting and consuming: consume fails until the bot is killed.
             fake.fail_next(500, times=1000, route="/consume")
