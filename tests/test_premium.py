@@ -227,6 +227,7 @@ async def test_forged_replayed_or_foreign_entitlements_credit_nothing(
     listed.items["e5"] = ent = Entitlement("e5", "123", "u1", None)
     await service.on_created(ent)
     assert not (await service.on_deleted(ent)).verified
+    assert not (await service.on_deleted(replace(ent, user_id="u9", deleted=True))).verified
     assert await service.balance("u1") == 100
 
 

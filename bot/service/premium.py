@@ -100,11 +100,15 @@ class PremiumService:
         return await self._apply(listed)
 
     async def on_deleted(self, event: Entitlement) -> Applied:
-        """ENTITLEMENT_DELETE: a refund or removal, once Discord's list shows it deleted (or
-        no longer lists it at all)."""
-        listed = await self._listed(event.id, event.user_id, include_deleted=True)
-        if listed is not None and not listed.deleted:
-            log.warning("entitlement %s deleted by an event but listed live; ignored", event.id)
+        """ENTITLEMENT_DELETE: a refund or removal of one we recorded, once Discord's list
+        (for the owner we recorded, not the event's) shows it deleted."""
+        known = await self.store.entitlement_record(event.id)
+        if known is None:
+            return Applied(True)  # never credited: nothing to take back
+        listed = await self._listed(event.id, known.user_id or None, include_deleted=True)
+        if listed is None or not listed.deleted:
+            log.warning("entitlement %s deleted by an event but not in Discord's list as"
+                        " deleted; ignored", event.id)
             return Applied(False)
         return Applied(True, clawback=await self._delete(event.id))
 
