@@ -44,8 +44,8 @@ class Premium(commands.Cog):
         try:
             await self.service.recover()
             await self.bot.core.store.settle_purchased(now=time.time())
-        except (discord.HTTPException, OSError) as exc:
-            log.warning("premium recovery failed, next try in %d min: %s", RECOVER_MINUTES, exc)
+        except Exception:  # Discord or the database away: the loop must outlive it
+            log.exception("premium recovery failed; next try in %d min", RECOVER_MINUTES)
 
     @commands.Cog.listener()
     async def on_entitlement_create(self, entitlement: discord.Entitlement) -> None:
