@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.errors import ConfigError
 from bot.media.fetch import NetworkPolicy
+from bot.skus import Sku, parse_skus
 
 ProviderName = Literal["local", "anyfast", "runware", "magnific", "hiapi"]
 PROVIDER_NAMES: tuple[str, ...] = ("local", "anyfast", "runware", "magnific", "hiapi")
@@ -100,6 +101,8 @@ class Settings(BaseSettings):
     #: of SEEDANCE_PROVIDER's single gateway; setting both is refused as ambiguous.
     seedance_providers: str | None = None
     #: Seconds a job waits while every gateway of its list is down, before it fails.
+    # Discord store SKUs and the credits each buys (bot/skus.py); empty: no premium.
+    seedance_skus: str = ""
     seedance_failover_wait: float = Field(default=600.0, ge=0)
 
     @field_validator(
@@ -186,6 +189,12 @@ class Settings(BaseSettings):
                              "SEEDANCE_PROVIDER (one gateway), not both")
         return self
 
+    @field_validator("seedance_skus")
+    @classmethod
+    def _skus(cls, v: str) -> str:
+        parse_skus(v)
+        return v
+
     @field_validator("seedance_prices")
     @classmethod
     def _prices(cls, v: str | None) -> str | None:
@@ -214,6 +223,10 @@ class Settings(BaseSettings):
     @property
     def prices(self) -> dict[str, int]:
         return parse_prices(self.seedance_prices) if self.seedance_prices else dict(DEFAULT_PRICES)
+
+    @property
+    def skus(self) -> dict[str, Sku]:
+        return parse_skus(self.seedance_skus)
 
     @property
     def gateway_concurrency(self) -> dict[str, int]:

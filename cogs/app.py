@@ -43,6 +43,7 @@ from cogs.utils.acks import acknowledged
 from cogs.utils.cards import ModButton
 from cogs.utils.core import Core, cdn_hosts
 from cogs.utils.delivery import DiscordDelivery
+from cogs.utils.premium import premium_view
 from cogs.utils.texts import OUTAGE_TEXT, refusal_text
 from cogs.utils.views import ForgetButton, JobButton
 from cogs.utils.voting import VoteButton, WithdrawButton
@@ -51,7 +52,7 @@ log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.video", "cogs.info", "cogs.admin", "cogs.moderation", "cogs.events",
               "cogs.privacy", "cogs.library",
-              "cogs.drafts")
+              "cogs.drafts", "cogs.premium")
 
 
 def describe(error: app_commands.AppCommandError) -> str:
@@ -87,11 +88,13 @@ class SeedanceTree(app_commands.CommandTree[Any]):
                       exc_info=original)
         settings: Settings | None = getattr(interaction.client, "settings", None)
         text = scrub(describe(error), settings.secrets() if settings else ())
+        view = premium_view(settings, original) if settings else None
+        extra: dict[str, Any] = {"view": view} if view is not None else {}
         try:
             if interaction.response.is_done():
-                await interaction.followup.send(text, ephemeral=True)
+                await interaction.followup.send(text, ephemeral=True, **extra)
             else:
-                await interaction.response.send_message(text, ephemeral=True)
+                await interaction.response.send_message(text, ephemeral=True, **extra)
                 acknowledged(interaction)  # a refusal answered at once is the ack too
         except discord.HTTPException:
             # The interaction expired (10062) or its token died: say it in the channel.

@@ -10,7 +10,14 @@ from discord.ext import commands
 
 from cogs.utils.acks import defer
 from cogs.utils.core import requester_of
-from cogs.utils.texts import clip, duration_words, limits_line, settings_line, timestamp
+from cogs.utils.texts import (
+    clip,
+    duration_words,
+    limits_line,
+    purchased_line,
+    settings_line,
+    timestamp,
+)
 
 if TYPE_CHECKING:
     from cogs.app import SeedanceBot
@@ -61,6 +68,9 @@ class Info(commands.Cog):
         head = ("You can spend **unlimited** credits." if left is None
                 else f"You can spend **{left}** more credits now.")
         price = ", ".join(f"{res} = {per}/s" for res, per in prices.items())
+        if self.bot.settings.skus:
+            bought = await self.bot.core.store.purchased_balance(str(interaction.user.id))
+            lines.append(purchased_line(bought))
         await interaction.followup.send(f"{head}\n" + "\n".join(lines) +
                                         f"\n-# Prices: {price}.", ephemeral=True)
 

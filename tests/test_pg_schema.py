@@ -179,8 +179,9 @@ async def test_both_migration_sets_make_the_same_schema(stores: dict[str, Store]
     assert ("blocklist", ("guild_id", "kind", "pattern")) in lite.unique_keys
     assert ("ledger", ("job_id",), "jobs", ("id",)) in lite.foreign_keys
     assert ("votes", ("job_id",), "jobs", ("id",)) in lite.foreign_keys
-    assert len(lite.columns) == 25  # every table (0009 added usage_days, dropped leases;
-    # 0010 added gateway_health, 0011 result_sizes, 0014 the library's five, 0015 votes)
+    assert len(lite.columns) == 27  # every table (0009 added usage_days, dropped leases;
+    # 0010 added gateway_health, 0011 result_sizes, 0014 the library's five, 0015 votes,
+    # 0016 entitlements and purchased_credits)
 
 
 async def test_postgres_integers_stay_integers_but_seq_and_ids(stores: dict[str, Store]) -> None:

@@ -8,11 +8,14 @@ per-minute rate. The first guard that fails becomes a `Refusal` here; nothing wa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from bot.config import Settings
 from bot.errors import Refusal
 from bot.guild import GuildLimits
+from bot.skus import Sku
 from bot.store import Store
 from bot.store.records import Admission, AdmissionRefused
 from bot.words import count
@@ -67,10 +70,11 @@ def refusal(refused: AdmissionRefused) -> Refusal:
 
 async def applicable_limits(
     settings: Settings, store: Store, *, guild_id: str, user_id: str, role_ids: Sequence[str],
-    event_id: str | None,
+    event_id: str | None, now: float | None = None,
 ) -> Applicable:
-    """The credit limits that apply to a member in a server (and an event)."""
-    return resolve_limits(
+    """The credit limits that apply to a member in a server (and an event), raised by the
+    active premium subscriptions (a limit < 0, unlimited, stays so)."""
+    applicable = resolve_limits(
         await store.quota_limits(guild_id),
         user_id=user_id,
         role_ids=list(role_ids),
@@ -78,6 +82,40 @@ async def applicable_limits(
         default_user_daily=settings.seedance_user_daily_credits,
         default_guild_monthly=settings.seedance_guild_monthly_credits,
     )
+    if not any(s.kind != "consumable" for s in settings.skus.values()):
+        return applicable
+    user, guild = await subscription_bonus(
+        store, settings.skus, guild_id=guild_id, user_id=user_id,
+        user_window=applicable.user_window, now=time.time() if now is None else now)
+    return replace(
+        applicable,
+        user_limit=applicable.user_limit + user if applicable.user_limit >= 0 else -1,
+        guild_limit=applicable.guild_limit + guild if applicable.guild_limit >= 0 else -1)
 
 
-__all__ = ["QueueFull", "RateLimited", "admission_for", "applicable_limits", "refusal"]
+#: Days a month's credits are spread over for a daily window, and the other way round.
+DAYS_PER_MONTH = 30
+
+
+async def subscription_bonus(store: Store, skus: Mapping[str, Sku], *, guild_id: str,
+                             user_id: str, user_window: str, now: float) -> tuple[int, int]:
+    """(user, guild) credits active subscriptions (bot/service/premium.py) add to the
+    member's window and the server's month. A month's credits count 1/30 a day on a daily
+    window, a day's 30 times on a monthly one."""
+    kinds = {s.kind for s in skus.values()}
+    user = guild = 0
+    if "guild_subscription" in kinds:
+        guild = await store.subscription_credits("guild_subscription", guild_id, "month",
+                                                 now=now)
+    if "user_subscription" in kinds:
+        same = await store.subscription_credits("user_subscription", user_id, user_window,
+                                                now=now)
+        other = await store.subscription_credits(
+            "user_subscription", user_id, "month" if user_window == "day" else "day", now=now)
+        user = same + (other // DAYS_PER_MONTH if user_window == "day"
+                       else other * DAYS_PER_MONTH)
+    return user, guild
+
+
+__all__ = ["QueueFull", "RateLimited", "admission_for", "applicable_limits", "refusal",
+           "subscription_bonus"]

@@ -234,7 +234,7 @@ class Engine:
         roles = tuple(str(r) for r in role_ids)
         applicable = await applicable_limits(
             self.settings, self.store, guild_id=guild_id, user_id=user_id, role_ids=roles,
-            event_id=event_id,
+            event_id=event_id, now=now,
         )
         checks = (
             checks_for(applicable, guild_id=guild_id, user_id=user_id, event_id=event_id, now=now)
@@ -340,7 +340,7 @@ class Engine:
         guild_id, user_id = str(guild_id), str(user_id)
         applicable = await applicable_limits(
             self.settings, self.store, guild_id=guild_id, user_id=user_id,
-            role_ids=[str(r) for r in role_ids], event_id=event_id,
+            role_ids=[str(r) for r in role_ids], event_id=event_id, now=now,
         )
         windows: list[QuotaWindow] = []
         for check in checks_for(

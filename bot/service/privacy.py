@@ -6,7 +6,10 @@ anonymised accounting row; ledger lines keep the user id while a quota window ne
 (bot/store/moderation.py). The votes they cast in events are deleted outright (a vote is theirs
 alone and accounts for nothing; a running event's counts drop by them); votes others cast for
 their entries stay with those voters, but an entry whose author is forgotten is out of the
-running (bot/service/votes.py).
+running (bot/service/votes.py). Purchases from Discord's store (`entitlements`,
+`purchased_credits`, bot/store/premium.py) are kept: they are the member's paid credits and
+the record that a purchase was credited once (deleting them would let Discord's list credit it
+again); they hold ids and amounts only, no prompt or file.
 """
 
 from __future__ import annotations

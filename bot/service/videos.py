@@ -40,6 +40,7 @@ from .gate import Admitted, admit
 from .library_use import LibraryInputs, LibraryUse, linker_of
 from .options import apply_fixed, capabilities_of, fixed_keys, fixed_of, server_defaults
 from .people import CLI_GUILD, Requester
+from .purchased import enqueue_paying
 from .refusals import GatewayUnavailable, NotAllowed, NothingThere
 
 
@@ -164,8 +165,8 @@ class VideoService:
         # some to see it; elsewhere it is refused and refunded (bot/engine/sets.py).
         flagged = FLAGGED_TO_REVIEW if admitted.settings.mod_channel else "refuse"
         try:
-            job = await self.engine.enqueue(
-                request,
+            job = await enqueue_paying(
+                self.engine, request,
                 guild_id=who.guild_id,
                 channel_id=who.channel_id,
                 user_id=who.user_id,

@@ -20,6 +20,7 @@ from typing import Any
 
 from bot.store.database import Tx
 from bot.store.ledger import EVERYONE, add_usage, admission_guards, day_of, usage_query
+from bot.store.premium import PAID_KEY
 from bot.store.records import (
     Admission,
     AdmissionRefused,
@@ -90,8 +91,9 @@ async def admit_sqlite(tx: Tx, job: NewJob, checks: Sequence[UsageCheck],
         "INSERT INTO ledger (job_id, user_id, guild_id, event_id, kind, credits, at,"
         " reserved_at) VALUES (?, ?, ?, ?, 'reserve', ?, ?, ?)",
         (job.id, job.user_id, job.guild_id, job.event_id, job.credits_estimate, now, now))
-    await add_usage(tx, guild_id=job.guild_id, user_id=job.user_id, event_id=job.event_id,
-                    reserved_at=now, credits=job.credits_estimate)
+    if PAID_KEY not in job.context:  # paid from purchased credits: no window counts it
+        await add_usage(tx, guild_id=job.guild_id, user_id=job.user_id, event_id=job.event_id,
+                        reserved_at=now, credits=job.credits_estimate)
     return None
 
 
@@ -118,9 +120,15 @@ async def admit_postgres(tx: Tx, job: NewJob, checks: Sequence[UsageCheck],
     params.extend((job.state.value, now, f"reserved {job.credits_estimate} credits"))
     params.extend((job.user_id, job.guild_id, job.event_id, job.credits_estimate, now, now))
     day = day_of(now)
-    for who in (job.user_id, EVERYONE):
+    paid = PAID_KEY in job.context  # paid from purchased credits: no window counts it
+    for who in () if paid else (job.user_id, EVERYONE):
         params.extend((job.guild_id, who, job.event_id or "", day, job.credits_estimate))
     day_row = f"({text}, {text}, {text}, {double}, {integer})"
+    usage = "" if paid else (
+        " u AS (INSERT INTO usage_days (guild_id, user_id, event_id, day, credits)"
+        f" SELECT v.* FROM j, (VALUES {day_row}, {day_row}) AS v (guild_id, user_id, event_id,"
+        " day, credits) ON CONFLICT (guild_id, user_id, event_id, day)"
+        " DO UPDATE SET credits = usage_days.credits + excluded.credits)")
     sql = (
         f"WITH g AS (SELECT {', '.join(reads) or '1 AS g0'}),"
         f" ok AS (SELECT 1 FROM g WHERE {' AND '.join(conditions) or 'TRUE'}),"
@@ -129,11 +137,7 @@ async def admit_postgres(tx: Tx, job: NewJob, checks: Sequence[UsageCheck],
         f" SELECT id, NULL, {text}, {double}, {text} FROM j),"
         " l AS (INSERT INTO ledger (job_id, user_id, guild_id, event_id, kind, credits, at,"
         f" reserved_at) SELECT id, {text}, {text}, {text}, 'reserve', {integer}, {double},"
-        f" {double} FROM j),"
-        " u AS (INSERT INTO usage_days (guild_id, user_id, event_id, day, credits)"
-        f" SELECT v.* FROM j, (VALUES {day_row}, {day_row}) AS v (guild_id, user_id, event_id,"
-        " day, credits) ON CONFLICT (guild_id, user_id, event_id, day)"
-        " DO UPDATE SET credits = usage_days.credits + excluded.credits)"
+        f" {double} FROM j){',' if usage else ''}{usage}"
         " SELECT g.*, (SELECT COUNT(*) FROM j) AS written FROM g")
     answer = await tx.fetchrow(sql, params)
     assert answer is not None

@@ -26,6 +26,7 @@ from bot.store.ledger import (
 )
 from bot.store.library import LibraryStore
 from bot.store.moderation import ModerationStore
+from bot.store.premium import PremiumStore
 from bot.store.records import (
     Admission,
     AdmissionRefused,
@@ -49,7 +50,7 @@ T = TypeVar("T")
 
 
 class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore, LibraryStore,
-            VotesStore):
+            VotesStore, PremiumStore):
     """Durable state of the bot. Open with `await Store.open(url_or_path)`; `close()` it."""
 
     _job_from_row = staticmethod(job_from_row)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from bot.store.database import Tx
+from bot.store.premium import PAID_JOBS
 from bot.store.records import Admission, AdmissionRefused, NewJob, UsageCheck
 
 LedgerKind = Literal["commit", "release"]
@@ -48,7 +49,7 @@ def _ledger_query(check: UsageCheck) -> tuple[str, list[Any]]:
     sql = (
         "SELECT COALESCE(SUM(CASE kind WHEN 'reserve' THEN credits"
         " WHEN 'release' THEN -credits ELSE 0 END), 0) FROM ledger"
-        " WHERE guild_id = ? AND reserved_at >= ?"
+        f" WHERE guild_id = ? AND reserved_at >= ? AND job_id NOT IN ({PAID_JOBS})"
     )
     params: list[Any] = [check.guild_id, check.since]
     if check.user_id is not None:
@@ -90,8 +91,8 @@ async def recount_usage(tx: Tx, user_ids: Sequence[str]) -> None:
     for user_id in user_ids:
         await tx.execute("DELETE FROM usage_days WHERE user_id = ?", (user_id,))
         rows = await tx.fetch(
-            "SELECT guild_id, event_id, kind, credits, reserved_at FROM ledger"
-            " WHERE user_id = ? AND kind IN ('reserve', 'release')", (user_id,))
+            "SELECT guild_id, event_id, kind, credits, reserved_at FROM ledger WHERE user_id = ?"
+            f" AND kind IN ('reserve', 'release') AND job_id NOT IN ({PAID_JOBS})", (user_id,))
         totals: dict[tuple[str, str, float], int] = {}
         for r in rows:
             key = (r["guild_id"], r["event_id"] or "", day_of(r["reserved_at"]))
@@ -146,7 +147,9 @@ async def settle(tx: Tx, job_id: str, kind: LedgerKind, now: float,
     """
     reserved = await tx.fetchrow(
         "SELECT r.user_id, r.guild_id, r.event_id, r.credits, r.at, EXISTS (SELECT 1 FROM"
-        " ledger s WHERE s.job_id = r.job_id AND s.kind IN ('commit', 'release')) AS settled"
+        " ledger s WHERE s.job_id = r.job_id AND s.kind IN ('commit', 'release')) AS settled,"
+        " EXISTS (SELECT 1 FROM purchased_credits p WHERE p.ref = r.job_id AND p.kind = 'spend')"
+        " AS paid"
         " FROM ledger r WHERE r.job_id = ? AND r.kind = 'reserve'", (job_id,))
     if reserved is None or reserved["settled"]:
         return None
@@ -161,7 +164,7 @@ async def settle(tx: Tx, job_id: str, kind: LedgerKind, now: float,
             " reserved_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (job_id, reserved["user_id"], reserved["guild_id"], reserved["event_id"],
              line_kind, credits, now, reserved["at"]))
-        if line_kind == "release":
+        if line_kind == "release" and not reserved["paid"]:  # a paid job has no day rows
             await add_usage(tx, guild_id=reserved["guild_id"], user_id=reserved["user_id"],
                             event_id=reserved["event_id"], reserved_at=reserved["at"],
                             credits=-credits)

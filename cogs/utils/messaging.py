@@ -63,14 +63,18 @@ def event_nonce(kind: str, event_id: str) -> str:
     return (f"ev{kind}" + event_id.replace("-", ""))[:25]
 
 
-async def send_private(interaction: discord.Interaction[Any], text: str) -> None:
-    """An ephemeral answer, replacing the public 'thinking…' placeholder if there is one."""
+async def send_private(interaction: discord.Interaction[Any], text: str,
+                       view: discord.ui.View | None = None) -> None:
+    """An ephemeral answer, replacing the public 'thinking…' placeholder if there is one
+    (with `view`'s buttons, e.g. a premium one: cogs/utils/premium.py)."""
+    extra: dict[str, Any] = {"view": view} if view is not None else {}
     if not interaction.response.is_done():
-        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS,
+                                                **extra)
         return
     with contextlib.suppress(discord.HTTPException):
         await interaction.delete_original_response()
-    await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+    await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS, **extra)
 
 
 def interaction_webhook(client: discord.Client, job: JobView) -> discord.Webhook | None:

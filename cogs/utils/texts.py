@@ -462,3 +462,9 @@ def winners_block(event: EventRow, winners: list[Standing]) -> str:
         lines.append(f"…and {len(winners) - MAX_WINNER_LINES} more entries tied at "
                      f"{place_word(last)[:-1]} with {votes_words(last.votes)} each.")
     return "\n".join(lines)
+
+
+def purchased_line(credits: int) -> str:
+    """/quota's purchased credits (spent after the free quota: bot/service/purchased.py)."""
+    return (f"• Purchased credits: **{credits}** left (spent when your free credits run out; "
+            "they never reset)")

@@ -27,6 +27,7 @@ from bot.store.database import is_outage
 from .acks import defer
 from .core import DiscordJobContext, core_of, requester_of
 from .messaging import send_private
+from .premium import premium_view
 from .texts import OUTAGE_TEXT, forgotten_text, refusal_text
 from .voting import VoteButton
 
@@ -52,7 +53,8 @@ async def launch(interaction: discord.Interaction[Any],
     try:
         made = await start(DiscordJobContext.for_interaction(interaction, status.id, issued))
     except (Refusal, InvalidInput) as exc:
-        await send_private(interaction, refusal_text(exc))
+        await send_private(interaction, refusal_text(exc),
+                           premium_view(core_of(interaction.client).settings, exc))
         return None
     log.info("job %s queued for user %s in guild %s", made.job.id, made.job.user_id,
              made.job.guild_id)

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from tests.fakes.discord.entitlements import Store as EntitlementStore
 from tests.fakes.discord.gateway import Gateway
 from tests.fakes.discord.interactions import (
     Callback,
@@ -66,6 +67,8 @@ class FakeDiscord:
         self.rest = Rest(self.world, self.gateway, self.interactions)
         self.app = web.Application(client_max_size=256 * MIB)
         self.rest.install(self.app)
+        self.entitlements = EntitlementStore(self.world, self.gateway)
+        self.entitlements.install(self.app)
         self._runner: web.AppRunner | None = None
         self._waiters: set[asyncio.Event] = set()
         self.port = 0
