@@ -244,4 +244,4 @@ async def check_outcomes(fake: FakeDiscord, channels: list[Channel], jobs: list[
             status = fake.world.messages[int(status_id)]
             word = {JobState.DELIVERED: "✅ posted", JobState.FAILED: "❌ failed",
                     JobState.CANCELLED: "🚫 cancelled"}[job.state]
-            assert word in status.content, (job.id, job.state, status.content)
+            assert word in status.text, (job.id, job.state, status.text)

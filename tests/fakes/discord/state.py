@@ -356,6 +356,12 @@ class Message:
         return bool(self.flags & FLAG_EPHEMERAL)
 
     @property
+    def text(self) -> str:
+        """What a reader sees as words: the content, or a components-v2 card's text displays."""
+        shown = [c["content"] for c in iter_components(self.components) if c.get("type") == 10]
+        return "\n".join([self.content, *shown]) if shown else self.content
+
+    @property
     def loading(self) -> bool:
         return bool(self.flags & FLAG_LOADING)
 
