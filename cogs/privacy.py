@@ -25,6 +25,8 @@ POSTED_NOTE = ("Videos already posted in channels are Discord messages: delete t
                "moderators can remove them).")
 
 
+@app_commands.allowed_installs(guilds=True, users=True)
+@app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
 class Privacy(commands.GroupCog, group_name="my-data",
               group_description="What the video bot stores about you, and deleting it"):
     def __init__(self, bot: SeedanceBot) -> None:

@@ -27,6 +27,9 @@ class Requester:
     admin: bool = False
     #: An automated account (a Discord bot): it may not vote (bot/service/votes.py).
     bot: bool = False
+    #: A personal job (the app installed to the user, bot/service/gate.py) asked in a server
+    #: that has the bot: that server's rules still hold there. Its `guild_id` is `DM_GUILD`.
+    rules_guild_id: str | None = None
 
     @property
     def places(self) -> tuple[str, ...]:

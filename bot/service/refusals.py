@@ -66,6 +66,17 @@ class ReviewUnavailable(Refusal):
                          "spent.")
 
 
+class ReviewedServer(Refusal):
+    """A personal job (the app installed to the user) in a server whose moderators review
+    every video: it cannot go through their review, so it is refused, never shown unreviewed."""
+
+    def __init__(self) -> None:
+        super().__init__("This server's moderators review every video, and a video asked "
+                         "through your own install of the app can't go through their review. "
+                         "Ask a server admin to add the app with its commands, or make the "
+                         "video in a DM with the app. Nothing was spent.")
+
+
 class GatewayUnavailable(Refusal):
     """The gateway asked for cannot be used here (no key configured, unknown name)."""
 
