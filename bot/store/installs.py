@@ -21,6 +21,7 @@ from bot.store.rows import job_from_row
 FOLLOWUPS_KEY = "followups"
 #: The context key listing which follow-ups (by name) were claimed.
 SENT_KEY = "followups_sent"
+_ID_CHARS = frozenset("0123456789abcdef-")
 
 
 def _lock(job_id: str) -> str:
@@ -84,8 +85,11 @@ class InstallsStore:
         return [job_from_row(r) for r in rows]
 
     async def user_job(self, user_id: str, prefix: str) -> JobView | None:
-        """The person's newest job whose id starts with `prefix` (ids are lowercase hex)."""
+        """The person's newest job whose id starts with `prefix` (ids are lowercase hex and
+        dashes: anything else, a LIKE wildcard too, names no job)."""
+        if not prefix or not set(prefix) <= _ID_CHARS:
+            return None
         rows = await self._read(
             "SELECT * FROM jobs WHERE user_id = ? AND id LIKE ? ORDER BY seq DESC LIMIT 1",
-            (user_id, prefix.replace("%", "").replace("_", "") + "%"))
+            (user_id, prefix + "%"))
         return job_from_row(rows[0]) if rows else None
