@@ -96,6 +96,8 @@ async def test_a_personal_job_spends_the_users_own_credits(world: World) -> None
     status = await world.services.videos.quota(AWAY)
     user = status.window("user")
     assert user is not None and user.used == job.credits_estimate
+    pool = status.window("guild")
+    assert pool is not None and pool.describe().startswith("the shared personal-use monthly")
     server = await world.services.videos.quota(Requester("2", GUILD, "10"))
     assert (w := server.window("user")) is not None and w.used == 0  # not the server's
 

@@ -22,6 +22,9 @@ from datetime import UTC, datetime, timedelta
 from bot.errors import Refusal
 from bot.store import QuotaLimitRow, UsageCheck
 
+#: The scope of jobs asked outside any server (the app installed to a user, a DM): one pool
+#: for all of them, each person with their own daily credits in it (bot/service/people.py).
+PERSONAL_SCOPE = "dm"
 USER_WINDOW = "user"
 GUILD_WINDOW = "guild"
 EVENT_WINDOW = "event"
@@ -54,6 +57,7 @@ class QuotaWindow:
     used: int
     limit: int | None  # None: unlimited
     resets_at: float | None  # unix time; None for an event (or unlimited)
+    personal: bool = False  # counted in the personal scope, not a server's
 
     @property
     def left(self) -> int | None:
@@ -61,6 +65,8 @@ class QuotaWindow:
 
     def describe(self) -> str:
         label = {"user": "your", "guild": "this server's", "event": "this event's"}[self.name]
+        if self.personal and self.name == "guild":
+            label = "the shared personal-use"
         period = {"day": "daily", "month": "monthly", "event": "event"}[self.window]
         if self.limit is None:
             return f"{label} {period} credits: {self.used} used, no limit"
@@ -174,4 +180,5 @@ def window_of(check: UsageCheck, applicable: Applicable, used: int, now: float) 
     }[check.name]
     _, reset = window_bounds(window, now)
     limit = None if check.limit < 0 else check.limit
-    return QuotaWindow(check.name, window, used, limit, reset if limit is not None else None)
+    return QuotaWindow(check.name, window, used, limit, reset if limit is not None else None,
+                       personal=check.guild_id == PERSONAL_SCOPE)

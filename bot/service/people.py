@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.engine.quota import PERSONAL_SCOPE
+
 #: The guild id of jobs made from the command line, and of jobs made outside any server.
 CLI_GUILD = "cli"
-DM_GUILD = "dm"
+DM_GUILD = PERSONAL_SCOPE
 
 
 @dataclass(frozen=True)
