@@ -9,7 +9,11 @@ gateway's own reason, already scrubbed of secrets, and whether retrying can help
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.i18n import Localized, t
 
 
 class SeedanceError(Exception):
@@ -22,6 +26,15 @@ class Problem:
 
     subject: str  # "file2 (cat.mov)", "duration", "prompt"
     message: str  # one sentence a Discord user understands, naming the rule and the fix
+    #: The catalog key of `message` and its params (bot/i18n), so a front end can say it in
+    #: the reader's language; `message` is the English text.
+    key: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def keyed(cls, subject: str, key: str, /, **params: Any) -> Problem:
+        """A problem whose sentence comes from the catalog (English kept in `message`)."""
+        return cls(subject, t("en", key, **params), key, params)
 
     def __str__(self) -> str:
         return f"{self.subject}: {self.message}"
@@ -35,10 +48,17 @@ class InvalidInput(SeedanceError):
         super().__init__("; ".join(str(p) for p in self.problems))
 
 
-class Refusal(SeedanceError):
+class Refusal(Localized, SeedanceError):
     """A request the bot will not take, for a reason the person can act on: a block, a rule of
-    the server, a limit. Nothing was written or spent. The message is a sentence for them;
-    front ends show it as it is (the CLI exits 2)."""
+    the server, a limit. Nothing was written or spent. The message is a sentence for them:
+    given as English text, or as a catalog `key` and params (bot/i18n) that a front end says in
+    the reader's language (`bot.i18n.say`); str() is English (the CLI exits 2)."""
+
+    def __init__(self, message: str = "", /, *, key: str | None = None, **params: Any) -> None:
+        if key is not None:
+            self.key, self.params = key, params
+            message = t("en", key, **params)
+        super().__init__(message)
 
 
 class ConfigError(SeedanceError):

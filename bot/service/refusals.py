@@ -15,15 +15,17 @@ class Blocked(Refusal):
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
-        why = f" Reason: {reason}" if reason else ""
-        super().__init__(f"You can't make videos on this server.{why}")
+        if reason:
+            super().__init__(key="errors.refusal.blocked_because", reason=reason)
+        else:
+            super().__init__(key="errors.refusal.blocked")
 
 
 class NotInThisChannel(Refusal):
     def __init__(self, channels: tuple[str, ...]) -> None:
         self.channels = channels
-        where = ", ".join(f"<#{c}>" for c in channels)
-        super().__init__(f"Videos can be made only in {where} on this server.")
+        super().__init__(key="errors.refusal.not_in_this_channel",
+                         channels=", ".join(f"<#{c}>" for c in channels))
 
 
 class RoleRequired(Refusal):

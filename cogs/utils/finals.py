@@ -74,7 +74,7 @@ class DraftButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
             await defer(interaction, ephemeral=True, thinking=True)
             quote = await drafts.quote(self.job_id, who)
         except Refusal as exc:
-            await send_private(interaction, refusal_text(exc))
+            await send_private(interaction, refusal_text(exc, interaction.locale))
             return
         except Exception as exc:
             if not is_outage(exc):

@@ -9,6 +9,7 @@ import discord
 from bot.engine import EventKind, JobEvent, JobResult, QuotaExceeded
 from bot.errors import InvalidInput, Problem
 from bot.guild import GuildLimits
+from bot.i18n import DEFAULT, say, t
 from bot.models import GenerationRequest
 from bot.moderation import Forgotten
 from bot.roles import mapping_lines
@@ -51,22 +52,24 @@ def utc(unix: float) -> str:
     return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def problems_text(problems: list[Problem]) -> str:
+def problems_text(problems: list[Problem], locale: object = DEFAULT) -> str:
     head = "**That request can't be made yet — nothing was spent.** Fix these and try again:\n"
-    lines = [f"• **{p.subject}**: {p.message}" for p in problems]
+    lines = [f"• **{p.subject}**: {t(locale, p.key, **p.params) if p.key else p.message}"
+             for p in problems]
     body = head + "\n".join(lines)
     return clip(body, MAX_CONTENT)
 
 
-def refusal_text(exc: Exception) -> str:
-    """A refusal as the person sees it: every problem of a request, or the reason it can't be
-    made (the services' sentences are already written for a person)."""
+def refusal_text(exc: Exception, locale: object = DEFAULT) -> str:
+    """A refusal as the person sees it, in their language (`locale`: the interaction's):
+    every problem of a request, or the reason it can't be made (the services' sentences are
+    already written for a person)."""
     if isinstance(exc, InvalidInput):
-        return problems_text(exc.problems)
+        return problems_text(exc.problems, locale)
     if isinstance(exc, QuotaExceeded):
         when = f" It resets {utc(exc.resets_at)}." if exc.resets_at else ""
         return clip(f"Not enough credits: {exc}{when} Nothing was spent.", MAX_CONTENT)
-    return clip(str(exc), MAX_CONTENT)
+    return clip(say(exc, locale), MAX_CONTENT)
 
 
 def holdings_text(held: Holdings) -> str:

@@ -53,7 +53,7 @@ async def launch(interaction: discord.Interaction[Any],
     try:
         made = await start(DiscordJobContext.for_interaction(interaction, status.id, issued))
     except (Refusal, InvalidInput) as exc:
-        await send_private(interaction, refusal_text(exc),
+        await send_private(interaction, refusal_text(exc, interaction.locale),
                            premium_view(core_of(interaction.client).settings, exc))
         return None
     log.info("job %s queued for user %s in guild %s", made.job.id, made.job.user_id,
@@ -79,9 +79,10 @@ async def may_act(interaction: discord.Interaction[Any], job_id: str) -> bool:
 
 async def refuse(interaction: discord.Interaction[Any], exc: Exception) -> bool:
     if interaction.response.is_done():
-        await interaction.followup.send(refusal_text(exc), ephemeral=True)
+        await interaction.followup.send(refusal_text(exc, interaction.locale), ephemeral=True)
     else:
-        await interaction.response.send_message(refusal_text(exc), ephemeral=True)
+        await interaction.response.send_message(refusal_text(exc, interaction.locale),
+                                                ephemeral=True)
     return False
 
 

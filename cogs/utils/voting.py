@@ -92,7 +92,7 @@ async def _answer(interaction: discord.Interaction[Any], pending: Any) -> Ballot
     try:
         ballot: Ballot = await pending
     except Refusal as exc:
-        await _say(interaction, refusal_text(exc), None)
+        await _say(interaction, refusal_text(exc, interaction.locale), None)
         return None
     except Exception as exc:
         if not is_outage(exc):
