@@ -38,42 +38,42 @@ class Installs(commands.Cog):
         if job:
             await self._attach(interaction, job)
             return
-        core = self.bot.core
+        core, locale = self.bot.core, interaction.locale
         listed = await core.services.my_videos.page(str(interaction.user.id), page)
         if not listed.jobs:
-            text = install_texts.no_videos() if page == 1 else install_texts.no_more(page)
-            await interaction.followup.send(text, ephemeral=True)
+            await interaction.followup.send(install_texts.no_videos(locale, page),
+                                            ephemeral=True)
             return
-        lines = [install_texts.page_head(listed.page, listed.more)]
+        lines = [install_texts.page_head(locale, listed.page, listed.more)]
         for item in listed.jobs:
             jump = None
             if (item.delivery_ref or "").isdigit():
                 jump = jump_url(item.guild_id, await result_channel(core.store, item),
                                 str(item.delivery_ref))
-            where = install_texts.where_line(item.delivery_ref, jump) if item.delivery_ref \
-                else None
-            lines.append(install_texts.job_line(item, where))
+            lines.append(install_texts.job_line(
+                locale, item, install_texts.where_line(locale, item, jump)))
         await interaction.followup.send(clip("\n".join(lines), MAX_CONTENT), ephemeral=True,
                                         allowed_mentions=NO_PINGS)
 
     async def _attach(self, interaction: discord.Interaction[Any], prefix: str) -> None:
         fetched = await self.bot.core.services.my_videos.fetch(str(interaction.user.id), prefix)
-        found = fetched.job
+        found, locale = fetched.job, interaction.locale
         if fetched.outcome is Fetch.UNKNOWN or found is None:
-            text = install_texts.unknown_job(prefix)
+            text = install_texts.unknown_job(locale, prefix)
         elif fetched.outcome is Fetch.NOT_READY:
-            text = install_texts.not_ready(found)
+            text = install_texts.not_ready(locale, found)
         elif fetched.outcome is Fetch.GONE:
-            text = install_texts.files_gone(found)
+            text = install_texts.files_gone(locale, found)
         else:
             limit = interaction.filesize_limit - UPLOAD_MARGIN
             total = sum(p.stat().st_size for p in fetched.paths)
             if total > limit:
-                text = install_texts.too_large(found, size(total), size(limit))
+                text = install_texts.too_large(locale, found, size(total), size(limit))
             else:
                 files = [discord.File(p, filename=video_filename(found.id, i))
                          for i, p in enumerate(fetched.paths, 1)]
-                await interaction.followup.send(install_texts.attached(found), files=files,
+                await interaction.followup.send(install_texts.attached(locale, found),
+                                                files=files,
                                                 ephemeral=True, allowed_mentions=NO_PINGS)
                 return
         await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from bot.guild import ReviewMode
+from bot.i18n import say
 from bot.models import GenerationRequest
 from bot.service import DM_GUILD, Blocked, BlockedWords, Fetch, Requester, ReviewedServer
 from bot.store import JobState, NewJob, Store
@@ -118,9 +119,10 @@ async def test_the_servers_rules_hold_for_a_personal_job_asked_there(world: Worl
 async def test_a_reviewing_server_refuses_personal_jobs(world: World) -> None:
     await world.store.update_guild_settings(
         GUILD, lambda s: s.changed(moderation=ReviewMode.PROMPTS, mod_channel="77"))
-    with pytest.raises(ReviewedServer, match="DM with the app"):
+    with pytest.raises(ReviewedServer, match="DM with the app") as refused:
         await make(world, THERE)
     assert await world.store.jobs() == []
+    assert "アプリとのDM" in say(refused.value, "ja")  # in the reader's language
 
 
 async def test_my_videos_pages_and_fetches_only_ones_own(world: World) -> None:

@@ -73,10 +73,7 @@ class ReviewedServer(Refusal):
     every video: it cannot go through their review, so it is refused, never shown unreviewed."""
 
     def __init__(self) -> None:
-        super().__init__("This server's moderators review every video, and a video asked "
-                         "through your own install of the app can't go through their review. "
-                         "Ask a server admin to add the app with its commands, or make the "
-                         "video in a DM with the app. Nothing was spent.")
+        super().__init__(key="installs.refusal.reviewed_server")
 
 
 class GatewayUnavailable(Refusal):

@@ -1,82 +1,82 @@
 """What a person reads about jobs asked through the app installed to them (user installs:
-cogs/utils/installs.py, cogs/installs.py), in one module so the strings move together into the
-language catalog."""
+cogs/utils/installs.py, cogs/installs.py), from the language catalog (bot/i18n, keys
+`installs.*` in bot/i18n/locales/<language>/installs.toml), in the reader's language:
+`locale` is the interaction's (or, for a job's status, the one its command was asked in)."""
 
 from __future__ import annotations
 
+from bot.i18n import t
 from bot.store import JobView
 
-from .texts import STAGE_WORDS, clip, timestamp
+from .texts import clip, timestamp
 
-#: How `/my-videos` names where a finished video went (the job's `delivery_ref` prefix).
-WHERE = {"followup": "sent here, under the command", "dm": "sent to your DMs"}
+#: `delivery_ref` kinds of a personal job (cogs/utils/installs.py) and their words.
+WHERE = {"followup": "installs.where.followup", "dm": "installs.where.dm"}
+NOWHERE = ("my-videos", "unsure")
 
 
-def personal_hint() -> str:
+def personal_hint(locale: object) -> str:
     """Under a personal job's status while it runs: where the video goes if it takes long."""
-    return ("-# If this takes longer than 15 minutes, the video comes to your DMs; if your DMs "
-            "are closed, find it with `/my-videos`.")
+    return t(locale, "installs.status.hint")
 
 
-def fetch_it() -> str:
-    """A personal job whose video could not be shown here or in DMs."""
-    return "✅ ready — fetch your video with `/my-videos`."
+def fetch_it(locale: object) -> str:
+    """A personal job whose video could be shown neither here nor in DMs."""
+    return t(locale, "installs.status.fetch_it")
 
 
-def no_videos() -> str:
-    return "You have no videos yet: make one with `/video`."
+def state_words(locale: object, job: JobView) -> str:
+    return t(locale, f"installs.state.{job.state.value}")
 
 
-def no_more(page: int) -> str:
-    return f"There is no page {page}: your videos fit on fewer pages. Try `/my-videos page:1`."
+def no_videos(locale: object, page: int) -> str:
+    if page == 1:
+        return t(locale, "installs.my_videos.none")
+    return t(locale, "installs.my_videos.no_page", page=page)
 
 
-def page_head(page: int, more: bool) -> str:
-    tail = f" · next: `/my-videos page:{page + 1}`" if more else ""
-    return f"**Your recent videos** (page {page}){tail}"
+def page_head(locale: object, page: int, more: bool) -> str:
+    head = t(locale, "installs.my_videos.head", page=page)
+    return f"{head} · {t(locale, 'installs.my_videos.next', page=page + 1)}" if more else head
 
 
-def job_line(job: JobView, link: str | None) -> str:
-    """One job in `/my-videos`: when, its state, the prompt clipped, where its video is."""
-    state = STAGE_WORDS.get(job.state.value, job.state.value)
-    prompt = clip(job.request.prompt.replace("\n", " "), 60) or "(no prompt)"
-    line = f"`{job.id[:8]}` {timestamp(job.created_at)} · {state} · {prompt}"
-    if link:
-        line += f" · {link}"
-    return line
+def job_line(locale: object, job: JobView, where: str | None) -> str:
+    """One job in `/my-videos`: its id, when, its state, the prompt clipped, where it went."""
+    prompt = clip(job.request.prompt.replace("\n", " "), 60) or t(
+        locale, "installs.my_videos.no_prompt")
+    line = f"`{job.id[:8]}` {timestamp(job.created_at)} · {state_words(locale, job)} · {prompt}"
+    return f"{line} · {where}" if where else line
 
 
-def where_line(ref: str | None, jump: str | None) -> str | None:
-    """Where a delivered job's video is: a link to the message, or how to get it here."""
+def where_line(locale: object, job: JobView, jump: str | None) -> str | None:
+    """Where a finished job's video is: a link to its message, or how to get it."""
     if jump:
         return jump
-    kind = (ref or "").split(":", 1)[0]
+    kind = (job.delivery_ref or "").split(":", 1)[0]
     if kind in WHERE:
-        return WHERE[kind]
-    if kind in ("my-videos", "unsure"):
-        return "not delivered anywhere: `/my-videos job:` + its id attaches it"
+        return t(locale, WHERE[kind])
+    if kind in NOWHERE:
+        return t(locale, "installs.where.nowhere", job=job.id[:8])
     return None
 
 
-def unknown_job(prefix: str) -> str:
-    return (f"No video of yours starts with `{clip(prefix, 20)}`. `/my-videos` lists your "
-            "videos with their ids.")
+def unknown_job(locale: object, prefix: str) -> str:
+    return t(locale, "installs.my_videos.unknown", prefix=clip(prefix, 20))
 
 
-def not_ready(job: JobView) -> str:
-    state = STAGE_WORDS.get(job.state.value, job.state.value)
-    return f"Job `{job.id[:8]}` has no video to attach ({state})."
+def not_ready(locale: object, job: JobView) -> str:
+    return t(locale, "installs.my_videos.not_ready", job=job.id[:8],
+             state=state_words(locale, job))
 
 
-def files_gone(job: JobView) -> str:
-    return (f"The files of job `{job.id[:8]}` are no longer kept here (old videos are cleaned "
-            "up). Make it again with `/video`.")
+def files_gone(locale: object, job: JobView) -> str:
+    return t(locale, "installs.my_videos.gone", job=job.id[:8])
 
 
-def attached(job: JobView) -> str:
-    return f"Your video from job `{job.id[:8]}`: {clip(job.request.prompt, 200)}"
+def attached(locale: object, job: JobView) -> str:
+    return t(locale, "installs.my_videos.attached", job=job.id[:8],
+             prompt=clip(job.request.prompt, 200))
 
 
-def too_large(job: JobView, size: str, limit: str) -> str:
-    return (f"The video of job `{job.id[:8]}` is {size}, over the {limit} Discord allows here, "
-            "so it can't be attached. Try again in a DM with the app.")
+def too_large(locale: object, job: JobView, size: str, limit: str) -> str:
+    return t(locale, "installs.my_videos.too_large", job=job.id[:8], size=size, limit=limit)

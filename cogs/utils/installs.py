@@ -76,12 +76,13 @@ def is_personal_job(job: JobView) -> bool:
 def personal_status(job: JobView, event: JobEvent, text: str) -> str:
     """A personal job's status says where its video goes if it outlives the token, and
     where to fetch one that could not be shown."""
+    locale = DiscordJobContext.of(job).locale
     if event.kind is EventKind.DELIVERED and event.reason in (UNDELIVERED, UNSURE):
-        return f"{text}\n{install_texts.fetch_it()}"
+        return f"{text}\n{install_texts.fetch_it(locale)}"
     if job.terminal or event.kind in (EventKind.FAILED, EventKind.CANCELLED,
                                       EventKind.REJECTED, EventKind.DELIVERED):
         return text
-    return f"{text}\n{install_texts.personal_hint()}"
+    return f"{text}\n{install_texts.personal_hint(locale)}"
 
 
 async def deliver_personal(poster: ResultPoster, client: discord.Client, store: Store,

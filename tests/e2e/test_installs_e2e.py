@@ -163,11 +163,13 @@ async def test_a_job_outliving_its_token_comes_by_dm_once_or_waits_in_my_videos(
             assert closed.context["dm_closed"] and closed.delivery_ref == "my-videos"
             assert dm_videos(fake, fake.open_dm(bob.user.id).id) == []
             assert not video_followup(mine) and not video_followup(bobs)
-            # In the group DM, bob finds it with /my-videos, and has it attached there.
-            listed = await fake.user_slash("my-videos", {}, channel=group, user=bob)
+            # In the group DM, bob finds it with /my-videos (in his language), and has it
+            # attached there.
+            listed = await fake.user_slash("my-videos", {}, channel=group, user=bob,
+                                           locale="ja")
             text = await private_reply(fake, listed)
             assert closed.id[:8] in text and "a closed door" in text
-            assert "not delivered anywhere" in text and "a long night" not in text
+            assert "まだどこにも表示されていません" in text and "a long night" not in text
             fetch = await fake.user_slash("my-videos", {"job": closed.id[:8]}, channel=group,
                                           user=bob)
             attached = await fake.wait_for(lambda: video_followup(fetch), timeout=30,
