@@ -12,7 +12,7 @@ from .texts import clip, timestamp
 
 #: `delivery_ref` kinds of a personal job (cogs/utils/installs.py) and their words.
 WHERE = {"followup": "installs.where.followup", "dm": "installs.where.dm"}
-NOWHERE = ("my-videos", "unsure")
+NOWHERE = {"my-videos": "installs.where.nowhere", "unsure": "installs.where.unsure"}
 
 
 def personal_hint(locale: object) -> str:
@@ -20,9 +20,10 @@ def personal_hint(locale: object) -> str:
     return t(locale, "installs.status.hint")
 
 
-def fetch_it(locale: object) -> str:
-    """A personal job whose video could be shown neither here nor in DMs."""
-    return t(locale, "installs.status.fetch_it")
+def fetch_it(locale: object, *, unsure: bool = False) -> str:
+    """A personal job whose video could be shown neither here nor in DMs (`unsure`: it may
+    have been shown, before a restart, and is not sent again)."""
+    return t(locale, "installs.status.unsure" if unsure else "installs.status.fetch_it")
 
 
 def state_words(locale: object, job: JobView) -> str:
@@ -56,7 +57,7 @@ def where_line(locale: object, job: JobView, jump: str | None) -> str | None:
     if kind in WHERE:
         return t(locale, WHERE[kind])
     if kind in NOWHERE:
-        return t(locale, "installs.where.nowhere", job=job.id[:8])
+        return t(locale, NOWHERE[kind], job=job.id[:8])
     return None
 
 

@@ -78,7 +78,7 @@ def personal_status(job: JobView, event: JobEvent, text: str) -> str:
     where to fetch one that could not be shown."""
     locale = DiscordJobContext.of(job).locale
     if event.kind is EventKind.DELIVERED and event.reason in (UNDELIVERED, UNSURE):
-        return f"{text}\n{install_texts.fetch_it(locale)}"
+        return f"{text}\n{install_texts.fetch_it(locale, unsure=event.reason == UNSURE)}"
     if job.terminal or event.kind in (EventKind.FAILED, EventKind.CANCELLED,
                                       EventKind.REJECTED, EventKind.DELIVERED):
         return text

@@ -6,6 +6,7 @@ globally here (user installs reach global commands only)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -124,20 +125,28 @@ async def test_a_job_outliving_its_token_comes_by_dm_once_or_waits_in_my_videos(
     async with FakeDiscord() as fake:
         me = fake.member.user.id
         bob = fake.add_member("bob")
+        carol = fake.add_member("carol")
         fake.close_dms(bob.user.id)
         dm = fake.open_dm(me)
         group = fake.add_group_dm(fake.member, bob)
+        answers = asyncio.Event()  # the lost answers below come after the crash
         async with installed(tmp_path, fake, SEEDANCE_LOCAL_DELAY="6") as bot:
             mine = await fake.user_slash("video", {"prompt": "a long night", **FAST},
                                          channel=dm)
             bobs = await fake.user_slash("video", {"prompt": "a closed door", **FAST},
                                          channel=group, user=bob)
+            # Carol's token lives; her video's follow-up is made, but its answer is lost.
+            carols = await fake.user_slash("video", {"prompt": "a kept secret", **FAST},
+                                           channel=fake.open_dm(carol.user.id), user=carol)
+            fake.fail_next(503, method="POST", applied=True, hold=answers,
+                           route=f"/webhooks/{fake.application_id}/{carols.token}")
             await fake.wait_for(lambda: all("DMs" in status_text(i) for i in (mine, bobs))
                                 or None, timeout=60, what="both statuses")
             # Both outlive their tokens: Discord's die, and the rows say so.
             store = await store_of(bot)
             try:
-                for job in await store.jobs():
+                outliving = {str(me), str(bob.user.id)}
+                for job in [j for j in await store.jobs() if j.user_id in outliving]:
                     assert job.state is not JobState.READY and not job.terminal
                     await store.merge_context(
                         job.id, {"token_issued_at": time.time() - 16 * 60}, now=time.time())
@@ -147,10 +156,11 @@ async def test_a_job_outliving_its_token_comes_by_dm_once_or_waits_in_my_videos(
             bobs.expire_token()
             # The DM is made, but its answer is lost: the bot dies before it hears of it.
             fake.fail_next(503, method="POST", route=f"/channels/{dm.id}/messages",
-                           applied=True, delay=8)
-            await fake.wait_for(lambda: dm_videos(fake, dm.id) or None, timeout=90,
-                                what="the DM")
+                           applied=True, hold=answers)
+            await fake.wait_for(lambda: (dm_videos(fake, dm.id) and video_followup(carols))
+                                or None, timeout=90, what="the DM and carol's follow-up")
             await bot.kill()
+            answers.set()
         async with installed(tmp_path, fake, SEEDANCE_LOCAL_DELAY="6") as bot:
             jobs = await jobs_when(bot, lambda js: all(j.terminal for j in js))
             by_user = {j.user_id: j for j in jobs}
@@ -159,6 +169,12 @@ async def test_a_job_outliving_its_token_comes_by_dm_once_or_waits_in_my_videos(
             assert len(fake.received("POST", f"/channels/{dm.id}/messages")) == 1
             assert has_video(post) and by_user[str(me)].delivery_ref == f"dm:{post.id}"
             assert by_user[str(me)].state is JobState.DELIVERED
+            # Carol's follow-up may or may not have gone out, as far as the bot knows: it is
+            # not sent again, and her status says where to get it.
+            assert by_user[str(carol.user.id)].delivery_ref == "unsure"
+            assert [m for m in carols.followups if has_video(m)] == [video_followup(carols)]
+            await fake.wait_for(lambda: "not shown below" in status_text(carols) or None,
+                                timeout=30, what="carol's status")
             closed = by_user[str(bob.user.id)]
             assert closed.context["dm_closed"] and closed.delivery_ref == "my-videos"
             assert dm_videos(fake, fake.open_dm(bob.user.id).id) == []

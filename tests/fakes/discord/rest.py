@@ -71,6 +71,8 @@ class Fault:
     #: The request is carried out, then its answer is lost (`delay`, then `status`): a
     #: message made whose maker never heard so.
     applied: bool = False
+    #: Answer only once this is set (a test's crash comes first), after `delay`.
+    hold: asyncio.Event | None = None
 
     def matches(self, method: str, route: str, path: str) -> bool:
         if self.method and self.method != method:
@@ -208,6 +210,8 @@ class Rest:
                         await handler(request)
                 if fault.delay:
                     await asyncio.sleep(fault.delay)
+                if fault.hold is not None:
+                    await fault.hold.wait()
                 return self._fault(fault, route)
         key = f"{request.method} {route}:{_major(request)}"
         limited = self._account(key)

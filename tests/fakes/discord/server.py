@@ -159,11 +159,12 @@ class FakeDiscord:
 
     def fail_next(self, status: int = 500, times: int = 1, *, method: str | None = None,
                   route: str | None = None, body: Any = None, delay: float = 0.0,
-                  applied: bool = False) -> None:
+                  applied: bool = False, hold: asyncio.Event | None = None) -> None:
         """Answer the next `times` matching REST calls with `status` (e.g. 500, 502, 503).
-        `applied`: the call is carried out first, and only its answer is lost."""
+        `applied`: the call is carried out first, and only its answer is lost; `hold`: the
+        answer waits until the test sets it (to crash the bot in between)."""
         self.rest.state.faults.append(Fault(status, times, method, route, body=body,
-                                            delay=delay, applied=applied))
+                                            delay=delay, applied=applied, hold=hold))
 
     @property
     def requests(self) -> list[LoggedRequest]:
