@@ -18,7 +18,8 @@ import pytest
 from bot.store import JobState, JobView, Store
 from tests.e2e.harness import BotProcess
 from tests.e2e.test_discord_admin_e2e import private_reply
-from tests.e2e.test_discord_e2e import FAST, status_text, store_of
+from tests.e2e.test_discord_e2e import FAST, store_of
+from tests.fakes.discord.components_v2 import FLAG_COMPONENTS_V2
 from tests.fakes.discord.server import FakeDiscord
 from tests.fakes.discord.state import MANAGE_GUILD, USE_EXTERNAL_APPS, Message
 from tests.test_engine_fakes import until
@@ -44,6 +45,11 @@ async def installed(tmp_path: Path, fake: FakeDiscord, **env: str) -> AsyncItera
         raise
     finally:
         await bot.stop()
+
+
+def status_text(inter: Any) -> str:
+    """The words of an interaction's status (its deferred answer), card or plain."""
+    return inter.original.text if inter.original is not None else ""
 
 
 def has_video(message: Message) -> bool:
@@ -73,14 +79,16 @@ async def jobs_when(bot: BotProcess, done: Any) -> list[JobView]:
 
 async def test_a_dm_a_server_without_the_bot_and_a_server_whose_rules_refuse(
         tmp_path: Path) -> None:
-    async with FakeDiscord() as fake, installed(tmp_path, fake) as bot:
+    async with FakeDiscord() as fake, installed(tmp_path, fake,
+                                                SEEDANCE_RESULT_CARDS="1") as bot:
         me = fake.member.user.id
-        # In the bot's DM: the status is the deferred answer, the video a follow-up.
+        # In the bot's DM: the status is the deferred answer, the video a follow-up (cards).
         dm = fake.open_dm(me)
         asked = await fake.user_slash("video", {"prompt": "a quiet lake", **FAST}, channel=dm)
         video = await fake.wait_for(lambda: video_followup(asked), timeout=90,
                                     what="the video as a follow-up")
         assert not video.ephemeral and video.channel_id == dm.id
+        assert video.flags & FLAG_COMPONENTS_V2 and "a quiet lake" in video.text
         await fake.wait_for(lambda: "✅ posted" in status_text(asked) or None, timeout=30,
                             what="the status says posted")
 
