@@ -112,6 +112,7 @@ class DiscordJobContext(BaseModel):
     personal: bool = False
     ephemeral: bool = False  # every answer private (`private_answers`)
     dm_closed: bool = False  # the video could not be sent by DM (Discord's 50007)
+    followup_refused: bool = False  # Discord refused the result's follow-up: not posted
     locale: str | None = None  # the asker's Discord locale, for words said later (bot/i18n)
 
     @classmethod
@@ -127,7 +128,7 @@ class DiscordJobContext(BaseModel):
             application_id=str(interaction.application_id), token_issued_at=token_issued_at,
             filesize_limit=interaction.filesize_limit, personal=is_personal(interaction),
             ephemeral=private_answers(interaction), locale=str(interaction.locale),
-        ).model_dump(mode="json", exclude={"review", "dm_closed"})
+        ).model_dump(mode="json", exclude={"review", "dm_closed", "followup_refused"})
 
     @property
     def token_alive(self) -> bool:

@@ -90,24 +90,24 @@ async def deliver_personal(poster: ResultPoster, client: discord.Client, store: 
     """Post a personal job's video once: a follow-up while the token lives, else by DM, else
     kept for `/my-videos`. Returns the delivery reference (`followup:<id>`, `dm:<id>`, or
     `my-videos` / `unsure`: shown nowhere)."""
+    job = await store.get_job(job.id) or job  # the claims as written, not as first read
     ctx = DiscordJobContext.of(job)
+    if "result" in (job.context.get("followups_sent") or []) and not ctx.followup_refused:
+        # Claimed by a run that stopped before it was recorded: maybe posted, maybe not.
+        # Never twice (not by DM either): the status says /my-videos attaches it.
+        log.warning("job %s: its result follow-up may or may not have been sent", job.id)
+        return UNSURE
     webhook = interaction_webhook(client, job)
-    sent = job.context.get("followups_sent") or []
-    if webhook is not None:
-        if "result" in sent:
-            # Claimed by a run that stopped before it was recorded: maybe posted, maybe not.
-            # Never twice: the status points at /my-videos, which attaches it.
-            log.warning("job %s: its result follow-up may or may not have been sent", job.id)
-            return UNSURE
-        if await store.claim_followup(job.id, "result", limit=MAX_FOLLOWUPS, now=time.time()):
-            try:
-                message = await poster.post_result(
-                    Followups(webhook, ctx.ephemeral), job, result, upload_limit(job))
-                return f"followup:{message.id}"
-            except discord.HTTPException as exc:
-                # Refused, so not posted: the DM is the way now.
-                log.warning("result follow-up of job %s refused (%s); sending by DM",
-                            job.id, exc)
+    if webhook is not None and await store.claim_followup(
+            job.id, "result", limit=MAX_FOLLOWUPS, now=time.time()):
+        try:
+            message = await poster.post_result(
+                Followups(webhook, ctx.ephemeral), job, result, upload_limit(job))
+            return f"followup:{message.id}"
+        except discord.HTTPException as exc:
+            # Refused, so not posted: written down, and the DM is the way now.
+            log.warning("result follow-up of job %s refused (%s); sending by DM", job.id, exc)
+            await store.merge_context(job.id, {"followup_refused": True}, now=time.time())
     return await _by_dm(poster, client, store, job, result)
 
 

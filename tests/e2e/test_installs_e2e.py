@@ -114,6 +114,21 @@ async def test_a_dm_a_server_without_the_bot_and_a_server_whose_rules_refuse(
         assert all(j.context["followups"] == 1 for j in jobs)
         assert all((j.delivery_ref or "").startswith("followup:") for j in jobs)
 
+        # Discord refuses a follow-up (the token died early): the video goes by DM instead.
+        dave = fake.add_member("dave")
+        daves_dm = fake.open_dm(dave.user.id)
+        early = await fake.user_slash("video", {"prompt": "an early end", **FAST},
+                                      channel=daves_dm, user=dave)
+        await fake.wait_for(lambda: "DMs" in status_text(early) or None, timeout=30,
+                            what="dave's status")
+        early.expire_token()
+        await fake.wait_for(lambda: dm_videos(fake, daves_dm.id) or None, timeout=90,
+                            what="dave's video by DM")
+        [daves] = [j for j in await jobs_when(bot, lambda js: len(js) == 3 and all(
+            j.terminal for j in js)) if j.user_id == str(dave.user.id)]
+        assert daves.context["followup_refused"] and (daves.delivery_ref or "").startswith("dm:")
+        assert len(dm_videos(fake, daves_dm.id)) == 1 and not video_followup(early)
+
         # The server with the bot blocks a word: a user-install /video there is refused the
         # same way as the server's own /video.
         admin = fake.add_member("mod", roles=[fake.add_role("Mods", MANAGE_GUILD)])
@@ -125,7 +140,7 @@ async def test_a_dm_a_server_without_the_bot_and_a_server_whose_rules_refuse(
                                      channel=fake.channel)
         refused = await private_reply(fake, own)
         assert refused == await private_reply(fake, mine) and "rule" in refused
-        assert len(await jobs_when(bot, lambda js: True)) == 2  # nothing written
+        assert len(await jobs_when(bot, lambda js: True)) == 3  # nothing written
 
 
 async def test_a_job_outliving_its_token_comes_by_dm_once_or_waits_in_my_videos(
