@@ -8,10 +8,12 @@ present, and the token dies after 15 minutes. So:
 - the deferred response is the status message (edited through the webhook while the token
   lives; after that the status stays as it was: no channel API where the bot is not a member);
 - the video is a follow-up, claimed in the job's row before it is sent
-  (`Store.claim_followup`), so a restart never sends it twice nor past the limit;
-- a job that outlives the token (or has no follow-up left, or whose follow-up failed) sends the
-  video to the user's DMs through the REST API, with the job's nonce and a look at the DM's
-  history first, like every result post (cogs/utils/delivery.py), so it arrives once;
+  (`Store.claim_followup`), so a restart never sends it twice nor past the limit; a claim a
+  crash left unrecorded may or may not have been sent, so nothing is sent again (`unsure`: the
+  status says `/my-videos` attaches it);
+- a job that outlives the token (or has no follow-up left, or whose follow-up Discord refused)
+  sends the video to the user's DMs through the REST API, with the job's nonce and a look at
+  the DM's history first, like every result post (cogs/utils/delivery.py), so it arrives once;
 - with DMs closed (Discord's 50007) the job records it (`dm_closed`) and the video waits for
   `/my-videos` (cogs/installs.py), which the status told about while it could.
 """
