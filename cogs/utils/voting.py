@@ -15,13 +15,14 @@ from typing import Any
 import discord
 
 from bot.errors import Refusal
+from bot.i18n import t
 from bot.service import Ballot
 from bot.store.database import is_outage
 
 from .acks import defer
 from .core import core_of, requester_of
 from .messaging import NO_PINGS
-from .texts import OUTAGE_TEXT, refusal_text, vote_label, voted_text, withdrawn_text
+from .texts import outage_text, refusal_text, vote_label, voted_text, withdrawn_text
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,8 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"sd:
     """▲ on a posted entry: adds the presser's vote (never removes it, so a double click is one
     vote); the label shows the entry's votes."""
 
-    def __init__(self, job_id: str, votes: int = 0) -> None:
-        super().__init__(discord.ui.Button(label=vote_label(votes),
+    def __init__(self, job_id: str, votes: int = 0, *, locale: object = "en") -> None:
+        super().__init__(discord.ui.Button(label=vote_label(votes, locale),
                                            style=discord.ButtonStyle.success,
                                            custom_id=vote_id(job_id)))
         self.job_id = job_id
@@ -57,7 +58,8 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"sd:
         ballot = await _answer(interaction, votes.vote(self.job_id, requester_of(interaction)))
         if ballot is None:
             return
-        await _say(interaction, voted_text(ballot), WithdrawButton(self.job_id))
+        await _say(interaction, voted_text(ballot, interaction.locale),
+                   WithdrawButton(self.job_id, interaction.locale))
         await show_count(interaction.client, ballot)
 
 
@@ -65,8 +67,8 @@ class WithdrawButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
                      template=rf"sd:unvote:{JOB_ID}"):
     """In the private answer to a vote: takes the presser's vote for the entry back."""
 
-    def __init__(self, job_id: str) -> None:
-        super().__init__(discord.ui.Button(label="Take my vote back",
+    def __init__(self, job_id: str, locale: object = "en") -> None:
+        super().__init__(discord.ui.Button(label=t(locale, "cards.buttons.unvote"),
                                            style=discord.ButtonStyle.secondary,
                                            custom_id=f"sd:unvote:{job_id}"))
         self.job_id = job_id
@@ -83,7 +85,7 @@ class WithdrawButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
                                                            requester_of(interaction)))
         if ballot is None:
             return
-        await _say(interaction, withdrawn_text(ballot), None)
+        await _say(interaction, withdrawn_text(ballot, interaction.locale), None)
         await show_count(interaction.client, ballot)
 
 
@@ -97,7 +99,7 @@ async def _answer(interaction: discord.Interaction[Any], pending: Any) -> Ballot
     except Exception as exc:
         if not is_outage(exc):
             raise
-        await _say(interaction, OUTAGE_TEXT, None)
+        await _say(interaction, outage_text(interaction.locale), None)
         return None
     return ballot
 
