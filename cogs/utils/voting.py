@@ -20,7 +20,7 @@ from bot.service import Ballot
 from bot.store.database import is_outage
 
 from .acks import defer
-from .core import core_of, requester_of
+from .core import DiscordJobContext, core_of, requester_of
 from .messaging import NO_PINGS
 from .texts import outage_text, refusal_text, vote_label, voted_text, withdrawn_text
 
@@ -130,12 +130,14 @@ async def show_count(client: discord.Client, ballot: Ballot) -> None:
     votes = core_of(client).services.votes
     channel = client.get_partial_messageable(int(ballot.channel_id))
     try:
+        entry = await core_of(client).store.get_job(job_id)  # the label: the server's language
+        locale = DiscordJobContext.of(entry).guild_locale if entry is not None else "en"
         message = await channel.fetch_message(int(ballot.message_id))
         for _ in range(MAX_REDRAWS):
             _drawing.add(job_id)
             try:
                 drawn = await votes.count(job_id)
-                message = await message.edit(view=_labelled(message, job_id, drawn))
+                message = await message.edit(view=_labelled(message, job_id, drawn, locale))
             finally:
                 _drawing.discard(job_id)
             if job_id in _drawing or await votes.count(job_id) == drawn:
@@ -148,8 +150,8 @@ async def show_count(client: discord.Client, ballot: Ballot) -> None:
         log.info("vote count of entry %s not redrawn: the database is away", job_id)
 
 
-def _labelled(message: discord.Message, job_id: str,
-              votes: int) -> discord.ui.View | discord.ui.LayoutView:
+def _labelled(message: discord.Message, job_id: str, votes: int,
+              locale: object = "en") -> discord.ui.View | discord.ui.LayoutView:
     """The message's buttons as they are, with the vote button showing `votes`. A result
     card (cogs/utils/layout.py) is redrawn whole, its media pointing at its own files again."""
     view: discord.ui.View | discord.ui.LayoutView
@@ -166,6 +168,6 @@ def _labelled(message: discord.Message, job_id: str,
         view = discord.ui.View.from_message(message, timeout=None)
     for item in view.walk_children():
         if isinstance(item, discord.ui.Button) and item.custom_id == vote_id(job_id):
-            item.label = vote_label(votes)
+            item.label = vote_label(votes, locale)
     view.stop()  # only drawn: the dynamic items answer presses, not this copy
     return view
