@@ -151,6 +151,7 @@ class SeedanceBot(commands.AutoShardedBot):
         self._health: HealthServer | None = None
         self._callbacks: CallbackUrls | None = None
         self._prepared = False
+        self._catch_up: asyncio.Task[None] | None = None
 
     def provider(self, name: str) -> Provider:
         """One provider instance per gateway for the process (bot/providers/__init__.py)."""
@@ -180,10 +181,11 @@ class SeedanceBot(commands.AutoShardedBot):
         """After logging in: the engine (its deliveries post to Discord), then, unless this is
         a worker, cogs and commands."""
         await self.prepare()  # done already when started by run_bot
+        delivery = DiscordDelivery(self, self.settings, self.store)
         self.engine = Engine(
             self.settings,
             self.store,
-            delivery=DiscordDelivery(self, self.settings, self.store),
+            delivery=delivery,
             providers=self.provider,
             http=self.http_client,
             callbacks=self._callbacks,
@@ -199,8 +201,16 @@ class SeedanceBot(commands.AutoShardedBot):
                 await self.load_extension(ext)
         await self.engine.start()
         self.retention.start()
+        self._catch_up = asyncio.create_task(self._say_missed_endings(delivery),
+                                             name="status-catch-up")
         if not self.worker:
             await self._sync_commands()
+
+    async def _say_missed_endings(self, delivery: DiscordDelivery) -> None:
+        try:
+            await delivery.catch_up()
+        except Exception:
+            log.exception("saying missed endings failed; the next start tries again")
 
     @tasks.loop(hours=24)
     async def retention(self) -> None:
@@ -279,6 +289,8 @@ class SeedanceBot(commands.AutoShardedBot):
 
     async def close(self) -> None:
         self.retention.cancel()
+        if self._catch_up is not None:
+            self._catch_up.cancel()
         engine = getattr(self, "engine", None)
         if engine is not None:
             await engine.stop()

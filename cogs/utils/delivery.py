@@ -27,7 +27,7 @@ from bot.config import Settings
 from bot.engine import EventKind, JobEvent, JobResult
 from bot.i18n import DEFAULT, t
 from bot.media.transcode import thumbnail
-from bot.store import JobState, JobView, Store
+from bot.store import TERMINAL_STATES, JobMessage, JobState, JobView, Store
 from bot.words import size
 
 from .card_texts import hosted_note
@@ -36,6 +36,7 @@ from .core import DiscordJobContext
 from .finals import draft_buttons
 from .layout import card_refused, custom_ids, result_card, status_card
 from .messaging import (
+    STATUS,
     UPLOAD_MARGIN,
     fit_upload,
     interaction_webhook,
@@ -53,6 +54,10 @@ log = logging.getLogger(__name__)
 STATUS_EDIT_INTERVAL = 3.0
 TERMINAL = frozenset({EventKind.FAILED, EventKind.CANCELLED, EventKind.REJECTED,
                       EventKind.DELIVERED, EventKind.HELD, EventKind.SUCCEEDED})
+ENDINGS = frozenset({EventKind.FAILED, EventKind.CANCELLED, EventKind.REJECTED,
+                     EventKind.DELIVERED})
+#: How far back a start looks for endings a crash left unsaid (older ones are history).
+CATCH_UP_SECONDS = 6 * 3600
 
 
 def ending_event(job: JobView, locale: object = DEFAULT) -> JobEvent:
@@ -124,6 +129,7 @@ class DiscordDelivery:
         self._last_edit[job_id] = time.monotonic()
         if not final and await self._ended(job_id):
             return  # another process ended it and said so: news of a step is stale now
+        said = True
         try:
             if await self.cards_for(job):
                 await self._edit_card(job, text, event, final)
@@ -132,20 +138,39 @@ class DiscordDelivery:
                     job, DiscordJobContext.of(job).guild_locale))
         except discord.HTTPException as exc:
             log.warning("status edit for job %s failed: %s", job_id, exc)
+            said = isinstance(exc, discord.NotFound)  # a deleted message needs no more words
         if final:
             self._last_edit.pop(job_id, None)
+            if said and event is not None and event.kind in ENDINGS:
+                # Recorded after the edit: a crash before it leaves the ending to `catch_up`.
+                await self.store.set_job_message(JobMessage(
+                    job.id, STATUS, job.channel_id,
+                    str(DiscordJobContext.of(job).status_message_id)), now=time.time())
         elif (ended := await self._ended(job_id)) is not None:
             # It ended while this edit was on its way, maybe by another process whose final
             # edit landed first: say the end again, so the message never stays behind.
-            jump = None
-            if ended.state is JobState.DELIVERED and (ended.delivery_ref or "").isdigit():
-                jump = jump_url(ended.guild_id, await result_channel(self.store, ended),
-                                str(ended.delivery_ref))
-            locale = DiscordJobContext.of(ended).guild_locale
-            news = ending_event(ended, locale)
-            self._latest[job_id] = (ended, status_text(ended, news, jump_url=jump, locale=locale),
-                                    True, news)
-            await self._flush(job_id)
+            await self._say_the_end(ended)
+
+    async def _say_the_end(self, ended: JobView) -> None:
+        jump = None
+        if ended.state is JobState.DELIVERED and (ended.delivery_ref or "").isdigit():
+            jump = jump_url(ended.guild_id, await result_channel(self.store, ended),
+                            str(ended.delivery_ref))
+        locale = DiscordJobContext.of(ended).guild_locale
+        news = ending_event(ended, locale)
+        self._latest[ended.id] = (ended, status_text(ended, news, jump_url=jump, locale=locale),
+                                  True, news)
+        await self._flush(ended.id)
+
+    async def catch_up(self) -> None:
+        """At start: say the end on status messages whose job ended while the process that
+        ended it died before its final edit (the ending is written first; the edit is then
+        recorded as a `status` job message, so what lacks one was never said)."""
+        since = time.time() - CATCH_UP_SECONDS
+        for job in await self.store.jobs_without_message(STATUS, TERMINAL_STATES,
+                                                         updated_since=since):
+            if DiscordJobContext.of(job).status_message_id:
+                await self._say_the_end(job)
 
     async def _ended(self, job_id: str) -> JobView | None:
         current = await self.store.get_job(job_id)

@@ -20,6 +20,8 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 #: Room for multipart overhead and the embed next to the file.
 UPLOAD_MARGIN = 256 * 1024
 APPROVAL, REVIEW, AUDIT = "approval", "review", "audit"
+#: The job's status message once it says how the job ended (cogs/utils/delivery.py catch_up).
+STATUS = "status"
 
 
 def submitted_for(interaction: discord.Interaction[Any], prefix: str) -> str | None:

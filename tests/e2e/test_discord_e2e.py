@@ -6,6 +6,7 @@ gateway behind it. Nothing of ours is mocked.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -197,6 +198,31 @@ async def test_sigkill_while_generating_posts_once_and_charges_once(tmp_path: Pa
             finally:
                 await store.close()
         assert len(video_posts(fake)) == 1
+
+
+async def test_an_ending_whose_edit_a_crash_lost_is_said_at_the_next_start(
+        tmp_path: Path) -> None:
+    """The job's end is written before its status edit: when the process that ended it dies
+    between the two, the next start says it (cogs/utils/delivery.py catch_up)."""
+    async with FakeDiscord() as fake:
+        async with running(tmp_path, fake, SEEDANCE_LOCAL_DELAY="60") as bot:
+            inter = await fake.slash("video", {"prompt": "a slow sunrise", **FAST})
+            await fake.wait_for(lambda: "generating" in status_text(inter) or None,
+                                timeout=60, what="generating")
+            await bot.kill()
+            store = await store_of(bot)
+            try:
+                job, = await store.jobs()
+                # What a process cancelling it wrote before it died, edit unmade.
+                assert await store.transition(job.id, JobState.CANCELLED, now=time.time(),
+                                              ledger="release") is not None
+            finally:
+                await store.close()
+        assert "generating" in status_text(inter)
+        async with running(tmp_path, fake):
+            await fake.wait_for(lambda: "🚫 cancelled" in status_text(inter) or None,
+                                timeout=60, what="the ending said after the restart")
+        assert video_posts(fake) == []
 
 
 async def test_buttons_work_after_a_restart(tmp_path: Path) -> None:
