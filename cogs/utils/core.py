@@ -82,6 +82,10 @@ class DiscordJobContext(BaseModel):
     token_issued_at: float = 0.0
     filesize_limit: int | None = None  # the server's upload limit when it was asked
     review: ReviewMode = ReviewMode.OFF  # written by the service (bot/service/videos.py)
+    # Languages (bot/i18n), kept so a post after a restart still knows them: the requester's
+    # (private notes, DMs) and the server's (the status message, result and moderators' cards).
+    locale: str = "en"
+    guild_locale: str = "en"
 
     @classmethod
     def of(cls, job: JobView) -> DiscordJobContext:
@@ -94,7 +98,8 @@ class DiscordJobContext(BaseModel):
         return cls(
             status_message_id=str(status_message_id), interaction_token=interaction.token,
             application_id=str(interaction.application_id), token_issued_at=token_issued_at,
-            filesize_limit=interaction.filesize_limit,
+            filesize_limit=interaction.filesize_limit, locale=str(interaction.locale),
+            guild_locale=str(interaction.guild_locale or interaction.locale),
         ).model_dump(mode="json", exclude={"review"})
 
     @property
