@@ -97,7 +97,8 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
     async def status(self, interaction: discord.Interaction[Any]) -> None:
         await defer(interaction, ephemeral=True, thinking=True)
         fleet = await self.bot.core.services.fleet.status(self._who(interaction))
-        await interaction.followup.send(embed=status_embed(fleet), ephemeral=True)
+        await interaction.followup.send(embed=status_embed(fleet, interaction.locale),
+                                        ephemeral=True)
 
     @app_commands.command(name="quota-user", description="Daily credits for one member")
     @app_commands.describe(credits="Credits per UTC day; -1 removes the override")
@@ -188,7 +189,8 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
         current = await self.admin.set_limits(who, running=running, queued=queued,
                                               user_running=member_running,
                                               user_queued=member_queued)
-        await self._reply(interaction, limits_line(self.admin.effective_limits(current)))
+        await self._reply(interaction, limits_line(self.admin.effective_limits(current),
+                                                   interaction.locale))
 
     @app_commands.command(name="channels", description="Channels where /video may be used")
     @_manage_guild()
@@ -325,7 +327,8 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
                     spoiler_prompts: bool | None = None) -> None:
         chosen = None if style == "default" else style == "cards"
         done = await self.admin.set_cards(self._who(interaction), chosen, spoiler_prompts)
-        await self._reply(interaction, cards_setting_text(style, done.spoiler_prompts))
+        await self._reply(interaction, cards_setting_text(style, done.spoiler_prompts,
+                                                          interaction.locale))
 
     @app_commands.command(name="export", description="This server's job history as CSV")
     @app_commands.describe(since="First day, YYYY-MM-DD (UTC)",

@@ -71,7 +71,7 @@ class Info(commands.Cog):
         price = ", ".join(f"{res} = {per}/s" for res, per in prices.items())
         if self.bot.settings.skus:
             bought = await self.bot.core.store.purchased_balance(str(interaction.user.id))
-            lines.append(purchased_line(bought))
+            lines.append(purchased_line(bought, interaction.locale))
         await interaction.followup.send(f"{head}\n" + "\n".join(lines) +
                                         f"\n-# Prices: {price}.", ephemeral=True)
 

@@ -64,19 +64,20 @@ class Library(commands.GroupCog, group_name="library",
         who = requester_of(interaction)
         added = await self.library.add(who, name, file.url, filename=file.filename,
                                        declared_size=file.size, description=description)
-        await interaction.followup.send(added_text(added), ephemeral=True,
+        await interaction.followup.send(added_text(added, interaction.locale), ephemeral=True,
                                         allowed_mentions=NO_PINGS)
         if added.mod_channel:
             with contextlib.suppress(discord.HTTPException):
                 channel = self.bot.get_partial_messageable(int(added.mod_channel))
-                await channel.send(review_note(added, who.user_id), allowed_mentions=NO_PINGS)
+                await channel.send(review_note(added, who.user_id, interaction.guild_locale),
+                                   allowed_mentions=NO_PINGS)
 
     @app_commands.command(name="list", description="The library: names, previews, who added "
                                                    "what, how often used")
     async def list_(self, interaction: discord.Interaction[Any]) -> None:
         await defer(interaction, ephemeral=True, thinking=True)
         shelf = await self.library.shelf(requester_of(interaction))
-        await interaction.followup.send(shelf_header(shelf), ephemeral=True,
+        await interaction.followup.send(shelf_header(shelf, interaction.locale), ephemeral=True,
                                         allowed_mentions=NO_PINGS)
         for start in range(0, len(shelf.items), EMBEDS_PER_MESSAGE):
             embeds: list[discord.Embed] = []
@@ -86,7 +87,7 @@ class Library(commands.GroupCog, group_name="library",
                 thumb_name = f"thumb_{start + n + 1}.png" if thumb else None
                 if thumb and thumb_name:
                     files.append(discord.File(io.BytesIO(thumb), filename=thumb_name))
-                embeds.append(item_embed(item, thumb_name))
+                embeds.append(item_embed(item, thumb_name, interaction.locale))
             await interaction.followup.send(embeds=embeds, files=files, ephemeral=True,
                                             allowed_mentions=NO_PINGS)
 
@@ -97,7 +98,7 @@ class Library(commands.GroupCog, group_name="library",
                      name: app_commands.Range[str, 1, 100]) -> None:
         await defer(interaction, ephemeral=True, thinking=True)
         item = await self.library.remove(requester_of(interaction), name)
-        await interaction.followup.send(removed_text(item), ephemeral=True,
+        await interaction.followup.send(removed_text(item, interaction.locale), ephemeral=True,
                                         allowed_mentions=NO_PINGS)
 
     @app_commands.command(name="approve", description="Let a waiting item be used (moderators)")
@@ -107,7 +108,8 @@ class Library(commands.GroupCog, group_name="library",
         await defer(interaction, ephemeral=True, thinking=True)
         who = requester_of(interaction)
         item = await self.library.approve(who, name)
-        await interaction.followup.send(decided_text(item, True, who.user_id), ephemeral=True,
+        await interaction.followup.send(decided_text(item, True, who.user_id, interaction.locale),
+                                        ephemeral=True,
                                         allowed_mentions=NO_PINGS)
 
     @app_commands.command(name="reject", description="Refuse and delete a waiting item "
@@ -118,7 +120,8 @@ class Library(commands.GroupCog, group_name="library",
         await defer(interaction, ephemeral=True, thinking=True)
         who = requester_of(interaction)
         item = await self.library.reject(who, name)
-        await interaction.followup.send(decided_text(item, False, who.user_id), ephemeral=True,
+        await interaction.followup.send(decided_text(item, False, who.user_id, interaction.locale),
+                                        ephemeral=True,
                                         allowed_mentions=NO_PINGS)
 
     @remove.autocomplete("name")

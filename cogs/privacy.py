@@ -37,14 +37,14 @@ class Privacy(commands.GroupCog, group_name="my-data",
     async def show(self, interaction: discord.Interaction[Any]) -> None:
         await defer(interaction, ephemeral=True, thinking=True)
         held = await self.bot.core.services.privacy.holdings(str(interaction.user.id))
-        await interaction.followup.send(holdings_text(held), ephemeral=True)
+        await interaction.followup.send(holdings_text(held, interaction.locale), ephemeral=True)
 
     @app_commands.command(name="delete", description="Delete your stored prompts and files")
     async def delete(self, interaction: discord.Interaction[Any]) -> None:
         uid = str(interaction.user.id)
         n = await self.bot.core.services.privacy.job_count(uid)
         view = discord.ui.View(timeout=None)
-        view.add_item(ForgetButton(uid))
+        view.add_item(ForgetButton(uid, interaction.locale))
         await interaction.response.send_message(
             f"This deletes the prompts, input files and videos stored for your **{n}** "
             f"job{'s' if n != 1 else ''} on every server. It can't be undone. "

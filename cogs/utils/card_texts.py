@@ -7,6 +7,7 @@ Kept apart from cogs/utils/texts.py, which is near its size limit; the card reus
 from __future__ import annotations
 
 from bot.engine import EventKind, JobEvent, JobResult
+from bot.i18n import DEFAULT, t
 from bot.store import JobView
 
 from .texts import clip, credits_words, lineage_line, timestamp
@@ -18,14 +19,10 @@ MAX_CARD_PROMPT = 1500
 BAR_CELLS = 12
 
 
-def cards_setting_text(style: str, spoiler_prompts: bool) -> str:
-    shown = {"cards": "Finished videos and job status are shown as cards.",
-             "embeds": "Finished videos are shown with the older embeds, status as text.",
-             "default": "Finished videos are shown the bot's default way (cards unless the "
-                        "bot's owner turned them off)."}[style]
-    hidden = (" Prompts on result cards are hidden behind a spoiler." if spoiler_prompts
-              else " Prompts on result cards are shown openly.")
-    return shown + hidden
+def cards_setting_text(style: str, spoiler_prompts: bool, locale: object = DEFAULT) -> str:
+    """`style` is cards, embeds or default."""
+    hidden = "cards.setting.spoiler" if spoiler_prompts else "cards.setting.open"
+    return t(locale, f"cards.setting.{style}") + " " + t(locale, hidden)
 
 
 def progress_bar(percent: float | None) -> str:
@@ -53,43 +50,44 @@ def status_progress(job: JobView, event: JobEvent | None) -> float | None:
     return None
 
 
-def result_header(job: JobView) -> str:
-    return f"### 🎬 <@{job.user_id}>'s video" + lineage_line(job)
+def result_header(job: JobView, locale: object = DEFAULT) -> str:
+    return "### " + t(locale, "cards.result.header", user=job.user_id) + lineage_line(job, locale)
 
 
-def prompt_block(prompt: str, limit: int, *, spoiler: bool) -> str:
+def prompt_block(prompt: str, limit: int, *, spoiler: bool, locale: object = DEFAULT) -> str:
     """The prompt, clipped to `limit`; behind a spoiler when the server asks."""
     if not prompt:
-        return "*(no prompt)*"
+        return t(locale, "replies.result.no_prompt")
     text = clip(prompt.replace("||", "| |") if spoiler else prompt, max(20, limit - 4))
     return f"||{text}||" if spoiler else text
 
 
-def result_details(job: JobView, result: JobResult, settings: str) -> str:
+def result_details(job: JobView, result: JobResult, settings: str,
+                   locale: object = DEFAULT) -> str:
     """Settings, seed, credits and gateway, under the video."""
     req = job.request
     seed = result.seed if result.seed is not None else req.seed
     spent = result.credits or job.credits_charged or job.credits_estimate
-    lines = [f"**Settings** {settings}",
-             f"**Seed** {seed if seed is not None else '—'} · "
-             f"**Credits** {credits_words(job, spent, 'charged')} · **Gateway** {job.provider}"]
+    lines = [t(locale, "cards.result.settings", settings=settings),
+             t(locale, "cards.result.facts", seed=seed if seed is not None else "—",
+               credits=credits_words(job, spent, "charged", locale), gateway=job.provider)]
     asked, came = req.results, len(result.video_paths)
     if asked > 1 and came < asked:
         returned = job.credits_estimate - (job.credits_charged or job.credits_estimate)
-        lines.append(f"**Set** {came} of {asked} videos came; {returned} credits were returned "
-                     "for the rest.")
+        lines.append(t(locale, "cards.result.set", set=t(
+            locale, "replies.result.set_short", came=came, asked=asked, returned=returned)))
     return "\n".join(lines)
 
 
 def hosted_note(job: JobView, size_words: str, limit_words: str, links: list[str],
-                expires: float | None) -> str:
+                expires: float | None, locale: object = DEFAULT) -> str:
     """Why the video is a link rather than a file, and until when the link works."""
-    until = f" The links work until {timestamp(expires, 'f')}." if expires and links else ""
-    where = (" It is shown from the gateway's link." if links
-             else f" Ask an admin for job `{job.id}`.")
-    return (f"**Too large to upload here**: the video is {size_words} and this server takes "
-            f"{limit_words} per file, even after compressing.{where}{until}")
+    until = (" " + t(locale, "cards.hosted.until", when=timestamp(expires, "f"))
+             if expires and links else "")
+    where = " " + (t(locale, "cards.hosted.from_link") if links
+                   else t(locale, "cards.hosted.ask_admin", job=job.id))
+    return t(locale, "cards.hosted.too_large", size=size_words, limit=limit_words) + where + until
 
 
-def job_footer(job: JobView) -> str:
-    return f"-# job `{job.id}`"
+def job_footer(job: JobView, locale: object = DEFAULT) -> str:
+    return "-# " + t(locale, "cards.result.footer", job=job.id)

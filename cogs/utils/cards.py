@@ -24,12 +24,13 @@ import discord
 
 from bot.engine import EventKind, JobEvent
 from bot.errors import Refusal
+from bot.i18n import DEFAULT, t
 from bot.models import MediaKind
 from bot.service.videos import video_of
 from bot.store import JobMessage, JobState, JobView, Store
 
 from .acks import defer
-from .core import core_of, requester_of
+from .core import DiscordJobContext, core_of, requester_of
 from .messaging import (
     APPROVAL,
     AUDIT,
@@ -42,7 +43,7 @@ from .messaging import (
     result_channel,
     upload_limit,
 )
-from .texts import audit_text, review_embed
+from .texts import audit_text, refusal_text, review_embed
 from .views import refuse
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,11 @@ class ModButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
                 template=r"sdm:(?P<action>approve|reject):(?P<job>[0-9a-f-]{32,36})"):
     """Approve / Reject on a moderators' card."""
 
-    def __init__(self, action: str, job_id: str) -> None:
-        label, style = (("Approve", discord.ButtonStyle.success) if action == "approve"
-                        else ("Reject", discord.ButtonStyle.danger))
-        super().__init__(discord.ui.Button(label=label, style=style,
+    def __init__(self, action: str, job_id: str, locale: object = DEFAULT) -> None:
+        style = (discord.ButtonStyle.success if action == "approve"
+                 else discord.ButtonStyle.danger)
+        super().__init__(discord.ui.Button(label=t(locale, f"cards.buttons.{action}"),
+                                           style=style,
                                            custom_id=f"sdm:{action}:{job_id}"))
         self.action = action
         self.job_id = job_id
@@ -79,17 +81,19 @@ class ModButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         if self.action == "reject":
-            await interaction.response.send_modal(ReasonModal(self.job_id))
+            await interaction.response.send_modal(ReasonModal(self.job_id, interaction.locale))
             return
         core = core_of(interaction.client)
         await defer(interaction, ephemeral=True, thinking=True)
         try:
             await core.services.videos.approve(self.job_id, requester_of(interaction))
         except Refusal as exc:
-            await interaction.followup.send(str(exc), ephemeral=True)
+            await interaction.followup.send(refusal_text(exc, interaction.locale),
+                                            ephemeral=True)
             return
         await refresh_cards(interaction.client, core.store, self.job_id)
-        await interaction.followup.send("Approved.", ephemeral=True)
+        await interaction.followup.send(t(interaction.locale, "cards.review.approved"),
+                                        ephemeral=True)
 
 
 class ReasonModal(discord.ui.Modal):
@@ -100,18 +104,20 @@ class ReasonModal(discord.ui.Modal):
         label="Reason (the requester sees it)", style=discord.TextStyle.paragraph,
         max_length=500, custom_id="reason")
 
-    def __init__(self, job_id: str) -> None:
-        super().__init__(title="Reject", custom_id=f"{REASON_PREFIX}{job_id}", timeout=None)
+    def __init__(self, job_id: str, locale: object = DEFAULT) -> None:
+        super().__init__(title=t(locale, "cards.buttons.reject"),
+                         custom_id=f"{REASON_PREFIX}{job_id}", timeout=None)
+        self.reason.label = t(locale, "cards.review.reason")
 
 
-def card_view(job: JobView, kind: str) -> discord.ui.View | None:
+def card_view(job: JobView, kind: str, locale: object = DEFAULT) -> discord.ui.View | None:
     """Approve / Reject while the job waits on this card's decision."""
     waits_on = JobState.HELD if kind == REVIEW else JobState.AWAITING_APPROVAL
     if job.state is not waits_on:
         return None
     view = discord.ui.View(timeout=None)
-    view.add_item(ModButton("approve", job.id))
-    view.add_item(ModButton("reject", job.id))
+    view.add_item(ModButton("approve", job.id, locale))
+    view.add_item(ModButton("reject", job.id, locale))
     return view
 
 
@@ -139,7 +145,7 @@ async def input_thumbnails(data_dir: Path, job: JobView) -> list[Path]:
 
 
 async def _card_files(store: Store, data_dir: Path, job: JobView,
-                      kind: str) -> tuple[list[discord.File], str | None]:
+                      kind: str, locale: object = DEFAULT) -> tuple[list[discord.File], str | None]:
     """Input thumbnails (and, for a result, the video) to attach; plus a note if it can't be."""
     files = [discord.File(p, filename=p.name) for p in await input_thumbnails(data_dir, job)]
     notes = []
@@ -154,14 +160,13 @@ async def _card_files(store: Store, data_dir: Path, job: JobView,
                 name = f"review-{job.id[:8]}" + (f"-{n}" if n > 1 else "") + ".mp4"
                 files.insert(n - 1, discord.File(video, filename=name))
             else:
-                notes.append(f"Video {n} is too large to attach here; it is kept as job "
-                             f"`{job.id}`.")
+                notes.append(t(locale, "cards.review.too_large", n=n, job=job.id))
         flagged = [int(i) + 1 for i in job.result_meta.get("flagged") or []]
         if flagged:
             which = ", ".join(str(n) for n in flagged) if len(videos) > 1 else ""
-            notes.insert(0, f"{job.provider}'s safety check flagged "
-                            f"{'video ' + which if which else 'this video'}; it is posted "
-                            "only if you approve it.")
+            notes.insert(0, t(locale, "cards.review.flagged", provider=job.provider,
+                              what=t(locale, "cards.review.video_n", n=which) if which
+                              else t(locale, "cards.review.this_video")))
     return files, " ".join(notes) or None
 
 
@@ -182,11 +187,13 @@ async def post_card(client: discord.Client, store: Store, data_dir: Path, job: J
         log.warning("job %s waits for review but guild %s has no moderators' channel",
                     job.id, job.guild_id)
         return
-    files, note = await _card_files(store, data_dir, job, kind)
-    embed = review_embed(job, kind, event_name=await _event_name(store, job), note=note)
+    locale = DiscordJobContext.of(job).guild_locale  # a card is public in its channel
+    files, note = await _card_files(store, data_dir, job, kind, locale)
+    embed = review_embed(job, kind, event_name=await _event_name(store, job), note=note,
+                         locale=locale)
     channel = client.get_partial_messageable(int(channel_id))
     extra: dict[str, Any] = {}
-    view = card_view(job, kind)
+    view = card_view(job, kind, locale)
     if view is not None:
         extra["view"] = view
     message = await channel.send(embed=embed, files=files, nonce=card_nonce(kind, job.id),
@@ -201,16 +208,18 @@ async def refresh_cards(client: discord.Client, store: Store, job_id: str) -> No
     if job is None:
         return
     name = await _event_name(store, job)
+    locale = DiscordJobContext.of(job).guild_locale
     for kind in (APPROVAL, REVIEW):
         card = await store.job_message(job.id, kind)
         if card is None:
             continue
         waits_on = JobState.HELD if kind == REVIEW else JobState.AWAITING_APPROVAL
-        embed = review_embed(job, kind, event_name=name, decided=job.state is not waits_on)
+        embed = review_embed(job, kind, event_name=name, decided=job.state is not waits_on,
+                             locale=locale)
         message = client.get_partial_messageable(int(card.channel_id)).get_partial_message(
             int(card.message_id))
         try:
-            await message.edit(embed=embed, view=card_view(job, kind),
+            await message.edit(embed=embed, view=card_view(job, kind, locale),
                                allowed_mentions=NO_PINGS)
         except discord.HTTPException as exc:
             log.info("could not update the %s card of job %s: %s", kind, job.id, exc)
@@ -226,7 +235,8 @@ async def post_audit(client: discord.Client, store: Store, job: JobView) -> None
     jump = None
     if job.state is JobState.DELIVERED and job.delivery_ref and job.delivery_ref.isdigit():
         jump = jump_url(job.guild_id, await result_channel(store, job), job.delivery_ref)
-    text = audit_text(job, jump_url=jump, event_name=await _event_name(store, job))
+    text = audit_text(job, jump_url=jump, event_name=await _event_name(store, job),
+                      locale=DiscordJobContext.of(job).guild_locale)
     channel = client.get_partial_messageable(int(channel_id))
     message = await channel.send(text, nonce=card_nonce(AUDIT, job.id),
                                  allowed_mentions=NO_PINGS)

@@ -113,7 +113,10 @@ class DiscordJobContext(BaseModel):
     ephemeral: bool = False  # every answer private (`private_answers`)
     dm_closed: bool = False  # the video could not be sent by DM (Discord's 50007)
     followup_refused: bool = False  # Discord refused the result's follow-up: not posted
-    locale: str | None = None  # the asker's Discord locale, for words said later (bot/i18n)
+    # Languages (bot/i18n), kept so a post after a restart still knows them: the requester's
+    # (private notes, DMs) and the server's (the status message, result and moderators' cards).
+    locale: str = "en"
+    guild_locale: str = "en"
 
     @classmethod
     def of(cls, job: JobView) -> DiscordJobContext:
@@ -126,8 +129,9 @@ class DiscordJobContext(BaseModel):
         return cls(
             status_message_id=str(status_message_id), interaction_token=interaction.token,
             application_id=str(interaction.application_id), token_issued_at=token_issued_at,
-            filesize_limit=interaction.filesize_limit, personal=is_personal(interaction),
-            ephemeral=private_answers(interaction), locale=str(interaction.locale),
+            filesize_limit=interaction.filesize_limit, locale=str(interaction.locale),
+            guild_locale=str(interaction.guild_locale or interaction.locale),
+            personal=is_personal(interaction), ephemeral=private_answers(interaction),
         ).model_dump(mode="json", exclude={"review", "dm_closed", "followup_refused"})
 
     @property

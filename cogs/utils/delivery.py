@@ -27,6 +27,7 @@ import discord
 
 from bot.config import Settings
 from bot.engine import EventKind, JobEvent, JobResult
+from bot.i18n import DEFAULT, t
 from bot.media.transcode import thumbnail
 from bot.store import TERMINAL_STATES, JobMessage, JobState, JobView, Store
 from bot.words import size
@@ -62,13 +63,14 @@ ENDINGS = frozenset({EventKind.FAILED, EventKind.CANCELLED, EventKind.REJECTED,
 CATCH_UP_SECONDS = 6 * 3600
 
 
-def ending_event(job: JobView) -> JobEvent:
+def ending_event(job: JobView, locale: object = DEFAULT) -> JobEvent:
     """The news of a finished job, rebuilt from its row (for a status another process's
     late edit overwrote)."""
     kind = {JobState.DELIVERED: EventKind.DELIVERED, JobState.FAILED: EventKind.FAILED,
             JobState.REJECTED: EventKind.REJECTED}.get(job.state, EventKind.CANCELLED)
     reason = job.delivery_ref if kind is EventKind.DELIVERED else job.error_message
-    return JobEvent(kind, reason=reason or ("Cancelled." if kind is EventKind.CANCELLED else ""))
+    return JobEvent(kind, reason=reason or (t(locale, "replies.status.cancelled")
+                                            if kind is EventKind.CANCELLED else ""))
 
 
 class DiscordDelivery:
@@ -84,17 +86,17 @@ class DiscordDelivery:
 
     # ---- status message -------------------------------------------------------------------
     async def on_event(self, job: JobView, event: JobEvent) -> None:
+        ctx = DiscordJobContext.of(job)
         jump = None
         if event.kind is EventKind.DELIVERED and event.reason and event.reason.isdigit():
             jump = jump_url(job.guild_id, await result_channel(self.store, job), event.reason)
         if event.kind is EventKind.REJECTED and event.reason:
             # The reason is for the requester, not for everyone reading the channel.
-            told = await tell_requester(
-                self.client, job, f"Your video (job `{job.id[:8]}`) was not approved by the "
-                f"moderators: {event.reason}")
+            told = await tell_requester(self.client, job, t(
+                ctx.locale, "replies.status.not_approved", job=job.id[:8], reason=event.reason))
             if told:
-                event = replace(event, reason="the reason was sent to you privately")
-        text = status_text(job, event, jump_url=jump)
+                event = replace(event, reason=t(ctx.guild_locale, "replies.status.sent_privately"))
+        text = status_text(job, event, jump_url=jump, locale=ctx.guild_locale)
         if is_personal_job(job):
             text = personal_status(job, event, text)
         await self.edit_status(job, text, final=event.kind in TERMINAL, event=event)
@@ -136,7 +138,8 @@ class DiscordDelivery:
             if await self.cards_for(job):
                 await self._edit_card(job, text, event, final)
             else:
-                await self._edit_message(job, text, None if final else status_view(job))
+                await self._edit_message(job, text, None if final else status_view(
+                    job, DiscordJobContext.of(job).guild_locale))
         except discord.HTTPException as exc:
             log.warning("status edit for job %s failed: %s", job_id, exc)
             said = isinstance(exc, discord.NotFound)  # a deleted message needs no more words
@@ -157,8 +160,10 @@ class DiscordDelivery:
         if ended.state is JobState.DELIVERED and (ended.delivery_ref or "").isdigit():
             jump = jump_url(ended.guild_id, await result_channel(self.store, ended),
                             str(ended.delivery_ref))
-        news = ending_event(ended)
-        self._latest[ended.id] = (ended, status_text(ended, news, jump_url=jump), True, news)
+        locale = DiscordJobContext.of(ended).guild_locale
+        news = ending_event(ended, locale)
+        self._latest[ended.id] = (ended, status_text(ended, news, jump_url=jump, locale=locale),
+                                  True, news)
         await self._flush(ended.id)
 
     async def catch_up(self) -> None:
@@ -183,13 +188,15 @@ class DiscordDelivery:
     async def _edit_card(self, job: JobView, text: str, event: JobEvent | None,
                          final: bool) -> None:
         """The status as a card; the text version where Discord refuses the card."""
+        locale = DiscordJobContext.of(job).guild_locale
         try:
-            await self._edit_message(job, None, status_card(job, text, event, final=final))
+            await self._edit_message(job, None, status_card(job, text, event, final=final,
+                                                            locale=locale))
         except discord.HTTPException as exc:
             if not card_refused(exc):
                 raise
             log.info("status card of job %s refused (%s); showing text", job.id, exc)
-            await self._edit_message(job, text, None if final else status_view(job))
+            await self._edit_message(job, text, None if final else status_view(job, locale))
 
     async def _edit_message(self, job: JobView, text: str | None,
                             view: discord.ui.View | discord.ui.LayoutView | None) -> None:
@@ -241,6 +248,7 @@ class DiscordDelivery:
     async def _post_within(self, channel: Postable, job: JobView,
                            result: JobResult, limit: int) -> discord.Message:
         count = len(result.video_paths)
+        locale = DiscordJobContext.of(job).guild_locale
         for attempt_limit in (limit, limit // 2):
             # One message takes the server's limit for all its files together.
             budget = (attempt_limit - UPLOAD_MARGIN) // count
@@ -251,10 +259,10 @@ class DiscordDelivery:
             try:
                 return await channel.send(
                     content=f"<@{job.user_id}>",
-                    embed=result_embed(job, result),
+                    embed=result_embed(job, result, locale=locale),
                     files=[discord.File(p, filename=video_filename(job.id, i))
                            for i, p in enumerate(fitted, 1)],
-                    view=result_view(job, count, draft_buttons(job)),
+                    view=result_view(job, count, draft_buttons(job, locale), locale),
                     nonce=job_nonce(job.id),
                 )
             except discord.HTTPException as exc:
@@ -268,13 +276,14 @@ class DiscordDelivery:
         thumb_src = result.last_frame_path or result.video_path
         thumb = await asyncio.to_thread(
             thumbnail, thumb_src, result.video_path.with_name("thumbnail.jpg"))
-        embed = result_embed(job, result, too_large_for=limit)
+        locale = DiscordJobContext.of(job).guild_locale
+        embed = result_embed(job, result, too_large_for=limit, locale=locale)
         embed.set_image(url="attachment://thumbnail.jpg")
         return await channel.send(
             content=f"<@{job.user_id}>",
             embed=embed,
             file=discord.File(thumb, filename="thumbnail.jpg"),
-            view=result_view(job, len(result.video_paths), draft_buttons(job)),
+            view=result_view(job, len(result.video_paths), draft_buttons(job, locale), locale),
             nonce=job_nonce(job.id),
         )
 
@@ -286,11 +295,12 @@ class DiscordDelivery:
         inputs = await input_thumbnails(self.settings.seedance_data_dir, job)
         count = len(result.video_paths)
         spent = sum(p.stat().st_size for p in inputs)
+        locale = DiscordJobContext.of(job).guild_locale
 
         def card(videos: list[str], note: str | None = None) -> discord.ui.LayoutView:
             return result_card(job, result, videos=videos, spoiler_prompt=guild.spoiler_prompts,
                                inputs=[f"attachment://{p.name}" for p in inputs],
-                               extra=draft_buttons(job), note=note)
+                               extra=draft_buttons(job, locale), note=note, locale=locale)
 
         def thumbs() -> list[discord.File]:
             return [discord.File(p, filename=p.name) for p in inputs]
@@ -317,7 +327,7 @@ class DiscordDelivery:
         links = [str(u) for u in urls if str(u).startswith("https://")]
         expires = job.result_meta.get("expires_at")
         note = hosted_note(job, size(result.video_path.stat().st_size), size(limit), links,
-                           float(expires) if expires else None)
+                           float(expires) if expires else None, locale)
         files = thumbs()
         shown = links[:count]
         if not shown:  # nothing hosted to show: a still of the last frame

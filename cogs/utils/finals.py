@@ -21,6 +21,7 @@ from typing import Any
 import discord
 
 from bot.errors import Refusal
+from bot.i18n import t
 from bot.service import FinalQuote, RemixForm
 from bot.service.draft_rules import draft_of
 from bot.store import JobView
@@ -29,7 +30,7 @@ from bot.store.database import is_outage
 from .acks import defer
 from .core import core_of, requester_of
 from .messaging import send_private
-from .texts import OUTAGE_TEXT, final_quote_text, refusal_text
+from .texts import final_quote_text, outage_text, refusal_text
 from .views import launch, may_act
 
 #: A remix form's custom id: `sdr:<job id>`.
@@ -37,9 +38,10 @@ REMIX_PREFIX = "sdr:"
 #: Discord's longest text input.
 TEXT_INPUT_MAX = 4000
 
+#: Each button's emoji and style; its label is `cards.buttons.<action>`.
 LABELS = {
-    "remix": ("Remix", "✏️", discord.ButtonStyle.secondary),
-    "final": ("Final", "⭐", discord.ButtonStyle.success),
+    "remix": ("✏️", discord.ButtonStyle.secondary),
+    "final": ("⭐", discord.ButtonStyle.success),
 }
 
 
@@ -48,9 +50,10 @@ class DraftButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
     """Remix (any finished video) and Final (a draft): one each per message, also for a set
     (the set is remade whole, with the same seed)."""
 
-    def __init__(self, action: str, job_id: str) -> None:
-        label, emoji, style = LABELS[action]
-        super().__init__(discord.ui.Button(label=label, emoji=emoji, style=style,
+    def __init__(self, action: str, job_id: str, locale: object = "en") -> None:
+        emoji, style = LABELS[action]
+        super().__init__(discord.ui.Button(label=t(locale, f"cards.buttons.{action}"),
+                                           emoji=emoji, style=style,
                                            custom_id=f"sd:{action}:{job_id}"))
         self.action = action
         self.job_id = job_id
@@ -69,7 +72,8 @@ class DraftButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         try:
             if self.action == "remix":
                 form = await drafts.remix_form(self.job_id, who)
-                await interaction.response.send_modal(RemixModal(self.job_id, form))
+                await interaction.response.send_modal(
+                    RemixModal(self.job_id, form, interaction.locale))
                 return
             await defer(interaction, ephemeral=True, thinking=True)
             quote = await drafts.quote(self.job_id, who)
@@ -79,9 +83,10 @@ class DraftButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         except Exception as exc:
             if not is_outage(exc):
                 raise
-            await send_private(interaction, OUTAGE_TEXT)
+            await send_private(interaction, outage_text(interaction.locale))
             return
-        await interaction.followup.send(final_quote_text(quote), view=confirm_view(quote),
+        await interaction.followup.send(final_quote_text(quote, interaction.locale),
+                                        view=confirm_view(quote, interaction.locale),
                                         ephemeral=True)
 
 
@@ -90,10 +95,12 @@ class ConfirmFinal(discord.ui.DynamicItem[discord.ui.Button[Any]],
                             r"(?::(?P<credits>[0-9]{1,9}):(?P<nonce>[0-9a-f]{8,32}))?"):
     """Confirm (makes the final at the price shown) or Cancel (nothing is charged)."""
 
-    def __init__(self, act: str, job_id: str, credits: int = 0, nonce: str = "") -> None:
+    def __init__(self, act: str, job_id: str, credits: int = 0, nonce: str = "",
+                 locale: object = "en") -> None:
         suffix = f":{credits}:{nonce}" if act == "ok" else ""
         super().__init__(discord.ui.Button(
-            label=f"Confirm — {credits} credits" if act == "ok" else "Cancel",
+            label=(t(locale, "cards.buttons.confirm_final", credits=credits) if act == "ok"
+                   else t(locale, "cards.buttons.cancel")),
             style=discord.ButtonStyle.success if act == "ok" else discord.ButtonStyle.secondary,
             custom_id=f"sdf:{act}:{job_id}{suffix}"))
         self.act, self.job_id, self.credits, self.nonce = act, job_id, credits, nonce
@@ -109,7 +116,7 @@ class ConfirmFinal(discord.ui.DynamicItem[discord.ui.Button[Any]],
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         if self.act == "no" or not self.nonce:
             await interaction.response.edit_message(
-                content="Cancelled: no final was made and nothing was charged.", view=None)
+                content=t(interaction.locale, "replies.final.cancelled"), view=None)
             return
         drafts = core_of(interaction.client).services.drafts
         who = requester_of(interaction)
@@ -119,21 +126,21 @@ class ConfirmFinal(discord.ui.DynamicItem[discord.ui.Button[Any]],
         except Exception as exc:
             if not is_outage(exc):
                 raise
-            await send_private(interaction, OUTAGE_TEXT)
+            await send_private(interaction, outage_text(interaction.locale))
 
 
-def confirm_view(quote: FinalQuote) -> discord.ui.View:
+def confirm_view(quote: FinalQuote, locale: object = "en") -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(ConfirmFinal("ok", quote.draft.id, quote.credits, quote.nonce))
-    view.add_item(ConfirmFinal("no", quote.draft.id))
+    view.add_item(ConfirmFinal("ok", quote.draft.id, quote.credits, quote.nonce, locale))
+    view.add_item(ConfirmFinal("no", quote.draft.id, locale=locale))
     return view
 
 
-def draft_buttons(job: JobView) -> list[discord.ui.Item[Any]]:
+def draft_buttons(job: JobView, locale: object = "en") -> list[discord.ui.Item[Any]]:
     """The whole job's buttons on its posted video: Remix, and Final where it is a draft."""
-    items: list[discord.ui.Item[Any]] = [DraftButton("remix", job.id)]
+    items: list[discord.ui.Item[Any]] = [DraftButton("remix", job.id, locale)]
     if draft_of(job) is not None:
-        items.append(DraftButton("final", job.id))
+        items.append(DraftButton("final", job.id, locale))
     return items
 
 
@@ -141,14 +148,15 @@ class RemixModal(discord.ui.Modal):
     """The remix form, filled in from the job. Submissions are handled from the raw
     interaction (cogs/drafts.py); `on_submit` stays the no-op default."""
 
-    def __init__(self, job_id: str, form: RemixForm) -> None:
-        super().__init__(title="Remix", custom_id=f"{REMIX_PREFIX}{job_id}", timeout=None)
+    def __init__(self, job_id: str, form: RemixForm, locale: object = "en") -> None:
+        super().__init__(title=t(locale, "cards.remix.title"),
+                         custom_id=f"{REMIX_PREFIX}{job_id}", timeout=None)
         self.add_item(discord.ui.TextInput(
-            label="Prompt", style=discord.TextStyle.paragraph, custom_id="prompt",
-            default=form.prompt[:TEXT_INPUT_MAX], max_length=TEXT_INPUT_MAX))
+            label=t(locale, "cards.remix.prompt"), style=discord.TextStyle.paragraph,
+            custom_id="prompt", default=form.prompt[:TEXT_INPUT_MAX], max_length=TEXT_INPUT_MAX))
         self.add_item(discord.ui.TextInput(
-            label="Duration (seconds)", custom_id="duration", default=form.duration,
-            max_length=4))
+            label=t(locale, "cards.remix.duration"), custom_id="duration",
+            default=form.duration, max_length=4))
         self.add_item(discord.ui.TextInput(
-            label="Ratio (16:9, 9:16, 1:1, 4:3, adaptive…)", custom_id="ratio",
+            label=t(locale, "cards.remix.ratio"), custom_id="ratio",
             default=form.ratio, max_length=10))

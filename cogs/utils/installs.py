@@ -78,7 +78,7 @@ def is_personal_job(job: JobView) -> bool:
 def personal_status(job: JobView, event: JobEvent, text: str) -> str:
     """A personal job's status says where its video goes if it outlives the token, and
     where to fetch one that could not be shown."""
-    locale = DiscordJobContext.of(job).locale
+    locale = DiscordJobContext.of(job).guild_locale  # the status's own language
     if event.kind is EventKind.DELIVERED and event.reason in (UNDELIVERED, UNSURE):
         return f"{text}\n{install_texts.fetch_it(locale, unsure=event.reason == UNSURE)}"
     if job.terminal or event.kind in (EventKind.FAILED, EventKind.CANCELLED,

@@ -23,6 +23,7 @@ from typing import Any
 import discord
 
 from bot.engine import JobEvent, JobResult
+from bot.i18n import DEFAULT, t
 from bot.store import JobView
 
 from .card_texts import (
@@ -63,16 +64,19 @@ def _text_budget(fixed: Sequence[str]) -> int:
 
 def result_card(job: JobView, result: JobResult, *, videos: Sequence[str],
                 inputs: Sequence[str] = (), spoiler_prompt: bool = False,
-                extra: Sequence[discord.ui.Item[Any]] = (), note: str | None = None) -> Card:
+                extra: Sequence[discord.ui.Item[Any]] = (), note: str | None = None,
+                locale: object = DEFAULT) -> Card:
     """The finished video's card. `videos` are gallery media (`attachment://…` or https
-    links), `inputs` the input thumbnails' media; `extra` the whole job's extra buttons."""
+    links), `inputs` the input thumbnails' media; `extra` the whole job's extra buttons.
+    Public: `locale` is the server's (the job context's `guild_locale`)."""
     req = job.request
-    header = result_header(job)
-    details = result_details(job, result, settings_line(req))
+    header = result_header(job, locale)
+    details = result_details(job, result, settings_line(req, locale), locale)
     mapping = clip(mapping_block(req), 1000) if req.references else ""
-    tail = "\n".join(p for p in (note or "", job_footer(job)) if p)
+    tail = "\n".join(p for p in (note or "", job_footer(job, locale)) if p)
     room = _text_budget((header, details, mapping, tail)) - 8
-    prompt = prompt_block(req.prompt, min(MAX_CARD_PROMPT, room), spoiler=spoiler_prompt)
+    prompt = prompt_block(req.prompt, min(MAX_CARD_PROMPT, room), spoiler=spoiler_prompt,
+                          locale=locale)
     container = discord.ui.Container[Card](accent_colour=discord.Colour.blurple())
     container.add_item(discord.ui.TextDisplay(header))
     if videos:
@@ -81,7 +85,8 @@ def result_card(job: JobView, result: JobResult, *, videos: Sequence[str],
     about = "\n".join(p for p in (prompt, mapping) if p)
     if len(inputs) == 1:
         container.add_item(discord.ui.Section(
-            about, accessory=discord.ui.Thumbnail(inputs[0], description="input")))
+            about, accessory=discord.ui.Thumbnail(
+                inputs[0], description=t(locale, "cards.result.input"))))
     else:
         container.add_item(discord.ui.TextDisplay(about))
         if inputs:
@@ -93,16 +98,16 @@ def result_card(job: JobView, result: JobResult, *, videos: Sequence[str],
     count = max(1, len(result.video_paths))
     for index in range(1, count + 1):
         container.add_item(discord.ui.ActionRow(
-            *[JobButton(a, job.id, index, numbered=count > 1)
+            *[JobButton(a, job.id, index, numbered=count > 1, locale=locale)
               for a in ("reroll", "extend", "animate")]))
-    container.add_item(discord.ui.ActionRow(*whole_job_buttons(job, extra)))
+    container.add_item(discord.ui.ActionRow(*whole_job_buttons(job, extra, locale)))
     card = Card()
     card.add_item(container)
     return card
 
 
 def status_card(job: JobView, text: str, event: JobEvent | None, *,
-                final: bool) -> Card:
+                final: bool, locale: object = DEFAULT) -> Card:
     """The job's status message as a card: the status text (who, what, state, position,
     ETA), a progress bar, and Cancel while the job can be stopped."""
     colour = STATE_COLOURS.get(job.state.value, discord.Colour.blurple())
@@ -112,7 +117,7 @@ def status_card(job: JobView, text: str, event: JobEvent | None, *,
     if bar:
         container.add_item(discord.ui.TextDisplay(f"`{bar}`"))
     if not final and not job.terminal:
-        container.add_item(discord.ui.ActionRow(JobButton("cancel", job.id)))
+        container.add_item(discord.ui.ActionRow(JobButton("cancel", job.id, locale=locale)))
     card = Card()
     card.add_item(container)
     return card

@@ -30,17 +30,19 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def duration_words(seconds: float | None) -> str:
+def duration_words(seconds: float | None, locale: object = DEFAULT) -> str:
     if seconds is None:
-        return "unknown"
+        return t(locale, "replies.duration.unknown")
     seconds = max(0, round(seconds))
     if seconds < 60:
-        return f"{seconds} s"
+        return t(locale, "replies.duration.seconds", seconds=seconds)
     minutes, secs = divmod(seconds, 60)
     if minutes < 60:
-        return f"{minutes} min {secs:02d} s" if secs else f"{minutes} min"
+        return (t(locale, "replies.duration.minutes_seconds", minutes=minutes,
+                  seconds=f"{secs:02d}") if secs
+                else t(locale, "replies.duration.minutes", minutes=minutes))
     hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+    return t(locale, "replies.duration.hours", hours=hours, minutes=f"{minutes:02d}")
 
 
 def timestamp(unix: float, style: str = "R") -> str:
@@ -72,82 +74,72 @@ def refusal_text(exc: Exception, locale: object = DEFAULT) -> str:
     return clip(say(exc, locale), MAX_CONTENT)
 
 
-def holdings_text(held: Holdings) -> str:
+def holdings_text(held: Holdings, locale: object = DEFAULT) -> str:
     if not held.jobs:
-        head = "I store **no jobs** of yours (none made, or you deleted them)."
+        head = t(locale, "replies.holdings.none")
     else:
-        head = (f"I store **{held.jobs}** job{'s' if held.jobs != 1 else ''} of yours "
-                f"(all servers): **{held.with_prompt}** with your prompt and inputs, "
-                f"**{held.files}** file{'s' if held.files != 1 else ''} on disk "
-                f"({size(held.bytes)}: your inputs, results and last frames).")
+        files = t(locale, "replies.holdings.files", count=held.files)
+        head = t(locale, "replies.holdings.jobs", count=held.jobs, with_prompt=held.with_prompt,
+                 files=files, size=size(held.bytes))
         if held.unfinished:
-            head += f" {held.unfinished} of them are not finished yet."
+            head += " " + t(locale, "replies.holdings.unfinished", count=held.unfinished)
     if held.votes:
-        head += (f"\nYou cast **{held.votes}** vote{'s' if held.votes != 1 else ''} in "
-                 "events; `/my-data delete` deletes them too.")
-    return (f"{head}\nThe credit ledger keeps your user id for up to {LEDGER_DAYS} days, as "
-            "quotas are counted from it.\n`/my-data delete` removes your prompts and files; "
-            "each job keeps an anonymous accounting row.")
+        head += "\n" + t(locale, "replies.holdings.votes", count=held.votes)
+    return f"{head}\n" + t(locale, "replies.holdings.ledger", days=LEDGER_DAYS)
 
 
-def forgotten_text(done: Forgotten) -> str:
-    return (f"Done. Deleted the prompts and input files of **{done.jobs}** "
-            f"job{'s' if done.jobs != 1 else ''} and **{done.files}** "
-            f"file{'s' if done.files != 1 else ''} from disk. Each job keeps an anonymous "
-            "accounting row (model, length, credits). Credit ledger lines of the last "
-            f"{LEDGER_DAYS} days keep your user id, as quotas are counted from them."
-            + (f" The **{done.votes}** vote{'s' if done.votes != 1 else ''} you cast in events "
-               f"{'was' if done.votes == 1 else 'were'} deleted." if done.votes else ""))
+def forgotten_text(done: Forgotten, locale: object = DEFAULT) -> str:
+    text = t(locale, "replies.forgotten.done", days=LEDGER_DAYS,
+             jobs=t(locale, "replies.forgotten.jobs", count=done.jobs),
+             files=t(locale, "replies.holdings.files", count=done.files))
+    if done.votes:
+        text += " " + t(locale, "replies.forgotten.votes", count=done.votes)
+    return text
 
 
-def limits_line(limits: GuildLimits) -> str:
+def limits_line(limits: GuildLimits, locale: object = DEFAULT) -> str:
     """The caps of a server, in one line."""
-    return (f"This server runs up to {limits.running} videos at once and holds up to "
-            f"{limits.queued} waiting; each member up to {limits.user_running} running and "
-            f"{limits.user_queued} waiting.")
+    return t(locale, "replies.limits", running=limits.running, queued=limits.queued,
+             user_running=limits.user_running, user_queued=limits.user_queued)
 
 
-def settings_line(request: GenerationRequest) -> str:
+def settings_line(request: GenerationRequest, locale: object = DEFAULT) -> str:
     bits = [
-        request.mode.value.replace("_", " "),
-        f"{request.duration} s",
+        t(locale, f"replies.mode.{request.mode.value}"),
+        t(locale, "replies.duration.seconds", seconds=request.duration),
         request.resolution.value,
         request.ratio.value,
-        "audio on" if request.audio else "no audio",
+        t(locale, "replies.settings.audio_on" if request.audio else "replies.settings.no_audio"),
     ]
     if request.seed is not None:
-        bits.append(f"seed {request.seed}")
+        bits.append(t(locale, "replies.settings.seed", seed=request.seed))
     if request.camera_fixed:
-        bits.append("fixed camera")
+        bits.append(t(locale, "replies.settings.camera_fixed"))
     if request.web_search:
-        bits.append("web search")
+        bits.append(t(locale, "replies.settings.web_search"))
     if request.watermark:
-        bits.append("watermark")
+        bits.append(t(locale, "replies.settings.watermark"))
     if request.results > 1:
-        bits.append(f"{request.results} videos")
+        bits.append(t(locale, "replies.settings.videos", count=request.results))
     # The gateway options the bot chose for this request (Runware's, bot/engine/sizing.py).
     if request.output_quality is not None:
-        bits.append(f"quality {request.output_quality}")
+        bits.append(t(locale, "replies.settings.quality", quality=request.output_quality))
     if request.safety is not None and request.safety.value != "none":
-        bits.append(f"safety check: {request.safety.value.replace('_', ' ')}")
+        bits.append(t(locale, "replies.settings.safety",
+                      check=t(locale, f"replies.safety.{request.safety.value}")))
     model = f"{request.provider}" + (f" · {request.model}" if request.model else "")
     bits.append(model)
     return " · ".join(bits)
 
 
-STAGE_WORDS = {
-    "awaiting_approval": "⏸️ waiting for a moderator to approve the prompt",
-    "queued": "🕒 queued",
-    "submitting": "📤 sending to the gateway",
-    "generating": "🎬 generating",
-    "downloading": "📥 fetching the video",
-    "held": "🛡️ made — waiting for a moderator before it is posted",
-    "ready": "📮 posting",
-    "delivered": "✅ posted",
-    "failed": "❌ failed",
-    "cancelled": "🚫 cancelled",
-    "rejected": "🚫 rejected by a moderator",
-}
+#: A job's states and events that have words of their own (`replies.stage.<name>`).
+STAGES = frozenset({"awaiting_approval", "queued", "submitting", "generating", "downloading",
+                    "held", "ready", "delivered", "failed", "cancelled", "rejected"})
+
+
+def stage_words(stage: str, locale: object = DEFAULT) -> str:
+    """`🕒 queued` and the like; an unknown stage as it is."""
+    return t(locale, f"replies.stage.{stage}") if stage in STAGES else stage
 
 
 def prompt_unreviewed(job: JobView) -> bool:
@@ -163,67 +155,74 @@ def mapping_block(request: GenerationRequest) -> str:
     return "\n".join(f"`{line}`" for line in lines)
 
 
-def credits_words(job: JobView, spent: int, word: str) -> str:
+def credits_words(job: JobView, spent: int, word: str, locale: object = DEFAULT) -> str:
     """"10 credits reserved", or for a set "4 × 10 = 40 credits reserved" (each video is
-    charged), or what a set that came back short was charged and given back."""
+    charged), or what a set that came back short was charged and given back. `word` is
+    charged, reserved or released."""
     n = job.request.results
     if n <= 1:
-        return f"{spent} credits {word}"
+        return t(locale, f"replies.credits.{word}", spent=spent)
     each = job.credits_estimate // n
     charged = job.credits_charged
     if charged and charged < job.credits_estimate and each:
-        return (f"{charged // each} of {n} videos came: {charged // each} × {each} = {charged} "
-                f"credits charged, {job.credits_estimate - charged} returned")
-    return f"{n} × {each} = {spent} credits {word}"
+        return t(locale, "replies.credits_short", came=charged // each, n=n, each=each,
+                 charged=charged, returned=job.credits_estimate - charged)
+    return t(locale, f"replies.credits_set.{word}", n=n, each=each, spent=spent)
 
 
-def fleet_line(job: JobView) -> str:
+def fleet_line(job: JobView, locale: object = DEFAULT) -> str:
     """Which gateway took the job over, from which, and why (bot/engine/fleet.py)."""
     moves = [m for m in job.fleet.get("moves", [])
              if m.get("to") == job.provider and m.get("from") != m.get("to")]
     if not moves:
         return ""
     last = moves[-1]
-    return f"-# 🔀 moved from {last['from']} to {last['to']}: {clip(str(last['cause']), 300)}"
+    return t(locale, "replies.status.moved", source=last["from"], target=last["to"],
+             cause=clip(str(last["cause"]), 300))
 
 
 def status_text(job: JobView, event: JobEvent | None = None, *, jump_url: str | None = None,
-                credits: int | None = None) -> str:
-    """The one status message of a job: who, what, how files were mapped, and where it is."""
+                credits: int | None = None, locale: object = DEFAULT) -> str:
+    """The one status message of a job: who, what, how files were mapped, and where it is.
+    Public: `locale` is the server's (the job context's `guild_locale`)."""
     req = job.request
-    head = f"**<@{job.user_id}>'s video** · {settings_line(req)}"
+    head = t(locale, "replies.status.head", user=job.user_id,
+             settings=settings_line(req, locale))
     prompt = f"> {clip(req.prompt, 400)}" if req.prompt else ""
     mapping = mapping_block(req)
     if prompt_unreviewed(job):
         # Nothing unreviewed appears in public: not the prompt, not the file names.
-        prompt, mapping = "> *(prompt hidden until a moderator approves it)*", ""
+        prompt, mapping = t(locale, "replies.status.prompt_hidden"), ""
     spent = credits if credits is not None else (job.credits_charged or job.credits_estimate)
     state = job.state.value
-    line = STAGE_WORDS.get(state, state)
+    line = stage_words(state, locale)
     if event is not None:
         kind = event.kind.value
-        if kind in STAGE_WORDS:
-            line = STAGE_WORDS[kind]
+        if kind in STAGES:
+            line = stage_words(kind, locale)
         if event.kind is EventKind.QUEUED and event.position is not None:
-            line += f" — position {event.position}" if event.position else " — starting"
+            line += " — " + (t(locale, "replies.status.position", position=event.position)
+                             if event.position else t(locale, "replies.status.starting"))
         if event.kind is EventKind.STARTED:
-            line = STAGE_WORDS["generating"]
+            line = stage_words("generating", locale)
         if event.kind is EventKind.PROGRESS:
-            line = STAGE_WORDS["generating"]
+            line = stage_words("generating", locale)
             if event.percent is not None:
                 line += f" — {event.percent:.0f}%"
         if event.kind is EventKind.SUCCEEDED:
-            line = STAGE_WORDS["ready"]
+            line = stage_words("ready", locale)
         if event.eta is not None and event.kind in (EventKind.QUEUED, EventKind.STARTED,
                                                     EventKind.PROGRESS):
-            line += f", ready in about {duration_words(event.eta)}"
+            line += ", " + t(locale, "replies.status.ready_in",
+                             duration=duration_words(event.eta, locale))
         if event.kind is EventKind.RETRYING:
-            line = f"🔁 retrying — {event.reason or 'the gateway had a hiccup'}"
+            line = t(locale, "replies.status.retrying",
+                     reason=event.reason or t(locale, "replies.status.hiccup"))
         elif event.reason and event.kind in (EventKind.FAILED, EventKind.CANCELLED,
                                              EventKind.REJECTED):
             line += f" — {clip(event.reason, 600)}"
     if jump_url:
-        line = f"{STAGE_WORDS['delivered']} — {jump_url}"
+        line = f"{stage_words('delivered', locale)} — {jump_url}"
     credit_word = "charged" if job.credits_charged else "reserved"
     if job.state.value in ("failed", "cancelled", "rejected") or (
         event is not None and event.kind in (EventKind.FAILED, EventKind.REJECTED)
@@ -231,138 +230,165 @@ def status_text(job: JobView, event: JobEvent | None = None, *, jump_url: str | 
         credit_word = "released" if not job.credits_charged else "charged"
     fixed = job.context.get("fixed")
     if fixed:  # settings the event chose, not the member (bot/service/options.py)
-        head += f"\n-# Fixed by the event: {', '.join(str(k) for k in fixed)}"
-    head += lineage_line(job)
-    parts = [head, prompt, mapping, f"**Status:** {line}", fleet_line(job),
-             f"-# {credits_words(job, spent, credit_word)} · job `{job.id[:8]}`"]
+        head += "\n" + t(locale, "replies.status.fixed", names=", ".join(str(k) for k in fixed))
+    head += lineage_line(job, locale)
+    parts = [head, prompt, mapping, t(locale, "replies.status.line", line=line),
+             fleet_line(job, locale),
+             t(locale, "replies.status.footer", credits=credits_words(job, spent, credit_word,
+                                                                       locale), job=job.id[:8])]
     return clip("\n".join(p for p in parts if p), MAX_CONTENT)
 
 
-def lineage_line(job: JobView) -> str:
+def lineage_line(job: JobView, locale: object = DEFAULT) -> str:
     """A draft says how to get its final; a final names its draft (bot/service/drafts.py)."""
     if job.context.get(DRAFT_KEY) is not None:
-        same = ", same seed" if job.request.seed is not None else ""
-        return f"\n-# Draft: the **Final** button on the video makes it bigger{same}."
+        if job.request.seed is not None:
+            return "\n" + t(locale, "replies.lineage.draft_same_seed")
+        return "\n" + t(locale, "replies.lineage.draft")
     if job.context.get(FINAL_OF_KEY):
-        return f"\n-# Final of draft `{str(job.context[FINAL_OF_KEY])[:8]}`"
+        return "\n" + t(locale, "replies.lineage.final", draft=str(job.context[FINAL_OF_KEY])[:8])
     return ""
 
 
-def final_quote_text(quote: FinalQuote) -> str:
+def final_quote_text(quote: FinalQuote, locale: object = DEFAULT) -> str:
     """The price of a final, shown privately before anything is charged."""
     req, draft = quote.request, quote.draft
-    seed = (f"seed {req.seed}, the draft's" if quote.seed_kept
-            else f"{req.provider} takes no seed, so this is a new take of the same prompt "
-                 "and files, not the draft made bigger")
+    seed = (t(locale, "replies.final.seed_kept", seed=req.seed) if quote.seed_kept
+            else t(locale, "replies.final.seed_new", provider=req.provider))
     was = draft.credits_charged or draft.credits_estimate
-    videos = f" · {req.results} videos" if req.results > 1 else ""
-    return clip(f"**Final of draft `{draft.id[:8]}`** · {req.resolution.value} · "
-                f"{req.duration} s{videos} · {seed}\n"
-                f"It costs **{quote.credits} credits** (the draft cost {was}). Nothing is "
-                "charged until you press **Confirm**.", MAX_CONTENT)
+    videos = (" · " + t(locale, "replies.settings.videos", count=req.results)
+              if req.results > 1 else "")
+    return clip(t(locale, "replies.final.head", draft=draft.id[:8],
+                  resolution=req.resolution.value,
+                  duration=t(locale, "replies.duration.seconds", seconds=req.duration),
+                  videos=videos, seed=seed) + "\n"
+                + t(locale, "replies.final.price", credits=quote.credits, was=was), MAX_CONTENT)
 
 
-def result_embed(job: JobView, result: JobResult, *,
-                 too_large_for: int | None = None) -> discord.Embed:
+def result_embed(job: JobView, result: JobResult, *, too_large_for: int | None = None,
+                 locale: object = DEFAULT) -> discord.Embed:
+    """The finished video as an embed (public: the server's `locale`)."""
     req = job.request
-    embed = discord.Embed(description=clip(req.prompt, 1500) or "*(no prompt)*",
+    embed = discord.Embed(description=clip(req.prompt, 1500)
+                          or t(locale, "replies.result.no_prompt"),
                           colour=discord.Colour.blurple())
-    embed.add_field(name="Settings", value=clip(settings_line(req), MAX_EMBED_FIELD), inline=False)
+    embed.add_field(name=t(locale, "replies.result.settings"),
+                    value=clip(settings_line(req, locale), MAX_EMBED_FIELD), inline=False)
     if req.references:
-        embed.add_field(name="Inputs", value=clip(mapping_block(req), MAX_EMBED_FIELD),
-                        inline=False)
+        embed.add_field(name=t(locale, "replies.result.inputs"),
+                        value=clip(mapping_block(req), MAX_EMBED_FIELD), inline=False)
     seed = result.seed if result.seed is not None else req.seed
-    embed.add_field(name="Seed", value=str(seed) if seed is not None else "—")
-    embed.add_field(name="Credits", value=str(result.credits or job.credits_estimate))
-    embed.add_field(name="Requested by", value=f"<@{job.user_id}>")
+    embed.add_field(name=t(locale, "replies.result.seed"),
+                    value=str(seed) if seed is not None else "—")
+    embed.add_field(name=t(locale, "replies.result.credits"),
+                    value=str(result.credits or job.credits_estimate))
+    embed.add_field(name=t(locale, "replies.result.requested_by"), value=f"<@{job.user_id}>")
     asked, came = req.results, len(result.video_paths)
     if asked > 1 and came < asked:
         returned = job.credits_estimate - (job.credits_charged or job.credits_estimate)
-        embed.add_field(name="Set", value=f"{came} of {asked} videos came; {returned} credits "
-                                          "were returned for the rest.", inline=False)
+        embed.add_field(name=t(locale, "replies.result.set"),
+                        value=t(locale, "replies.result.set_short", came=came, asked=asked,
+                                returned=returned), inline=False)
     if too_large_for is not None:
         urls = job.result_meta.get("video_urls") or job.result_meta.get("urls") or []
         public = [str(u) for u in urls if str(u).startswith("https://")]
         expires = job.result_meta.get("expires_at")
         if public:
-            until = f" (links work until {timestamp(float(expires), 'f')})" if expires else ""
-            names = (["the video"] if len(public) == 1
-                     else [f"video {i}" for i in range(1, len(public) + 1)])
-            where = " · ".join(f"[Download {name}]({url})"
+            until = (" " + t(locale, "replies.result.links_until",
+                             when=timestamp(float(expires), "f")) if expires else "")
+            names = ([t(locale, "replies.result.the_video")] if len(public) == 1
+                     else [t(locale, "replies.result.video_n", n=i)
+                           for i in range(1, len(public) + 1)])
+            where = " · ".join(t(locale, "replies.result.download", name=name, url=url)
                                for name, url in zip(names, public, strict=True)) + until
         else:
-            where = f"ask an admin for job `{job.id}`"
+            where = t(locale, "replies.result.ask_admin", job=job.id)
         embed.add_field(
-            name="Too large to upload here",
-            value=f"The video is {size(result.video_path.stat().st_size)} and this server takes "
-                  f"{size(too_large_for)} per file, even after compressing. "
-                  f"{where}.",
+            name=t(locale, "replies.result.too_large"),
+            value=t(locale, "replies.result.too_large_because",
+                    size=size(result.video_path.stat().st_size), limit=size(too_large_for),
+                    where=where),
             inline=False,
         )
-    embed.set_footer(text=f"job {job.id}")
+    embed.set_footer(text=t(locale, "replies.result.footer", job=job.id))
     return embed
 
 
-#: What a person is told while the database is away (it restarts, the network dropped): their
-#: request did nothing, and it will work again soon (bot/store/database.py `is_outage`).
-OUTAGE_TEXT = ("The bot can't reach its database right now, so nothing was done; try again "
-               "shortly.")
+def outage_text(locale: object = DEFAULT) -> str:
+    """What a person is told while the database is away (it restarts, the network dropped):
+    their request did nothing, and it will work again soon (bot/store/database.py
+    `is_outage`)."""
+    return t(locale, "replies.outage")
 
 
-# ---- moderation ----------------------------------------------------------------------------
-REVIEW_TITLES = {"approval": "🛡️ Prompt to review", "review": "🛡️ Video to review"}
+#: `outage_text` in English, for callers that have no reader's locale.
+OUTAGE_TEXT = outage_text()
 
 
-def decision_line(job: JobView, kind: str) -> str:
+# ---- moderation (cards.toml: the moderators' cards are public in their channel) -------------
+def review_title(kind: str, locale: object = DEFAULT) -> str:
+    return t(locale, f"cards.review.title.{kind}")
+
+
+def decision_line(job: JobView, kind: str, locale: object = DEFAULT) -> str:
     """What became of a job a card was about, as the moderators see it."""
-    mod = f"<@{job.moderator_id}>" if job.moderator_id else "a moderator"
+    mod = f"<@{job.moderator_id}>" if job.moderator_id else t(locale, "cards.decision.a_moderator")
     state = job.state.value
     prompt_refused = state == "rejected" and job.started_at is None
     if kind == "approval" and job.started_at is not None:
-        line = f"✅ Prompt approved by {mod}" if job.moderator_id else "✅ Prompt approved"
+        line = (t(locale, "cards.decision.prompt_approved_by", mod=mod) if job.moderator_id
+                else t(locale, "cards.decision.prompt_approved"))
         if state == "rejected":
-            line += f"; the video was then rejected: {clip(job.error_message or '', 300)}"
+            line += t(locale, "cards.decision.then_rejected",
+                      reason=clip(job.error_message or "", 300))
         elif state in ("failed", "cancelled", "delivered", "held"):
-            line += f" · now {STAGE_WORDS.get(state, state)}"
+            line += " · " + t(locale, "cards.decision.now", stage=stage_words(state, locale))
         return line
     if state == "rejected" and (kind == "review" or prompt_refused):
-        return f"🚫 Rejected by {mod}: {clip(job.error_message or 'no reason given', 600)}"
+        reason = job.error_message or t(locale, "cards.decision.no_reason")
+        return t(locale, "cards.decision.rejected_by", mod=mod, reason=clip(reason, 600))
     if state == "cancelled":
-        return "🚫 Cancelled by the requester before a decision"
+        return t(locale, "cards.decision.cancelled")
     if state == "failed":
-        return f"❌ Failed: {clip(job.error_message or '', 300)}"
+        return t(locale, "cards.decision.failed", reason=clip(job.error_message or "", 300))
     if job.moderator_id:
-        return f"✅ Approved by {mod} · {STAGE_WORDS.get(state, state)}"
-    return STAGE_WORDS.get(state, state)
+        return t(locale, "cards.decision.approved_by", mod=mod, stage=stage_words(state, locale))
+    return stage_words(state, locale)
 
 
 def review_embed(job: JobView, kind: str, *, event_name: str | None = None,
-                 note: str | None = None, decided: bool = False) -> discord.Embed:
+                 note: str | None = None, decided: bool = False,
+                 locale: object = DEFAULT) -> discord.Embed:
     """A moderators' card: everything needed to decide without opening anything else."""
     req = job.request
     colour = discord.Colour.orange()
     if decided:
-        line = decision_line(job, kind)
+        line = decision_line(job, kind, locale)
         colour = (discord.Colour.red() if line.startswith(("🚫", "❌"))
                   else discord.Colour.green())
-    embed = discord.Embed(title=REVIEW_TITLES[kind], colour=colour,
-                          description=clip(req.prompt, 3000) or "*(no prompt)*")
-    embed.add_field(name="Requester", value=f"<@{job.user_id}> (`{job.user_id}`)")
-    embed.add_field(name="Where", value=f"<#{job.channel_id}>")
+    embed = discord.Embed(title=review_title(kind, locale), colour=colour,
+                          description=clip(req.prompt, 3000)
+                          or t(locale, "replies.result.no_prompt"))
+    embed.add_field(name=t(locale, "cards.review.requester"),
+                    value=f"<@{job.user_id}> (`{job.user_id}`)")
+    embed.add_field(name=t(locale, "cards.review.where"), value=f"<#{job.channel_id}>")
     if event_name:
-        embed.add_field(name="Event", value=clip(event_name, 200))
+        embed.add_field(name=t(locale, "cards.review.event"), value=clip(event_name, 200))
     if req.references:
-        embed.add_field(name="Inputs", value=clip(mapping_block(req), MAX_EMBED_FIELD),
-                        inline=False)
-    embed.add_field(name="Settings", value=clip(settings_line(req), MAX_EMBED_FIELD),
-                    inline=False)
-    embed.add_field(name="Credits", value=f"{job.credits_charged or job.credits_estimate}")
+        embed.add_field(name=t(locale, "replies.result.inputs"),
+                        value=clip(mapping_block(req), MAX_EMBED_FIELD), inline=False)
+    embed.add_field(name=t(locale, "replies.result.settings"),
+                    value=clip(settings_line(req, locale), MAX_EMBED_FIELD), inline=False)
+    embed.add_field(name=t(locale, "replies.result.credits"),
+                    value=f"{job.credits_charged or job.credits_estimate}")
     if note:
-        embed.add_field(name="Note", value=clip(note, MAX_EMBED_FIELD), inline=False)
-    if decided:
-        embed.add_field(name="Decision", value=clip(decision_line(job, kind), MAX_EMBED_FIELD),
+        embed.add_field(name=t(locale, "cards.review.note"), value=clip(note, MAX_EMBED_FIELD),
                         inline=False)
-    embed.set_footer(text=f"job {job.id}")
+    if decided:
+        embed.add_field(name=t(locale, "cards.review.decision"),
+                        value=clip(decision_line(job, kind, locale), MAX_EMBED_FIELD),
+                        inline=False)
+    embed.set_footer(text=t(locale, "replies.result.footer", job=job.id))
     return embed
 
 
@@ -370,30 +396,36 @@ AUDIT_EMOJI = {"delivered": "✅", "failed": "❌", "cancelled": "🚫", "reject
 
 
 def audit_text(job: JobView, *, jump_url: str | None = None,
-               event_name: str | None = None) -> str:
+               event_name: str | None = None, locale: object = DEFAULT) -> str:
     """One audit-log entry per finished job: who, where, what, decision, result, credits."""
     req = job.request
     state = job.state.value
-    where = f"<#{job.channel_id}>" + (f" · event **{clip(event_name, 80)}**" if event_name else "")
-    head = (f"{AUDIT_EMOJI.get(state, '•')} **{state}** · <@{job.user_id}> in {where}"
-            f" · job `{job.id[:8]}`")
-    prompt = ("> *(deleted by the requester)*" if job.forgotten
-              else f"> {clip(req.prompt, 300)}" if req.prompt else "> *(no prompt)*")
+    where = f"<#{job.channel_id}>" + (
+        " · " + t(locale, "cards.audit.event", name=clip(event_name, 80)) if event_name else "")
+    said = t(locale, f"cards.audit.state.{state}") if state in AUDIT_EMOJI else state
+    head = (f"{AUDIT_EMOJI.get(state, '•')} "
+            + t(locale, "cards.audit.head", state=said, user=job.user_id, where=where,
+                job=job.id[:8]))
+    prompt = (t(locale, "cards.audit.forgotten") if job.forgotten
+              else f"> {clip(req.prompt, 300)}" if req.prompt
+              else "> " + t(locale, "replies.result.no_prompt"))
     kinds: dict[str, int] = {}
     for ref in req.references:
         kinds[ref.kind.value] = kinds.get(ref.kind.value, 0) + 1
-    inputs = ", ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in kinds.items()) or "no files"
-    what = f"inputs: {inputs} · {settings_line(req)}"
+    inputs = (", ".join(t(locale, f"cards.audit.inputs.{k}", count=n) for k, n in kinds.items())
+              or t(locale, "cards.audit.no_files"))
+    what = t(locale, "cards.audit.what", inputs=inputs, settings=settings_line(req, locale))
     decision = ""
     if job.moderator_id:
-        verb = "rejected" if state == "rejected" else "approved"
-        decision = f"{verb} by <@{job.moderator_id}>"
+        decision = t(locale, "cards.audit.rejected_by" if state == "rejected"
+                     else "cards.audit.approved_by", mod=job.moderator_id)
         if state == "rejected" and job.error_message:
             decision += f": {clip(job.error_message, 300)}"
-    outcome = (f"[the video]({jump_url})" if jump_url
+    outcome = (t(locale, "cards.audit.the_video", url=jump_url) if jump_url
                else "" if decision else clip(job.error_message or "", 300))
-    credits = (f"{job.credits_charged} credits charged" if job.credits_charged
-               else f"{job.credits_estimate} credits released")
+    credits = (t(locale, "replies.credits.charged", spent=job.credits_charged)
+               if job.credits_charged
+               else t(locale, "replies.credits.released", spent=job.credits_estimate))
     tail = " · ".join(p for p in (decision, outcome, credits) if p)
     return clip("\n".join((head, prompt, what, tail)), MAX_CONTENT)
 
@@ -403,30 +435,27 @@ def audit_text(job: JobView, *, jump_url: str | None = None,
 MAX_WINNER_LINES = 10
 
 
-def vote_label(votes: int) -> str:
+def vote_label(votes: int, locale: object = DEFAULT) -> str:
     """The vote button's label: what it does until someone votes, then the count."""
-    return "▲ Vote" if votes == 0 else f"▲ {votes}"
+    return t(locale, "cards.buttons.vote") if votes == 0 else f"▲ {votes}"
 
 
-def votes_words(votes: int) -> str:
-    return f"**{votes}** vote{'' if votes == 1 else 's'}"
+def votes_words(votes: int, locale: object = DEFAULT) -> str:
+    return t(locale, "replies.votes.count", count=votes)
 
 
-def voted_text(ballot: Ballot) -> str:
+def voted_text(ballot: Ballot, locale: object = DEFAULT) -> str:
+    votes = votes_words(ballot.votes, locale)
     if not ballot.changed:
-        return (f"You had voted for this entry already; a vote counts once. It has "
-                f"{votes_words(ballot.votes)}.")
-    return (f"Your vote is counted: this entry has {votes_words(ballot.votes)}. You may vote "
-            f"for other entries too, and take this vote back until **{ballot.event.name}** "
-            f"ends.")
+        return t(locale, "replies.votes.already", votes=votes)
+    return t(locale, "replies.votes.counted", votes=votes, event=ballot.event.name)
 
 
-def withdrawn_text(ballot: Ballot) -> str:
+def withdrawn_text(ballot: Ballot, locale: object = DEFAULT) -> str:
+    votes = votes_words(ballot.votes, locale)
     if not ballot.changed:
-        return (f"You have no vote on this entry to take back; it has "
-                f"{votes_words(ballot.votes)}.")
-    return (f"Your vote is taken back: this entry has {votes_words(ballot.votes)}. Press "
-            "▲ on the entry to vote again.")
+        return t(locale, "replies.votes.none_to_take", votes=votes)
+    return t(locale, "replies.votes.taken_back", votes=votes)
 
 
 def place_word(standing: Standing) -> str:
@@ -434,40 +463,40 @@ def place_word(standing: Standing) -> str:
     return f"{'=' if standing.tied else ''}{standing.rank}."
 
 
-def standing_line(event: EventRow, standing: Standing) -> str:
+def standing_line(event: EventRow, standing: Standing, locale: object = DEFAULT) -> str:
     """`=2. <@author> — **3** votes (tied) · [entry](link)`."""
     entry = standing.entry
     where = event.thread_id or entry.channel_id
-    link = (f" · [entry](https://discord.com/channels/{event.guild_id}/{where}/"
-            f"{entry.message_id})" if entry.message_id else "")
-    tie = " (tied)" if standing.tied else ""
-    return (f"{place_word(standing)} <@{entry.author_id}> — {votes_words(entry.votes)}{tie}"
-            f"{link}")
+    link = (" · " + t(locale, "replies.votes.entry_link",
+                      url=f"https://discord.com/channels/{event.guild_id}/{where}/"
+                          f"{entry.message_id}") if entry.message_id else "")
+    tie = " " + t(locale, "replies.votes.tied") if standing.tied else ""
+    return (f"{place_word(standing)} <@{entry.author_id}> — {votes_words(entry.votes, locale)}"
+            f"{tie}{link}")
 
 
-def standings_block(event: EventRow, top: list[Standing]) -> str:
+def standings_block(event: EventRow, top: list[Standing], locale: object = DEFAULT) -> str:
     """The leading entries for `/event status`, or how to vote when nobody has yet."""
     if not top:
-        return "No votes yet: press ▲ on the entries you like in the gallery."
-    return "Top entries:\n" + "\n".join(standing_line(event, s) for s in top)
+        return t(locale, "replies.votes.no_votes_yet")
+    return (t(locale, "replies.votes.top") + "\n"
+            + "\n".join(standing_line(event, s, locale) for s in top))
 
 
-def winners_block(event: EventRow, winners: list[Standing]) -> str:
+def winners_block(event: EventRow, winners: list[Standing], locale: object = DEFAULT) -> str:
     """The summary's winners: every entry placed within the top places, ties said as ties."""
     if not winners:
-        return "• Votes: no entry got a vote, so there is no winner."
+        return t(locale, "replies.votes.no_winner")
     tied = any(s.tied for s in winners)
-    note = " Entries with equal votes share their place." if tied else ""
-    lines = [f"🏆 **Winners** by members' votes:{note}"]
-    lines += [standing_line(event, s) for s in winners[:MAX_WINNER_LINES]]
+    lines = [t(locale, "replies.votes.winners_tied" if tied else "replies.votes.winners")]
+    lines += [standing_line(event, s, locale) for s in winners[:MAX_WINNER_LINES]]
     if len(winners) > MAX_WINNER_LINES:  # a wide tie: the summary must stay one message
         last = winners[MAX_WINNER_LINES]
-        lines.append(f"…and {len(winners) - MAX_WINNER_LINES} more entries tied at "
-                     f"{place_word(last)[:-1]} with {votes_words(last.votes)} each.")
+        lines.append(t(locale, "replies.votes.more_tied", more=len(winners) - MAX_WINNER_LINES,
+                       place=place_word(last)[:-1], votes=votes_words(last.votes, locale)))
     return "\n".join(lines)
 
 
-def purchased_line(credits: int) -> str:
+def purchased_line(credits: int, locale: object = DEFAULT) -> str:
     """/quota's purchased credits (spent after the free quota: bot/service/purchased.py)."""
-    return (f"• Purchased credits: **{credits}** left (spent when your free credits run out; "
-            "they never reset)")
+    return t(locale, "replies.purchased", credits=credits)

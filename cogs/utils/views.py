@@ -20,6 +20,7 @@ from typing import Any
 import discord
 
 from bot.errors import InvalidInput, Refusal
+from bot.i18n import t
 from bot.service import Made
 from bot.store import TERMINAL_STATES, JobView
 from bot.store.database import is_outage
@@ -28,17 +29,18 @@ from .acks import defer
 from .core import DiscordJobContext, core_of, private_answers, requester_of
 from .messaging import send_private
 from .premium import premium_view
-from .texts import OUTAGE_TEXT, forgotten_text, refusal_text
+from .texts import forgotten_text, outage_text, refusal_text
 from .voting import VoteButton
 
 log = logging.getLogger(__name__)
 
+#: Each button's emoji and style; its label is `cards.buttons.<action>`.
 LABELS = {
-    "reroll": ("Reroll", "🎲", discord.ButtonStyle.primary),
-    "extend": ("Extend", "➕", discord.ButtonStyle.secondary),
-    "animate": ("Animate last frame", "🖼️", discord.ButtonStyle.secondary),
-    "cancel": ("Cancel", "✖️", discord.ButtonStyle.danger),
-    "delete": ("Delete", "🗑️", discord.ButtonStyle.danger),
+    "reroll": ("🎲", discord.ButtonStyle.primary),
+    "extend": ("➕", discord.ButtonStyle.secondary),
+    "animate": ("🖼️", discord.ButtonStyle.secondary),
+    "cancel": ("✖️", discord.ButtonStyle.danger),
+    "delete": ("🗑️", discord.ButtonStyle.danger),
 }
 
 
@@ -72,7 +74,7 @@ async def may_act(interaction: discord.Interaction[Any], job_id: str) -> bool:
     except Exception as exc:
         if not is_outage(exc):
             raise
-        await send_private(interaction, OUTAGE_TEXT)
+        await send_private(interaction, outage_text(interaction.locale))
         return False
     return True
 
@@ -94,8 +96,10 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
     id, so it survives restarts like the job id."""
 
     def __init__(self, action: str, job_id: str, index: int = 1, *,
-                 numbered: bool = False, row: int | None = None) -> None:
-        label, emoji, style = LABELS[action]
+                 numbered: bool = False, row: int | None = None,
+                 locale: object = "en") -> None:
+        emoji, style = LABELS[action]
+        label = t(locale, f"cards.buttons.{action}")
         suffix = f":{index}" if index > 1 else ""
         super().__init__(discord.ui.Button(
             label=f"{label} {index}" if numbered else label, emoji=emoji, style=style,
@@ -118,7 +122,7 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         except Exception as exc:
             if not is_outage(exc):
                 raise
-            await send_private(interaction, OUTAGE_TEXT)
+            await send_private(interaction, outage_text(interaction.locale))
 
     async def _act(self, interaction: discord.Interaction[Any]) -> None:
         videos = core_of(interaction.client).services.videos
@@ -159,8 +163,8 @@ def _posted_video_url(interaction: discord.Interaction[Any], index: int = 1) -> 
     return videos[0].url if videos else None
 
 
-def result_view(job: JobView, videos: int = 1,
-                extra: Sequence[discord.ui.Item[Any]] = ()) -> discord.ui.View:
+def result_view(job: JobView, videos: int = 1, extra: Sequence[discord.ui.Item[Any]] = (),
+                locale: object = "en") -> discord.ui.View:
     """Reroll/Extend/Animate per video (a row each, numbered, for a set), then one row for the
     whole job: `extra` (e.g. Remix and Final, cogs/utils/finals.py), Delete, and an event
     entry's vote button (cogs/utils/voting.py). A set has at most 4 videos, so this stays
@@ -168,28 +172,28 @@ def result_view(job: JobView, videos: int = 1,
     view = discord.ui.View(timeout=None)
     for index in range(1, videos + 1):
         for action in ("reroll", "extend", "animate"):
-            view.add_item(JobButton(action, job.id, index, numbered=videos > 1))
-    for item in whole_job_buttons(job, extra):
+            view.add_item(JobButton(action, job.id, index, numbered=videos > 1, locale=locale))
+    for item in whole_job_buttons(job, extra, locale):
         item.row = videos
         view.add_item(item)
     return view
 
 
-def whole_job_buttons(job: JobView, extra: Sequence[discord.ui.Item[Any]] = ()
-                      ) -> list[discord.ui.Item[Any]]:
+def whole_job_buttons(job: JobView, extra: Sequence[discord.ui.Item[Any]] = (),
+                      locale: object = "en") -> list[discord.ui.Item[Any]]:
     """The last row of a result, for embeds and cards alike: `extra`, Delete, and Vote."""
-    whole: list[discord.ui.Item[Any]] = [*extra, JobButton("delete", job.id)]
+    whole: list[discord.ui.Item[Any]] = [*extra, JobButton("delete", job.id, locale=locale)]
     if job.event_id:
-        whole.append(VoteButton(job.id))
+        whole.append(VoteButton(job.id, locale=locale))
     return whole
 
 
-def status_view(job: JobView) -> discord.ui.View | None:
+def status_view(job: JobView, locale: object = "en") -> discord.ui.View | None:
     """A Cancel button while the job can still be stopped."""
     if job.state in TERMINAL_STATES:
         return None
     view = discord.ui.View(timeout=None)
-    view.add_item(JobButton("cancel", job.id))
+    view.add_item(JobButton("cancel", job.id, locale=locale))
     return view
 
 
@@ -198,8 +202,8 @@ class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
                    template=r"sdu:forget:(?P<user>[0-9]{1,20})"):
     """"Delete my data" — for the user named in the custom id only."""
 
-    def __init__(self, user_id: str) -> None:
-        super().__init__(discord.ui.Button(label="Delete my data", emoji="🗑️",
+    def __init__(self, user_id: str, locale: object = "en") -> None:
+        super().__init__(discord.ui.Button(label=t(locale, "cards.buttons.forget"), emoji="🗑️",
                                            style=discord.ButtonStyle.danger,
                                            custom_id=f"sdu:forget:{user_id}"))
         self.user_id = user_id
@@ -219,14 +223,15 @@ class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         return True
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        await interaction.response.edit_message(content="Deleting your data…", view=None)
+        await interaction.response.edit_message(
+            content=t(interaction.locale, "replies.forget.deleting"), view=None)
         privacy = core_of(interaction.client).services.privacy
         try:
             done = await privacy.forget(self.user_id, requester_of(interaction))
         except Refusal as exc:  # a job started between the check and now
-            text = str(exc)
+            text = refusal_text(exc, interaction.locale)
         else:
-            text = forgotten_text(done)
+            text = forgotten_text(done, interaction.locale)
         try:
             await interaction.edit_original_response(content=text)
         except discord.HTTPException:

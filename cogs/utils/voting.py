@@ -15,13 +15,14 @@ from typing import Any
 import discord
 
 from bot.errors import Refusal
+from bot.i18n import t
 from bot.service import Ballot
 from bot.store.database import is_outage
 
 from .acks import defer
-from .core import core_of, requester_of
+from .core import DiscordJobContext, core_of, requester_of
 from .messaging import NO_PINGS
-from .texts import OUTAGE_TEXT, refusal_text, vote_label, voted_text, withdrawn_text
+from .texts import outage_text, refusal_text, vote_label, voted_text, withdrawn_text
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,8 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"sd:
     """▲ on a posted entry: adds the presser's vote (never removes it, so a double click is one
     vote); the label shows the entry's votes."""
 
-    def __init__(self, job_id: str, votes: int = 0) -> None:
-        super().__init__(discord.ui.Button(label=vote_label(votes),
+    def __init__(self, job_id: str, votes: int = 0, *, locale: object = "en") -> None:
+        super().__init__(discord.ui.Button(label=vote_label(votes, locale),
                                            style=discord.ButtonStyle.success,
                                            custom_id=vote_id(job_id)))
         self.job_id = job_id
@@ -57,7 +58,8 @@ class VoteButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=rf"sd:
         ballot = await _answer(interaction, votes.vote(self.job_id, requester_of(interaction)))
         if ballot is None:
             return
-        await _say(interaction, voted_text(ballot), WithdrawButton(self.job_id))
+        await _say(interaction, voted_text(ballot, interaction.locale),
+                   WithdrawButton(self.job_id, interaction.locale))
         await show_count(interaction.client, ballot)
 
 
@@ -65,8 +67,8 @@ class WithdrawButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
                      template=rf"sd:unvote:{JOB_ID}"):
     """In the private answer to a vote: takes the presser's vote for the entry back."""
 
-    def __init__(self, job_id: str) -> None:
-        super().__init__(discord.ui.Button(label="Take my vote back",
+    def __init__(self, job_id: str, locale: object = "en") -> None:
+        super().__init__(discord.ui.Button(label=t(locale, "cards.buttons.unvote"),
                                            style=discord.ButtonStyle.secondary,
                                            custom_id=f"sd:unvote:{job_id}"))
         self.job_id = job_id
@@ -83,7 +85,7 @@ class WithdrawButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
                                                            requester_of(interaction)))
         if ballot is None:
             return
-        await _say(interaction, withdrawn_text(ballot), None)
+        await _say(interaction, withdrawn_text(ballot, interaction.locale), None)
         await show_count(interaction.client, ballot)
 
 
@@ -97,7 +99,7 @@ async def _answer(interaction: discord.Interaction[Any], pending: Any) -> Ballot
     except Exception as exc:
         if not is_outage(exc):
             raise
-        await _say(interaction, OUTAGE_TEXT, None)
+        await _say(interaction, outage_text(interaction.locale), None)
         return None
     return ballot
 
@@ -128,12 +130,14 @@ async def show_count(client: discord.Client, ballot: Ballot) -> None:
     votes = core_of(client).services.votes
     channel = client.get_partial_messageable(int(ballot.channel_id))
     try:
+        entry = await core_of(client).store.get_job(job_id)  # the label: the server's language
+        locale = DiscordJobContext.of(entry).guild_locale if entry is not None else "en"
         message = await channel.fetch_message(int(ballot.message_id))
         for _ in range(MAX_REDRAWS):
             _drawing.add(job_id)
             try:
                 drawn = await votes.count(job_id)
-                message = await message.edit(view=_labelled(message, job_id, drawn))
+                message = await message.edit(view=_labelled(message, job_id, drawn, locale))
             finally:
                 _drawing.discard(job_id)
             if job_id in _drawing or await votes.count(job_id) == drawn:
@@ -146,8 +150,8 @@ async def show_count(client: discord.Client, ballot: Ballot) -> None:
         log.info("vote count of entry %s not redrawn: the database is away", job_id)
 
 
-def _labelled(message: discord.Message, job_id: str,
-              votes: int) -> discord.ui.View | discord.ui.LayoutView:
+def _labelled(message: discord.Message, job_id: str, votes: int,
+              locale: object = "en") -> discord.ui.View | discord.ui.LayoutView:
     """The message's buttons as they are, with the vote button showing `votes`. A result
     card (cogs/utils/layout.py) is redrawn whole, its media pointing at its own files again."""
     view: discord.ui.View | discord.ui.LayoutView
@@ -164,6 +168,6 @@ def _labelled(message: discord.Message, job_id: str,
         view = discord.ui.View.from_message(message, timeout=None)
     for item in view.walk_children():
         if isinstance(item, discord.ui.Button) and item.custom_id == vote_id(job_id):
-            item.label = vote_label(votes)
+            item.label = vote_label(votes, locale)
     view.stop()  # only drawn: the dynamic items answer presses, not this copy
     return view

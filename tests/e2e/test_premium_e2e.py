@@ -100,7 +100,9 @@ async def test_premium_credits_from_purchase_to_refund(tmp_path: Path) -> None:
             await until(lambda: _state_is(s, str(second.id), "consumed"), "the consume recorded")
             assert await s.purchased_balance(uid) == 196  # exactly once
 
-            # A forged ENTITLEMENT_CREATE (not in Discord's list) credits nothing.
+            # A forged ENTITLEMENT_CREATE (not in Discord's list) credits nothing. (The start's
+            # recovery runs before the gateway connects: an event sent earlier reaches nobody.)
+            await fake.wait_until_ready(timeout=60)
             forged = fake.entitlements.forge(CONSUMABLE, alice.user.id)
             await fake.wait_for(lambda: str(forged.id) in bot.log() or None, timeout=30,
                                 what="the forged event refused")
