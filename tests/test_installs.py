@@ -7,16 +7,21 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 
+from bot.config import Settings
+from bot.engine import QuotaExceeded
+from bot.engine.quota import QuotaWindow
 from bot.guild import ReviewMode
 from bot.i18n import say
 from bot.models import GenerationRequest
 from bot.service import DM_GUILD, Blocked, BlockedWords, Fetch, Requester, ReviewedServer
 from bot.store import JobState, NewJob, Store
+from cogs.utils.premium import premium_view
 from tests.test_service import ADMIN, GUILD, World, build, make
 
 
@@ -139,3 +144,13 @@ async def test_my_videos_pages_and_fetches_only_ones_own(world: World) -> None:
     waiting = await mine.fetch("2", first.jobs[0].id[:8])
     assert waiting.outcome is Fetch.NOT_READY and waiting.job is not None
     assert (await mine.fetch("2", "ab")).outcome is Fetch.UNKNOWN  # too short to name one
+
+
+async def test_an_empty_personal_pool_offers_purchases_not_a_server_subscription() -> None:
+    settings = Settings(_env_file=None,
+                        seedance_skus="123=consumable:100,456=guild_subscription:3000/month")
+    pool = QuotaWindow("guild", "month", 3000, 3000, None, personal=True)
+    view = premium_view(settings, QuotaExceeded(pool, 4))
+    assert view is not None and [getattr(b, "sku_id", None) for b in view.children] == [123]
+    server = premium_view(settings, QuotaExceeded(replace(pool, personal=False), 4))
+    assert server is not None and [getattr(b, "sku_id", None) for b in server.children] == [456]
