@@ -153,7 +153,7 @@ async def test_a_job_outliving_its_token_comes_by_dm_once_or_waits_in_my_videos(
         dm = fake.open_dm(me)
         group = fake.add_group_dm(fake.member, bob)
         answers = asyncio.Event()  # the lost answers below come after the crash
-        async with installed(tmp_path, fake, SEEDANCE_LOCAL_DELAY="6") as bot:
+        async with installed(tmp_path, fake, SEEDANCE_LOCAL_DELAY="4") as bot:
             mine = await fake.user_slash("video", {"prompt": "a long night", **FAST},
                                          channel=dm)
             bobs = await fake.user_slash("video", {"prompt": "a closed door", **FAST},
@@ -184,7 +184,7 @@ async def test_a_job_outliving_its_token_comes_by_dm_once_or_waits_in_my_videos(
                                 or None, timeout=90, what="the DM and carol's follow-up")
             await bot.kill()
             answers.set()
-        async with installed(tmp_path, fake, SEEDANCE_LOCAL_DELAY="6") as bot:
+        async with installed(tmp_path, fake, SEEDANCE_LOCAL_DELAY="4") as bot:
             jobs = await jobs_when(bot, lambda js: all(j.terminal for j in js))
             by_user = {j.user_id: j for j in jobs}
             [post] = dm_videos(fake, dm.id)  # the status is the DM's other message
