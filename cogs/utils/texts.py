@@ -181,14 +181,24 @@ def fleet_line(job: JobView, locale: object = DEFAULT) -> str:
              cause=clip(str(last["cause"]), 300))
 
 
+def prompt_block(prompt: str, limit: int, *, spoiler: bool, locale: object = DEFAULT) -> str:
+    """The prompt, clipped to `limit`; behind a spoiler when the server asks."""
+    if not prompt:
+        return t(locale, "replies.result.no_prompt")
+    text = clip(prompt.replace("||", "| |") if spoiler else prompt, max(20, limit - 4))
+    return f"||{text}||" if spoiler else text
+
+
 def status_text(job: JobView, event: JobEvent | None = None, *, jump_url: str | None = None,
-                credits: int | None = None, locale: object = DEFAULT) -> str:
+                credits: int | None = None, locale: object = DEFAULT,
+                spoiler: bool = False) -> str:
     """The one status message of a job: who, what, how files were mapped, and where it is.
-    Public: `locale` is the server's (the job context's `guild_locale`)."""
+    Public: `locale` is the server's (the job context's `guild_locale`); `spoiler` hides the
+    prompt as the server's result cards do (`/seedance-admin cards`)."""
     req = job.request
     head = t(locale, "replies.status.head", user=job.user_id,
              settings=settings_line(req, locale))
-    prompt = f"> {clip(req.prompt, 400)}" if req.prompt else ""
+    prompt = f"> {prompt_block(req.prompt, 400, spoiler=spoiler)}" if req.prompt else ""
     mapping = mapping_block(req)
     if prompt_unreviewed(job):
         # Nothing unreviewed appears in public: not the prompt, not the file names.
