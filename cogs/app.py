@@ -41,6 +41,7 @@ from bot.store.database import DatabaseUnavailable, is_outage
 from bot.webhooks import CallbackReceiver, https_problem, load_or_create_secret
 from cogs.utils.acks import acknowledged
 from cogs.utils.cards import ModButton
+from cogs.utils.commands_i18n import install as install_translator
 from cogs.utils.core import Core, cdn_hosts
 from cogs.utils.delivery import DiscordDelivery
 from cogs.utils.premium import premium_view
@@ -180,6 +181,16 @@ class SeedanceBot(commands.AutoShardedBot):
         """After logging in: the engine (its deliveries post to Discord), then, unless this is
         a worker, cogs and commands."""
         await self.prepare()  # done already when started by run_bot
+        self.build_core()
+        if not self.worker:
+            await self.load_cogs()
+        await self.engine.start()
+        self.retention.start()
+        if not self.worker:
+            await self._sync_commands()
+
+    def build_core(self) -> None:
+        """The engine (its deliveries post to Discord) and the services, on the prepared store."""
         self.engine = Engine(
             self.settings,
             self.store,
@@ -192,15 +203,14 @@ class SeedanceBot(commands.AutoShardedBot):
                                   self.http_client, member_hosts=cdn_hosts(self.settings))
         self.core = Core(self.settings, self.store, self.engine, services, self.http_client,
                          metrics=self.metrics)
-        if not self.worker:
-            self.add_dynamic_items(JobButton, ModButton, ForgetButton)
-            self.add_dynamic_items(VoteButton, WithdrawButton)
-            for ext in EXTENSIONS:
-                await self.load_extension(ext)
-        await self.engine.start()
-        self.retention.start()
-        if not self.worker:
-            await self._sync_commands()
+
+    async def load_cogs(self) -> None:
+        """Buttons, cogs and their commands, in every shipped language (commands.toml)."""
+        self.add_dynamic_items(JobButton, ModButton, ForgetButton)
+        self.add_dynamic_items(VoteButton, WithdrawButton)
+        for ext in EXTENSIONS:
+            await self.load_extension(ext)
+        await install_translator(self.tree)
 
     @tasks.loop(hours=24)
     async def retention(self) -> None:
