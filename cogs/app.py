@@ -31,6 +31,7 @@ from bot.engine.engine import CallbackUrls
 from bot.errors import ConfigError, InvalidInput, Refusal, SeedanceError, scrub
 from bot.health import HealthServer
 from bot.httpclient import new_client
+from bot.i18n import DEFAULT, say, t
 from bot.metrics import Metrics
 from bot.models import TaskState
 from bot.providers import ProviderRegistry
@@ -56,24 +57,24 @@ EXTENSIONS = ("cogs.video", "cogs.info", "cogs.admin", "cogs.moderation", "cogs.
               "cogs.drafts", "cogs.premium")
 
 
-def describe(error: app_commands.AppCommandError) -> str:
-    """A command error as the person sees it: never internals or secrets."""
+def describe(error: app_commands.AppCommandError, locale: object = DEFAULT) -> str:
+    """A command error as the person sees it, in their language: never internals or secrets."""
     original = getattr(error, "original", error)
     if isinstance(error, app_commands.MissingPermissions):
-        return "You need the **Manage Server** permission for that."
+        return t(locale, "cogs.app.manage_server")
     if isinstance(error, app_commands.CommandOnCooldown):
-        return f"Slow down: try again in {error.retry_after:.0f} s."
+        return t(locale, "cogs.app.cooldown", seconds=f"{error.retry_after:.0f}")
     if isinstance(error, app_commands.NoPrivateMessage):
-        return "That works only in a server."
+        return t(locale, "cogs.app.server_only")
     if isinstance(error, app_commands.CheckFailure):
-        return "You can't use that here."
+        return t(locale, "cogs.app.not_here")
     if isinstance(original, InvalidInput | Refusal | QuotaExceeded):
-        return refusal_text(original)
+        return refusal_text(original, locale)
     if is_outage(original):
         return OUTAGE_TEXT
     if isinstance(original, SeedanceError):
-        return str(original)
-    return "Something went wrong on our side; it has been logged. Please try again."
+        return say(original, locale)
+    return t(locale, "cogs.app.unexpected")
 
 
 class SeedanceTree(app_commands.CommandTree[Any]):
@@ -88,7 +89,8 @@ class SeedanceTree(app_commands.CommandTree[Any]):
             log.error("command %s failed", interaction.command and interaction.command.name,
                       exc_info=original)
         settings: Settings | None = getattr(interaction.client, "settings", None)
-        text = scrub(describe(error), settings.secrets() if settings else ())
+        text = scrub(describe(error, interaction.locale),
+                     settings.secrets() if settings else ())
         view = premium_view(settings, original) if settings else None
         extra: dict[str, Any] = {"view": view} if view is not None else {}
         try:
