@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bot.errors import InvalidInput, Problem
+from bot.i18n import Said
 from bot.models import GenerationRequest, MediaKind, Mode, Ratio, Reference, Resolution, Role
 from bot.providers.base import Capabilities, MediaLimits, unreachable_reason
-from bot.i18n import Said
 from bot.roles import fits, mode_needs, placeholders
 from bot.words import a, kind_said, size
 
@@ -142,7 +142,8 @@ def check_collection(
         kind = MediaKind(tag[1:].rstrip("0123456789"))
         have = counts[kind]
         out.append(Problem.keyed(Said("errors.subject.prompt"),
-                                 "errors.prompt.no_file", count=have, tag=tag, have=kind_said(have, kind.value), kind=kind.value))
+                                 "errors.prompt.no_file", count=have, tag=tag,
+                                 have=kind_said(have, kind.value), kind=kind.value))
     return out
 
 

@@ -18,6 +18,7 @@ from discord.ext import commands
 
 from bot.errors import Refusal
 from bot.guild import ReviewMode
+from bot.i18n import say
 from bot.models import Ratio, Resolution, SafetyCheck
 from bot.service import AdminService, Overview, Requester
 from cogs.utils.acks import acknowledged, defer
@@ -337,7 +338,7 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
         try:
             export = await self.admin.export(self._who(interaction), since, until)
         except Refusal as exc:
-            await interaction.followup.send(str(exc), ephemeral=True)
+            await interaction.followup.send(say(exc, interaction.locale), ephemeral=True)
             return
         await interaction.followup.send(
             f"{export.jobs} jobs from {since} to {until} (UTC).",

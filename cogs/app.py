@@ -31,6 +31,7 @@ from bot.engine.engine import CallbackUrls
 from bot.errors import ConfigError, InvalidInput, Refusal, SeedanceError, scrub
 from bot.health import HealthServer
 from bot.httpclient import new_client
+from bot.i18n import DEFAULT
 from bot.metrics import Metrics
 from bot.models import TaskState
 from bot.providers import ProviderRegistry
@@ -55,7 +56,7 @@ EXTENSIONS = ("cogs.video", "cogs.info", "cogs.admin", "cogs.moderation", "cogs.
               "cogs.drafts", "cogs.premium")
 
 
-def describe(error: app_commands.AppCommandError) -> str:
+def describe(error: app_commands.AppCommandError, locale: object = DEFAULT) -> str:
     """A command error as the person sees it: never internals or secrets."""
     original = getattr(error, "original", error)
     if isinstance(error, app_commands.MissingPermissions):
@@ -67,7 +68,7 @@ def describe(error: app_commands.AppCommandError) -> str:
     if isinstance(error, app_commands.CheckFailure):
         return "You can't use that here."
     if isinstance(original, InvalidInput | Refusal | QuotaExceeded):
-        return refusal_text(original)
+        return refusal_text(original, locale)
     if is_outage(original):
         return OUTAGE_TEXT
     if isinstance(original, SeedanceError):
@@ -87,7 +88,7 @@ class SeedanceTree(app_commands.CommandTree[Any]):
             log.error("command %s failed", interaction.command and interaction.command.name,
                       exc_info=original)
         settings: Settings | None = getattr(interaction.client, "settings", None)
-        text = scrub(describe(error), settings.secrets() if settings else ())
+        text = scrub(describe(error, interaction.locale), settings.secrets() if settings else ())
         view = premium_view(settings, original) if settings else None
         extra: dict[str, Any] = {"view": view} if view is not None else {}
         try:

@@ -28,6 +28,7 @@ from discord.ext import commands, tasks
 
 from bot.errors import Refusal
 from bot.guild import FixedSettings, ReviewMode
+from bot.i18n import say
 from bot.service import EventService, Standing, VoteService, intake_closed_at
 from bot.service.events import UNPOSTABLE, ChannelBusy
 from bot.store import EventRow, EventStats
@@ -204,7 +205,7 @@ class Events(commands.GroupCog, group_name="event",
                             "End it with `/event end` first.")
             return
         except Refusal as exc:
-            await self._say(interaction, str(exc))
+            await self._say(interaction, say(exc, interaction.locale))
             return
         try:
             thread = await target.create_thread(
@@ -286,7 +287,7 @@ class Events(commands.GroupCog, group_name="event",
         try:
             chosen = await self.events.choose(requester_of(interaction), event)
         except Refusal as exc:
-            await self._say(interaction, str(exc))
+            await self._say(interaction, say(exc, interaction.locale))
             return
         closed, outcome = await self.finish(chosen, now=time.time())
         await self._say(interaction, f"Entries to {bold(closed.name)} are closed. {outcome}")

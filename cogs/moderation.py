@@ -16,6 +16,7 @@ import discord
 from discord.ext import commands
 
 from bot.errors import Refusal
+from bot.i18n import say
 from bot.store import TERMINAL_STATES, JobState
 from cogs.utils.acks import defer
 from cogs.utils.cards import REASON_PREFIX, post_audit, post_card
@@ -75,14 +76,14 @@ class Moderation(commands.Cog):
         try:
             await videos.may_decide(job_id, who)
         except Refusal as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            await interaction.response.send_message(say(exc, interaction.locale), ephemeral=True)
             return
         reason = modal_value(data, "reason").strip() or "No reason given."
         await defer(interaction, ephemeral=True, thinking=True)
         try:
             await videos.reject(job_id, who, reason)
         except Refusal as exc:
-            await interaction.followup.send(str(exc), ephemeral=True)
+            await interaction.followup.send(say(exc, interaction.locale), ephemeral=True)
             return
         await interaction.followup.send("Rejected; the requester was told why.", ephemeral=True)
 

@@ -125,5 +125,9 @@ def say(said: object, locale: object) -> str:
     if not isinstance(key, str):
         return str(said)
     params = dict(getattr(said, "params", {}) or {})
-    return t(locale, key, **{name: say(value, locale) if isinstance(getattr(value, "key", None), str)
-                             else value for name, value in params.items()})
+    return t(locale, key, **{name: say(value, locale) if _keyed(value) else value
+                             for name, value in params.items()})
+
+
+def _keyed(value: object) -> bool:
+    return isinstance(getattr(value, "key", None), str)

@@ -24,6 +24,7 @@ import discord
 
 from bot.engine import EventKind, JobEvent
 from bot.errors import Refusal
+from bot.i18n import say
 from bot.models import MediaKind
 from bot.service.videos import video_of
 from bot.store import JobMessage, JobState, JobView, Store
@@ -86,7 +87,7 @@ class ModButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         try:
             await core.services.videos.approve(self.job_id, requester_of(interaction))
         except Refusal as exc:
-            await interaction.followup.send(str(exc), ephemeral=True)
+            await interaction.followup.send(say(exc, interaction.locale), ephemeral=True)
             return
         await refresh_cards(interaction.client, core.store, self.job_id)
         await interaction.followup.send("Approved.", ephemeral=True)

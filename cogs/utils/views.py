@@ -20,6 +20,7 @@ from typing import Any
 import discord
 
 from bot.errors import InvalidInput, Refusal
+from bot.i18n import say
 from bot.service import Made
 from bot.store import TERMINAL_STATES, JobView
 from bot.store.database import is_outage
@@ -125,8 +126,8 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         who = requester_of(interaction)
         if self.action == "cancel":
             await defer(interaction, ephemeral=True, thinking=True)
-            await interaction.followup.send(await videos.cancel(self.job_id, who),
-                                            ephemeral=True)
+            said = await videos.cancel(self.job_id, who)
+            await interaction.followup.send(say(said, interaction.locale), ephemeral=True)
         elif self.action == "delete":
             await defer(interaction)
             if interaction.message is not None:
@@ -224,7 +225,7 @@ class ForgetButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         try:
             done = await privacy.forget(self.user_id, requester_of(interaction))
         except Refusal as exc:  # a job started between the check and now
-            text = str(exc)
+            text = say(exc, interaction.locale)
         else:
             text = forgotten_text(done)
         try:
