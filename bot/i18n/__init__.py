@@ -7,7 +7,10 @@ Placeholders are `str.format` fields (`{credits}`); every language of a key has 
 value that is a table of CLDR plural forms (`one`, `other`, …) is chosen by the `count` param.
 
 The core stays free of discord: front ends pass Discord's locale string (`"ja"`, `"pt-BR"`,
-`"en-US"`) and get the closest shipped language, English when there is none.
+`"en-US"`) and get the closest shipped language, English when there is none. The core hands a
+sentence to a person as a keyed error (`Localized`: Refusals, `bot.errors.Problem`) or as a
+`Said` value (a cancel's answer, a subject word, a sentence part used as another's param); both
+are English as str() and are said in the reader's language by `say(x, locale)`.
 """
 
 from __future__ import annotations
