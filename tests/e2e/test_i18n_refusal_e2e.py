@@ -34,8 +34,9 @@ async def test_a_video_refusal_reads_in_japanese_end_to_end(tmp_path: Path) -> N
         problem = await private_answer(fake, {"prompt": "a fox", **FAST}, "ja", files)
         credits = await private_answer(fake, {"prompt": "a fox", **FAST}, "ja")
         english = await private_answer(fake, {"prompt": "a fox", **FAST}, "en-US")
-    assert problem.startswith("**このリクエストはまだ実行できません。クレジットは消費されていません。**")
-    assert "tiny.png" in problem and "120x120 px です。各辺は 300–6000 px にする必要がある" in problem
+    assert problem.startswith("**このリクエストはまだ実行できません。"), problem
+    assert "クレジットは消費されていません。**" in problem and "tiny.png" in problem
+    assert "120x120 px です。各辺は 300–6000 px にする必要がある" in problem
     assert credits.startswith("クレジットが足りません: この動画には"), credits
     assert "あなたの 1 日のクレジット: 0 のうち 0 使用済み、残り 0" in credits
     assert "クレジットは消費されていません。" in credits
