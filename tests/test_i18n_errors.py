@@ -247,3 +247,17 @@ def test_no_refusal_or_problem_in_the_core_is_a_bare_english_sentence() -> None:
             if name == "Problem" and len(node.args) > 1 and texts:
                 bare.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert bare == []
+
+
+async def test_a_gateways_media_rules_read_in_the_language(tmp_path: Path) -> None:
+    caps = Capabilities(provider="hiapi", model="m",
+                        accepts={k: frozenset({SourceKind.URL}) for k in MediaKind})
+    img = make_image(tmp_path / "cat.png")
+    with pytest.raises(InvalidInput) as caught:
+        await prepare([MediaInput(str(img), name="cat.png")], RequestOptions(prompt="a cat"),
+                      caps, cache_dir=tmp_path / "cache")
+    assert "cat.png: hiapi only takes an image as a public https URL" in str(caught.value)
+    for language in OTHERS:
+        said = problems_text(caught.value.problems, language)
+        assert "hiapi" in said and "https" in said
+        assert_no_english(said, language)
