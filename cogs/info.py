@@ -8,7 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.i18n import t
+from bot.i18n import say, t
 from cogs.utils.acks import defer
 from cogs.utils.core import requester_of
 from cogs.utils.texts import (
@@ -61,7 +61,7 @@ class Info(commands.Cog):
         status = await self.bot.core.services.videos.quota(requester_of(interaction))
         lines = []
         for window in status.windows:
-            line = window.describe()
+            line = say(window.describe(), interaction.locale)
             if window.resets_at:
                 line += f" ({timestamp(window.resets_at)})"
             lines.append(f"• {line[0].upper()}{line[1:]}")

@@ -55,8 +55,8 @@ def utc(unix: float) -> str:
 
 
 def problems_text(problems: list[Problem], locale: object = DEFAULT) -> str:
-    head = "**That request can't be made yet — nothing was spent.** Fix these and try again:\n"
-    lines = [f"• **{p.subject}**: {t(locale, p.key, **p.params) if p.key else p.message}"
+    head = t(locale, "errors.problems.head") + "\n"
+    lines = [f"• **{say(p.subject, locale)}**: {say(p, locale) if p.key else p.message}"
              for p in problems]
     body = head + "\n".join(lines)
     return clip(body, MAX_CONTENT)
@@ -69,8 +69,10 @@ def refusal_text(exc: Exception, locale: object = DEFAULT) -> str:
     if isinstance(exc, InvalidInput):
         return problems_text(exc.problems, locale)
     if isinstance(exc, QuotaExceeded):
-        when = f" It resets {utc(exc.resets_at)}." if exc.resets_at else ""
-        return clip(f"Not enough credits: {exc}{when} Nothing was spent.", MAX_CONTENT)
+        if exc.resets_at:
+            return clip(t(locale, "errors.quota.not_enough_resets", reason=say(exc, locale),
+                          when=utc(exc.resets_at)), MAX_CONTENT)
+        return clip(t(locale, "errors.quota.not_enough", reason=say(exc, locale)), MAX_CONTENT)
     return clip(say(exc, locale), MAX_CONTENT)
 
 
