@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.i18n import Localized, t
+from bot.i18n import Localized, Said, t
 
 
 class SeedanceError(Exception):
@@ -36,8 +36,22 @@ class Problem:
         """A problem whose sentence comes from the catalog (English kept in `message`)."""
         return cls(subject, t("en", key, **params), key, params)
 
+    def said(self) -> str:
+        """The sentence as a value a front end says in the reader's language (bot/i18n `Said`),
+        or the English text when it has no key."""
+        return Said(self.key, **self.params) if self.key else self.message
+
     def __str__(self) -> str:
         return f"{self.subject}: {self.message}"
+
+
+def said_together(problems: list[Problem]) -> str:
+    """ "subject: sentence subject: sentence", each part said in the reader's language."""
+    said: str = ""
+    for problem in reversed(problems):
+        line = Said("errors.problems.line", subject=problem.subject, message=problem.said())
+        said = Said("errors.problems.then", first=line, rest=said) if said else line
+    return said
 
 
 class InvalidInput(SeedanceError):

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from bot.errors import DownloadError, InvalidInput, Problem, ResultExpiredError
+from bot.i18n import Said
 from bot.media.fetch import STRICT, NetworkPolicy, download
 from bot.media.probe import UnreadableMedia, probe_file_async
 from bot.models import (
@@ -108,15 +109,13 @@ async def fetch_one(
             item, http=http, cache_dir=cache_dir, max_bytes=cap, allowed_hosts=allowed_hosts,
             policy=policy, fetched=fetched)
         if problem is None and path is None:
-            problem = Problem(item.label, "must be a file, not an asset id.")
+            problem = Problem.keyed(item.label, "errors.input.not_an_asset")
         if problem is not None or path is None:
             raise InvalidInput([problem] if problem else [])
         try:
             facts = await probe_file_async(path)
         except UnreadableMedia as exc:
-            raise InvalidInput([Problem(item.label, exc.hint or "is not an image, video or "
-                                        "audio file we can read; attach a JPEG/PNG/WebP image, "
-                                        "an MP4/MOV video or a WAV/MP3 clip.")]) from None
+            raise InvalidInput([unreadable(item.label, exc)]) from None
         ref = Reference(kind=facts.kind, source=item.source, name=item.label, facts=facts,
                         local_path=str(path))
         problems = check_file(ref, limits)
@@ -127,6 +126,14 @@ async def fetch_one(
         for done in fetched:
             done.unlink(missing_ok=True)
         raise
+
+
+def unreadable(label: str, exc: UnreadableMedia) -> Problem:
+    """A file the probe can't read: its own hint when it knows what the file is (an SVG, a JPEG
+    cut short), otherwise what we can read."""
+    if exc.hint is not None:
+        return Problem.keyed(label, exc.hint.key, **exc.hint.params)
+    return Problem.keyed(label, "errors.file.unreadable")
 
 
 def default_duration(caps: Capabilities) -> int:
@@ -181,27 +188,24 @@ async def _materialize(
     if item.local_path is not None:
         return item.local_path, None
     if item.declared_size is not None and item.declared_size > max_bytes:
-        return None, Problem(label, f"is {size(item.declared_size)}, more than the "
-                                    f"{size(max_bytes)} any input may be; compress or trim it.")
+        return None, Problem.keyed(label, "errors.input.declared_too_big",
+                                   size=size(item.declared_size), most=size(max_bytes))
     kind = source_kind(item.source)
     if kind is SourceKind.ASSET:
         if item.declared_kind is None:
-            return None, Problem(label, "an asset:// reference needs its kind; pass it with "
-                                        "--image, --video or --audio.")
+            return None, Problem.keyed(label, "errors.input.asset_kind")
         return None, None
     if kind is SourceKind.DATA_URI:
-        return None, Problem(label, "data: URIs are not taken here; save the file and pass "
-                                    "its path or an https URL.")
+        return None, Problem.keyed(label, "errors.input.data_uri")
     if kind is SourceKind.PATH:
         path = Path(item.source).expanduser()
         if not path.is_file():
-            return None, Problem(label, "no such file; check the path.")
+            return None, Problem.keyed(label, "errors.input.no_such_file")
         if path.stat().st_size > max_bytes:
-            return None, Problem(label, f"is larger than {size(max_bytes)}, the "
-                                        "most any input may be; compress or trim it.")
+            return None, Problem.keyed(label, "errors.input.too_big", most=size(max_bytes))
         return path, None
     if http is None:
-        return None, Problem(label, "URLs cannot be fetched here.")
+        return None, Problem.keyed(label, "errors.input.no_urls")
     cache_dir.mkdir(parents=True, exist_ok=True)
     dest = cache_dir / uuid.uuid4().hex
     fetched.append(dest)
@@ -209,10 +213,9 @@ async def _materialize(
         await download(http, item.source, dest, max_bytes=max_bytes, policy=policy,
                        allowed_hosts=allowed_hosts)
     except ResultExpiredError:
-        return None, Problem(label, "the link has expired or is not public; upload the file "
-                                    "again or use a fresh link.")
+        return None, Problem.keyed(label, "errors.input.link_expired")
     except DownloadError as exc:
-        return None, Problem(label, f"could not be downloaded ({exc}); check the link.")
+        return None, Problem.keyed(label, "errors.input.download_failed", reason=str(exc))
     return dest, None
 
 
@@ -287,17 +290,14 @@ async def _prepare(
             except UnreadableMedia as exc:
                 # The probe's own hint when it knows what the file is (an SVG, a JPEG cut
                 # short); otherwise what we can read.
-                problems.append(Problem(item.label, exc.hint or "is not an image, video or "
-                                                    "audio file we can read; attach a "
-                                                    "JPEG/PNG/WebP image, an MP4/MOV video or a "
-                                                    "WAV/MP3 clip."))
+                problems.append(unreadable(item.label, exc))
                 refused[item.declared_kind] += 1
                 continue
             if item.declared_kind and facts.kind is not item.declared_kind:
                 flag = {"image": "--image", "video": "--video", "audio": "--audio"}
-                problems.append(Problem(item.label, f"was given as {item.declared_kind.value} "
-                                                    f"but is {facts.kind.value}; pass it with "
-                                                    f"{flag[facts.kind.value]}."))
+                problems.append(Problem.keyed(item.label, "errors.input.wrong_kind",
+                                              declared=item.declared_kind.value,
+                                              kind=facts.kind.value, flag=flag[facts.kind.value]))
                 refused[item.declared_kind] += 1
                 continue
         kind = facts.kind if facts else item.declared_kind
@@ -314,8 +314,8 @@ async def _prepare(
     if hints:
         roles = set(hints.values())
         if Role.LAST_FRAME in roles and Role.FIRST_FRAME not in roles:
-            problems.append(Problem("last frame", "a last frame needs a first frame too; add "
-                                                  "--first-frame."))
+            problems.append(Problem.keyed(Said("errors.subject.last_frame_image"),
+                                          "errors.input.last_without_first"))
         if requested == RequestedMode.AUTO:
             requested = Mode.FIRST_LAST_FRAME if Role.LAST_FRAME in roles else Mode.FIRST_FRAME
         # The first-frame image goes before the last-frame image whatever the argument order.

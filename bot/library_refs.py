@@ -14,6 +14,7 @@ import difflib
 import re
 from collections.abc import Mapping, Sequence
 
+from bot.i18n import Said
 from bot.models import MediaKind, Reference
 from bot.roles import PLACEHOLDER
 
@@ -29,23 +30,22 @@ RESERVED = frozenset({"everyone", "here"})
 _PLACEHOLDER_LIKE = re.compile(r"(?i)(image|video|audio)(\d|$)")
 
 
-def name_problem(name: str) -> str | None:
+def name_problem(name: str) -> Said | None:
     """Why `name` can't be a library name (a sentence naming the fix), or None."""
     if not name:
-        return "a name is needed; give one word, e.g. `hero`."
+        return Said("errors.library.name.needed")
     if any(c.isspace() for c in name.strip()) or not NAME.fullmatch(name):
         if any(c.isspace() for c in name.strip()):
-            return (f"`{name}` is not a single word; use one word such as "
-                    f"`{re.sub(r'[^A-Za-z0-9_-]+', '_', name.strip())[:NAME_MAX]}`.")
+            return Said("errors.library.name.not_one_word", name=name,
+                        example=re.sub(r'[^A-Za-z0-9_-]+', '_', name.strip())[:NAME_MAX])
         if not NAME_MIN <= len(name) <= NAME_MAX:
-            return f"a name is {NAME_MIN}–{NAME_MAX} characters; `{name[:40]}` is {len(name)}."
-        return (f"`{name}` is not a name this library takes: one word of letters, digits, `_` "
-                "and `-`, starting with a letter and ending with a letter or digit.")
+            return Said("errors.library.name.length", least=NAME_MIN, most=NAME_MAX,
+                        name=name[:40], length=len(name))
+        return Said("errors.library.name.letters", name=name)
     if _PLACEHOLDER_LIKE.match(name):
-        return (f"`{name}` looks like the `@image1`/`@video1`/`@audio1` placeholders that number "
-                "attached files; choose another name, e.g. `my_{name.lower()}`.")
+        return Said("errors.library.name.placeholder", name=name, lower=name.lower())
     if name.lower() in RESERVED:
-        return f"`@{name}` is a Discord mention; choose another name."
+        return Said("errors.library.name.mention", name=name)
     return None
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.guild import FixedSettings, ReviewMode
+from bot.i18n import Said
 from bot.models import GenerationRequest
 from bot.store import TERMINAL_STATES, BlockRule, JobView, Store
 
@@ -31,19 +32,19 @@ def normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text).translate(_INVISIBLE).casefold()
 
 
-def rule_problem(kind: str, pattern: str) -> str | None:
+def rule_problem(kind: str, pattern: str) -> Said | None:
     """Why a rule can't be added, or None."""
     if not pattern.strip():
-        return "The rule is empty."
+        return Said("errors.setting.rule_empty")
     if len(pattern) > MAX_PATTERN:
-        return f"Keep rules under {MAX_PATTERN} characters."
+        return Said("errors.setting.rule_too_long", most=MAX_PATTERN)
     if kind == "regex":
         try:
             re.compile(pattern)
         except re.error as exc:
-            return f"That is not a valid regular expression: {exc}."
+            return Said("errors.setting.rule_regex", reason=str(exc))
     elif kind != "word":
-        return "A rule is a word or a regex."
+        return Said("errors.setting.rule_kind")
     return None
 
 

@@ -23,7 +23,7 @@ from bot.config import DEFAULT_BASE_URLS, Settings
 from bot.engine import Engine, EventKind, JobEvent, JobResult
 from bot.engine.claims import known_dead
 from bot.engine.results import job_result
-from bot.errors import InvalidInput, Problem, SeedanceError
+from bot.errors import InvalidInput, SeedanceError
 from bot.httpclient import new_client
 from bot.intake import MediaInput, RequestOptions
 from bot.models import Ratio, nearest_ratio
@@ -266,7 +266,7 @@ async def run_one(
                         replace(options, provider=provider_name), context=context)
                 except InvalidInput as exc:
                     raise InvalidInput([
-                        Problem(model_subject, p.message) if p.subject == "model" else p
+                        replace(p, subject=model_subject) if p.subject == "model" else p
                         for p in exc.problems]) from None
                 # The database is opened only now that the request is valid.
                 # Jobs of an earlier run that died: finished here. Those of another generate

@@ -20,7 +20,9 @@ import re
 from collections.abc import Sequence
 
 from bot.errors import Problem
+from bot.i18n import Said
 from bot.models import MediaKind, Mode, Reference, RequestedMode, Role
+from bot.words import kind_said
 
 PLACEHOLDER = re.compile(r"@(image|video|audio)(\d+)(?![0-9A-Za-z_])", re.IGNORECASE)
 
@@ -31,14 +33,10 @@ _REFERENCE_ROLE = {
     MediaKind.AUDIO: Role.REFERENCE_AUDIO,
 }
 
-MODE_NEEDS = {
-    Mode.TEXT: "a prompt and no files",
-    Mode.FIRST_FRAME: "exactly one image and no video or audio",
-    Mode.FIRST_LAST_FRAME: "exactly two images (first, then last) and no video or audio",
-    Mode.REFERENCE: "at least one image or video (audio may come with them)",
-    Mode.EDIT: "a prompt, at least one image and at least one video",
-    Mode.EXTEND: "a prompt and one or more videos, with no images or audio",
-}
+def mode_needs(mode: Mode) -> Said:
+    """What a mode needs, as a sentence part ("a prompt and no files"), said in the reader's
+    language (bot/i18n)."""
+    return Said(f"errors.mode.needs_what.{mode.value}")
 
 
 def placeholders(prompt: str) -> list[tuple[MediaKind, int]]:
@@ -83,14 +81,17 @@ def auto_mode(refs: Sequence[Reference], prompt: str) -> Mode:
     return Mode.FIRST_FRAME if images == 1 else Mode.FIRST_LAST_FRAME
 
 
-def describe_files(refs: Sequence[Reference]) -> str:
+def describe_files(refs: Sequence[Reference]) -> Said:
+    """ "1 image, 2 videos" or "no files", said in the reader's language (bot/i18n)."""
     images, videos, audios = _counts(refs)
-    parts = [
-        f"{n} {word}{'' if n == 1 else 's'}"
-        for n, word in ((images, "image"), (videos, "video"), (audios, "audio clip"))
-        if n
-    ]
-    return ", ".join(parts) or "no files"
+    parts = [kind_said(n, kind) for n, kind in ((images, "image"), (videos, "video"),
+                                                (audios, "audio")) if n]
+    if not parts:
+        return Said("errors.none.files")
+    listed = parts[-1]
+    for part in reversed(parts[:-1]):
+        listed = Said("errors.files.listed", first=part, rest=listed)
+    return listed
 
 
 def assign_roles(
@@ -108,14 +109,11 @@ def assign_roles(
         mode = Mode(str(requested))
         if not fits(mode, ordered, prompt):
             others = [m.value for m in Mode if m is not mode and fits(m, ordered, prompt)]
-            hint = (
-                f"your files ({describe_files(ordered)}) fit: {', '.join(others)}"
-                if others
-                else f"no mode takes {describe_files(ordered)} as they are"
-            )
-            problems.append(
-                Problem("mode", f"{mode.value} needs {MODE_NEEDS[mode]}; {hint}.")
-            )
+            files = describe_files(ordered)
+            hint = (Said("errors.mode.fit", files=files, modes=", ".join(others)) if others
+                    else Said("errors.mode.fit_none", files=files))
+            problems.append(Problem.keyed(Said("errors.subject.mode"), "errors.mode.needs_hint",
+                                          mode=mode.value, needs=mode_needs(mode), hint=hint))
     assigned = [ref.model_copy(update={"role": _role(mode, ref, ordered)}) for ref in ordered]
     return mode, assigned, problems
 

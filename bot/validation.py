@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from bot.errors import InvalidInput, Problem
+from bot.i18n import Said
 from bot.models import GenerationRequest, MediaKind, Mode, Ratio, Reference, Resolution, Role
 from bot.providers.base import Capabilities, MediaLimits, unreachable_reason
-from bot.roles import MODE_NEEDS, fits, placeholders
-from bot.words import a, kind_count, size
+from bot.roles import fits, mode_needs, placeholders
+from bot.words import a, kind_said, size
 
 MAX_SEED = 4_294_967_295
 
@@ -28,6 +29,11 @@ def _subject(ref: Reference) -> str:
     return ref.name
 
 
+def _article(fmt: str) -> str:
+    """"a" or "an" before a format's name, choosing the English key of a family."""
+    return a(fmt).split()[0]
+
+
 def check_file(ref: Reference, limits: MediaLimits) -> list[Problem]:
     """The per-file rules for one measured reference."""
     facts = ref.facts
@@ -35,62 +41,63 @@ def check_file(ref: Reference, limits: MediaLimits) -> list[Problem]:
         return []
     s = _subject(ref)
     out: list[Problem] = []
+    fmt = facts.format.upper()
     if facts.kind is MediaKind.IMAGE:
         if facts.format not in limits.image_formats:
-            out.append(Problem(s, f"is {a(facts.format.upper())} image; use JPEG, PNG, WebP, "
-                                  "BMP, TIFF or GIF."))
+            out.append(Problem.keyed(s, f"errors.file.image_format.{_article(fmt)}", format=fmt))
         if facts.size_bytes >= limits.image_max_bytes:
-            out.append(Problem(s, f"is {size(facts.size_bytes)}; images must be under "
-                                  f"{size(limits.image_max_bytes)}, so compress or resize it."))
+            out.append(Problem.keyed(s, "errors.file.image_size", size=size(facts.size_bytes),
+                                     most=size(limits.image_max_bytes)))
         if facts.width and facts.height:
             w, h = facts.width, facts.height
             if min(w, h) < limits.image_min_edge or max(w, h) > limits.image_max_edge:
-                out.append(Problem(s, f"is {w}x{h} px; each side must be "
-                                      f"{limits.image_min_edge}–{limits.image_max_edge} px, so "
-                                      "resize it."))
+                out.append(Problem.keyed(s, "errors.file.image_edges", width=w, height=h,
+                                         least=limits.image_min_edge,
+                                         most=limits.image_max_edge))
             aspect = w / h
             if not limits.image_min_aspect <= aspect <= limits.image_max_aspect:
-                out.append(Problem(s, f"has a width/height ratio of {aspect:.2f}; it must be "
-                                      f"{limits.image_min_aspect}–{limits.image_max_aspect}, so "
-                                      "crop it closer to square."))
+                out.append(Problem.keyed(s, "errors.file.image_aspect", aspect=f"{aspect:.2f}",
+                                         least=limits.image_min_aspect,
+                                         most=limits.image_max_aspect))
     elif facts.kind is MediaKind.VIDEO:
         if facts.format not in limits.video_formats:
-            out.append(Problem(s, f"is {a(facts.format.upper())} video; use MP4 or MOV."))
+            out.append(Problem.keyed(s, f"errors.file.video_format.{_article(fmt)}", format=fmt))
         if facts.size_bytes >= limits.video_max_bytes:
-            out.append(Problem(s, f"is {size(facts.size_bytes)}; videos must be under "
-                                  f"{size(limits.video_max_bytes)}, so trim or compress it."))
+            out.append(Problem.keyed(s, "errors.file.video_size", size=size(facts.size_bytes),
+                                     most=size(limits.video_max_bytes)))
         d = facts.duration or 0.0
         if not limits.video_min_seconds <= d <= limits.video_max_seconds + 0.05:
-            out.append(Problem(s, f"lasts {_secs(d)}; each video must last "
-                                  f"{limits.video_min_seconds:g}–{limits.video_max_seconds:g} s, "
-                                  "so trim or replace it."))
+            out.append(Problem.keyed(s, "errors.file.video_length", seconds=_secs(d),
+                                     least=f"{limits.video_min_seconds:g}",
+                                     most=f"{limits.video_max_seconds:g}"))
         if facts.width and facts.height:
             w, h = facts.width, facts.height
             px = w * h
             if not limits.video_min_pixels <= px <= limits.video_max_pixels:
-                out.append(Problem(s, f"is {w}x{h} ({px:,} pixels); videos must have "
-                                      f"{limits.video_min_pixels:,}–{limits.video_max_pixels:,} "
-                                      "pixels (480p or 720p), so re-export it at 480p or 720p."))
+                out.append(Problem.keyed(s, "errors.file.video_pixels", width=w, height=h,
+                                         pixels=f"{px:,}", least=f"{limits.video_min_pixels:,}",
+                                         most=f"{limits.video_max_pixels:,}"))
             aspect = w / h
             if not limits.video_min_aspect <= aspect <= limits.video_max_aspect:
-                out.append(Problem(s, f"has a width/height ratio of {aspect:.2f}; it must be "
-                                      f"{limits.video_min_aspect}–{limits.video_max_aspect}."))
+                out.append(Problem.keyed(s, "errors.file.video_aspect", aspect=f"{aspect:.2f}",
+                                         least=limits.video_min_aspect,
+                                         most=limits.video_max_aspect))
         fps = facts.fps or 0.0
         if not limits.video_min_fps - 0.01 <= fps <= limits.video_max_fps + 0.01:
-            out.append(Problem(s, f"runs at {fps:.1f} fps; videos must be "
-                                  f"{limits.video_min_fps:g}–{limits.video_max_fps:g} fps, so "
-                                  "re-export it at 24, 30 or 60 fps."))
+            out.append(Problem.keyed(s, "errors.file.video_fps", fps=f"{fps:.1f}",
+                                     least=f"{limits.video_min_fps:g}",
+                                     most=f"{limits.video_max_fps:g}"))
     else:
         if facts.format not in limits.audio_formats:
-            out.append(Problem(s, f"is {facts.format.upper()} audio; use WAV or MP3."))
+            out.append(Problem.keyed(s, "errors.file.audio_format", format=fmt))
         if facts.size_bytes >= limits.audio_max_bytes:
-            out.append(Problem(s, f"is {size(facts.size_bytes)}; audio must be under "
-                                  f"{size(limits.audio_max_bytes)}, so trim or compress it."))
+            out.append(Problem.keyed(s, "errors.file.audio_size", size=size(facts.size_bytes),
+                                     most=size(limits.audio_max_bytes)))
         d = facts.duration or 0.0
         if not limits.audio_min_seconds <= d <= limits.audio_max_seconds + 0.05:
-            out.append(Problem(s, f"lasts {_secs(d)}; each audio clip must last "
-                                  f"{limits.audio_min_seconds:g}–{limits.audio_max_seconds:g} s, "
-                                  "so trim or replace it."))
+            out.append(Problem.keyed(s, "errors.file.audio_length", seconds=_secs(d),
+                                     least=f"{limits.audio_min_seconds:g}",
+                                     most=f"{limits.audio_max_seconds:g}"))
     return out
 
 
@@ -106,26 +113,26 @@ def check_collection(
     """
     refused = refused or {}
     out: list[Problem] = []
+    files = Said("errors.subject.files")
     images, videos, audios = req.images, req.videos, req.audios
-    for refs, most, word in (
-        (images, limits.max_images, "images"),
-        (videos, limits.max_videos, "videos"),
-        (audios, limits.max_audios, "audio clips"),
+    for refs, most, kind in (
+        (images, limits.max_images, "image"),
+        (videos, limits.max_videos, "video"),
+        (audios, limits.max_audios, "audio"),
     ):
         if len(refs) > most:
-            out.append(Problem("files", f"{len(refs)} {word} were given; at most {most} are "
-                                        f"allowed, so remove {len(refs) - most}."))
-    for refs, total, word in (
-        (videos, limits.video_total_seconds, "videos"),
-        (audios, limits.audio_total_seconds, "audio clips"),
+            out.append(Problem.keyed(files, f"errors.files.too_many.{kind}", count=len(refs),
+                                     most=most, extra=len(refs) - most))
+    for refs, total, kind in (
+        (videos, limits.video_total_seconds, "video"),
+        (audios, limits.audio_total_seconds, "audio"),
     ):
         seconds = sum((r.facts.duration or 0.0) for r in refs if r.facts)
         if len(refs) > 1 and seconds > total + 0.05:
-            out.append(Problem("files", f"the {word} last {_secs(seconds)} together; the total "
-                                        f"must be at most {total:g} s, so trim or drop one."))
+            out.append(Problem.keyed(files, f"errors.files.too_long.{kind}",
+                                     seconds=_secs(seconds), most=f"{total:g}"))
     if audios and not images and not videos:
-        out.append(Problem("files", "audio alone is not enough; add at least one image or video "
-                                    "for the audio to go with."))
+        out.append(Problem.keyed(files, "errors.files.audio_alone"))
     counts = {MediaKind.IMAGE: len(images), MediaKind.VIDEO: len(videos),
               MediaKind.AUDIO: len(audios)}
     unknown = refused.get(None, 0)
@@ -134,10 +141,9 @@ def check_collection(
     for tag in missing:
         kind = MediaKind(tag[1:].rstrip("0123456789"))
         have = counts[kind]
-        out.append(Problem("prompt", f"{tag} points at no file: there "
-                                     f"{'is' if have == 1 else 'are'} "
-                                     f"{kind_count(have, kind.value)}; number them from @"
-                                     f"{kind.value}1 in the order you attached them."))
+        out.append(Problem.keyed(Said("errors.subject.prompt"),
+                                 "errors.prompt.no_file", count=have, tag=tag,
+                                 have=kind_said(have, kind.value), kind=kind.value))
     return out
 
 
@@ -147,61 +153,64 @@ def check_capabilities(req: GenerationRequest, caps: Capabilities) -> list[Probl
     out: list[Problem] = []
     if req.mode not in caps.modes:
         allowed = ", ".join(m.value for m in Mode if m in caps.modes)
-        why = (" (it never takes reference images together with reference videos)"
-               if req.mode is Mode.EDIT and not caps.reference_images_with_videos else "")
-        out.append(Problem("mode", f"{who} does not do {req.mode.value}{why}; it does "
-                                   f"{allowed}."))
+        edit_mix = req.mode is Mode.EDIT and not caps.reference_images_with_videos
+        out.append(Problem.keyed(Said("errors.subject.mode"),
+                                 "errors.caps.mode_mixed" if edit_mix else "errors.caps.mode",
+                                 who=who, mode=req.mode.value, allowed=allowed))
     else:
         out.extend(_frame_problems(req, caps, who))
         if (not caps.reference_images_with_videos and req.mode not in caps.frame_images
                 and req.images and req.videos):
-            out.append(Problem("files", f"{who} takes reference images or reference videos, "
-                                        "not both; drop the images or the videos, or pick "
-                                        "another provider."))
+            out.append(Problem.keyed(Said("errors.subject.files"), "errors.caps.images_or_videos",
+                                     who=who))
     if req.mode is Mode.REFERENCE and len(req.images) < caps.limits.min_reference_images:
-        least = kind_count(caps.limits.min_reference_images, "image")
-        out.append(Problem("files", f"{who} needs at least {least} in reference mode; add "
-                                    "an image."))
+        least = kind_said(caps.limits.min_reference_images, "image")
+        out.append(Problem.keyed(Said("errors.subject.files"), "errors.caps.reference_images",
+                                 who=who, least=least))
     if req.results > caps.results_per_task == 1:
-        out.append(Problem("count", f"{who} returns one video per request, so it cannot make "
-                                    f"a set of {req.results}; set count to 1, or choose a "
-                                    "gateway that returns several videos per task."))
+        out.append(Problem.keyed(Said("errors.subject.count"), "errors.caps.one_per_task",
+                                 who=who, count=req.results))
     elif req.results > caps.results_per_task:
-        most = kind_count(caps.results_per_task, "video")
-        out.append(Problem("count", f"{who} makes at most {most} per request; set count to "
-                                    f"{caps.results_per_task} or fewer."))
+        most = kind_said(caps.results_per_task, "video")
+        out.append(Problem.keyed(Said("errors.subject.count"), "errors.caps.per_task",
+                                 who=who, most=most, limit=caps.results_per_task))
     if req.output_quality is not None and (
             caps.output_quality is None
             or not caps.output_quality[0] <= req.output_quality <= caps.output_quality[1]):
-        out.append(Problem("output quality", f"{who} does not take output quality "
-                                             f"{req.output_quality}; leave it to the bot."))
+        out.append(Problem.keyed(Said("errors.subject.output_quality"),
+                                 "errors.caps.output_quality", who=who,
+                                 quality=req.output_quality))
     out.extend(setting_problems(caps, resolution=req.resolution, duration=req.duration,
                                 ratio=req.ratio, audio=req.audio))
     if req.web_search:
         if not caps.web_search:
-            out.append(Problem("web_search", f"{who} has no web search; turn it off."))
+            out.append(Problem.keyed(Said("errors.subject.web_search"),
+                                     "errors.caps.no_web_search", who=who))
         elif req.mode is not Mode.TEXT:
-            out.append(Problem("web_search", "web search works only for text-to-video; remove "
-                                             "the files or turn web search off."))
+            out.append(Problem.keyed(Said("errors.subject.web_search"),
+                                     "errors.caps.web_search_text_only"))
     if req.return_last_frame and not caps.last_frame:
-        out.append(Problem("last_frame", f"{who} cannot return the last frame; turn it off."))
+        out.append(Problem.keyed(Said("errors.subject.last_frame"), "errors.caps.no_last_frame",
+                                 who=who))
     if req.seed is not None:
         if not caps.seed:
-            out.append(Problem("seed", f"{who} does not take a seed; leave it empty."))
+            out.append(Problem.keyed(Said("errors.subject.seed"), "errors.caps.no_seed", who=who))
         elif not 0 <= req.seed <= MAX_SEED:
-            out.append(Problem("seed", f"{req.seed} is out of range; use 0–{MAX_SEED}."))
+            out.append(Problem.keyed(Said("errors.subject.seed"), "errors.caps.seed_range",
+                                     seed=req.seed, most=MAX_SEED))
     out.extend(setting_problems(caps, camera_fixed=req.camera_fixed, watermark=req.watermark))
     prompt = req.prompt.strip()
     needs_text = caps.prompt_required or req.mode in (Mode.TEXT, Mode.EDIT, Mode.EXTEND)
     if needs_text and not prompt:
-        out.append(Problem("prompt", "a prompt is needed here; describe the video you want."))
+        out.append(Problem.keyed(Said("errors.subject.prompt"), "errors.prompt.needed"))
     if caps.prompt_max_chars is not None and len(req.prompt) > caps.prompt_max_chars:
-        out.append(Problem("prompt", f"is {len(req.prompt):,} characters; {who} takes at most "
-                                     f"{caps.prompt_max_chars:,}, so shorten it."))
+        out.append(Problem.keyed(Said("errors.subject.prompt"), "errors.prompt.too_long",
+                                 length=f"{len(req.prompt):,}", who=who,
+                                 most=f"{caps.prompt_max_chars:,}"))
     for ref in req.references:
         reason = unreachable_reason(ref, caps)
         if reason:
-            out.append(Problem(_subject(ref), reason + "."))
+            out.append(Problem.keyed(_subject(ref), "errors.file.unreachable", reason=reason))
     return out
 
 
@@ -217,24 +226,34 @@ def setting_problems(
     out: list[Problem] = []
     if resolution is not None and resolution not in caps.resolutions:
         allowed = ", ".join(sorted(r.value for r in caps.resolutions))
-        out.append(Problem("resolution", f"{who} does not make {resolution.value}; "
-                                         f"choose {allowed}."))
+        out.append(Problem.keyed(Said("errors.subject.resolution"), "errors.caps.resolution",
+                                 who=who, resolution=resolution.value, allowed=allowed))
     if duration is not None and duration not in caps.durations:
         ds = sorted(caps.durations)
-        span = (f"{ds[0]}–{ds[-1]} s" if ds == list(range(ds[0], ds[-1] + 1))
-                else " or ".join(f"{d} s" for d in ds))
-        out.append(Problem("duration", f"{duration} s is not available on {who}; choose "
-                                       f"{span}."))
+        span = (Said("errors.caps.seconds_span", least=ds[0], most=ds[-1])
+                if ds == list(range(ds[0], ds[-1] + 1)) else _either_seconds(ds))
+        out.append(Problem.keyed(Said("errors.subject.duration"), "errors.caps.duration",
+                                 duration=duration, who=who, span=span))
     if ratio is not None and ratio not in caps.ratios:
         allowed = ", ".join(r.value for r in Ratio if r in caps.ratios)
-        out.append(Problem("ratio", f"{who} does not take {ratio.value}; choose {allowed}."))
+        out.append(Problem.keyed(Said("errors.subject.ratio"), "errors.caps.ratio", who=who,
+                                 ratio=ratio.value, allowed=allowed))
     if audio and not caps.audio_generation:
-        out.append(Problem("audio", f"{who} cannot generate sound; turn audio off."))
+        out.append(Problem.keyed(Said("errors.subject.audio"), "errors.caps.no_audio", who=who))
     if camera_fixed and not caps.camera_fixed:
-        out.append(Problem("camera_fixed", f"{who} has no fixed-camera option; turn it off."))
+        out.append(Problem.keyed(Said("errors.subject.camera_fixed"),
+                                 "errors.caps.no_camera_fixed", who=who))
     if watermark and not caps.watermark:
-        out.append(Problem("watermark", f"{who} cannot add a watermark; turn it off."))
+        out.append(Problem.keyed(Said("errors.subject.watermark"), "errors.caps.no_watermark",
+                                 who=who))
     return out
+
+
+def _either_seconds(ds: list[int]) -> Said:
+    """ "4 s or 8 s or 12 s", each "or" in the reader's language."""
+    if len(ds) == 1:
+        return Said("errors.caps.seconds", seconds=ds[0])
+    return Said("errors.caps.seconds_or", seconds=ds[0], rest=_either_seconds(ds[1:]))
 
 
 def _frame_problems(req: GenerationRequest, caps: Capabilities, who: str) -> list[Problem]:
@@ -247,9 +266,7 @@ def _frame_problems(req: GenerationRequest, caps: Capabilities, who: str) -> lis
     want = caps.frame_images.get(req.mode)
     framed = [r for r in req.references if r.role in (Role.FIRST_FRAME, Role.LAST_FRAME)]
     if want is None:
-        return [Problem(_subject(r), f"is marked as a frame image, but {req.mode.value} on "
-                                     f"{who} takes no frames; use first_frame or "
-                                     "first_last_frame mode, or pass it as a plain image.")
+        return [Problem.keyed(_subject(r), "errors.caps.no_frames", mode=req.mode.value, who=who)
                 for r in framed]
     firsts, lasts = want
     if len(req.references) != firsts + lasts or req.videos or req.audios:
@@ -258,11 +275,13 @@ def _frame_problems(req: GenerationRequest, caps: Capabilities, who: str) -> lis
     unmarked = all(r.role is None for r in req.references)
     if unmarked or (marked == want and len(framed) == len(req.references)):
         return []
-    needs = kind_count(firsts, "first-frame image") + (
-        f" and {kind_count(lasts, 'last-frame image')}" if lasts else "")
-    fix = ("mark the images as first and last frame, or leave both unmarked to take them in "
-           "order" if lasts else "mark the image as the first frame, or leave it unmarked")
-    return [Problem("files", f"{req.mode.value} on {who} takes {needs}; {fix}.")]
+    firsts_said = kind_said(firsts, "first_frame_image")
+    if lasts:
+        return [Problem.keyed(Said("errors.subject.files"), "errors.caps.frames_first_last",
+                              mode=req.mode.value, who=who, firsts=firsts_said,
+                              lasts=kind_said(lasts, "last_frame_image"))]
+    return [Problem.keyed(Said("errors.subject.files"), "errors.caps.frames_first",
+                          mode=req.mode.value, who=who, firsts=firsts_said)]
 
 
 def check_prompt_encoding(prompt: str) -> list[Problem]:
@@ -276,13 +295,13 @@ def check_prompt_encoding(prompt: str) -> list[Problem]:
     except UnicodeEncodeError as exc:
         index, char = exc.start, prompt[exc.start]
         more = sum(1 for c in prompt[index + 1:] if "\ud800" <= c <= "\udfff")
-        after = f" (and {more} more after it)" if more else ""
+        after = Said("errors.prompt.more_after", count=more) if more else ""
+        subject = Said("errors.subject.prompt")
         if "\udc80" <= char <= "\udcff":  # an undecodable byte, escaped
             byte = len(prompt[:index].encode("utf-8")) + 1
-            return [Problem("prompt", f"the byte at position {byte}{after} is not UTF-8; save "
-                                      "the text as UTF-8.")]
-        return [Problem("prompt", f"the character at position {index + 1}{after} is half of a "
-                                  "UTF-16 surrogate pair, not text; save the text as UTF-8.")]
+            return [Problem.keyed(subject, "errors.prompt.not_utf8", position=byte, after=after)]
+        return [Problem.keyed(subject, "errors.prompt.surrogate", position=index + 1,
+                              after=after)]
     return []
 
 
@@ -311,8 +330,8 @@ def refuse_invalid(request: GenerationRequest, caps: Capabilities) -> None:
     """
     problems: list[Problem] = []
     if not fits(request.mode, request.references, request.prompt):
-        problems.append(Problem("mode", f"{request.mode.value} needs "
-                                        f"{MODE_NEEDS[request.mode]}."))
+        problems.append(Problem.keyed(Said("errors.subject.mode"), "errors.mode.needs",
+                                      mode=request.mode.value, needs=mode_needs(request.mode)))
     problems.extend(check_capabilities(request, caps))
     if problems:
         raise InvalidInput(problems)

@@ -3,6 +3,8 @@ sizes read the same everywhere ("an image", "no audio clips", "30 MiB")."""
 
 from __future__ import annotations
 
+from bot.i18n import Said
+
 MIB = 1024 * 1024
 
 #: What each media kind is called in a sentence, singular and plural.
@@ -42,3 +44,9 @@ def size(n: int) -> str:
     if value >= 10 or value == int(value):
         return f"{value:.0f} MiB"
     return f"{value:.1f} MiB"
+
+
+def kind_said(n: int, kind: str) -> Said:
+    """`kind_count` as a catalog sentence part (bot/i18n), said in the reader's language; kinds:
+    image, video, audio, first_frame_image, last_frame_image."""
+    return Said(f"errors.count.{kind}", count=n) if n else Said(f"errors.none.{kind}")

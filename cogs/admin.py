@@ -18,6 +18,7 @@ from discord.ext import commands
 
 from bot.errors import Refusal
 from bot.guild import ReviewMode
+from bot.i18n import DEFAULT, say, t
 from bot.models import Ratio, Resolution, SafetyCheck
 from bot.service import AdminService, Overview, Requester
 from cogs.utils.acks import acknowledged, defer
@@ -36,33 +37,49 @@ def _manage_guild() -> Any:
     return app_commands.checks.has_permissions(manage_guild=True)
 
 
-def overview_text(o: Overview) -> str:
+def overview_text(o: Overview, lang: object = DEFAULT) -> str:
+    """The server's settings as /seedance-admin show lists them, in the reader's language."""
     s = o.settings
+
+    def word(key: str) -> str:
+        return t(lang, f"cogs.admin.word.{key}")
+
+    model_default = word("model_default")
+    on_off = {True: word("on"), False: word("off")}
     lines = [
-        f"**Provider:** {o.provider} · model {o.model or 'default'}",
-        f"**Defaults:** resolution {s.resolution.value if s.resolution else 'model default'}, "
-        f"duration {s.duration or 'model default'} s, "
-        f"audio {'on' if s.audio is None else ('on' if s.audio else 'off')}, "
-        f"ratio {s.ratio.value if s.ratio else 'model default'}, "
-        f"watermark {'on' if s.watermark else 'off'}",
-        "**Channels:** " + (", ".join(f"<#{c}>" for c in s.allowed_channels) or "all"),
-        "**Roles:** " + (", ".join(f"<@&{r}>" for r in s.allowed_roles) or "everyone"),
-        f"**Default quotas:** {o.user_daily} credits per user per day, "
-        f"{o.guild_monthly} per server per month",
-        f"**Limits:** {limits_line(o.limits)}",
-        f"**Moderation:** {s.moderation.value}"
-        + (f" · cards in <#{s.mod_channel}>" if s.mod_channel else ""),
-        "**Audit log:** " + (f"<#{s.audit_channel}>" if s.audit_channel else "off"),
-        "**Safety check:** " + (s.safety.value.replace("_", " ") if s.safety
-                                else "default (key frames when results are reviewed)"),
-        f"**Rate limit:** {s.rate_per_minute} per user per minute" if s.rate_per_minute
-        else "**Rate limit:** off",
-        f"**Blocklist:** {o.rules} rules · **blocked members:** {o.blocked}",
+        t(lang, "cogs.admin.overview.provider", provider=o.provider,
+          model=o.model or word("default")),
+        t(lang, "cogs.admin.overview.defaults",
+          resolution=s.resolution.value if s.resolution else model_default,
+          duration=s.duration or model_default,
+          audio=on_off[True] if s.audio is None else on_off[bool(s.audio)],
+          ratio=s.ratio.value if s.ratio else model_default,
+          watermark=on_off[bool(s.watermark)]),
+        t(lang, "cogs.admin.overview.channels",
+          channels=", ".join(f"<#{c}>" for c in s.allowed_channels) or word("all")),
+        t(lang, "cogs.admin.overview.roles",
+          roles=", ".join(f"<@&{r}>" for r in s.allowed_roles) or word("everyone")),
+        t(lang, "cogs.admin.overview.quotas", user=o.user_daily, guild=o.guild_monthly),
+        t(lang, "cogs.admin.overview.limits", limits=limits_line(o.limits)),
+        t(lang, "cogs.admin.overview.moderation",
+          mode=t(lang, f"cogs.review_mode.{s.moderation.value}"))
+        + (t(lang, "cogs.admin.overview.mod_cards", channel=s.mod_channel)
+           if s.mod_channel else ""),
+        t(lang, "cogs.admin.overview.audit",
+          where=f"<#{s.audit_channel}>" if s.audit_channel else word("off")),
+        t(lang, "cogs.admin.overview.safety",
+          mode=t(lang, f"cogs.admin.safety_mode.{s.safety.value}") if s.safety
+          else word("safety_default")),
+        t(lang, "cogs.admin.overview.rate", count=s.rate_per_minute) if s.rate_per_minute
+        else t(lang, "cogs.admin.overview.rate_off"),
+        t(lang, "cogs.admin.overview.blocklist", rules=o.rules, blocked=o.blocked),
     ]
     for row in o.quotas:
         who = {"user": f"<@{row.subject_id}>", "role": f"<@&{row.subject_id}>",
-               "guild": "this server", "event": f"event {row.subject_id}"}[row.scope]
-        lines.append(f"• {who}: {row.credits} credits per {row.window}")
+               "guild": t(lang, "cogs.admin.this_server"),
+               "event": t(lang, "cogs.admin.overview.event", id=row.subject_id)}[row.scope]
+        lines.append(t(lang, f"cogs.admin.quota_per.{row.window}", who=who,
+                       credits=row.credits))
     return "\n".join(lines)
 
 
@@ -90,7 +107,7 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
     @_manage_guild()
     async def show(self, interaction: discord.Interaction[Any]) -> None:
         await self._reply(interaction, overview_text(await self.admin.overview(
-            self._who(interaction))))
+            self._who(interaction)), interaction.locale))
 
     @app_commands.command(name="status", description="How each gateway is doing (whole bot)")
     @_manage_guild()
@@ -119,17 +136,20 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
     @_manage_guild()
     async def quota_server(self, interaction: discord.Interaction[Any],
                            credits: app_commands.Range[int, -1, 100_000_000]) -> None:
-        await self._set_quota(interaction, "guild", "", credits, "this server")
+        await self._set_quota(interaction, "guild", "", credits,
+                              t(interaction.locale, "cogs.admin.this_server"))
 
     async def _set_quota(self, interaction: discord.Interaction[Any], scope: str, subject: str,
                          credits: int, who: str) -> None:
         changed = await self.admin.set_quota(self._who(interaction), scope, subject, credits)
+        lang = interaction.locale
         if credits < 0:
-            await self._reply(interaction, f"Removed the limit for {who}." if changed
-                              else f"{who} had no limit of their own.")
+            await self._reply(interaction, t(lang, "cogs.admin.quota_removed", who=who)
+                              if changed else t(lang, "cogs.admin.quota_none", who=who))
             return
         window = "month" if scope == "guild" else "day"
-        await self._reply(interaction, f"{who}: {credits} credits per {window} (UTC).")
+        await self._reply(interaction, t(lang, f"cogs.admin.quota_set.{window}", who=who,
+                                         credits=credits))
 
     @app_commands.command(name="provider", description="Gateway and model for this server")
     @app_commands.describe(failover="Gateways to move to when it is down, in order, "
@@ -143,9 +163,10 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
     ) -> None:
         later = [n.strip().lower() for n in (failover or "").split(",") if n.strip()]
         caps = await self.admin.set_provider(self._who(interaction), provider, model, later)
-        then = f", then {', '.join(later)} when it is down" if later else ""
-        await self._reply(interaction,
-                          f"Videos here now use **{caps.provider}** · {caps.model}{then}.")
+        lang = interaction.locale
+        then = t(lang, "cogs.admin.provider_then", gateways=", ".join(later)) if later else ""
+        await self._reply(interaction, t(lang, "cogs.admin.provider_set",
+                                         provider=caps.provider, model=caps.model, then=then))
 
     @app_commands.command(name="defaults",
                           description="Default resolution, duration, audio, ratio and watermark")
@@ -168,7 +189,9 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
                                    ("ratio", current.ratio and current.ratio.value),
                                    ("watermark", current.watermark))
                  if v is not None}
-        await self._reply(interaction, f"Defaults: {shown or 'the model defaults'}.")
+        await self._reply(interaction, t(interaction.locale, "cogs.admin.defaults_set",
+                                         shown=shown or t(interaction.locale,
+                                                          "cogs.admin.word.model_defaults")))
 
     @app_commands.command(name="limits", description="How many videos run and wait at once")
     @app_commands.describe(
@@ -198,8 +221,9 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
                        channel: discord.TextChannel | None = None) -> None:
         allowed = await self.admin.edit_list(self._who(interaction), "allowed_channels", action,
                                              str(channel.id) if channel else None)
-        await self._reply(interaction, "Allowed: "
-                          + (", ".join(f"<#{c}>" for c in allowed) or "all channels") + ".")
+        lang = interaction.locale
+        await self._reply(interaction, t(lang, "cogs.admin.allowed", who=", ".join(
+            f"<#{c}>" for c in allowed) or t(lang, "cogs.admin.word.all_channels")))
 
     @app_commands.command(name="roles", description="Roles allowed to use /video")
     @_manage_guild()
@@ -207,8 +231,9 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
                     role: discord.Role | None = None) -> None:
         allowed = await self.admin.edit_list(self._who(interaction), "allowed_roles", action,
                                              str(role.id) if role else None)
-        await self._reply(interaction, "Allowed: "
-                          + (", ".join(f"<@&{r}>" for r in allowed) or "everyone") + ".")
+        lang = interaction.locale
+        await self._reply(interaction, t(lang, "cogs.admin.allowed", who=", ".join(
+            f"<@&{r}>" for r in allowed) or t(lang, "cogs.admin.word.everyone")))
 
     # ---- moderation -----------------------------------------------------------------------
     @app_commands.command(name="moderation",
@@ -222,15 +247,13 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
                          channel: discord.TextChannel | None = None) -> None:
         current = await self.admin.set_moderation(self._who(interaction), ReviewMode(mode),
                                                   str(channel.id) if channel else None)
+        lang = interaction.locale
         if current.moderation is ReviewMode.OFF:
-            await self._reply(interaction, "Moderation is off: videos post without review.")
+            await self._reply(interaction, t(lang, "cogs.admin.moderation_off"))
             return
-        what = {ReviewMode.PROMPTS: "prompts are approved before anything is generated",
-                ReviewMode.RESULTS: "videos are approved before they are posted",
-                ReviewMode.BOTH: "prompts are approved before generating, and videos before "
-                                 "posting"}[current.moderation]
-        await self._reply(interaction, f"Moderation on: {what}. Cards go to "
-                          f"<#{current.mod_channel}>; people with Manage Messages can decide.")
+        what = t(lang, f"cogs.admin.moderation_what.{current.moderation.value}")
+        await self._reply(interaction, t(lang, "cogs.admin.moderation_on", what=what,
+                                         channel=current.mod_channel))
 
     @app_commands.command(name="audit-channel",
                           description="Where one entry per finished job is logged")
@@ -240,8 +263,9 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
                             channel: discord.TextChannel | None = None) -> None:
         await self.admin.set_audit_channel(self._who(interaction),
                                            str(channel.id) if channel else None)
-        await self._reply(interaction, f"Finished jobs are logged in {channel.mention}."
-                          if channel else "The audit log is off.")
+        lang = interaction.locale
+        await self._reply(interaction, t(lang, "cogs.admin.audit_on", channel=channel.mention)
+                          if channel else t(lang, "cogs.admin.audit_off"))
 
     @app_commands.command(name="blocklist-add", description="Refuse prompts with a word or regex")
     @app_commands.describe(kind="word: whole words or a phrase, any case; regex: Python syntax",
@@ -251,15 +275,18 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
                             kind: Literal["word", "regex"],
                             pattern: app_commands.Range[str, 1, 200]) -> None:
         rule = await self.admin.add_rule(self._who(interaction), kind, pattern)
-        await self._reply(interaction, f"Added rule #{rule.id} ({kind}): `{clip(pattern, 200)}`.")
+        await self._reply(interaction, t(interaction.locale, "cogs.admin.rule_added", id=rule.id,
+                                         kind=kind, pattern=clip(pattern, 200)))
 
     @app_commands.command(name="blocklist-remove", description="Remove a blocklist rule")
     @_manage_guild()
     async def blocklist_remove(self, interaction: discord.Interaction[Any],
                                rule: app_commands.Range[int, 1]) -> None:
         removed = await self.admin.remove_rule(self._who(interaction), rule)
-        await self._reply(interaction, f"Removed rule #{rule} (`{clip(removed.pattern, 200)}`)."
-                          if removed else f"There is no rule #{rule} on this server.")
+        lang = interaction.locale
+        await self._reply(interaction, t(lang, "cogs.admin.rule_removed", id=rule,
+                                         pattern=clip(removed.pattern, 200))
+                          if removed else t(lang, "cogs.admin.rule_unknown", id=rule))
 
     @app_commands.command(name="blocklist", description="List the blocklist rules")
     @_manage_guild()
@@ -267,32 +294,35 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
         rules = await self.admin.rules(self._who(interaction))
         await self._reply(interaction, "\n".join(
             f"#{r.id} · {r.kind} · `{clip(r.pattern, 120)}`" for r in rules)
-            or "No blocklist rules.")
+            or t(interaction.locale, "cogs.admin.no_rules"))
 
     @app_commands.command(name="blocklist-test", description="Which rule, if any, a text breaks")
     @_manage_guild()
     async def blocklist_test(self, interaction: discord.Interaction[Any],
                              text: app_commands.Range[str, 1, 2000]) -> None:
         rule = await self.admin.test_rule(self._who(interaction), text)
-        await self._reply(interaction, "No rule matches; that prompt would be accepted."
-                          if rule is None else
-                          f"Refused by rule #{rule.id} ({rule.kind}): `{clip(rule.pattern, 200)}`.")
+        lang = interaction.locale
+        await self._reply(interaction, t(lang, "cogs.admin.rule_no_match") if rule is None
+                          else t(lang, "cogs.admin.rule_match", id=rule.id, kind=rule.kind,
+                                 pattern=clip(rule.pattern, 200)))
 
     @app_commands.command(name="block", description="Stop a member from making videos here")
     @_manage_guild()
     async def block(self, interaction: discord.Interaction[Any], member: discord.Member,
                     reason: app_commands.Range[str, 1, 300]) -> None:
         await self.admin.block(self._who(interaction), str(member.id), reason)
-        await self._reply(interaction, f"{member.mention} can no longer make videos here "
-                          f"(they are told: {reason}).")
+        await self._reply(interaction, t(interaction.locale, "cogs.admin.blocked",
+                                         member=member.mention, reason=reason))
 
     @app_commands.command(name="unblock", description="Let a blocked member make videos again")
     @_manage_guild()
     async def unblock(self, interaction: discord.Interaction[Any],
                       member: discord.Member) -> None:
         removed = await self.admin.unblock(self._who(interaction), str(member.id))
-        await self._reply(interaction, f"{member.mention} may make videos again." if removed
-                          else f"{member.mention} was not blocked.")
+        lang = interaction.locale
+        await self._reply(interaction, t(lang, "cogs.admin.unblocked", member=member.mention)
+                          if removed else t(lang, "cogs.admin.not_blocked",
+                                            member=member.mention))
 
     @app_commands.command(name="rate-limit", description="Videos per member per minute")
     @app_commands.describe(per_minute="0 turns the rate limit off (quotas still apply)")
@@ -300,8 +330,9 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
     async def rate_limit(self, interaction: discord.Interaction[Any],
                          per_minute: app_commands.Range[int, 0, 60]) -> None:
         await self.admin.set_rate_limit(self._who(interaction), per_minute)
-        await self._reply(interaction, f"At most {per_minute} per member per minute."
-                          if per_minute else "No rate limit (quotas still apply).")
+        lang = interaction.locale
+        await self._reply(interaction, t(lang, "cogs.admin.rate_set", count=per_minute)
+                          if per_minute else t(lang, "cogs.admin.rate_off"))
 
     @app_commands.command(name="safety",
                           description="The gateway's own check of finished videos")
@@ -312,11 +343,10 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
                      mode: Literal["default", "none", "key_frames", "all_frames"]) -> None:
         chosen = None if mode == "default" else SafetyCheck(mode)
         await self.admin.set_safety(self._who(interaction), chosen)
-        where = ("a flagged video waits in the review queue when this server has a moderators' "
-                 "channel, and is refused and refunded otherwise")
+        lang = interaction.locale
         await self._reply(interaction, (
-            f"Safety check: {mode.replace('_', ' ')} — {where}." if mode != "none"
-            else "Safety check off: the gateway does not check finished videos."))
+            t(lang, "cogs.admin.safety_on", mode=t(lang, f"cogs.admin.safety_mode.{mode}"))
+            if mode != "none" else t(lang, "cogs.admin.safety_off")))
 
     @app_commands.command(name="cards", description="How finished videos are shown")
     @app_commands.describe(style="cards (components v2) or the older embeds; default: the bot's",
@@ -340,10 +370,11 @@ class Admin(commands.GroupCog, group_name="seedance-admin",
         try:
             export = await self.admin.export(self._who(interaction), since, until)
         except Refusal as exc:
-            await interaction.followup.send(str(exc), ephemeral=True)
+            await interaction.followup.send(say(exc, interaction.locale), ephemeral=True)
             return
         await interaction.followup.send(
-            f"{export.jobs} jobs from {since} to {until} (UTC).",
+            t(interaction.locale, "cogs.admin.exported", count=export.jobs, since=since,
+              until=until),
             file=discord.File(io.BytesIO(export.data), filename=export.filename),
             ephemeral=True)
 

@@ -31,6 +31,7 @@ from bot.engine.engine import CallbackUrls
 from bot.errors import ConfigError, InvalidInput, Refusal, SeedanceError, scrub
 from bot.health import HealthServer
 from bot.httpclient import new_client
+from bot.i18n import DEFAULT, say, t
 from bot.metrics import Metrics
 from bot.models import TaskState
 from bot.providers import ProviderRegistry
@@ -41,6 +42,7 @@ from bot.store.database import DatabaseUnavailable, is_outage
 from bot.webhooks import CallbackReceiver, https_problem, load_or_create_secret
 from cogs.utils.acks import acknowledged
 from cogs.utils.cards import ModButton
+from cogs.utils.commands_i18n import install as install_translator
 from cogs.utils.core import Core, cdn_hosts
 from cogs.utils.delivery import DiscordDelivery
 from cogs.utils.premium import premium_view
@@ -55,24 +57,24 @@ EXTENSIONS = ("cogs.video", "cogs.info", "cogs.admin", "cogs.moderation", "cogs.
               "cogs.drafts", "cogs.premium", "cogs.installs")
 
 
-def describe(error: app_commands.AppCommandError) -> str:
-    """A command error as the person sees it: never internals or secrets."""
+def describe(error: app_commands.AppCommandError, locale: object = DEFAULT) -> str:
+    """A command error as the person sees it, in their language: never internals or secrets."""
     original = getattr(error, "original", error)
     if isinstance(error, app_commands.MissingPermissions):
-        return "You need the **Manage Server** permission for that."
+        return t(locale, "cogs.app.manage_server")
     if isinstance(error, app_commands.CommandOnCooldown):
-        return f"Slow down: try again in {error.retry_after:.0f} s."
+        return t(locale, "cogs.app.cooldown", seconds=f"{error.retry_after:.0f}")
     if isinstance(error, app_commands.NoPrivateMessage):
-        return "That works only in a server."
+        return t(locale, "cogs.app.server_only")
     if isinstance(error, app_commands.CheckFailure):
-        return "You can't use that here."
+        return t(locale, "cogs.app.not_here")
     if isinstance(original, InvalidInput | Refusal | QuotaExceeded):
-        return refusal_text(original)
+        return refusal_text(original, locale)
     if is_outage(original):
         return OUTAGE_TEXT
     if isinstance(original, SeedanceError):
-        return str(original)
-    return "Something went wrong on our side; it has been logged. Please try again."
+        return say(original, locale)
+    return t(locale, "cogs.app.unexpected")
 
 
 class SeedanceTree(app_commands.CommandTree[Any]):
@@ -87,7 +89,8 @@ class SeedanceTree(app_commands.CommandTree[Any]):
             log.error("command %s failed", interaction.command and interaction.command.name,
                       exc_info=original)
         settings: Settings | None = getattr(interaction.client, "settings", None)
-        text = scrub(describe(error), settings.secrets() if settings else ())
+        text = scrub(describe(error, interaction.locale),
+                     settings.secrets() if settings else ())
         view = premium_view(settings, original) if settings else None
         extra: dict[str, Any] = {"view": view} if view is not None else {}
         try:
@@ -187,6 +190,19 @@ class SeedanceBot(commands.AutoShardedBot):
         """After logging in: the engine (its deliveries post to Discord), then, unless this is
         a worker, cogs and commands."""
         await self.prepare()  # done already when started by run_bot
+        delivery = self.build_core()
+        if not self.worker:
+            await self.load_cogs()
+        await self.engine.start()
+        self.retention.start()
+        self._catch_up = asyncio.create_task(self._say_missed_endings(delivery),
+                                             name="status-catch-up")
+        if not self.worker:
+            await self._sync_commands()
+
+    def build_core(self) -> DiscordDelivery:
+        """The engine (its deliveries post to Discord) and the services, on the prepared store.
+        Returns the delivery port (a start catches up on endings it missed)."""
         delivery = DiscordDelivery(self, self.settings, self.store)
         self.engine = Engine(
             self.settings,
@@ -200,17 +216,15 @@ class SeedanceBot(commands.AutoShardedBot):
                                   self.http_client, member_hosts=cdn_hosts(self.settings))
         self.core = Core(self.settings, self.store, self.engine, services, self.http_client,
                          metrics=self.metrics)
-        if not self.worker:
-            self.add_dynamic_items(JobButton, ModButton, ForgetButton)
-            self.add_dynamic_items(VoteButton, WithdrawButton)
-            for ext in EXTENSIONS:
-                await self.load_extension(ext)
-        await self.engine.start()
-        self.retention.start()
-        self._catch_up = asyncio.create_task(self._say_missed_endings(delivery),
-                                             name="status-catch-up")
-        if not self.worker:
-            await self._sync_commands()
+        return delivery
+
+    async def load_cogs(self) -> None:
+        """Buttons, cogs and their commands, in every shipped language (commands.toml)."""
+        self.add_dynamic_items(JobButton, ModButton, ForgetButton)
+        self.add_dynamic_items(VoteButton, WithdrawButton)
+        for ext in EXTENSIONS:
+            await self.load_extension(ext)
+        await install_translator(self.tree)
 
     async def _say_missed_endings(self, delivery: DiscordDelivery) -> None:
         try:

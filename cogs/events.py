@@ -28,6 +28,7 @@ from discord.ext import commands, tasks
 
 from bot.errors import Refusal
 from bot.guild import FixedSettings, ReviewMode
+from bot.i18n import DEFAULT, say, t
 from bot.service import EventService, Standing, VoteService, intake_closed_at
 from bot.service.events import UNPOSTABLE, ChannelBusy
 from bot.store import EventRow, EventStats
@@ -52,14 +53,6 @@ RatioChoice = Literal["16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21", "adap
 ResolutionChoice = Literal["480p", "720p", "1080p"]
 ProviderChoice = Literal["local", "anyfast", "runware", "magnific", "hiapi"]
 
-MODERATION_WORDS = {
-    ReviewMode.OFF: "none — videos appear as soon as they are made",
-    ReviewMode.PROMPTS: "moderators approve each prompt before it is generated",
-    ReviewMode.RESULTS: "moderators approve each video before it appears",
-    ReviewMode.BOTH: "moderators approve each prompt, and each video before it appears",
-}
-
-
 def gallery_name(name: str) -> str:
     return clip(f"🎬 {name}", 100)
 
@@ -68,51 +61,56 @@ def bold(text: str) -> str:
     return f"**{discord.utils.escape_markdown(text)}**"
 
 
-def announcement_text(event: EventRow) -> str:
-    gallery = f"<#{event.thread_id}>" if event.thread_id else "this channel"
-    return (
-        f"🎬 {bold(event.name)} is open! Make your entry with `/video` in <#{event.channel_id}> "
-        f"until {timestamp(event.ends_at, 'f')} ({timestamp(event.ends_at)}).\n"
-        f"• Credits: **{event.credits_per_user}** per person for this event (separate from "
-        "daily credits)\n"
-        f"• Review: {MODERATION_WORDS[ReviewMode.of(event.moderation)]}\n"
-        f"{fixed_line(event)}"
-        f"• Entries appear in {gallery}"
-    )
+def announcement_text(event: EventRow, lang: object = DEFAULT) -> str:
+    """The channel's announcement (public: the server's language)."""
+    gallery = (f"<#{event.thread_id}>" if event.thread_id
+               else t(lang, "cogs.events.this_channel"))
+    return t(lang, "cogs.events.announcement", name=bold(event.name),
+             channel=event.channel_id, until=timestamp(event.ends_at, "f"),
+             relative=timestamp(event.ends_at), credits=event.credits_per_user,
+             review=t(lang, f"cogs.events.review.{ReviewMode.of(event.moderation).value}"),
+             fixed=fixed_line(event, lang), gallery=gallery)
 
 
-def fixed_line(event: EventRow) -> str:
+def review_mode(event: EventRow, lang: object = DEFAULT) -> str:
+    """The event's review setting as one word (`off`, `prompts`, …) in the reader's language."""
+    return t(lang, f"cogs.review_mode.{ReviewMode.of(event.moderation).value}")
+
+
+def fixed_line(event: EventRow, lang: object = DEFAULT) -> str:
     """The settings the event fixes, as a bullet line ("" when it fixes none)."""
     words = FixedSettings.from_stored(dict(event.fixed)).words()
-    return f"• Fixed for every entry: {words}\n" if words else ""
+    return t(lang, "cogs.events.fixed", words=words) + "\n" if words else ""
 
 
-def stats_line(stats: EventStats) -> str:
-    return (f"**{stats.entries}** entries, **{stats.posted}** posted, "
-            f"**{stats.participants}** participants, **{stats.credits_used}** credits used")
+def stats_line(stats: EventStats, lang: object = DEFAULT) -> str:
+    return t(lang, "cogs.events.stats", entries=stats.entries, posted=stats.posted,
+             participants=stats.participants, credits=stats.credits_used)
 
 
 def summary_text(event: EventRow, stats: EventStats, *, waiting_review: int = 0,
-                 unfinished: int = 0, winners: list[Standing] | None = None) -> str:
+                 unfinished: int = 0, winners: list[Standing] | None = None,
+                 lang: object = DEFAULT) -> str:
     """The summary, exactly from `event_stats` (entries are jobs asked for in the event), and
-    the winners by votes (bot/service/votes.py) when `winners` is given."""
+    the winners by votes (bot/service/votes.py) when `winners` is given; public, so in the
+    server's language."""
     ended = intake_closed_at(event)
     lines = [
-        f"🏁 {bold(event.name)} has ended.",
-        f"• Entries: **{stats.entries}** (posted {stats.posted}, rejected {stats.rejected})",
-        f"• Participants: **{stats.participants}**",
-        f"• Credits used: **{stats.credits_used}**",
-        f"• Duration: {duration_words(ended - event.created_at)} "
-        f"({timestamp(event.created_at, 'f')} – {timestamp(ended, 'f')})",
+        t(lang, "cogs.events.summary.ended", name=bold(event.name)),
+        t(lang, "cogs.events.summary.entries", entries=stats.entries, posted=stats.posted,
+          rejected=stats.rejected),
+        t(lang, "cogs.events.summary.participants", count=stats.participants),
+        t(lang, "cogs.events.summary.credits", count=stats.credits_used),
+        t(lang, "cogs.events.summary.duration", duration=duration_words(ended - event.created_at),
+          start=timestamp(event.created_at, "f"), end=timestamp(ended, "f")),
     ]
     other = stats.entries - stats.posted - stats.rejected - waiting_review - unfinished
     if other > 0:
-        lines.append(f"• Failed or cancelled: {other}")
+        lines.append(t(lang, "cogs.events.summary.failed", count=other))
     if waiting_review:
-        lines.append(f"• Still waiting for review: {waiting_review} (they appear here if "
-                     "approved; not counted above)")
+        lines.append(t(lang, "cogs.events.summary.waiting_review", count=waiting_review))
     if unfinished:
-        lines.append(f"• Still being made: {unfinished} (not counted above)")
+        lines.append(t(lang, "cogs.events.summary.unfinished", count=unfinished))
     if winners is not None:
         lines.append(winners_block(event, winners))
     return clip("\n".join(lines), 2000)
@@ -184,9 +182,10 @@ class Events(commands.GroupCog, group_name="event",
         model: app_commands.Range[str, 1, 100] | None = None,
     ) -> None:
         await defer(interaction, ephemeral=True, thinking=True)
+        lang, public = interaction.locale, interaction.guild_locale
         target = channel or interaction.channel
         if not isinstance(target, discord.TextChannel):
-            await self._say(interaction, "Say which text channel the event is in (`channel:`).")
+            await self._say(interaction, t(lang, "cogs.events.which_channel"))
             return
         try:
             fixed = FixedSettings(ratio=ratio, resolution=resolution, duration=duration,
@@ -198,44 +197,45 @@ class Events(commands.GroupCog, group_name="event",
                 moderation=ReviewMode(moderation) if moderation else None, fixed=fixed)
         except ChannelBusy as exc:
             running = exc.running
-            what = (f" ({bold(running.name)}, until {timestamp(running.ends_at, 'f')})"
-                    if running else "")
-            await self._say(interaction, f"{target.mention} already has an open event{what}. "
-                            "End it with `/event end` first.")
+            what = (t(lang, "cogs.events.busy_which", name=bold(running.name),
+                      until=timestamp(running.ends_at, "f")) if running else "")
+            await self._say(interaction, t(lang, "cogs.events.busy", channel=target.mention,
+                                           which=what))
             return
         except Refusal as exc:
-            await self._say(interaction, str(exc))
+            await self._say(interaction, say(exc, lang))
             return
         try:
             thread = await target.create_thread(
                 name=gallery_name(event.name), type=discord.ChannelType.public_thread,
-                auto_archive_duration=10080, reason=f"Gallery of the event {event.name}")
+                auto_archive_duration=10080,
+                reason=t(public, "cogs.events.gallery_reason", name=event.name))
         except discord.HTTPException as exc:
             await self.events.not_started(event)
-            await self._say(interaction, f"I couldn't create the gallery thread in "
-                            f"{target.mention} ({exc.text or exc.status}); the bot needs "
-                            "*Create Public Threads* and *Send Messages in Threads* there. "
-                            "The event was not started.")
+            await self._say(interaction, t(lang, "cogs.events.no_thread",
+                                           channel=target.mention,
+                                           error=exc.text or exc.status))
             return
         event = await self.events.attach_gallery(event, str(thread.id))
-        announced = await self._announce(event, target, thread)
-        note = "" if announced else (" I couldn't post the announcement in the channel; "
-                                     "check my permissions there.")
-        await self._say(interaction, f"Started {bold(event.name)} in {target.mention} until "
-                        f"{timestamp(event.ends_at, 'f')} ({timestamp(event.ends_at)}), "
-                        f"{event.credits_per_user} credits per person, review: "
-                        f"{event.moderation}. Gallery: {thread.mention}.{note}\n"
-                        f"{fixed_line(event)}".strip())
+        announced = await self._announce(event, target, thread, public)
+        note = "" if announced else t(lang, "cogs.events.not_announced")
+        await self._say(interaction, t(lang, "cogs.events.started", name=bold(event.name),
+                                       channel=target.mention,
+                                       until=timestamp(event.ends_at, "f"),
+                                       relative=timestamp(event.ends_at),
+                                       credits=event.credits_per_user,
+                                       review=review_mode(event, lang), gallery=thread.mention,
+                                       note=note, fixed=fixed_line(event, lang)).strip())
 
     async def _announce(self, event: EventRow, channel: discord.abc.Messageable,
-                        thread: discord.abc.Messageable) -> bool:
+                        thread: discord.abc.Messageable, lang: object) -> bool:
         with contextlib.suppress(discord.HTTPException):
-            await thread.send(f"Entries of {bold(event.name)} appear here until "
-                              f"{timestamp(event.ends_at, 'f')}.",
+            await thread.send(t(lang, "cogs.events.gallery_intro", name=bold(event.name),
+                                until=timestamp(event.ends_at, "f")),
                               nonce=event_nonce("g", event.id), allowed_mentions=NO_PINGS)
         try:
-            await channel.send(announcement_text(event), nonce=event_nonce("a", event.id),
-                               allowed_mentions=NO_PINGS)
+            await channel.send(announcement_text(event, lang),
+                               nonce=event_nonce("a", event.id), allowed_mentions=NO_PINGS)
         except discord.HTTPException as exc:
             log.warning("announcement of event %s failed: %s", event.id, exc)
             return False
@@ -246,34 +246,38 @@ class Events(commands.GroupCog, group_name="event",
                                                      "your credits left")
     async def status(self, interaction: discord.Interaction[Any]) -> None:
         await defer(interaction, ephemeral=True, thinking=True)
+        lang = interaction.locale
         who = requester_of(interaction)
         shown = await self.events.status(who)
         if not shown:
-            text = "No event is running on this server."
+            text = t(lang, "cogs.events.none_running")
             last = await self.events.last_ended(who)
             if last is not None:
                 event, stats = last
-                text += (f" The last one, {bold(event.name)}, ended "
-                         f"{timestamp(intake_closed_at(event), 'f')}: {stats_line(stats)}.\n"
-                         f"{winners_block(event, await self.votes.winners(event))}")
+                text += t(lang, "cogs.events.last_one", name=bold(event.name),
+                          ended=timestamp(intake_closed_at(event), "f"),
+                          stats=stats_line(stats, lang),
+                          winners=winners_block(event, await self.votes.winners(event)))
             await self._say(interaction, text)
             return
         parts = []
         for item in shown[:5]:
             event = item.event
-            mine = (f"You have **{item.credits_left}** of {event.credits_per_user} event "
-                    "credits left." if item.credits_left is not None
-                    else "Your event credits are unlimited.")
-            gallery = f" · gallery <#{event.thread_id}>" if event.thread_id else ""
-            ending = ("ended — the summary is on its way" if item.ended
-                      else f"ends {timestamp(event.ends_at, 'f')} ({timestamp(event.ends_at)})")
-            parts.append(
-                f"🎬 {bold(event.name)} in <#{event.channel_id}>{gallery}\n"
-                f"{ending} · review: {event.moderation}\n{fixed_line(event)}"
-                f"So far: {stats_line(item.stats)}.\n{mine}\n"
-                f"{standings_block(event, await self.votes.top(event))}")
+            mine = (t(lang, "cogs.events.credits_left", left=item.credits_left,
+                      credits=event.credits_per_user) if item.credits_left is not None
+                    else t(lang, "cogs.events.credits_unlimited"))
+            gallery = (t(lang, "cogs.events.gallery_link", thread=event.thread_id)
+                       if event.thread_id else "")
+            ending = (t(lang, "cogs.events.ended_summary_coming") if item.ended
+                      else t(lang, "cogs.events.ends", until=timestamp(event.ends_at, "f"),
+                             relative=timestamp(event.ends_at)))
+            parts.append(t(lang, "cogs.events.status_item", name=bold(event.name),
+                           channel=event.channel_id, gallery=gallery, ending=ending,
+                           review=review_mode(event, lang), fixed=fixed_line(event, lang),
+                           stats=stats_line(item.stats, lang), mine=mine,
+                           standings=standings_block(event, await self.votes.top(event))))
         if len(shown) > 5:
-            parts.append(f"…and {len(shown) - 5} more.")
+            parts.append(t(lang, "cogs.events.more", count=len(shown) - 5))
         await self._say(interaction, "\n\n".join(parts))
 
     # ---- /event end -------------------------------------------------------------------------
@@ -283,13 +287,15 @@ class Events(commands.GroupCog, group_name="event",
     @app_commands.checks.has_permissions(manage_guild=True)
     async def end(self, interaction: discord.Interaction[Any], event: str | None = None) -> None:
         await defer(interaction, ephemeral=True, thinking=True)
+        lang = interaction.locale
         try:
             chosen = await self.events.choose(requester_of(interaction), event)
         except Refusal as exc:
-            await self._say(interaction, str(exc))
+            await self._say(interaction, say(exc, lang))
             return
-        closed, outcome = await self.finish(chosen, now=time.time())
-        await self._say(interaction, f"Entries to {bold(closed.name)} are closed. {outcome}")
+        closed, outcome = await self.finish(chosen, now=time.time(), reader=lang)
+        await self._say(interaction, t(lang, "cogs.events.closed", name=bold(closed.name),
+                                       outcome=outcome))
 
     @end.autocomplete("event")
     async def _end_choices(self, interaction: discord.Interaction[Any],
@@ -317,37 +323,46 @@ class Events(commands.GroupCog, group_name="event",
     async def _wait_ready(self) -> None:
         await self.bot.wait_until_ready()
 
-    async def finish(self, event: EventRow, *, now: float) -> tuple[EventRow, str]:
-        """Close intake (once) and post the summary when its numbers are final.
+    def _server_locale(self, guild_id: str) -> object:
+        """The server's language for posts made without an interaction (None: English)."""
+        guild = self.bot.get_guild(int(guild_id))
+        return guild.preferred_locale if guild is not None else None
 
-        Returns the event as stored and a sentence saying where the summary is (or why not
-        yet).
+    async def finish(self, event: EventRow, *, now: float,
+                     reader: object = DEFAULT) -> tuple[EventRow, str]:
+        """Close intake (once) and post the summary (in the server's language) when its numbers
+        are final.
+
+        Returns the event as stored and a sentence, in the `reader`'s language, saying where
+        the summary is (or why not yet).
         """
         async with self._lock:
             closing = await self.events.close(event, now=now)
             current = closing.event
             if closing.summarised:
-                return current, "The summary was posted already."
+                return current, t(reader, "cogs.events.outcome.posted_already")
             if not closing.summary_due:
-                making = closing.unfinished
-                return current, (f"The summary will be posted in "
-                                 f"<#{current.thread_id or current.channel_id}> once the "
-                                 f"{making} entr{'y' if making == 1 else 'ies'} still being "
-                                 "made are finished.")
+                return current, t(reader, "cogs.events.outcome.later",
+                                  where=current.thread_id or current.channel_id,
+                                  count=closing.unfinished)
             stats = closing.stats
+            public = self._server_locale(current.guild_id)
             ref = await self._post_summary(current, summary_text(
                 current, stats, waiting_review=closing.waiting_review,
-                unfinished=closing.unfinished, winners=await self.votes.winners(current)), stats)
+                unfinished=closing.unfinished, winners=await self.votes.winners(current),
+                lang=public), stats, public)
             if ref is None:
-                return current, "I couldn't post the summary yet; I'll try again shortly."
+                return current, t(reader, "cogs.events.outcome.retry")
             await self.events.summary_posted(current, ref)
             if ref == UNPOSTABLE:
-                return current, ("I can't post in the gallery thread or the channel any more, "
-                                 f"so there is no summary message: {stats_line(stats)}.")
+                return current, t(reader, "cogs.events.outcome.unpostable",
+                                  stats=stats_line(stats, reader))
             where = current.thread_id or current.channel_id
-            return current, f"Summary: https://discord.com/channels/{current.guild_id}/{where}/{ref}"
+            return current, t(reader, "cogs.events.outcome.link",
+                              link=f"https://discord.com/channels/{current.guild_id}/{where}/{ref}")
 
-    async def _post_summary(self, event: EventRow, text: str, stats: EventStats) -> str | None:
+    async def _post_summary(self, event: EventRow, text: str, stats: EventStats,
+                            lang: object) -> str | None:
         """Post the summary (gallery thread, else the channel) and a pointer in the channel.
         The message id, or None to retry later; `UNPOSTABLE` when nowhere will ever take it."""
         gid = int(event.guild_id)
@@ -370,8 +385,8 @@ class Events(commands.GroupCog, group_name="event",
             return UNPOSTABLE
         if where != event.channel_id:
             link = f"https://discord.com/channels/{gid}/{where}/{summary.id}"
-            pointer = (f"🏁 {bold(event.name)} has ended: {stats.entries} entries from "
-                       f"{stats.participants} participants. Summary and gallery: {link}")
+            pointer = t(lang, "cogs.events.pointer", name=bold(event.name),
+                        entries=stats.entries, participants=stats.participants, link=link)
             channel = self.bot.get_partial_messageable(int(event.channel_id), guild_id=gid)
             try:
                 await channel.send(pointer, nonce=event_nonce("p", event.id),
@@ -396,7 +411,8 @@ class Events(commands.GroupCog, group_name="event",
                         thread = await channel.create_thread(
                             name=gallery_name(event.name),
                             type=discord.ChannelType.public_thread, auto_archive_duration=10080,
-                            reason=f"Gallery of the event {event.name}")
+                            reason=t(guild.preferred_locale, "cogs.events.gallery_reason",
+                                     name=event.name))
                     await self.events.attach_gallery(event, str(thread.id))
                     log.info("event %s: gallery thread %s adopted", event.id, thread.id)
                 except discord.HTTPException as exc:

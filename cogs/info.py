@@ -8,6 +8,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.i18n import say, t
 from cogs.utils.acks import defer
 from cogs.utils.core import requester_of
 from cogs.utils.texts import (
@@ -34,20 +35,21 @@ class Info(commands.Cog):
         view = await self.bot.core.services.videos.queue(requester_of(interaction))
         entries = view.entries
         me = str(interaction.user.id)
+        lang = interaction.locale
         running = [e for e in entries if e.position == 0]
         waiting = [e for e in entries if e.position > 0]
-        lines = [f"**{len(running)} running, {len(waiting)} waiting** on this server."]
+        lines = [t(lang, "cogs.info.queue_head", running=len(running), waiting=len(waiting))]
         for e in entries[:15]:
-            where = "running" if e.position == 0 else f"#{e.position}"
-            mine = " ← yours" if e.job.user_id == me else ""
-            lines.append(
-                f"`{where:>7}` <@{e.job.user_id}> · {settings_line(e.job.request)} · ready in "
-                f"~{duration_words(e.eta)}{mine}"
-            )
+            where = t(lang, "cogs.info.running") if e.position == 0 else f"#{e.position}"
+            mine = t(lang, "cogs.info.yours_mark") if e.job.user_id == me else ""
+            lines.append(t(lang, "cogs.info.queue_line", where=f"{where:>7}", user=e.job.user_id,
+                           settings=settings_line(e.job.request), eta=duration_words(e.eta),
+                           mine=mine))
         mine_left = [e for e in entries[15:] if e.job.user_id == me]
-        lines += [f"`#{e.position}` yours · ready in ~{duration_words(e.eta)}" for e in mine_left]
+        lines += [t(lang, "cogs.info.yours_later", position=e.position,
+                    eta=duration_words(e.eta)) for e in mine_left]
         if not entries:
-            lines = ["The queue is empty: a new `/video` starts right away."]
+            lines = [t(lang, "cogs.info.queue_empty")]
         lines.append(f"-# {limits_line(view.limits)}")
         await interaction.followup.send(clip("\n".join(lines), 2000), ephemeral=True,
                                         allowed_mentions=discord.AllowedMentions.none())
@@ -60,20 +62,22 @@ class Info(commands.Cog):
         status = await self.bot.core.services.videos.quota(requester_of(interaction))
         lines = []
         for window in status.windows:
-            line = window.describe()
+            line = say(window.describe(), interaction.locale)
             if window.resets_at:
                 line += f" ({timestamp(window.resets_at)})"
             lines.append(f"• {line[0].upper()}{line[1:]}")
         left = status.left
         prices = self.bot.settings.prices
-        head = ("You can spend **unlimited** credits." if left is None
-                else f"You can spend **{left}** more credits now.")
+        lang = interaction.locale
+        head = (t(lang, "cogs.info.spend_unlimited") if left is None
+                else t(lang, "cogs.info.spend_left", count=left))
         price = ", ".join(f"{res} = {per}/s" for res, per in prices.items())
         if self.bot.settings.skus:
             bought = await self.bot.core.store.purchased_balance(str(interaction.user.id))
             lines.append(purchased_line(bought, interaction.locale))
-        await interaction.followup.send(f"{head}\n" + "\n".join(lines) +
-                                        f"\n-# Prices: {price}.", ephemeral=True)
+        await interaction.followup.send(f"{head}\n" + "\n".join(lines) + "\n-# "
+                                        + t(lang, "cogs.info.prices", prices=price),
+                                        ephemeral=True)
 
 
 async def setup(bot: SeedanceBot) -> None:

@@ -16,6 +16,7 @@ import discord
 from discord.ext import commands
 
 from bot.errors import Refusal
+from bot.i18n import say, t
 from bot.store import TERMINAL_STATES, JobState
 from cogs.utils.acks import defer
 from cogs.utils.cards import REASON_PREFIX, post_audit, post_card
@@ -72,19 +73,22 @@ class Moderation(commands.Cog):
         data: Any = interaction.data
         videos = self.bot.core.services.videos
         who = requester_of(interaction)
+        lang = interaction.locale
         try:
             await videos.may_decide(job_id, who)
         except Refusal as exc:
-            await interaction.response.send_message(str(exc), ephemeral=True)
+            await interaction.response.send_message(say(exc, lang), ephemeral=True)
             return
-        reason = modal_value(data, "reason").strip() or "No reason given."
+        # The reason is shown on the job's public status message: the server's language.
+        reason = (modal_value(data, "reason").strip()
+                  or t(interaction.guild_locale, "cogs.moderation.no_reason"))
         await defer(interaction, ephemeral=True, thinking=True)
         try:
             await videos.reject(job_id, who, reason)
         except Refusal as exc:
-            await interaction.followup.send(str(exc), ephemeral=True)
+            await interaction.followup.send(say(exc, lang), ephemeral=True)
             return
-        await interaction.followup.send("Rejected; the requester was told why.", ephemeral=True)
+        await interaction.followup.send(t(lang, "cogs.moderation.rejected"), ephemeral=True)
 
 
 async def setup(bot: SeedanceBot) -> None:

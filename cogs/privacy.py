@@ -13,16 +13,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.i18n import t
 from cogs.utils.acks import defer
 from cogs.utils.texts import holdings_text
 from cogs.utils.views import ForgetButton
 
 if TYPE_CHECKING:
     from cogs.app import SeedanceBot
-
-POSTED_NOTE = ("Videos already posted in channels are Discord messages: delete them first with "
-               "their 🗑️ button (after this they are no longer linked to you, so only "
-               "moderators can remove them).")
 
 
 @app_commands.allowed_installs(guilds=True, users=True)
@@ -45,10 +42,10 @@ class Privacy(commands.GroupCog, group_name="my-data",
         n = await self.bot.core.services.privacy.job_count(uid)
         view = discord.ui.View(timeout=None)
         view.add_item(ForgetButton(uid, interaction.locale))
+        lang = interaction.locale
         await interaction.response.send_message(
-            f"This deletes the prompts, input files and videos stored for your **{n}** "
-            f"job{'s' if n != 1 else ''} on every server. It can't be undone. "
-            f"{POSTED_NOTE}", view=view, ephemeral=True)
+            t(lang, "cogs.privacy.delete_confirm", count=n) + " "
+            + t(lang, "cogs.privacy.posted_note"), view=view, ephemeral=True)
 
 
 async def setup(bot: SeedanceBot) -> None:

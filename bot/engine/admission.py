@@ -18,7 +18,6 @@ from bot.guild import GuildLimits
 from bot.skus import Sku
 from bot.store import Store
 from bot.store.records import Admission, AdmissionRefused
-from bot.words import count
 
 from .quota import Applicable, resolve_limits
 from .scheduler import EngineLimits
@@ -32,12 +31,9 @@ class QueueFull(Refusal):
         self.limit = limit
         self.waiting = waiting
         if scope == "user":
-            text = (f"You already have {count(waiting, 'video')} waiting; wait for one to start "
-                    "or cancel one first. Nothing was spent.")
+            super().__init__(key="errors.queue.user_full", count=waiting)
         else:
-            text = (f"This server already has {count(waiting, 'video')} waiting; try again when "
-                    "some have started. Nothing was spent.")
-        super().__init__(text)
+            super().__init__(key="errors.queue.server_full", count=waiting)
 
 
 class RateLimited(Refusal):
@@ -45,8 +41,7 @@ class RateLimited(Refusal):
 
     def __init__(self, per_minute: int) -> None:
         self.per_minute = per_minute
-        super().__init__(f"You can start {count(per_minute, 'video')} per minute on this "
-                         "server; try again in a minute. Nothing was spent.")
+        super().__init__(key="errors.queue.rate_limited", count=per_minute)
 
 
 def admission_for(

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bot.errors import SeedanceError
+from bot.errors import Refusal, SeedanceError
+from bot.i18n import Said
 from bot.store import WAITING_STATES, JobState, JobView, Store
 
 from .claims import known_dead
@@ -31,7 +32,7 @@ class JobNotFound(SeedanceError):
         super().__init__(f"There is no job {job_id}.")
 
 
-class NotAllowed(SeedanceError):
+class NotAllowed(Refusal):
     """The caller may not act on this job (cogs check moderators themselves)."""
 
 
@@ -56,10 +57,10 @@ class Canceller:
     async def cancel(self, job_id: str, by_user_id: str, *, moderator: bool = False) -> str:
         job = await self.get(job_id)
         if not moderator and str(by_user_id) != job.user_id:
-            raise NotAllowed("Only the person who asked for this video can cancel it.")
+            raise NotAllowed(key="errors.job.cancel_not_yours")
         who = f"cancelled by {by_user_id}"
         if job.terminal:
-            return f"Nothing to cancel: this job is already {job.state.value}."
+            return Said("core.cancel.already_over", state=job.state.value)
         if job.state in WAITING_STATES:
             moved = await self._machine.move(
                 job, JobState.CANCELLED, Outcome.CANCELLED, detail=who,
@@ -68,7 +69,7 @@ class Canceller:
             if moved is None:
                 return await self.cancel(job_id, by_user_id, moderator=moderator)
             await self._queue.announce()
-            return f"Cancelled before it started; {job.credits_estimate} credits returned."
+            return Said("core.cancel.before_start", credits=job.credits_estimate)
         if job.state in (JobState.SUBMITTING, JobState.GENERATING) \
                 and job.owner != self._process:
             if not await self._orphaned(job):
@@ -86,10 +87,8 @@ class Canceller:
         if job.state is JobState.GENERATING:
             await self._runner.stop(job_id)
             return await self._runner.cancel_at_gateway(await self.get(job_id), who)
-        return (
-            "Too late to cancel: the video is already made and "
-            f"{job.credits_charged or job.credits_estimate} credits were spent."
-        )
+        return Said("core.cancel.too_late_spent",
+                    credits=job.credits_charged or job.credits_estimate)
 
     async def _orphaned(self, job: JobView) -> bool:
         """Nobody drives `job` now: released, its lease ran out, or its process is gone."""
@@ -107,21 +106,19 @@ class Canceller:
             if current.state not in (JobState.SUBMITTING, JobState.GENERATING):
                 return await self._cancel_outcome(current)
             await asyncio.sleep(0.1)
-        return ("Cancelling: the process running this job was asked to stop it; its status "
-                "message will say when it has.")
+        return Said("core.cancel.elsewhere")
 
     async def _cancel_outcome(self, job: JobView) -> str:
         if job.state is JobState.CANCELLED:
             charged = [ln for ln in await self._store.ledger(job.id) if ln.kind == "commit"]
             if charged:
-                return (f"Cancelled, but {job.provider} cannot stop a task it has started, so "
-                        f"it is still billed: {charged[0].credits} credits were spent. Nothing "
-                        "will be posted.")
-            return f"Cancelled; {job.credits_estimate} credits returned."
+                return Said("core.cancel.billed", provider=job.provider,
+                            credits=charged[0].credits)
+            return Said("core.cancel.returned", credits=job.credits_estimate)
         if job.terminal:
-            return f"Nothing to cancel: this job is already {job.state.value}."
-        return ("Too late to cancel: the video is already made and "
-                f"{job.credits_charged or job.credits_estimate} credits were spent.")
+            return Said("core.cancel.already_over", state=job.state.value)
+        return Said("core.cancel.too_late_spent",
+                    credits=job.credits_charged or job.credits_estimate)
 
 
 __all__ = ["CANCEL_ELSEWHERE_WAIT", "Canceller", "JobNotFound", "NotAllowed"]

@@ -30,6 +30,7 @@ import httpx
 
 from bot.config import Settings
 from bot.errors import InvalidInput, Problem
+from bot.i18n import Said
 from bot.models import GenerationRequest, TaskState
 from bot.pricing import credits_for
 from bot.providers.base import Provider
@@ -192,7 +193,8 @@ class Engine:
             return self.provider(name)
         except (KeyError, ValueError) as exc:
             raise InvalidInput(
-                [Problem("provider", f"{name!r} is not available here; pick another provider")]
+                [Problem.keyed(Said("errors.subject.provider"), "errors.request.no_provider",
+                               name=repr(name))]
             ) from exc
 
     # ---- public API -----------------------------------------------------------------------
@@ -295,7 +297,7 @@ class Engine:
             moderator_id=str(moderator_id),
         )
         if moved is None:
-            raise NotAllowed(f"This job is {job.state.value}; there is nothing to approve.")
+            raise NotAllowed(key="errors.job.nothing_to_approve", state=job.state.value)
         if to_state is JobState.QUEUED:
             await self._queue.announce()
         elif self._started:
@@ -308,7 +310,7 @@ class Engine:
         video's files are deleted at once."""
         job = await self._get(job_id)
         if job.state not in (JobState.AWAITING_APPROVAL, JobState.HELD):
-            raise NotAllowed(f"This job is {job.state.value}; there is nothing to reject.")
+            raise NotAllowed(key="errors.job.nothing_to_reject", state=job.state.value)
         moved = await self._machine.move(
             job, JobState.REJECTED, Outcome.REJECTED,
             detail=f"rejected by {moderator_id}: {reason}",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bot.errors import Refusal
+from bot.i18n import Said
 from bot.store import QuotaLimitRow, UsageCheck
 
 #: The scope of jobs asked outside any server (the app installed to a user, a DM): one pool
@@ -63,18 +64,20 @@ class QuotaWindow:
     def left(self) -> int | None:
         return None if self.limit is None else max(0, self.limit - self.used)
 
-    def describe(self) -> str:
-        label = {"user": "your", "guild": "this server's", "event": "this event's"}[self.name]
-        if self.personal and self.name == "guild":
-            label = "the shared personal-use"
-        period = {"day": "daily", "month": "monthly", "event": "event"}[self.window]
+    def describe(self) -> Said:
+        """The window as a sentence part ("your daily credits: 3 of 10 used, …"): English as a
+        str, said in the reader's language by a front end (bot.i18n.say)."""
+        what = Said(f"errors.quota.window.{self.name}_{self.window}")
+        if self.personal and self.name == "guild":  # no server's: every personal job's
+            what = Said("installs.quota.personal_pool")
         if self.limit is None:
-            return f"{label} {period} credits: {self.used} used, no limit"
-        when = ""
-        if self.resets_at is not None:
-            stamp = datetime.fromtimestamp(self.resets_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-            when = f", resets {stamp}"
-        return f"{label} {period} credits: {self.used} of {self.limit} used, {self.left} left{when}"
+            return Said("errors.quota.unlimited", what=what, used=self.used)
+        if self.resets_at is None:
+            return Said("errors.quota.limited", what=what, used=self.used, limit=self.limit,
+                        left=self.left)
+        stamp = datetime.fromtimestamp(self.resets_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return Said("errors.quota.limited_resets", what=what, used=self.used, limit=self.limit,
+                    left=self.left, when=stamp)
 
 
 @dataclass(frozen=True)
@@ -107,9 +110,7 @@ class QuotaExceeded(Refusal):
         self.needed = needed
         self.left = window.left or 0
         self.resets_at = window.resets_at
-        super().__init__(
-            f"This video costs {needed} credits but {window.describe()}."
-        )
+        super().__init__(key="errors.quota.exceeded", needed=needed, window=window.describe())
 
 
 @dataclass(frozen=True)

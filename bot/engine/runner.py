@@ -26,6 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from bot.errors import GatewayError, InvalidInput, scrub
+from bot.i18n import Said
 from bot.models import TaskState
 from bot.providers.base import Provider
 from bot.store import ACTIVE_STATES, JobState, JobView, Store
@@ -277,10 +278,7 @@ class Runners:
             if moved_on and self._cancel_requested.pop(job.id, None) is not None:
                 return None
             return await asyncio.shield(pending)
-        reason = (
-            f"Cancelled; {job.credits_estimate} credits returned (if the request had "
-            "already reached the gateway before a restart, the gateway may still bill it)."
-        )
+        reason = Said("core.cancel.after_restart", credits=job.credits_estimate)
         moved = await self._machine.move(
             job, JobState.CANCELLED, Outcome.CANCELLED, detail=who,
             events=[JobEvent(EventKind.CANCELLED, reason=reason)],
@@ -291,19 +289,18 @@ class Runners:
         """Stop a task the gateway already has; say honestly what is still billed."""
         if job.state is not JobState.GENERATING or not job.task_id:
             self.spawn(job.id, resumed=True)  # the runner was stopped; let the job go on
-            return "Too late to cancel: the video is already made."
+            return Said("core.cancel.too_late")
         try:
             stopped = await self._provider(job.provider).cancel(job.task_id)
         except GatewayError as err:
             log.info("cancel of %s at %s failed: %s", job.id, job.provider, err)
             stopped = False
         if stopped:
-            reason = f"Cancelled at {job.provider}; {job.credits_estimate} credits returned."
+            reason = Said("core.cancel.stopped", provider=job.provider,
+                          credits=job.credits_estimate)
         else:
-            reason = (
-                f"Cancelled, but {job.provider} cannot stop a task it has started, so it is "
-                f"still billed: {job.credits_estimate} credits were spent. Nothing will be posted."
-            )
+            reason = Said("core.cancel.billed", provider=job.provider,
+                          credits=job.credits_estimate)
         moved = await self._machine.move(
             job, JobState.CANCELLED,
             Outcome.CANCELLED_STOPPED if stopped else Outcome.CANCELLED_BILLED, detail=detail,
@@ -311,7 +308,7 @@ class Runners:
         )
         if moved is None:
             self.spawn(job.id, resumed=True)
-            return "Too late to cancel: the job moved on."
+            return Said("core.cancel.moved_on")
         return reason
 
     # ---- READY ----------------------------------------------------------------------------

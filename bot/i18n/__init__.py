@@ -7,7 +7,10 @@ Placeholders are `str.format` fields (`{credits}`); every language of a key has 
 value that is a table of CLDR plural forms (`one`, `other`, …) is chosen by the `count` param.
 
 The core stays free of discord: front ends pass Discord's locale string (`"ja"`, `"pt-BR"`,
-`"en-US"`) and get the closest shipped language, English when there is none.
+`"en-US"`) and get the closest shipped language, English when there is none. The core hands a
+sentence to a person as a keyed error (`Localized`: Refusals, `bot.errors.Problem`) or as a
+`Said` value (a cancel's answer, a subject word, a sentence part used as another's param); both
+are English as str() and are said in the reader's language by `say(x, locale)`.
 """
 
 from __future__ import annotations
@@ -101,9 +104,33 @@ class Localized:
     params: Mapping[str, Any] = {}
 
 
-def say(error: BaseException, locale: object) -> str:
-    """An error as the reader should read it: from the catalog when it carries a key."""
-    key = getattr(error, "key", None)
-    if isinstance(key, str):
-        return t(locale, key, **dict(getattr(error, "params", {}) or {}))
-    return str(error)
+class Said(str):
+    """A sentence the core hands back to a person as a value (a cancel's answer, a subject word):
+    it is its English text, so logs, the CLI and every str use are unchanged, and it keeps its
+    catalog `key` and `params` so a front end can `say` it in the reader's language."""
+
+    key: str
+    params: Mapping[str, Any]
+
+    def __new__(cls, key: str, /, **params: Any) -> Said:
+        self = super().__new__(cls, t(DEFAULT, key, **params))
+        self.key, self.params = key, params
+        return self
+
+    def __getnewargs_ex__(self) -> tuple[tuple[str], dict[str, Any]]:
+        return (self.key,), dict(self.params)
+
+
+def say(said: object, locale: object) -> str:
+    """An error or a `Said` as the reader should read it: from the catalog when it carries a
+    key (a param that carries one is said in the same language), else its str()."""
+    key = getattr(said, "key", None)
+    if not isinstance(key, str):
+        return str(said)
+    params = dict(getattr(said, "params", {}) or {})
+    return t(locale, key, **{name: say(value, locale) if _keyed(value) else value
+                             for name, value in params.items()})
+
+
+def _keyed(value: object) -> bool:
+    return isinstance(getattr(value, "key", None), str)

@@ -16,6 +16,7 @@ import av
 from PIL import Image
 
 from bot.errors import SeedanceError
+from bot.i18n import Said
 from bot.models import MediaFacts, MediaKind
 
 
@@ -26,7 +27,7 @@ class UnreadableMedia(SeedanceError):
     JPEG cut short): bot/intake.py shows it instead of its general "not a file we can read".
     """
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: Said | None = None) -> None:
         super().__init__(message)
         self.hint = hint
 
@@ -125,8 +126,7 @@ def _damaged(path: Path, fmt: str) -> UnreadableMedia:
     name = _PILLOW_ALIASES.get(fmt, fmt)
     return UnreadableMedia(
         f"{path.name} is a damaged {name} image",
-        hint=f"is a damaged {name.upper()} image (cut short or corrupted); save or export it "
-             "again and attach the new file.",
+        hint=Said("errors.file.damaged", format=name.upper()),
     )
 
 
@@ -204,7 +204,7 @@ def _facts_from_container(container: Any, path: Path, size: int) -> MediaFacts:
 
 
 def _svg(path: Path) -> UnreadableMedia:
-    return UnreadableMedia(f"{path.name} {_SVG}", hint=f"{_SVG}.")
+    return UnreadableMedia(f"{path.name} {_SVG}", hint=Said("errors.file.svg"))
 
 
 def _looks_like_svg(path: Path) -> bool:

@@ -20,6 +20,7 @@ import httpx
 
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.i18n import Said
 from bot.models import (
     GenerationRequest,
     MediaKind,
@@ -33,7 +34,6 @@ from bot.models import (
     TaskState,
 )
 from bot.providers.http import HttpTransport, Sleep
-from bot.words import KIND_NOUNS, a
 
 ALL_MODES = frozenset(Mode)
 ALL_RATIOS = frozenset(Ratio)
@@ -248,12 +248,9 @@ _MIME = {
 }
 
 
-def _noun(kind: MediaKind) -> str:
-    return KIND_NOUNS[kind.value][0]
-
-
-def unreachable_reason(ref: Reference, caps: Capabilities) -> str | None:
-    """Why `ref` cannot reach this gateway as it is (None when it can)."""
+def unreachable_reason(ref: Reference, caps: Capabilities) -> Said | None:
+    """Why `ref` cannot reach this gateway as it is (None when it can), said in the reader's
+    language (bot/i18n)."""
     allowed = caps.accepts.get(ref.kind, frozenset())
     kind = ref.source_kind
     if kind is SourceKind.PATH:
@@ -261,13 +258,11 @@ def unreachable_reason(ref: Reference, caps: Capabilities) -> str | None:
         # (the embedded local renderer).
         if SourceKind.DATA_URI in allowed or SourceKind.PATH in allowed:
             return None
-        return (
-            f"{caps.provider} only takes {a(_noun(ref.kind))} as a public https URL, "
-            "not as an uploaded local file; pass an https URL instead"
-        )
+        return Said(f"errors.file.url_only.{ref.kind.value}", provider=caps.provider)
     if kind not in allowed:
         how = " or ".join(sorted(k.value for k in allowed)) or "nothing"
-        return f"{caps.provider} takes {a(_noun(ref.kind))} only as {how}, not as {kind.value}"
+        return Said(f"errors.file.takes_only.{ref.kind.value}", provider=caps.provider,
+                    how=how, given=kind.value)
     return None
 
 

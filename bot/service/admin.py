@@ -72,7 +72,7 @@ class AdminService:
     @staticmethod
     def _require(who: Requester) -> str:
         if not who.admin:
-            raise NotAllowed("You need the **Manage Server** permission for that.")
+            raise NotAllowed(key="errors.setting.manage_server")
         return who.guild_id
 
     async def _change(self, who: Requester, **values: Any) -> GuildSettings:
@@ -82,7 +82,7 @@ class AdminService:
             try:
                 return current.changed(**values)
             except ValueError as exc:
-                raise BadSetting(f"That setting is not allowed: {exc}.") from None
+                raise BadSetting(key="errors.setting.not_allowed", reason=str(exc)) from None
 
         return await self.store.update_guild_settings(guild, change)
 
@@ -116,17 +116,17 @@ class AdminService:
         self._require(who)
         order = [provider, *(n for n in failover if n != provider)]
         if failover and model:
-            raise BadSetting("A model belongs to one gateway; leave the model out to set a "
-                             "failover list.")
+            raise BadSetting(key="errors.setting.model_with_failover")
         for name in order:
             try:
                 built = self.providers(name)
             except (ConfigError, KeyError, ValueError) as exc:
-                raise BadSetting(f"Can't use {name}: {exc}") from None
+                raise BadSetting(key="errors.setting.cant_use", provider=name,
+                                 reason=str(exc)) from None
         built = self.providers(provider)
         refusal = model_refusal(built, model)
         if refusal:
-            raise BadSetting(f"Can't use {provider}: {refusal}")
+            raise BadSetting(key="errors.setting.cant_use", provider=provider, reason=refusal)
         caps = built.capabilities(model)
         if failover:
             await self._change(who, provider=None, model=None, providers=tuple(order))
@@ -167,7 +167,7 @@ class AdminService:
                         action: ListAction, item: str | None) -> tuple[str, ...]:
         guild = self._require(who)
         if action != "clear" and item is None:
-            raise BadSetting(f"Say which one to {action}.")
+            raise BadSetting(key=f"errors.setting.which.{action}")
         current = list(getattr(await self.store.guild_settings(guild), key))
         if action == "clear" or item is None:
             current = []
@@ -184,8 +184,7 @@ class AdminService:
         guild = self._require(who)
         target = channel or (await self.store.guild_settings(guild)).mod_channel
         if mode is not ReviewMode.OFF and not target:
-            raise BadSetting("Say which channel the moderators use (`channel:`); review cards "
-                             "go there.")
+            raise BadSetting(key="errors.setting.mod_channel")
         return await self._change(who, moderation=mode, mod_channel=target)
 
     async def set_audit_channel(self, who: Requester, channel: str | None) -> GuildSettings:
@@ -217,7 +216,7 @@ class AdminService:
         Returns whether anything was there to remove, or True for a set."""
         guild = self._require(who)
         if scope not in QUOTA_WINDOWS:
-            raise BadSetting(f"There is no quota for {scope!r}.")
+            raise BadSetting(key="errors.setting.no_quota", scope=repr(scope))
         if credits < 0:
             return await self.store.delete_quota_limit(scope, guild, subject)
         await self.store.set_quota_limit(
@@ -229,11 +228,11 @@ class AdminService:
         guild = self._require(who)
         problem = rule_problem(kind, pattern)
         if problem:
-            raise BadSetting(problem)
+            raise BadSetting(key=problem.key, **problem.params)
         rule = await self.store.add_block_rule(guild, kind, pattern, added_by=who.user_id,
                                                now=time.time())
         if rule is None:
-            raise BadSetting("That rule exists already.")
+            raise BadSetting(key="errors.setting.rule_exists")
         return rule
 
     async def remove_rule(self, who: Requester, rule_id: int) -> BlockRule | None:
@@ -260,9 +259,9 @@ class AdminService:
             start = datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=UTC)
             end = datetime.strptime(until, "%Y-%m-%d").replace(tzinfo=UTC) + timedelta(days=1)
         except ValueError:
-            raise BadSetting("Dates look like 2026-11-01 (year-month-day, UTC).") from None
+            raise BadSetting(key="errors.setting.dates") from None
         if end <= start:
-            raise BadSetting("`until` must not be before `since`.")
+            raise BadSetting(key="errors.setting.until_before_since")
         jobs = await self.store.jobs_between(guild, start.timestamp(), end.timestamp())
         fixed = {e.id: fixed_words(e.fixed) for e in await self.store.events(guild) if e.fixed}
         voters: dict[str, list[str]] = {}

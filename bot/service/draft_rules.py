@@ -23,6 +23,7 @@ from typing import Any
 
 from bot.errors import InvalidInput, Problem
 from bot.guild import FixedSettings, GuildSettings
+from bot.i18n import Said
 from bot.intake import RequestOptions, default_duration
 from bot.models import GenerationRequest, Resolution
 from bot.providers.base import Capabilities
@@ -55,9 +56,9 @@ def draft_settings(resolved: RequestOptions, chosen: RequestOptions, fixed: Fixe
             continue  # the event's value stands (the cheapest it allows)
         mine = getattr(chosen, key)
         if mine is not None and mine != value:
-            problems.append(Problem(key, f"a draft is made at {shown(key, value)}, the "
-                                         f"cheapest {caps.provider} allows; leave {key} out, "
-                                         f"or set draft off for {shown(key, mine)}."))
+            problems.append(Problem.keyed(Said(f"errors.subject.{key}"), "errors.request.draft",
+                                          value=shown(key, value), provider=caps.provider,
+                                          option=key, mine=shown(key, mine)))
         values[key] = value
     if problems:
         raise InvalidInput(problems)

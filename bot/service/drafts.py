@@ -24,6 +24,7 @@ from typing import Any
 
 from bot.config import Settings
 from bot.errors import InvalidInput, Problem, Refusal
+from bot.i18n import Said
 from bot.models import GenerationRequest, Ratio, RequestedMode
 from bot.pricing import credits_for
 from bot.store import JobState, JobView, Store
@@ -52,8 +53,7 @@ class AlreadyConfirmed(Refusal):
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
-        super().__init__(f"You confirmed this final already: it is job `{job_id[:8]}`. "
-                         "Nothing more was charged.")
+        super().__init__(key="errors.draft.already_confirmed", job=job_id[:8])
 
 
 class PriceChanged(Refusal):
@@ -61,8 +61,7 @@ class PriceChanged(Refusal):
 
     def __init__(self, quoted: int, now: int) -> None:
         self.quoted, self.now = quoted, now
-        super().__init__(f"The final now costs {now} credits, not the {quoted} you saw. "
-                         "Nothing was charged; press Final again to see the new price.")
+        super().__init__(key="errors.draft.price_changed", now=now, quoted=quoted)
 
 
 @dataclass(frozen=True)
@@ -108,20 +107,20 @@ class DraftService:
         job = await self._source(job_id, who)
         mark = draft_of(job)
         if mark is None:
-            raise NotAllowed("Only a video made with draft:true has a final; use Reroll or "
-                             "/video for a new one.")
+            raise NotAllowed(key="errors.draft.not_a_draft")
         if job.state is not JobState.DELIVERED:
-            raise NothingThere("The draft is not finished yet; press Final once it is posted.")
+            raise NothingThere(key="errors.draft.not_finished")
         admitted = await admit(self.store, who, job.request.prompt)
         fixed = fixed_of(admitted.event)
         caps = capabilities_of(self.videos.providers, job.provider, job.model)
         request = final_request(job, mark, fixed, admitted.settings, caps)
         if pixels(request.resolution) <= pixels(job.request.resolution):
-            why = (f"this event fixes the resolution at {request.resolution.value}"
-                   if fixed.resolution is not None
-                   else f"{caps.provider} ({caps.model}) makes nothing above "
-                        f"{job.request.resolution.value}")
-            raise NotAllowed(f"There is no higher resolution for a final here: {why}.")
+            if fixed.resolution is not None:
+                raise NotAllowed(key="errors.draft.no_higher_event",
+                                 resolution=request.resolution.value)
+            raise NotAllowed(key="errors.draft.no_higher_gateway",
+                             who=f"{caps.provider} ({caps.model})",
+                             resolution=job.request.resolution.value)
         return FinalQuote(job, request, credits_for(request, self.settings.prices),
                           nonce or secrets.token_hex(6))
 
@@ -156,8 +155,7 @@ class DraftService:
         prompt and files."""
         job = await self.videos.may_act(job_id, who)
         if job.forgotten:
-            raise NothingThere("That video's prompt and files were deleted at its owner's "
-                               "request; make a new one with /video.")
+            raise NothingThere(key="errors.draft.forgotten")
         return job
 
     # ---- remix -------------------------------------------------------------------------------
@@ -193,19 +191,20 @@ def remix_values(prompt: str, duration: str, ratio: str) -> tuple[str, int, Rati
     problems: list[Problem] = []
     text = prompt.strip()
     if not text:
-        problems.append(Problem("prompt", "is empty; describe what the video shows."))
+        problems.append(Problem.keyed(Said("errors.subject.prompt"), "errors.remix.empty_prompt"))
     seconds = 0
     try:
         seconds = int(duration.strip().removesuffix("s").strip())
     except ValueError:
-        problems.append(Problem("duration", f"{duration.strip()!r} is not a whole number of "
-                                            "seconds; enter one such as 5."))
+        problems.append(Problem.keyed(Said("errors.subject.duration"), "errors.remix.duration",
+                                      given=repr(duration.strip())))
     shape = Ratio.ADAPTIVE
     try:
         shape = Ratio(ratio.strip().lower())
     except ValueError:
-        problems.append(Problem("ratio", f"{ratio.strip()!r} is not a ratio; enter one of "
-                                         f"{', '.join(r.value for r in Ratio)}."))
+        problems.append(Problem.keyed(Said("errors.subject.ratio"), "errors.remix.ratio",
+                                      given=repr(ratio.strip()),
+                                      allowed=", ".join(r.value for r in Ratio)))
     if problems:
         raise InvalidInput(problems)
     return text, seconds, shape
@@ -216,6 +215,5 @@ def with_fix(exc: InvalidInput, earlier: GenerationRequest) -> InvalidInput:
     names = {r.name for r in earlier.references}
     if not any(p.subject in names for p in exc.problems):
         return exc
-    return InvalidInput([*exc.problems, Problem(
-        "files", "the earlier video's files are no longer kept and their links no longer "
-                 "work; make it again with /video and the files attached.")])
+    return InvalidInput([*exc.problems, Problem.keyed(Said("errors.subject.files"),
+                                                      "errors.remix.files_gone")])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from bot.config import Settings
 from bot.engine import Engine
-from bot.errors import InvalidInput
+from bot.errors import InvalidInput, said_together
 from bot.guild import FixedSettings, GuildSettings, ReviewMode
 from bot.intake import RequestOptions
 from bot.providers.base import Provider
@@ -49,8 +49,7 @@ class ChannelBusy(BadSetting):
 
     def __init__(self, running: EventRow | None) -> None:
         self.running = running
-        super().__init__("That channel already has an open event. End it with `/event end` "
-                         "first.")
+        super().__init__(key="errors.event.channel_busy")
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,7 @@ class EventService:
     @staticmethod
     def _require(who: Requester) -> str:
         if not who.admin:
-            raise NotAllowed("You need the **Manage Server** permission for that.")
+            raise NotAllowed(key="errors.setting.manage_server")
         return who.guild_id
 
     async def start(self, who: Requester, *, name: str, credits: int, channel_id: str,
@@ -109,15 +108,12 @@ class EventService:
         """
         guild = self._require(who)
         if not 0 < seconds <= MAX_SECONDS:
-            raise BadSetting("Give the event a length (`hours:` and/or `minutes:`) of at most "
-                             "30 days.")
+            raise BadSetting(key="errors.event.length")
         settings = await self.store.guild_settings(guild)
         fixed = self._checked(fixed or FixedSettings(), settings)
         mode = moderation or settings.moderation
         if mode is not ReviewMode.OFF and not settings.mod_channel:
-            raise BadSetting("Entries would need a moderator's approval, but no moderators' "
-                             "channel is set: run `/seedance-admin moderation` first, or start "
-                             "the event with `moderation: off`.")
+            raise BadSetting(key="errors.event.no_mod_channel")
         now = time.time()
         row = EventRow(id=uuid.uuid4().hex, guild_id=guild, name=name.strip() or name,
                        channel_id=channel_id, ends_at=now + seconds, credits_per_user=credits,
@@ -134,18 +130,17 @@ class EventService:
         if not fixed.values():
             return fixed
         if self.settings is None or self.providers is None:
-            raise BadSetting("This bot cannot fix settings for events.")
+            raise BadSetting(key="errors.event.cannot_fix_any")
         where = resolve_options(RequestOptions(provider=fixed.provider or "", model=fixed.model),
                                 guild, self.settings)
         try:
             caps = capabilities_of(self.providers, where.provider, where.model)
         except InvalidInput as exc:
-            raise BadSetting(f"The event can't fix that model: {exc.problems[0].message}.") \
-                from None
+            raise BadSetting(key="errors.event.cannot_fix_model",
+                             reason=exc.problems[0].said()) from None
         problems = fixed_problems(fixed, caps)
         if problems:
-            raise BadSetting("The event can't fix that: " + " ".join(
-                f"{p.subject}: {p.message}" for p in problems))
+            raise BadSetting(key="errors.event.cannot_fix", problems=said_together(problems))
         if fixed.model is not None:  # a model belongs to its gateway
             fixed = fixed.model_copy(update={"provider": where.provider})
         return fixed
@@ -195,8 +190,9 @@ class EventService:
                 chosen = open_events[0]
         if chosen is None:
             names = ", ".join(f"**{e.name}**" for e in open_events)
-            raise NothingThere(f"Which event? Open ones: {names}." if open_events
-                               else "No event is open on this server.")
+            if open_events:
+                raise NothingThere(key="errors.event.which", names=names)
+            raise NothingThere(key="errors.event.none_open")
         return chosen
 
     async def open_events(self, guild_id: str) -> list[EventRow]:

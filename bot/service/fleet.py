@@ -132,7 +132,7 @@ class FleetService:
     async def status(self, who: Requester) -> FleetStatus:
         """For an admin (on Discord, Manage Server)."""
         if not who.admin:
-            raise NotAllowed("You need the **Manage Server** permission for that.")
+            raise NotAllowed(key="errors.setting.manage_server")
         return await self.snapshot()
 
     async def snapshot(self) -> FleetStatus:

@@ -100,7 +100,7 @@ class LibraryService:
         name = name.strip()
         problem = name_problem(name)
         if problem:
-            raise LibraryRefused(f"That name can't be used: {problem} Nothing was kept.")
+            raise LibraryRefused(key="errors.library.bad_name", problem=problem)
         admitted = await admit(self.store, who, f"{name} {description}")
         if await self.store.library_item(who.guild_id, name) is not None:
             raise self._taken(name)
@@ -164,17 +164,14 @@ class LibraryService:
                 await self.store.end_library_asset(item.id, caps.provider, None)
                 raise
         except RealFaceError:
-            raise LibraryRefused(
-                f"{caps.provider} refused the file: it may show a real person, which its "
-                "review does not allow as a reference. Use a drawn or generated character "
-                "instead. Nothing was kept.") from None
+            raise LibraryRefused(key="errors.library.real_face", provider=caps.provider) \
+                from None
         except ContentRejectedError as exc:
-            raise LibraryRefused(f"{caps.provider} refused the file ({scrub(exc.reason)}). Use "
-                                 "another file. Nothing was kept.") from None
+            raise LibraryRefused(key="errors.library.refused", provider=caps.provider,
+                                 reason=scrub(exc.reason)) from None
         except GatewayError as exc:
-            raise LibraryRefused(f"{caps.provider} could not keep the file right now "
-                                 f"({scrub(exc.reason)}); try again shortly. Nothing was "
-                                 "kept.") from None
+            raise LibraryRefused(key="errors.library.not_kept", provider=caps.provider,
+                                 reason=scrub(exc.reason)) from None
         await self.store.end_library_asset(item.id, caps.provider, asset)
         return caps.provider
 
@@ -184,8 +181,7 @@ class LibraryService:
         if state == "ready" and group:
             return group
         if state == "busy":
-            raise LibraryRefused("Another library item of this server is being registered on "
-                                 f"{name} right now; try again in a minute. Nothing was kept.")
+            raise LibraryRefused(key="errors.library.registering", provider=name)
         try:
             group = await provider.create_asset_group(f"seedance-bot-{guild_id}")
         except BaseException:
@@ -196,19 +192,14 @@ class LibraryService:
         return group
 
     def _taken(self, name: str) -> LibraryRefused:
-        return LibraryRefused(f"This server's library has an item called `{name}` already "
-                              "(names ignore case); choose another name or remove that one "
-                              "first with `/library remove`. Nothing was kept.")
+        return LibraryRefused(key="errors.library.taken", name=name)
 
     def _full(self, full: LibraryFull, adding: int) -> LibraryRefused:
         if full.reason == "count":
-            return LibraryRefused(
-                f"This server's library is full: {full.count} of {self.max_items} items. "
-                "Remove one with `/library remove` first. Nothing was kept.")
-        return LibraryRefused(
-            f"This file ({size(adding)}) would take the server's library past its "
-            f"{size(self.max_bytes)} ({size(full.bytes)} are used). Remove an item with "
-            "`/library remove` or use a smaller file. Nothing was kept.")
+            return LibraryRefused(key="errors.library.full", count=full.count,
+                                  most=self.max_items)
+        return LibraryRefused(key="errors.library.too_big", size=size(adding),
+                              most=size(self.max_bytes), used=size(full.bytes))
 
     # ---- list, remove, decide ---------------------------------------------------------------
     async def shelf(self, who: Requester) -> Shelf:
@@ -224,8 +215,7 @@ class LibraryService:
         use it keep their copy (bot/store/library.py)."""
         item = await self._find(who, name)
         if item.owner_id != who.user_id and not who.admin:
-            raise NotAllowed(f"Only the member who added `{item.name}` or someone with Manage "
-                             "Server can remove it.")
+            raise NotAllowed(key="errors.library.not_yours", name=item.name)
         await self.store.remove_library_item(item.id)
         return item
 
@@ -233,7 +223,7 @@ class LibraryService:
         """A moderator lets a pending item be used."""
         item = await self._pending(who, name)
         if not await self.store.approve_library_item(item.id, who.user_id):
-            raise NothingThere(f"`{item.name}` was decided on already.")
+            raise NothingThere(key="errors.library.decided", name=item.name)
         return item
 
     async def reject(self, who: Requester, name: str) -> LibraryItem:
@@ -244,10 +234,10 @@ class LibraryService:
 
     async def _pending(self, who: Requester, name: str) -> LibraryItem:
         if not who.moderator:
-            raise NotAllowed("Only moderators (Manage Messages) can decide on library items.")
+            raise NotAllowed(key="errors.library.moderators_only")
         item = await self._find(who, name)
         if not item.pending:
-            raise NothingThere(f"`{item.name}` is not waiting for a decision.")
+            raise NothingThere(key="errors.library.not_waiting", name=item.name)
         return item
 
     async def _find(self, who: Requester, name: str) -> LibraryItem:
@@ -257,8 +247,10 @@ class LibraryService:
         if item is None:
             names = [i.name for i in await self.store.library_items(who.guild_id)]
             near = near_names(key, names)
-            hint = f" Did you mean {', '.join(f'`{n}`' for n in near)}?" if near else ""
-            raise NothingThere(f"This server's library has no item called `{key}`.{hint}")
+            if near:
+                raise NothingThere(key="errors.library.no_item_near", name=key,
+                                   near=", ".join(f"`{n}`" for n in near))
+            raise NothingThere(key="errors.library.no_item", name=key)
         return item
 
     async def forget(self, user_id: str) -> int:
@@ -268,4 +260,4 @@ class LibraryService:
 
 def _in_server(who: Requester) -> None:
     if not who.in_server:
-        raise NotAllowed("The library belongs to a server; use `/library` there.")
+        raise NotAllowed(key="errors.library.server_only")

@@ -22,6 +22,7 @@ from pathlib import Path
 from bot.config import Settings
 from bot.engine.inputs import library_file, write_file
 from bot.errors import InvalidInput, Problem, Refusal
+from bot.i18n import Said
 from bot.intake import MediaInput
 from bot.library_links import library_url
 from bot.library_refs import mentions, near_names, numbering, rewrite
@@ -30,7 +31,6 @@ from bot.providers.base import Capabilities
 from bot.store import Store
 from bot.store.library import LibraryItem
 from bot.webhooks import load_or_create_secret
-from bot.words import KIND_NOUNS
 
 from .people import Requester
 
@@ -90,20 +90,19 @@ class LibraryUse:
         unknown = [k for k in keys if k not in items]
         if unknown:
             names = [i.name for i in items.values()]
-            lines = []
-            for key in unknown:
+            lines: Said | None = None
+            for key in reversed(unknown):  # "a; b; c", each said in the reader's language
                 near = near_names(key, names)
-                hint = (f"did you mean {', '.join(f'@{n}' for n in near)}?" if near
-                        else "no name is close")
-                lines.append(f"`@{key}` is not in this server's library ({hint})")
-            raise LibraryNotUsable(
-                "; ".join(lines) + ". `/library list` shows every name; write a word without "
-                "`@` if you did not mean an item. Nothing was spent.")
+                hint = (Said("errors.library.near", near=", ".join(f"@{n}" for n in near))
+                        if near else Said("errors.library.none_near"))
+                line = Said("errors.library.unknown", name=key, hint=hint)
+                lines = line if lines is None else Said("errors.library.unknown_and",
+                                                        first=line, rest=lines)
+            raise LibraryNotUsable(key="errors.library.not_usable", unknown=lines)
         waiting = [items[k].name for k in keys if items[k].pending]
         if waiting:
-            raise LibraryNotUsable(
-                f"{', '.join(f'`@{n}`' for n in waiting)} still waits for a moderator's "
-                "approval; use it once it is approved. Nothing was spent.")
+            raise LibraryNotUsable(key="errors.library.pending",
+                                   names=", ".join(f"`@{n}`" for n in waiting))
         return [items[k] for k in keys]
 
     async def inputs(self, items: Sequence[LibraryItem], caps: Capabilities,
@@ -126,22 +125,13 @@ class LibraryUse:
                 if asset is None and not as_file and link is None:
                     # A problem of the request (not a refusal): the next gateway of a fleet
                     # may take it (bot/service/videos.py tries them in turn).
-                    noun = KIND_NOUNS[kind.value][1]
-                    fix = ("It was added before this server used it: remove it and add it "
-                           "again to register it there, or attach the file to `/video` instead."
-                           if caps.assets else
-                           "Attach the file to `/video` instead of naming it, or use a gateway "
-                           "that keeps assets (Anyfast's `seedance`, where the item is "
-                           "registered when it is added).")
-                    raise InvalidInput([Problem(
-                        f"@{item.name}",
-                        f"is kept in the library as a file, but {caps.provider} takes {noun} "
-                        f"only as public links{' or its own assets' if caps.assets else ''}. "
-                        f"{fix}")])
+                    raise InvalidInput([Problem.keyed(
+                        f"@{item.name}", f"errors.library.links_only.{kind.value}"
+                        if not caps.assets else f"errors.library.links_or_assets.{kind.value}",
+                        provider=caps.provider)])
                 data = await self.store.library_blob(item.blob_id)
                 if data is None:
-                    raise LibraryNotUsable(f"`@{item.name}` was just removed from the library. "
-                                           "Nothing was spent.")
+                    raise LibraryNotUsable(key="errors.library.just_removed", name=item.name)
                 path = library_file(cache_dir, item.blob_id)
                 await asyncio.to_thread(write_file, path, data)
                 made.files.append((item.id, item.blob_id, path))

@@ -20,6 +20,7 @@ from typing import Any
 
 from bot.errors import ConfigError, InvalidInput, Problem
 from bot.guild import FixedSettings, GuildSettings
+from bot.i18n import Said
 from bot.intake import RequestOptions
 from bot.providers import model_refusal
 from bot.providers.base import Capabilities, Provider
@@ -54,8 +55,8 @@ def apply_fixed(options: RequestOptions, fixed: FixedSettings) -> RequestOptions
             continue
         chosen = getattr(options, key)
         if chosen not in (None, "") and chosen != want:
-            problems.append(Problem(key, f"this event fixes the {key} at {_shown(want)}; "
-                                         f"leave {key} out or choose {_shown(want)}."))
+            problems.append(Problem.keyed(Said(f"errors.subject.{key}"), "errors.request.fixed",
+                                          option=key, value=_shown(want)))
         values[key] = want
     if problems:
         raise InvalidInput(problems)
@@ -73,7 +74,7 @@ def capabilities_of(providers: Callable[[str], Provider], name: str,
         raise GatewayUnavailable(name, str(exc)) from None
     refusal = model_refusal(provider, model)
     if refusal:
-        raise InvalidInput([Problem("model", refusal)])
+        raise InvalidInput([Problem(Said("errors.subject.model"), refusal)])
     return provider.capabilities(model)
 
 

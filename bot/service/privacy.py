@@ -89,8 +89,7 @@ class PrivacyService:
     async def may_forget(self, user_id: str, who: Requester) -> None:
         """Only the person themself, and not while a job of theirs still holds their data."""
         if who.user_id != user_id:
-            raise NotAllowed("This deletes someone else's data, so only they can press it. Use "
-                             "`/my-data delete` for your own.")
+            raise NotAllowed(key="errors.privacy.not_yours")
         unfinished = await self.store.jobs(UNFINISHED, user_id=user_id)
         if unfinished:
             raise UnfinishedJobs(len(unfinished))

@@ -32,7 +32,7 @@ class RoleRequired(Refusal):
     def __init__(self, roles: tuple[str, ...]) -> None:
         self.roles = roles
         names = ", ".join(f"<@&{r}>" for r in roles)
-        super().__init__(f"Making videos here needs one of these roles: {names}.")
+        super().__init__(key="errors.refusal.role_required", roles=names)
 
 
 class BlockedWords(Refusal):
@@ -41,14 +41,13 @@ class BlockedWords(Refusal):
 
     def __init__(self, rule_id: int) -> None:
         self.rule_id = rule_id
-        super().__init__(f"Your prompt uses words this server does not allow (blocklist rule "
-                         f"#{rule_id}). Nothing was spent; rephrase it and try again.")
+        super().__init__(key="errors.refusal.blocked_words", rule_id=rule_id)
 
 
 class EventClosed(Refusal):
     def __init__(self, name: str) -> None:
         self.name = name
-        super().__init__(f"**{name}** has ended; entries are closed.")
+        super().__init__(key="errors.refusal.event_closed", name=name)
 
 
 class VotingClosed(Refusal):
@@ -56,16 +55,14 @@ class VotingClosed(Refusal):
 
     def __init__(self, name: str) -> None:
         self.name = name
-        super().__init__(f"**{name}** has ended; votes are closed and count as they stood.")
+        super().__init__(key="errors.refusal.voting_closed", name=name)
 
 
 class ReviewUnavailable(Refusal):
     """Moderation is on but nobody could review: fail closed."""
 
     def __init__(self) -> None:
-        super().__init__("Videos here need a moderator's approval, but no moderators' channel "
-                         "is set. Ask an admin to run `/seedance-admin moderation`. Nothing was "
-                         "spent.")
+        super().__init__(key="errors.refusal.review_unavailable")
 
 
 class ReviewedServer(Refusal):
@@ -80,8 +77,9 @@ class GatewayUnavailable(Refusal):
     """The gateway asked for cannot be used here (no key configured, unknown name)."""
 
     def __init__(self, provider: str, why: str) -> None:
+        """`why` is the gateway's own words, or a `Said` (bot/i18n) when the bot's."""
         self.provider = provider
-        super().__init__(f"The {provider} gateway is not available: {why}")
+        super().__init__(key="errors.refusal.gateway_unavailable", provider=provider, why=why)
 
 
 class NotAllowed(Refusal):
@@ -101,7 +99,4 @@ class UnfinishedJobs(Refusal):
 
     def __init__(self, count: int) -> None:
         self.count = count
-        super().__init__(
-            f"You have {count} unfinished job{'s' if count != 1 else ''} (queued, being made "
-            "or waiting for a moderator). Wait until they end or cancel them with their Cancel "
-            "button, then press again. Nothing was deleted.")
+        super().__init__(key="errors.refusal.unfinished_jobs", count=count)

@@ -27,6 +27,7 @@ from bot.engine.sets import FLAGGED_KEY, FLAGGED_TO_REVIEW
 from bot.engine.sizing import UPLOAD_LIMIT_KEY, choose_quality
 from bot.errors import ConfigError, InvalidInput
 from bot.guild import GuildLimits, GuildSettings, ReviewMode
+from bot.i18n import Said
 from bot.intake import MediaInput, RequestOptions, prepare
 from bot.models import GenerationRequest, MediaKind, RequestedMode, Role, SafetyCheck
 from bot.providers.base import Capabilities, Provider
@@ -145,7 +146,7 @@ class VideoService:
         wanted = failover_order(chosen, admitted.settings, self.settings)
         order = usable(wanted, self.providers)
         if wanted and not order:
-            raise GatewayUnavailable(", ".join(wanted), "none of them has its API key set")
+            raise GatewayUnavailable(", ".join(wanted), Said("errors.refusal.no_api_key"))
         gateways: list[str] = []
         if not order:
             request, caps, lib = await self._request(who, inputs, chosen, admitted, picked)
@@ -274,7 +275,7 @@ class VideoService:
         job = await self._own_or_moderated(job_id, who)
         path = video_of(job, index)
         if path is None:
-            raise NothingThere("The video file is gone.")
+            raise NothingThere(key="errors.job.file_gone")
         video = MediaInput(posted_url or str(path), name="the posted video",
                            declared_kind=MediaKind.VIDEO, local_path=path)
         return await self.make(who, [video],
@@ -287,7 +288,7 @@ class VideoService:
         job = await self._own_or_moderated(job_id, who)
         frame = await self.last_frame(job, index)
         if frame is None:
-            raise NothingThere("The video file is gone.")
+            raise NothingThere(key="errors.job.file_gone")
         item = MediaInput(str(frame), name="last frame", declared_kind=MediaKind.IMAGE,
                           role_hint=Role.FIRST_FRAME)
         return await self.make(who, [item],
@@ -312,13 +313,13 @@ class VideoService:
     async def job(self, job_id: str) -> JobView:
         job = await self.engine.job(job_id)
         if job is None:
-            raise NothingThere("That job is no longer known.")
+            raise NothingThere(key="errors.job.unknown")
         return job
 
     async def _own_or_moderated(self, job_id: str, who: Requester) -> JobView:
         job = await self.job(job_id)
         if who.user_id != job.user_id and not (who.moderator and who.guild_id == job.guild_id):
-            raise NotAllowed("Only the requester or someone with Manage Messages can do that.")
+            raise NotAllowed(key="errors.job.not_yours")
         return job
 
     async def cancel(self, job_id: str, who: Requester) -> str:
@@ -328,7 +329,7 @@ class VideoService:
             return await self.engine.cancel(job.id, who.user_id,
                                             moderator=who.user_id != job.user_id)
         except EngineNotAllowed as exc:
-            raise NotAllowed(str(exc)) from None
+            raise NotAllowed(key=exc.key, **exc.params) from None
 
     async def may_act(self, job_id: str, who: Requester) -> JobView:
         """The job, if `who` may act on it (reroll, extend, animate, cancel, delete its post):
@@ -345,7 +346,7 @@ class VideoService:
         try:
             return await self.engine.approve(job.id, who.user_id)
         except EngineNotAllowed as exc:  # decided already (another moderator, a cancel)
-            raise NotAllowed(str(exc)) from None
+            raise NotAllowed(key=exc.key, **exc.params) from None
 
     async def reject(self, job_id: str, who: Requester, reason: str) -> JobView:
         job = await self._moderated(job_id, who)
@@ -353,14 +354,14 @@ class VideoService:
             return await self.engine.reject(job.id, who.user_id,
                                             reason.strip() or "No reason given.")
         except EngineNotAllowed as exc:
-            raise NotAllowed(str(exc)) from None
+            raise NotAllowed(key=exc.key, **exc.params) from None
 
     async def _moderated(self, job_id: str, who: Requester) -> JobView:
         job = await self.job(job_id)
         if job.guild_id != who.guild_id:
-            raise NothingThere("That job is no longer known.")
+            raise NothingThere(key="errors.job.unknown")
         if not who.moderator:
-            raise NotAllowed("Only moderators (Manage Messages) can decide on this.")
+            raise NotAllowed(key="errors.job.moderators_only")
         return job
 
 

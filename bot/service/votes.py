@@ -87,20 +87,19 @@ class VoteService:
     async def _entry(self, job_id: str, who: Requester, now: float) -> tuple[JobView, EventRow]:
         """The entry and its event, or the reason this member may not vote on it now."""
         if who.bot:
-            raise NotAllowed("Bots can't vote in events.")
+            raise NotAllowed(key="errors.vote.bot")
         job = await self.store.get_job(job_id)
         event = await self.store.get_event(job.event_id) if job and job.event_id else None
         if job is None or event is None or job.guild_id != who.guild_id:
-            raise NothingThere("This video isn't an entry of an event, so it takes no votes.")
+            raise NothingThere(key="errors.vote.not_an_entry")
         if not event.open or now >= intake_closed_at(event):
             raise VotingClosed(event.name)
         if job.user_id == who.user_id:
-            raise NotAllowed("You can't vote for your own entry; vote for someone else's.")
+            raise NotAllowed(key="errors.vote.own_entry")
         if job.forgotten:
-            raise NotAllowed("This entry's author deleted their data, so it is out of the "
-                             "running.")
+            raise NotAllowed(key="errors.vote.forgotten")
         if job.state is not JobState.DELIVERED:
-            raise NothingThere("This entry isn't posted, so it takes no votes yet.")
+            raise NothingThere(key="errors.vote.not_posted")
         return job, event
 
     async def vote(self, job_id: str, who: Requester, *, now: float | None = None) -> Ballot:

@@ -10,7 +10,7 @@ from bot.engine import EventKind, JobEvent, JobResult
 from bot.i18n import DEFAULT, t
 from bot.store import JobView
 
-from .texts import clip, credits_words, lineage_line, timestamp
+from .texts import credits_words, lineage_line, timestamp
 
 #: Discord's limit on the text of all text displays of one message together.
 MAX_CARD_TEXT = 4000
@@ -52,14 +52,6 @@ def status_progress(job: JobView, event: JobEvent | None) -> float | None:
 
 def result_header(job: JobView, locale: object = DEFAULT) -> str:
     return "### " + t(locale, "cards.result.header", user=job.user_id) + lineage_line(job, locale)
-
-
-def prompt_block(prompt: str, limit: int, *, spoiler: bool, locale: object = DEFAULT) -> str:
-    """The prompt, clipped to `limit`; behind a spoiler when the server asks."""
-    if not prompt:
-        return t(locale, "replies.result.no_prompt")
-    text = clip(prompt.replace("||", "| |") if spoiler else prompt, max(20, limit - 4))
-    return f"||{text}||" if spoiler else text
 
 
 def result_details(job: JobView, result: JobResult, settings: str,

@@ -96,10 +96,8 @@ class DiscordDelivery:
                 ctx.locale, "replies.status.not_approved", job=job.id[:8], reason=event.reason))
             if told:
                 event = replace(event, reason=t(ctx.guild_locale, "replies.status.sent_privately"))
-        text = status_text(job, event, jump_url=jump, locale=ctx.guild_locale)
-        if is_personal_job(job):
-            text = personal_status(job, event, text)
-        await self.edit_status(job, text, final=event.kind in TERMINAL, event=event)
+        await self.edit_status(job, await self._status_text(job, event, jump),
+                               final=event.kind in TERMINAL, event=event)
         try:
             await on_job_event(self.client, self.store, self.settings.data_dir, job, event)
         except discord.HTTPException as exc:
@@ -160,11 +158,16 @@ class DiscordDelivery:
         if ended.state is JobState.DELIVERED and (ended.delivery_ref or "").isdigit():
             jump = jump_url(ended.guild_id, await result_channel(self.store, ended),
                             str(ended.delivery_ref))
-        locale = DiscordJobContext.of(ended).guild_locale
-        news = ending_event(ended, locale)
-        self._latest[ended.id] = (ended, status_text(ended, news, jump_url=jump, locale=locale),
-                                  True, news)
+        news = ending_event(ended, DiscordJobContext.of(ended).guild_locale)
+        self._latest[ended.id] = (ended, await self._status_text(ended, news, jump), True, news)
         await self._flush(ended.id)
+
+    async def _status_text(self, job: JobView, event: JobEvent, jump: str | None) -> str:
+        """The status in the server's language, its prompt hidden if the server hides them."""
+        spoiler = (await self.store.guild_settings(job.guild_id)).spoiler_prompts
+        text = status_text(job, event, jump_url=jump, spoiler=spoiler,
+                           locale=DiscordJobContext.of(job).guild_locale)
+        return personal_status(job, event, text) if is_personal_job(job) else text
 
     async def catch_up(self) -> None:
         """At start: say the end on status messages whose job ended while the process that

@@ -31,12 +31,11 @@ from .card_texts import (
     MAX_CARD_TEXT,
     job_footer,
     progress_bar,
-    prompt_block,
     result_details,
     result_header,
     status_progress,
 )
-from .texts import clip, mapping_block, settings_line
+from .texts import clip, mapping_block, prompt_block, settings_line
 from .views import JobButton, whole_job_buttons
 
 MAX_COMPONENTS = 40

@@ -55,8 +55,8 @@ def utc(unix: float) -> str:
 
 
 def problems_text(problems: list[Problem], locale: object = DEFAULT) -> str:
-    head = "**That request can't be made yet — nothing was spent.** Fix these and try again:\n"
-    lines = [f"• **{p.subject}**: {t(locale, p.key, **p.params) if p.key else p.message}"
+    head = t(locale, "errors.problems.head") + "\n"
+    lines = [f"• **{say(p.subject, locale)}**: {say(p, locale) if p.key else p.message}"
              for p in problems]
     body = head + "\n".join(lines)
     return clip(body, MAX_CONTENT)
@@ -69,8 +69,10 @@ def refusal_text(exc: Exception, locale: object = DEFAULT) -> str:
     if isinstance(exc, InvalidInput):
         return problems_text(exc.problems, locale)
     if isinstance(exc, QuotaExceeded):
-        when = f" It resets {utc(exc.resets_at)}." if exc.resets_at else ""
-        return clip(f"Not enough credits: {exc}{when} Nothing was spent.", MAX_CONTENT)
+        if exc.resets_at:
+            return clip(t(locale, "errors.quota.not_enough_resets", reason=say(exc, locale),
+                          when=utc(exc.resets_at)), MAX_CONTENT)
+        return clip(t(locale, "errors.quota.not_enough", reason=say(exc, locale)), MAX_CONTENT)
     return clip(say(exc, locale), MAX_CONTENT)
 
 
@@ -181,14 +183,24 @@ def fleet_line(job: JobView, locale: object = DEFAULT) -> str:
              cause=clip(str(last["cause"]), 300))
 
 
+def prompt_block(prompt: str, limit: int, *, spoiler: bool, locale: object = DEFAULT) -> str:
+    """The prompt, clipped to `limit`; behind a spoiler when the server asks."""
+    if not prompt:
+        return t(locale, "replies.result.no_prompt")
+    text = clip(prompt.replace("||", "| |") if spoiler else prompt, max(20, limit - 4))
+    return f"||{text}||" if spoiler else text
+
+
 def status_text(job: JobView, event: JobEvent | None = None, *, jump_url: str | None = None,
-                credits: int | None = None, locale: object = DEFAULT) -> str:
+                credits: int | None = None, locale: object = DEFAULT,
+                spoiler: bool = False) -> str:
     """The one status message of a job: who, what, how files were mapped, and where it is.
-    Public: `locale` is the server's (the job context's `guild_locale`)."""
+    Public: `locale` is the server's (the job context's `guild_locale`); `spoiler` hides the
+    prompt as the server's result cards do (`/seedance-admin cards`)."""
     req = job.request
     head = t(locale, "replies.status.head", user=job.user_id,
              settings=settings_line(req, locale))
-    prompt = f"> {clip(req.prompt, 400)}" if req.prompt else ""
+    prompt = f"> {prompt_block(req.prompt, 400, spoiler=spoiler)}" if req.prompt else ""
     mapping = mapping_block(req)
     if prompt_unreviewed(job):
         # Nothing unreviewed appears in public: not the prompt, not the file names.

@@ -20,7 +20,7 @@ from typing import Any
 import discord
 
 from bot.errors import InvalidInput, Refusal
-from bot.i18n import t
+from bot.i18n import say, t
 from bot.service import Made
 from bot.store import TERMINAL_STATES, JobView
 from bot.store.database import is_outage
@@ -129,8 +129,8 @@ class JobButton(discord.ui.DynamicItem[discord.ui.Button[Any]],
         who = requester_of(interaction)
         if self.action == "cancel":
             await defer(interaction, ephemeral=True, thinking=True)
-            await interaction.followup.send(await videos.cancel(self.job_id, who),
-                                            ephemeral=True)
+            said = await videos.cancel(self.job_id, who)
+            await interaction.followup.send(say(said, interaction.locale), ephemeral=True)
         elif self.action == "delete":
             await defer(interaction)
             if interaction.message is not None:

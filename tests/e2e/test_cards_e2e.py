@@ -58,6 +58,10 @@ async def test_old_embeds_still_act_cards_post_and_refused_cards_fall_back(
             lambda: (o := again.original) is not None and "posted" in texts(o) and o,
             timeout=30, what="the status card")
         assert status.flags & FLAG_COMPONENTS_V2 and "100%" in texts(status)
+        # The status is public too: its prompt is hidden as the card's is.
+        assert "||a paper boat||" in texts(status)
+        assert all("a paper boat" not in str(e.body).replace("||a paper boat||", "")
+                   for e in status.edits)
         assert not any(i.startswith("sd:cancel:") for i in ids(status))
 
         # A card's buttons act too; where Discord refuses v2, the embed is posted instead.
@@ -73,7 +77,7 @@ async def test_old_embeds_still_act_cards_post_and_refused_cards_fall_back(
         done = await fake.wait_for(
             lambda: (o := third.original) is not None and "posted" in o.content and o,
             timeout=30, what="the text status")
-        assert not done.flags & FLAG_COMPONENTS_V2
+        assert not done.flags & FLAG_COMPONENTS_V2 and "||a paper boat||" in done.content
 
 
 async def test_a_vote_redraws_an_event_card_as_a_card(tmp_path: Path) -> None:

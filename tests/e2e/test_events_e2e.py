@@ -4,6 +4,7 @@ event or its end time does (across a SIGKILL of the bot)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -150,7 +151,12 @@ async def test_event_ends_by_its_end_time_across_a_restart(tmp_path: Path) -> No
         async with running(tmp_path, fake) as bot:
             summary = await fake.wait_for(lambda: summary_in(fake, thread_id), timeout=60,
                                           what="the summary posted by the loop")
-            stored, stats, committed = await the_event(bot)
+            # The summary's id is saved once the pointer to it is posted too: wait for it.
+            for _ in range(600):
+                stored, stats, committed = await the_event(bot)
+                if stored.summary_ref is not None:
+                    break
+                await asyncio.sleep(0.05)
             assert stored.state == "closed" and stored.summary_ref == str(summary.id)
             assert stored.closed_at == stored.ends_at  # intake closed at the end time
             assert stats == EventStats(entries=1, posted=1, rejected=0, participants=1,

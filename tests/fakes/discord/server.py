@@ -269,11 +269,11 @@ class FakeDiscord:
                     attachments: Sequence[AttachmentSpec]
                     | Mapping[str, AttachmentSpec] | None = None,
                     path: Sequence[str] = (), user: Member | None = None,
-                    channel: Channel | None = None) -> FakeInteraction:
+                    channel: Channel | None = None, locale: str = "en-US") -> FakeInteraction:
         """`invoke_slash` in the default guild/#general as the default member."""
         ch = channel or self.channel
         return await self.invoke_slash(ch.guild_id, ch.id, (user or self.member).user.id, name,
-                                       options, attachments, path=path)
+                                       options, attachments, path=path, locale=locale)
 
     async def user_slash(self, name: str, options: Mapping[str, Any] | None = None, *,
                          channel: Channel, user: Member | None = None,

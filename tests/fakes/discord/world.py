@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes.discord.command_rules import localization_problem
 from tests.fakes.discord.components_v2 import (
     FLAG_COMPONENTS_V2,
     check_legacy,
@@ -583,6 +584,9 @@ class World:
             if len(payload.get("options") or []) > 25:
                 raise form_error(f"{n}.options", "BASE_TYPE_MAX_LENGTH",
                                  "Must be 25 or fewer in length.")
+            problem = localization_problem(payload, str(n), chat_input=ctype == 1)
+            if problem is not None:
+                raise form_error(*problem)
             if (name, ctype) in names:
                 raise form_error(f"{n}.name", "APPLICATION_COMMANDS_DUPLICATE_NAME",
                                  f"Application command names must be unique: {name}")
