@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 EXTENSIONS = ("cogs.video", "cogs.info", "cogs.admin", "cogs.moderation", "cogs.events",
               "cogs.privacy", "cogs.library",
-              "cogs.drafts", "cogs.premium")
+              "cogs.drafts", "cogs.premium", "cogs.installs")
 
 
 def describe(error: app_commands.AppCommandError, locale: object = DEFAULT) -> str:
@@ -102,7 +102,8 @@ class SeedanceTree(app_commands.CommandTree[Any]):
         except discord.HTTPException:
             # The interaction expired (10062) or its token died: say it in the channel.
             channel = interaction.channel
-            if isinstance(channel, discord.abc.Messageable):
+            if (isinstance(channel, discord.abc.Messageable)
+                    and interaction.is_guild_integration()):  # the bot is there
                 await channel.send(f"{interaction.user.mention} {text}",
                                    allowed_mentions=discord.AllowedMentions(users=True))
 
@@ -145,6 +146,11 @@ class SeedanceBot(commands.AutoShardedBot):
             help_command=None,
             allowed_mentions=discord.AllowedMentions(everyone=False, roles=False, users=True),
             tree_cls=SeedanceTree,
+            # Installed to a server, used in it: the default. The commands a person uses for
+            # themselves (/video, /quota, /my-data, /my-videos) allow user installs too.
+            allowed_installs=app_commands.AppInstallationType(guild=True, user=False),
+            allowed_contexts=app_commands.AppCommandContext(guild=True, dm_channel=False,
+                                                            private_channel=False),
             **_shards(settings),
         )
         self.settings = settings

@@ -55,7 +55,8 @@ class Info(commands.Cog):
                                         allowed_mentions=discord.AllowedMentions.none())
 
     @app_commands.command(name="quota", description="Your credits: used, left, and when they reset")
-    @app_commands.guild_only()
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     async def quota(self, interaction: discord.Interaction[Any]) -> None:
         await defer(interaction, ephemeral=True, thinking=True)
         status = await self.bot.core.services.videos.quota(requester_of(interaction))

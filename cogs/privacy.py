@@ -21,6 +21,9 @@ from cogs.utils.views import ForgetButton
 if TYPE_CHECKING:
     from cogs.app import SeedanceBot
 
+
+@app_commands.allowed_installs(guilds=True, users=True)
+@app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
 class Privacy(commands.GroupCog, group_name="my-data",
               group_description="What the video bot stores about you, and deleting it"):
     def __init__(self, bot: SeedanceBot) -> None:

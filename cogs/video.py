@@ -5,6 +5,8 @@ the server's defaults, the files fetched from Discord's CDN with a cap, measured
 real bytes, mapped to roles and checked against every rule, then the job written with its
 credits). A refusal is shown privately with every problem; from the job's row on, the delivery
 port shows the mapping, the credits and the queue position before anything is spent.
+It can be installed to a user too (DMs, group DMs, servers without the bot): such a job is
+personal (cogs/utils/core.py `requester_of`, delivered by cogs/utils/installs.py).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from discord.ext import commands
 from bot.intake import MediaInput, RequestOptions
 from bot.models import Ratio, RequestedMode, Resolution
 from cogs.utils.acks import defer
-from cogs.utils.core import requester_of
+from cogs.utils.core import private_answers, requester_of
 from cogs.utils.views import launch
 
 if TYPE_CHECKING:
@@ -39,7 +41,8 @@ class Video(commands.Cog):
         self.bot = bot
 
     @app_commands.command(name="video", description="Make a short video with Seedance")
-    @app_commands.guild_only()
+    @app_commands.allowed_installs(guilds=True, users=True)
+    @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
     @app_commands.describe(
         prompt="What the video shows; refer to files as @image1, @video1, @audio1",
         mode="How files are used (auto picks from what you attach)",
@@ -87,7 +90,8 @@ class Video(commands.Cog):
         file11: discord.Attachment | None = None,
         draft: bool = False,
     ) -> None:
-        await defer(interaction, thinking=True)  # first: Discord allows 3 s
+        # First: Discord allows 3 s. Private where a user install's answers must be.
+        await defer(interaction, thinking=True, ephemeral=private_answers(interaction))
         files = [file1, file2, file3, file4, file5, file6, file7, file8, file9, file10,
                  file11]
         inputs = [MediaInput(att.url, name=f"file{i} ({att.filename})", declared_size=att.size)

@@ -23,6 +23,9 @@ from bot.errors import Refusal
 from bot.i18n import Said
 from bot.store import QuotaLimitRow, UsageCheck
 
+#: The scope of jobs asked outside any server (the app installed to a user, a DM): one pool
+#: for all of them, each person with their own daily credits in it (bot/service/people.py).
+PERSONAL_SCOPE = "dm"
 USER_WINDOW = "user"
 GUILD_WINDOW = "guild"
 EVENT_WINDOW = "event"
@@ -55,6 +58,7 @@ class QuotaWindow:
     used: int
     limit: int | None  # None: unlimited
     resets_at: float | None  # unix time; None for an event (or unlimited)
+    personal: bool = False  # counted in the personal scope, not a server's
 
     @property
     def left(self) -> int | None:
@@ -64,6 +68,8 @@ class QuotaWindow:
         """The window as a sentence part ("your daily credits: 3 of 10 used, …"): English as a
         str, said in the reader's language by a front end (bot.i18n.say)."""
         what = Said(f"errors.quota.window.{self.name}_{self.window}")
+        if self.personal and self.name == "guild":  # no server's: every personal job's
+            what = Said("installs.quota.personal_pool")
         if self.limit is None:
             return Said("errors.quota.unlimited", what=what, used=self.used)
         if self.resets_at is None:
@@ -175,4 +181,5 @@ def window_of(check: UsageCheck, applicable: Applicable, used: int, now: float) 
     }[check.name]
     _, reset = window_bounds(window, now)
     limit = None if check.limit < 0 else check.limit
-    return QuotaWindow(check.name, window, used, limit, reset if limit is not None else None)
+    return QuotaWindow(check.name, window, used, limit, reset if limit is not None else None,
+                       personal=check.guild_id == PERSONAL_SCOPE)

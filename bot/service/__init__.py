@@ -20,6 +20,7 @@ from .drafts import AlreadyConfirmed, DraftService, FinalQuote, PriceChanged, Re
 from .events import Closing, EventService, EventStatus, intake_closed_at
 from .fleet import FleetService, FleetStatus, GatewayState, GatewayStatus, engine_states
 from .library import LibraryService
+from .my_videos import Fetch, Fetched, MyVideosService, VideoPage
 from .people import CLI_GUILD, DM_GUILD, Requester
 from .privacy import Holdings, PrivacyService
 from .refusals import (
@@ -31,6 +32,7 @@ from .refusals import (
     NotAllowed,
     NothingThere,
     NotInThisChannel,
+    ReviewedServer,
     ReviewUnavailable,
     RoleRequired,
     UnfinishedJobs,
@@ -52,6 +54,7 @@ class Services:
     votes: VoteService
     library: LibraryService
     drafts: DraftService
+    my_videos: MyVideosService
 
     @classmethod
     def build(cls, settings: Settings, store: Store, engine: Engine,
@@ -69,6 +72,7 @@ class Services:
             library=LibraryService(settings, store, providers, http,
                                    cache_dir=engine.inputs_dir, member_hosts=member_hosts),
             drafts=DraftService(settings, store, videos),
+            my_videos=MyVideosService(settings, store),
         )
 
 
@@ -87,6 +91,8 @@ __all__ = [
     "EventService",
     "EventStatus",
     "Export",
+    "Fetch",
+    "Fetched",
     "FinalQuote",
     "FleetService",
     "FleetStatus",
@@ -96,6 +102,7 @@ __all__ = [
     "Holdings",
     "LibraryService",
     "Made",
+    "MyVideosService",
     "NotAllowed",
     "NotInThisChannel",
     "NothingThere",
@@ -105,10 +112,12 @@ __all__ = [
     "RemixForm",
     "Requester",
     "ReviewUnavailable",
+    "ReviewedServer",
     "RoleRequired",
     "Services",
     "Standing",
     "UnfinishedJobs",
+    "VideoPage",
     "VideoService",
     "VoteService",
     "VotingClosed",

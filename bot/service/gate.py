@@ -1,8 +1,9 @@
 """Who may start a video where, checked before anything is downloaded or spent.
 
 Cheap checks only (a few indexed reads): a member's block, the server's channels and roles, the
-prompt blocklist, the channel's event, the review rule's channel, and a first look at the
-per-minute rate (the authoritative count runs again in the job's own transaction, see
+prompt blocklist, the channel's event, the review rule's channel (a personal job, the app
+installed to the user, asked in a server with the bot keeps that server's rules), and a first
+look at the per-minute rate (the authoritative count runs again in the job's own transaction, see
 bot/engine). Each failure is a typed `Refusal`.
 """
 
@@ -21,6 +22,7 @@ from .refusals import (
     BlockedWords,
     EventClosed,
     NotInThisChannel,
+    ReviewedServer,
     ReviewUnavailable,
     RoleRequired,
 )
@@ -54,19 +56,43 @@ async def open_event_here(store: Store, who: Requester, *, now: float) -> EventR
     return event
 
 
+async def server_rules(store: Store, guild_id: str, who: Requester, prompt: str
+                       ) -> GuildSettings:
+    """A server's own rules for a member: their block, its channels and roles, its blocklist."""
+    settings = await store.guild_settings(guild_id)
+    blocked = await store.user_block(guild_id, who.user_id)
+    if blocked is not None:
+        raise Blocked(blocked[0])
+    check_place(settings, who)
+    rule = matching_rule(await store.block_rules(guild_id), prompt)
+    if rule is not None:
+        raise BlockedWords(rule.id)
+    return settings
+
+
+async def personal_in_server(store: Store, who: Requester, prompt: str) -> None:
+    """A personal job asked in a server that has the bot: refused wherever that server's rules
+    would refuse it, and where its moderators (or its channel's event) review every video,
+    which a personal job cannot go through."""
+    guild_id = who.rules_guild_id
+    if not guild_id:
+        return
+    settings = await server_rules(store, guild_id, who, prompt)
+    event = await store.open_event_in(guild_id, list(who.places))
+    review = ReviewMode.of(event.moderation) if event is not None else settings.moderation
+    if review is not ReviewMode.OFF:
+        raise ReviewedServer()
+
+
 async def admit(store: Store, who: Requester, prompt: str, *,
                 now: float | None = None) -> Admitted:
     """Run every cheap check for a new video; raises the first `Refusal` that applies."""
     now = time.time() if now is None else now
-    settings = await store.guild_settings(who.guild_id) if who.in_server else GuildSettings()
     if who.in_server:
-        blocked = await store.user_block(who.guild_id, who.user_id)
-        if blocked is not None:
-            raise Blocked(blocked[0])
-        check_place(settings, who)
-        rule = matching_rule(await store.block_rules(who.guild_id), prompt)
-        if rule is not None:
-            raise BlockedWords(rule.id)
+        settings = await server_rules(store, who.guild_id, who, prompt)
+    else:
+        await personal_in_server(store, who, prompt)
+        settings = GuildSettings()
     event = await open_event_here(store, who, now=now)
     review = ReviewMode.of(event.moderation) if event is not None else settings.moderation
     if review is not ReviewMode.OFF and not settings.mod_channel:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot.engine.quota import PERSONAL_SCOPE
+
 #: The guild id of jobs made from the command line, and of jobs made outside any server.
 CLI_GUILD = "cli"
-DM_GUILD = "dm"
+DM_GUILD = PERSONAL_SCOPE
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,9 @@ class Requester:
     admin: bool = False
     #: An automated account (a Discord bot): it may not vote (bot/service/votes.py).
     bot: bool = False
+    #: A personal job (the app installed to the user, bot/service/gate.py) asked in a server
+    #: that has the bot: that server's rules still hold there. Its `guild_id` is `DM_GUILD`.
+    rules_guild_id: str | None = None
 
     @property
     def places(self) -> tuple[str, ...]:

@@ -65,6 +65,14 @@ class ReviewUnavailable(Refusal):
         super().__init__(key="errors.refusal.review_unavailable")
 
 
+class ReviewedServer(Refusal):
+    """A personal job (the app installed to the user) in a server whose moderators review
+    every video: it cannot go through their review, so it is refused, never shown unreviewed."""
+
+    def __init__(self) -> None:
+        super().__init__(key="installs.refusal.reviewed_server")
+
+
 class GatewayUnavailable(Refusal):
     """The gateway asked for cannot be used here (no key configured, unknown name)."""
 

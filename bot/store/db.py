@@ -20,6 +20,7 @@ from bot.store.backends import open_database
 from bot.store.claims import ClaimsStore
 from bot.store.database import Database, Tx
 from bot.store.fleet import FleetStore
+from bot.store.installs import InstallsStore
 from bot.store.ledger import (
     LedgerKind,
     usage_of,
@@ -50,7 +51,7 @@ T = TypeVar("T")
 
 
 class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore, LibraryStore,
-            VotesStore, PremiumStore):
+            VotesStore, PremiumStore, InstallsStore):
     """Durable state of the bot. Open with `await Store.open(url_or_path)`; `close()` it."""
 
     _job_from_row = staticmethod(job_from_row)

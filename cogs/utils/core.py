@@ -54,20 +54,45 @@ def cdn_hosts(settings: Settings) -> tuple[str, ...]:
     return DISCORD_CDN_HOSTS + tuple(h.strip() for h in extra.split(",") if h.strip())
 
 
+def is_personal(interaction: discord.Interaction[Any]) -> bool:
+    """Asked through the app installed to the user (a DM, a group DM, a server that did not
+    install it, or one whose install lacks the commands), not through a server's install."""
+    return not interaction.is_guild_integration()
+
+
+def bot_in_guild(interaction: discord.Interaction[Any]) -> bool:
+    """The bot is a member of the interaction's server (its guild is in the bot's cache): the
+    guild id alone is present even where the bot is not."""
+    gid = interaction.guild_id
+    return gid is not None and interaction.client.get_guild(gid) is not None
+
+
+def private_answers(interaction: discord.Interaction[Any]) -> bool:
+    """Discord shows a user-installed app's answers only privately in a server that did not
+    install it and denies `USE_EXTERNAL_APPS`: ask for ephemeral answers there."""
+    return (interaction.guild_id is not None and not bot_in_guild(interaction)
+            and not interaction.app_permissions.use_external_apps)
+
+
 def requester_of(interaction: discord.Interaction[Any]) -> Requester:
-    """The person and the place of an interaction, as the services take them."""
+    """The person and the place of an interaction, as the services take them. A personal
+    one (`is_personal`) is in no server's scope: the user's own quota (`DM_GUILD`), with the
+    server's rules kept where the server has the bot (`rules_guild_id`)."""
     user = interaction.user
     perms = getattr(user, "guild_permissions", None)
     parent = getattr(interaction.channel, "parent_id", None)
+    personal = is_personal(interaction)
+    guild = str(interaction.guild_id) if interaction.guild_id else None
     return Requester(
         user_id=str(user.id),
-        guild_id=str(interaction.guild_id) if interaction.guild_id else DM_GUILD,
+        guild_id=DM_GUILD if personal or guild is None else guild,
         channel_id=str(interaction.channel_id or ""),
         parent_channel_id=str(parent) if parent else None,
         role_ids=tuple(str(r.id) for r in getattr(user, "roles", [])),
-        moderator=bool(perms and (perms.manage_messages or perms.manage_guild)),
-        admin=bool(perms and perms.manage_guild),
+        moderator=not personal and bool(perms and (perms.manage_messages or perms.manage_guild)),
+        admin=not personal and bool(perms and perms.manage_guild),
         bot=user.bot,
+        rules_guild_id=guild if personal and bot_in_guild(interaction) else None,
     )
 
 
@@ -82,6 +107,12 @@ class DiscordJobContext(BaseModel):
     token_issued_at: float = 0.0
     filesize_limit: int | None = None  # the server's upload limit when it was asked
     review: ReviewMode = ReviewMode.OFF  # written by the service (bot/service/videos.py)
+    #: Asked through a user install: answered through the interaction webhook only, the
+    #: video by DM once the token is gone (cogs/utils/installs.py).
+    personal: bool = False
+    ephemeral: bool = False  # every answer private (`private_answers`)
+    dm_closed: bool = False  # the video could not be sent by DM (Discord's 50007)
+    followup_refused: bool = False  # Discord refused the result's follow-up: not posted
     # Languages (bot/i18n), kept so a post after a restart still knows them: the requester's
     # (private notes, DMs) and the server's (the status message, result and moderators' cards).
     locale: str = "en"
@@ -100,7 +131,8 @@ class DiscordJobContext(BaseModel):
             application_id=str(interaction.application_id), token_issued_at=token_issued_at,
             filesize_limit=interaction.filesize_limit, locale=str(interaction.locale),
             guild_locale=str(interaction.guild_locale or interaction.locale),
-        ).model_dump(mode="json", exclude={"review"})
+            personal=is_personal(interaction), ephemeral=private_answers(interaction),
+        ).model_dump(mode="json", exclude={"review", "dm_closed", "followup_refused"})
 
     @property
     def token_alive(self) -> bool:

@@ -11,6 +11,8 @@
 - Posting is idempotent per job: the message nonce is derived from the job id (Discord returns
   the first message for a repeated nonce), and before posting we look for a message of ours
   carrying the job's buttons, for a crash that happened longer ago than Discord remembers nonces.
+- A personal job (the app installed to the user) is answered through the interaction webhook
+  only, its video by DM once the token is gone: cogs/utils/installs.py.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .card_texts import hosted_note
 from .cards import input_thumbnails, on_job_event
 from .core import DiscordJobContext
 from .finals import draft_buttons
+from .installs import Postable, deliver_personal, is_personal_job, personal_status
 from .layout import card_refused, custom_ids, result_card, status_card
 from .messaging import (
     STATUS,
@@ -162,8 +165,9 @@ class DiscordDelivery:
     async def _status_text(self, job: JobView, event: JobEvent, jump: str | None) -> str:
         """The status in the server's language, its prompt hidden if the server hides them."""
         spoiler = (await self.store.guild_settings(job.guild_id)).spoiler_prompts
-        return status_text(job, event, jump_url=jump, spoiler=spoiler,
+        text = status_text(job, event, jump_url=jump, spoiler=spoiler,
                            locale=DiscordJobContext.of(job).guild_locale)
+        return personal_status(job, event, text) if is_personal_job(job) else text
 
     async def catch_up(self) -> None:
         """At start: say the end on status messages whose job ended while the process that
@@ -211,29 +215,40 @@ class DiscordDelivery:
                 # An expired or revoked token: the channel API still works.
                 if getattr(exc, "status", 0) not in (401, 404):
                     raise
+        if is_personal_job(job):
+            return  # no channel API where the bot may not be (cogs/utils/installs.py)
         channel = self.client.get_partial_messageable(int(job.channel_id))
         await channel.get_partial_message(message_id).edit(**kwargs)
 
     # ---- the finished video ---------------------------------------------------------------
     async def deliver(self, job: JobView, result: JobResult) -> str:
+        if is_personal_job(job):
+            return await deliver_personal(self, self.client, self.store, job, result)
         channel = self.client.get_partial_messageable(
             int(await result_channel(self.store, job)))
         existing = await self._already_posted(channel, job.id)
         if existing is not None:
             return str(existing)
-        message = None
+        message = await self.post_result(channel, job, result, upload_limit(job))
+        return str(message.id)  # the engine then emits DELIVERED, which links the status here
+
+    async def post_result(self, channel: Postable, job: JobView, result: JobResult,
+                          limit: int) -> discord.Message:
+        """The result as a card, or the embed where the card is refused or not wanted."""
         if await self.cards_for(job):
             try:
-                message = await self._post_card(channel, job, result, upload_limit(job))
+                return await self._post_card(channel, job, result, limit)
             except discord.HTTPException as exc:
                 if not card_refused(exc):
                     raise
                 log.info("result card of job %s refused (%s); posting the embed", job.id, exc)
-        if message is None:
-            message = await self._post_within(channel, job, result, upload_limit(job))
-        return str(message.id)  # the engine then emits DELIVERED, which links the status here
+        return await self._post_within(channel, job, result, limit)
 
-    async def _post_within(self, channel: discord.PartialMessageable, job: JobView,
+    async def already_posted(self, channel: discord.abc.Messageable,
+                             job_id: str) -> int | None:
+        return await self._already_posted(channel, job_id)
+
+    async def _post_within(self, channel: Postable, job: JobView,
                            result: JobResult, limit: int) -> discord.Message:
         count = len(result.video_paths)
         locale = DiscordJobContext.of(job).guild_locale
@@ -259,7 +274,7 @@ class DiscordDelivery:
                 log.info("upload of job %s refused as too large; trying smaller", job.id)
         return await self._post_link(channel, job, result, limit)
 
-    async def _post_link(self, channel: discord.PartialMessageable, job: JobView,
+    async def _post_link(self, channel: Postable, job: JobView,
                          result: JobResult, limit: int) -> discord.Message:
         thumb_src = result.last_frame_path or result.video_path
         thumb = await asyncio.to_thread(
@@ -275,7 +290,7 @@ class DiscordDelivery:
             nonce=job_nonce(job.id),
         )
 
-    async def _post_card(self, channel: discord.PartialMessageable, job: JobView,
+    async def _post_card(self, channel: Postable, job: JobView,
                          result: JobResult, limit: int) -> discord.Message:
         """The result as one card (cogs/utils/layout.py): the files when they fit together
         with the input thumbnails, else the gateway's hosted links."""
@@ -326,7 +341,7 @@ class DiscordDelivery:
             shown = ["attachment://thumbnail.jpg"]
         return await channel.send(files=files, view=card(shown, note), nonce=job_nonce(job.id))
 
-    async def _already_posted(self, channel: discord.PartialMessageable,
+    async def _already_posted(self, channel: discord.abc.Messageable,
                               job_id: str) -> int | None:
         """A message of ours carrying this job's result buttons, if a crash hid it from us."""
         me = self.client.user

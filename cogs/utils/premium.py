@@ -73,7 +73,9 @@ def premium_view(settings: Settings, error: BaseException) -> discord.ui.View | 
     """A premium button for the SKU that lifts the limit `error` ran into, if any."""
     if not isinstance(error, QuotaExceeded):
         return None
-    sku = offer_for(settings.skus, error.window.name)
+    # The personal pool (user installs) is no server's: a server subscription can't lift it.
+    window = "user" if error.window.personal else error.window.name
+    sku = offer_for(settings.skus, window)
     if sku is None:
         return None
     view = discord.ui.View(timeout=None)

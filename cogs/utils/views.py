@@ -26,7 +26,7 @@ from bot.store import TERMINAL_STATES, JobView
 from bot.store.database import is_outage
 
 from .acks import defer
-from .core import DiscordJobContext, core_of, requester_of
+from .core import DiscordJobContext, core_of, private_answers, requester_of
 from .messaging import send_private
 from .premium import premium_view
 from .texts import forgotten_text, outage_text, refusal_text
@@ -49,7 +49,7 @@ async def launch(interaction: discord.Interaction[Any],
     """Answer at once (Discord allows 3 s), then let a service make the job; its refusal is
     shown privately. From the job's row on, the delivery port renders the status message."""
     if not interaction.response.is_done():
-        await defer(interaction, thinking=True)
+        await defer(interaction, thinking=True, ephemeral=private_answers(interaction))
     issued = time.time()
     status = await interaction.original_response()
     try:

@@ -228,7 +228,8 @@ class Gateway:
         self.sessions[session.id] = session
         session.conn = conn
         conn.session = session
-        guilds = [g for g in self.world.guilds.values() if session.owns(g.id)]
+        guilds = [g for g in self.world.guilds.values()
+                  if session.owns(g.id) and self.world.bot_member(g.id)]
         ready = {
             "v": 10, "user": self.world.bot.to_dict() | {"verified": True, "mfa_enabled": False,
                                                          "email": None},

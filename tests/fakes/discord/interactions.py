@@ -18,7 +18,9 @@ from typing import Any
 from tests.fakes.discord.state import (
     FLAG_EPHEMERAL,
     FLAG_LOADING,
+    USE_EXTERNAL_APPS,
     Command,
+    Guild,
     Message,
     iter_components,
     number_components,
@@ -28,6 +30,9 @@ from tests.fakes.discord.world import ApiError, Upload, World, form_error
 # Interaction types and callback types (Discord's numbers).
 APPLICATION_COMMAND, MESSAGE_COMPONENT, MODAL_SUBMIT = 2, 3, 5
 PONG, MESSAGE, DEFERRED_MESSAGE, DEFERRED_UPDATE, UPDATE_MESSAGE, MODAL = 1, 4, 5, 6, 7, 9
+
+#: Follow-ups Discord allows an interaction of an app installed to the user only.
+MAX_USER_FOLLOWUPS = 5
 
 # Application command option types.
 SUB_COMMAND, SUB_COMMAND_GROUP, STRING, INTEGER, BOOLEAN = 1, 2, 3, 4, 5
@@ -99,7 +104,15 @@ class FakeInteraction:
         self.type = int(payload["type"])
         self.guild_id = int(payload["guild_id"]) if payload.get("guild_id") else None
         self.channel_id = int(payload["channel_id"])
-        self.user_id = int(payload["member"]["user"]["id"])
+        self.user_id = int((payload.get("member") or payload)["user"]["id"])
+        owners = payload.get("authorizing_integration_owners") or {}
+        #: Used through the app installed to the user only (no server install of it here):
+        #: Discord allows 5 follow-ups, and forces answers private without USE_EXTERNAL_APPS.
+        self.user_install_only = "0" not in owners
+        perms = int(payload.get("app_permissions") or 0)
+        self.forced_ephemeral = (self.user_install_only and self.guild_id is not None
+                                 and not world.bot_member(self.guild_id)
+                                 and not perms & USE_EXTERNAL_APPS)
         self.created_at = time.monotonic()
         self.limits = limits
         self._token_expired_at: float | None = None
@@ -188,7 +201,7 @@ class FakeInteraction:
         if ctype == MODAL:
             self._check_modal(data)
         message: Message | None = None
-        flags = int(data.get("flags") or 0)
+        flags = int(data.get("flags") or 0) | (FLAG_EPHEMERAL if self.forced_ephemeral else 0)
         if ctype == MESSAGE:
             message = self._post(data, uploads, flags & FLAG_EPHEMERAL, original=True)
         elif ctype == DEFERRED_MESSAGE:
@@ -232,8 +245,9 @@ class FakeInteraction:
     def _metadata(self) -> dict[str, Any]:
         meta: dict[str, Any] = {
             "id": str(self.id), "type": self.type,
-            "user": self.payload["member"]["user"],
-            "authorizing_integration_owners": {"0": str(self.guild_id or 0)},
+            "user": (self.payload.get("member") or self.payload)["user"],
+            "authorizing_integration_owners": dict(
+                self.payload.get("authorizing_integration_owners") or {}),
         }
         if self.type == APPLICATION_COMMAND:
             meta["name"] = self.data.get("name", "")
@@ -291,7 +305,13 @@ class FakeInteraction:
                 self.followup_ids.append(msg.id)
                 self._log("POST", "followup", body, 200)
                 return msg
+        if self.user_install_only and len(self.followup_ids) >= MAX_USER_FOLLOWUPS:
+            self._log("POST", "followup", body, 400)
+            raise ApiError(400, 40094, "This interaction has hit the maximum number of follow "
+                                       "up messages")
         flags = int(body.get("flags") or 0) & (FLAG_EPHEMERAL | (1 << 2) | (1 << 12) | (1 << 15))
+        if self.forced_ephemeral:
+            flags |= FLAG_EPHEMERAL
         msg = self._post(body, uploads, flags, original=False)
         self.followup_ids.append(msg.id)
         self._log("POST", "followup", body, 200)
@@ -389,7 +409,7 @@ def build_command_data(world: World, cmd: Command, guild_id: int, channel_id: in
         if len(files) > len(free):
             raise InvalidInvocation(f"/{cmd.name} takes at most {len(free)} more attachments")
         values.update(zip(free, files, strict=False))
-    guild = world.guild(guild_id)
+    guild = world.guilds.get(guild_id) or Guild(0, "", 0)  # a DM resolves no members
     resolved: dict[str, dict[str, Any]] = {}
     out: list[dict[str, Any]] = []
     for name, value in values.items():

@@ -9,6 +9,7 @@ play scripted faults (429 with retry_after, 5xx), account rate-limit buckets and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -67,6 +68,11 @@ class Fault:
     is_global: bool = False
     body: Any = None
     delay: float = 0.0
+    #: The request is carried out, then its answer is lost (`delay`, then `status`): a
+    #: message made whose maker never heard so.
+    applied: bool = False
+    #: Answer only once this is set (a test's crash comes first), after `delay`.
+    hold: asyncio.Event | None = None
 
     def matches(self, method: str, route: str, path: str) -> bool:
         if self.method and self.method != method:
@@ -129,6 +135,7 @@ class Rest:
             ("GET", "/users/@me", self.me),
             ("GET", "/users/@me/guilds", self.my_guilds),
             ("GET", "/users/{user_id}", self.user),
+            ("POST", "/users/@me/channels", self.create_dm),
             ("GET", "/oauth2/applications/@me", self.app_info),
             ("GET", "/applications/@me", self.app_info),
             ("GET", "/gateway", self.gateway_info),
@@ -198,8 +205,13 @@ class Rest:
             if fault.times > 0 and fault.matches(request.method, route, request.path):
                 fault.times -= 1
                 self.state.faults = [f for f in self.state.faults if f.times > 0]
+                if fault.applied:
+                    with contextlib.suppress(ApiError, web.HTTPException):
+                        await handler(request)
                 if fault.delay:
                     await asyncio.sleep(fault.delay)
+                if fault.hold is not None:
+                    await fault.hold.wait()
                 return self._fault(fault, route)
         key = f"{request.method} {route}:{_major(request)}"
         limited = self._account(key)
@@ -302,7 +314,8 @@ class Rest:
     async def my_guilds(self, request: web.Request) -> web.Response:
         return _json([{"id": str(g.id), "name": g.name, "icon": None, "owner": False,
                        "permissions": str(g.base_permissions(self.world.bot.id)),
-                       "features": []} for g in self.world.guilds.values()])
+                       "features": []} for g in self.world.guilds.values()
+                      if self.world.bot_member(g.id)])
 
     async def user(self, request: web.Request) -> web.Response:
         user = self.world.users.get(int(request.match_info["user_id"]))
@@ -393,8 +406,19 @@ class Rest:
             raise ApiError(404, 10007, "Unknown Member")
         return _json(member.to_dict())
 
+    async def create_dm(self, request: web.Request) -> web.Response:
+        """POST /users/@me/channels: the bot's DM with a user, made once (closed DMs still
+        give a channel; posting there is what fails, with 50007)."""
+        body = request[BODY] or {}
+        channel = self.world.open_dm(int(body.get("recipient_id") or 0))
+        return _json(channel.to_dict())
+
     def _visible_channel(self, request: web.Request, need: int = VIEW_CHANNEL) -> Any:
         channel = self.world.channel(int(request.match_info["channel_id"]))
+        if not self.world.bot_sees(channel):
+            raise ApiError(403, 50001, "Missing Access")
+        if channel.is_private:
+            return channel
         guild = self.world.guilds[channel.guild_id]
         if guild.permissions_in(self.world.bot.id, channel) & need != need:
             if need == VIEW_CHANNEL:

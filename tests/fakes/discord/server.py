@@ -39,6 +39,7 @@ from tests.fakes.discord.interactions import (
 )
 from tests.fakes.discord.rest import Fault, LoggedRequest, Rest
 from tests.fakes.discord.state import MIB, Channel, Command, Guild, Member, Message, Role
+from tests.fakes.discord.user_installs import build_user_slash
 from tests.fakes.discord.world import World
 
 T = TypeVar("T")
@@ -157,10 +158,13 @@ class FakeDiscord:
                                             is_global))
 
     def fail_next(self, status: int = 500, times: int = 1, *, method: str | None = None,
-                  route: str | None = None, body: Any = None, delay: float = 0.0) -> None:
-        """Answer the next `times` matching REST calls with `status` (e.g. 500, 502, 503)."""
+                  route: str | None = None, body: Any = None, delay: float = 0.0,
+                  applied: bool = False, hold: asyncio.Event | None = None) -> None:
+        """Answer the next `times` matching REST calls with `status` (e.g. 500, 502, 503).
+        `applied`: the call is carried out first, and only its answer is lost; `hold`: the
+        answer waits until the test sets it (to crash the bot in between)."""
         self.rest.state.faults.append(Fault(status, times, method, route, body=body,
-                                            delay=delay))
+                                            delay=delay, applied=applied, hold=hold))
 
     @property
     def requests(self) -> list[LoggedRequest]:
@@ -172,10 +176,12 @@ class FakeDiscord:
                 and (route in r.route or route in r.path)]
 
     # ---- building the world ------------------------------------------------------------------
-    def add_guild(self, name: str = "Another Guild", *, premium_tier: int = 0) -> Guild:
-        """Add a guild (sent to already connected sessions as GUILD_CREATE)."""
-        guild = self.world.add_guild(name, premium_tier=premium_tier)
-        for session in self.gateway.sessions.values():
+    def add_guild(self, name: str = "Another Guild", *, premium_tier: int = 0,
+                  with_bot: bool = True) -> Guild:
+        """Add a guild (sent to already connected sessions as GUILD_CREATE). Not `with_bot`:
+        a server that never installed the app, which its members' own installs still reach."""
+        guild = self.world.add_guild(name, premium_tier=premium_tier, with_bot=with_bot)
+        for session in self.gateway.sessions.values() if with_bot else ():
             if session.valid and session.owns(guild.id):
                 self.gateway._dispatch_to(session, "GUILD_CREATE",
                                           self.gateway.guild_create(guild.id, session.intents))
@@ -198,6 +204,24 @@ class FakeDiscord:
                    guild_id: int | None = None) -> Member:
         ids = [r.id if isinstance(r, Role) else int(r) for r in roles]
         return self.world.add_member(guild_id or self.guild.id, username, roles=ids)
+
+    def join(self, member: Member, guild: Guild, *, roles: Sequence[Role | int] = ()) -> Member:
+        """An existing user joins another guild."""
+        ids = [r.id if isinstance(r, Role) else int(r) for r in roles]
+        joined = Member(member.user, guild.id, ids)
+        guild.members[member.user.id] = joined
+        return joined
+
+    def open_dm(self, user_id: int) -> Channel:
+        """The bot's DM channel with a user (what POST /users/@me/channels returns)."""
+        return self.world.open_dm(user_id)
+
+    def add_group_dm(self, *members: Member) -> Channel:
+        return self.world.add_group_dm([m.user.id for m in members])
+
+    def close_dms(self, user_id: int) -> None:
+        """The user accepts no DMs from the bot: posting there fails with 50007."""
+        self.world.closed_dms.add(user_id)
 
     # ---- what the bot did --------------------------------------------------------------------
     def commands(self, guild_id: int | None = None) -> list[Command]:
@@ -251,6 +275,25 @@ class FakeDiscord:
         return await self.invoke_slash(ch.guild_id, ch.id, (user or self.member).user.id, name,
                                        options, attachments, path=path, locale=locale)
 
+    async def user_slash(self, name: str, options: Mapping[str, Any] | None = None, *,
+                         channel: Channel, user: Member | None = None,
+                         attachments: Sequence[AttachmentSpec]
+                         | Mapping[str, AttachmentSpec] | None = None,
+                         locale: str = "en-US", guild_install: bool = False
+                         ) -> FakeInteraction:
+        """`/name` through the app installed to the user (default: `.member`), in `channel`:
+        the bot's DM (`open_dm`), a group DM (`add_group_dm`) or a guild channel, whether or
+        not the bot is in that guild."""
+        files: Sequence[File] | Mapping[str, File]
+        if isinstance(attachments, Mapping):
+            files = {k: _file(v) for k, v in attachments.items()}
+        else:
+            files = [_file(a) for a in attachments or []]
+        payload = build_user_slash(self.world, (user or self.member).user.id, channel, name,
+                                   options or {}, files, locale=locale,
+                                   guild_install=guild_install)
+        return self._deliver(payload, None, False)
+
     async def click(self, message_id: int, custom_id: str, user_id: int | None = None, *,
                     values: Sequence[str] | None = None, locale: str = "en-US",
                     allow_offline: bool = False) -> FakeInteraction:
@@ -271,7 +314,7 @@ class FakeDiscord:
 
     def _deliver(self, payload: dict[str, Any], source: int | None,
                  allow_offline: bool) -> FakeInteraction:
-        gid = int(payload["guild_id"])
+        gid = int(payload["guild_id"]) if payload.get("guild_id") else None
         live = self.gateway.live_sessions(gid)
         if not live and not allow_offline:
             raise RuntimeError("no bot session is connected to the fake gateway for guild "

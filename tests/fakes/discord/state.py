@@ -34,17 +34,21 @@ USE_APPLICATION_COMMANDS = 1 << 31
 MANAGE_THREADS = 1 << 34
 CREATE_PUBLIC_THREADS = 1 << 35
 SEND_MESSAGES_IN_THREADS = 1 << 38
+#: Lets a member's user-installed apps answer publicly where the app is not installed.
+USE_EXTERNAL_APPS = 1 << 50
 ALL_PERMISSIONS = (1 << 51) - 1
 
 DEFAULT_EVERYONE = (
     VIEW_CHANNEL | SEND_MESSAGES | EMBED_LINKS | ATTACH_FILES | READ_MESSAGE_HISTORY
     | ADD_REACTIONS | USE_APPLICATION_COMMANDS | CREATE_PUBLIC_THREADS | SEND_MESSAGES_IN_THREADS
+    | USE_EXTERNAL_APPS
 )
 
 # Message flags and channel types used here.
 FLAG_EPHEMERAL = 1 << 6
 FLAG_LOADING = 1 << 7
 TEXT_CHANNEL = 0
+DM_CHANNEL, GROUP_DM = 1, 3
 PUBLIC_THREAD = 11
 PRIVATE_THREAD = 12
 THREAD_TYPES = (10, PUBLIC_THREAD, PRIVATE_THREAD)
@@ -135,7 +139,8 @@ class Member:
 
 @dataclass
 class Channel:
-    """A guild channel; threads are channels too (type 11/12, with a parent_id)."""
+    """A guild channel; threads are channels too (type 11/12, with a parent_id). A DM or a
+    group DM (type 1/3) has `guild_id` 0 and its `recipients`."""
 
     id: int
     guild_id: int
@@ -147,10 +152,15 @@ class Channel:
     overwrites: list[dict[str, Any]] = field(default_factory=list)
     archived: bool = False
     last_message_id: int | None = None
+    recipients: list[User] = field(default_factory=list)
 
     @property
     def is_thread(self) -> bool:
         return self.type in THREAD_TYPES
+
+    @property
+    def is_private(self) -> bool:
+        return self.type in (DM_CHANNEL, GROUP_DM)
 
     def to_dict(self, *, with_guild: bool = True) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -159,6 +169,10 @@ class Channel:
             "last_message_id": str(self.last_message_id) if self.last_message_id else None,
             "flags": 0, "rate_limit_per_user": 0,
         }
+        if self.is_private:
+            data.pop("parent_id")
+            data["recipients"] = [u.to_dict() for u in self.recipients]
+            return data
         if with_guild:
             data["guild_id"] = str(self.guild_id)
         if self.is_thread:

@@ -26,8 +26,10 @@ from tests.fakes.discord.state import (
     ATTACH_FILES,
     CREATE_PUBLIC_THREADS,
     DEFAULT_EVERYONE,
+    DM_CHANNEL,
     FLAG_EPHEMERAL,
     FLAG_LOADING,
+    GROUP_DM,
     MANAGE_MESSAGES,
     PUBLIC_THREAD,
     SEND_MESSAGES,
@@ -153,6 +155,10 @@ class World:
     attachments: dict[int, Attachment] = field(default_factory=dict)
     commands: dict[int | None, list[Command]] = field(default_factory=dict)
     nonces: dict[tuple[int, str], tuple[float, int]] = field(default_factory=dict)
+    #: The bot's DM channel with each user (POST /users/@me/channels makes it once).
+    dm_channels: dict[int, int] = field(default_factory=dict)
+    #: Users who accept no DMs from the bot: a post there is Discord's 50007.
+    closed_dms: set[int] = field(default_factory=set)
     #: Refuse every message flagged IS_COMPONENTS_V2, as Discord does where it can't take
     #: them: tests of the embed fallback (cogs/utils/layout.py) switch it on.
     refuse_components_v2: bool = False
@@ -195,16 +201,19 @@ class World:
         return user
 
     def add_guild(self, name: str = "Test Guild", *, premium_tier: int = 0,
-                  bot_permissions: int = DEFAULT_EVERYONE | MANAGE_MESSAGES) -> Guild:
-        """A guild with @everyone, an owner, the bot as member (with its managed role) and
-        a #general text channel."""
+                  bot_permissions: int = DEFAULT_EVERYONE | MANAGE_MESSAGES,
+                  with_bot: bool = True) -> Guild:
+        """A guild with @everyone, an owner, the bot as member (with its managed role; not
+        `with_bot`: a server that never installed the app) and a #general text channel."""
         gid = self.snowflakes.next()
         guild = Guild(gid, name, self.owner.id, premium_tier=premium_tier)
         guild.roles[gid] = Role(gid, "@everyone", DEFAULT_EVERYONE, 0)
-        bot_role = Role(self.snowflakes.next(), "Seedance", bot_permissions, 1, managed=True)
-        guild.roles[bot_role.id] = bot_role
         guild.members[self.owner.id] = Member(self.owner, gid)
-        guild.members[self.bot.id] = Member(self.bot, gid, [bot_role.id])
+        if with_bot:
+            bot_role = Role(self.snowflakes.next(), "Seedance", bot_permissions, 1,
+                            managed=True)
+            guild.roles[bot_role.id] = bot_role
+            guild.members[self.bot.id] = Member(self.bot, gid, [bot_role.id])
         self.guilds[gid] = guild
         general = self.add_channel(gid, "general")
         guild.default_channel_id = general.id
@@ -234,6 +243,37 @@ class World:
         member = Member(user, guild_id, list(roles or []))
         self.guilds[guild_id].members[user.id] = member
         return member
+
+    def open_dm(self, user_id: int) -> Channel:
+        """The bot's DM channel with a user (created once, as Discord does)."""
+        if user_id in self.dm_channels:
+            return self.channels[self.dm_channels[user_id]]
+        if user_id not in self.users:
+            raise ApiError(400, 50033, "Invalid Recipient(s)")
+        channel = Channel(self.snowflakes.next(), 0, "", type=DM_CHANNEL,
+                          recipients=[self.users[user_id]])
+        self.channels[channel.id] = channel
+        self.channel_messages[channel.id] = []
+        self.dm_channels[user_id] = channel.id
+        return channel
+
+    def add_group_dm(self, user_ids: list[int]) -> Channel:
+        """A group DM of people, without the bot (a user-installed app still works there)."""
+        channel = Channel(self.snowflakes.next(), 0, "group", type=GROUP_DM,
+                          recipients=[self.users[u] for u in user_ids])
+        self.channels[channel.id] = channel
+        self.channel_messages[channel.id] = []
+        return channel
+
+    def bot_member(self, guild_id: int | None) -> bool:
+        guild = self.guilds.get(guild_id or 0)
+        return guild is not None and self.bot.id in guild.members
+
+    def bot_sees(self, channel: Channel) -> bool:
+        """The bot gets this channel's events: its guild has the bot, or it is the bot's DM."""
+        if channel.is_private:
+            return channel.type == DM_CHANNEL
+        return self.bot_member(channel.guild_id)
 
     # ---- lookups ---------------------------------------------------------------------------
     def channel(self, channel_id: int) -> Channel:
@@ -391,6 +431,11 @@ class World:
         enforced nonce matched a recent message of the same author (no duplicate)."""
         channel = self.channel(channel_id)
         guild = self.guilds.get(channel.guild_id)
+        if check_permissions and not self.bot_sees(channel):
+            raise ApiError(403, 50001, "Missing Access")
+        if check_permissions and channel.type == DM_CHANNEL and any(
+                u.id in self.closed_dms for u in channel.recipients):
+            raise ApiError(403, 50007, "Cannot send messages to this user")
         if check_permissions and guild:
             perms = guild.permissions_in(author.id, channel)
             need = VIEW_CHANNEL | (SEND_MESSAGES_IN_THREADS if channel.is_thread else SEND_MESSAGES)
@@ -417,7 +462,7 @@ class World:
         number_components(components)
         ref = body.get("message_reference")
         msg = Message(
-            id=self.snowflakes.next(), channel_id=channel_id, guild_id=channel.guild_id,
+            id=self.snowflakes.next(), channel_id=channel_id, guild_id=channel.guild_id or None,
             author=author, content=body.get("content") or "", embeds=body.get("embeds") or [],
             components=components, flags=final_flags, nonce=nonce,
             type=msg_type if msg_type is not None else (19 if ref else 0),
@@ -437,7 +482,8 @@ class World:
         if not ephemeral:
             self.channel_messages.setdefault(channel_id, []).append(msg.id)
             channel.last_message_id = msg.id
-            self.emit("MESSAGE_CREATE", self.gateway_message(msg), channel.guild_id)
+        if not ephemeral and self.bot_sees(channel):
+            self.emit("MESSAGE_CREATE", self.gateway_message(msg), channel.guild_id or None)
         else:
             self.changed()
         return msg, True
@@ -467,7 +513,7 @@ class World:
         resolve_media(msg.components, msg.attachments)
         msg.edited_at = now()
         msg.edits.append(Edit(time.monotonic(), "PATCH", body))
-        if not msg.ephemeral:
+        if not msg.ephemeral and self.bot_sees(self.channel(msg.channel_id)):
             self.emit("MESSAGE_UPDATE", self.gateway_message(msg), msg.guild_id)
         else:
             self.changed()
@@ -476,7 +522,7 @@ class World:
     def delete_message(self, msg: Message) -> None:
         msg.deleted = True
         msg.edits.append(Edit(time.monotonic(), "DELETE", {}))
-        if not msg.ephemeral:
+        if not msg.ephemeral and self.bot_sees(self.channel(msg.channel_id)):
             data = {"id": str(msg.id), "channel_id": str(msg.channel_id)}
             if msg.guild_id:
                 data["guild_id"] = str(msg.guild_id)
