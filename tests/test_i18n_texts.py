@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bot.engine import EventKind, JobEvent, JobResult
-from bot.i18n import DEFAULT, LANGUAGES
+from bot.i18n import DEFAULT, LANGUAGES, Said
 from bot.models import GenerationRequest
 from bot.moderation import Forgotten
 from bot.service.library import Added, Shelf
@@ -117,6 +117,12 @@ def rendered(locale: str) -> dict[str, str]:
         "status posted": status_text(done, JobEvent(EventKind.DELIVERED, reason="5"),
                                      jump_url="https://discord.com/channels/1/2/5",
                                      locale=locale),
+        "status cancelled": status_text(
+            job(state=JobState.CANCELLED),
+            JobEvent(EventKind.CANCELLED, reason=Said("core.event.cancelled")), locale=locale),
+        "status retrying": status_text(
+            queued, JobEvent(EventKind.RETRYING, reason=Said("core.event.without_audio")),
+            locale=locale),
         "result card": card_text(result_card(
             done, result(1), videos=["attachment://a.mp4"], inputs=["attachment://i.jpg"],
             extra=draft_buttons(done, locale), locale=locale)),
@@ -264,3 +270,13 @@ async def test_a_german_server_sees_german_while_the_requester_reads_their_own(
             timeout=30, what="the German posted status")
         assert "**Status:** ✅ gepostet" in texts(done)
         assert "posted" not in texts(done) and "charged" not in texts(done)
+
+
+def test_an_engine_retry_note_keeps_the_gateways_words_inside_the_readers_sentence() -> None:
+    """The engine's own words around a gateway's reason are said in the server's language;
+    the reason itself is the gateway's and stays as it wrote it."""
+    note = Said("core.event.retry_in", reason="HTTP 503 from the gateway", seconds="30")
+    assert str(note) == "HTTP 503 from the gateway; trying again in 30 s"  # logs, detail
+    retrying = status_text(job(state=JobState.QUEUED), JobEvent(EventKind.RETRYING, reason=note),
+                           locale="ja")
+    assert "HTTP 503 from the gateway。30 秒後に再試行します" in retrying

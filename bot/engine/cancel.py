@@ -64,7 +64,7 @@ class Canceller:
         if job.state in WAITING_STATES:
             moved = await self._machine.move(
                 job, JobState.CANCELLED, Outcome.CANCELLED, detail=who,
-                events=[JobEvent(EventKind.CANCELLED, reason="Cancelled.")],
+                events=[JobEvent(EventKind.CANCELLED, reason=Said("core.event.cancelled"))],
             )
             if moved is None:
                 return await self.cancel(job_id, by_user_id, moderator=moderator)

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from bot.errors import AudioModerationError, GatewayError, TaskFailedError
+from bot.i18n import Said
 from bot.models import TaskState, TaskStatus
 from bot.providers.base import Provider
 from bot.store import JobState, JobView
@@ -168,10 +169,7 @@ class TaskFollower:
 
     async def _task_failed(self, job: JobView, error: GatewayError) -> None:
         if isinstance(error, AudioModerationError) and job.request.audio and not job.audio_retried:
-            why = (
-                "The gateway flagged the generated sound; trying once more without audio "
-                "(no extra charge)."
-            )
+            why = Said("core.event.without_audio")
             await self._machine.move(
                 job, JobState.SUBMITTING, Outcome.RETRY_WITHOUT_AUDIO,
                 detail=f"retry without audio: {error}",

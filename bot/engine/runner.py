@@ -212,7 +212,7 @@ class Runners:
                     job.attempts, base=self._limits.retry_base, cap=self._limits.retry_cap,
                     hint=err.retry_after,
                 )
-                why = f"{self._reason(err)}; trying again in {delay:.0f} s"
+                why = Said("core.event.retry_in", reason=self._reason(err), seconds=f"{delay:.0f}")
                 await self._machine.move(
                     job, JobState.QUEUED, Outcome.RETRY, detail=f"retry: {why}",
                     events=[JobEvent(EventKind.RETRYING, reason=why)],

@@ -229,10 +229,11 @@ def status_text(job: JobView, event: JobEvent | None = None, *, jump_url: str | 
                              duration=duration_words(event.eta, locale))
         if event.kind is EventKind.RETRYING:
             line = t(locale, "replies.status.retrying",
-                     reason=event.reason or t(locale, "replies.status.hiccup"))
+                     reason=say(event.reason, locale) if event.reason
+                     else t(locale, "replies.status.hiccup"))
         elif event.reason and event.kind in (EventKind.FAILED, EventKind.CANCELLED,
                                              EventKind.REJECTED):
-            line += f" — {clip(event.reason, 600)}"
+            line += f" — {clip(say(event.reason, locale), 600)}"
     if jump_url:
         line = f"{stage_words('delivered', locale)} — {jump_url}"
     credit_word = "charged" if job.credits_charged else "reserved"
