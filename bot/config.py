@@ -67,6 +67,8 @@ class Settings(BaseSettings):
 
     seedance_user_daily_credits: int = Field(default=60, ge=0)
     seedance_guild_monthly_credits: int = Field(default=3000, ge=0)
+    #: The monthly pool all personal (user-install) jobs share; unset: the same as a server's.
+    seedance_personal_monthly_credits: int | None = Field(default=None, ge=0)
     #: Optional price table, e.g. "480p=1,720p=2,1080p=4".
     seedance_prices: str | None = None
 

@@ -108,6 +108,28 @@ async def test_a_personal_job_spends_the_users_own_credits(world: World) -> None
     assert (w := server.window("user")) is not None and w.used == 0  # not the server's
 
 
+async def test_the_personal_pool_has_its_own_size_when_the_operator_sets_one(
+        data_dir: Path) -> None:
+    """SEEDANCE_PERSONAL_MONTHLY_CREDITS sizes what user installs spend together; a server's
+    pool keeps SEEDANCE_GUILD_MONTHLY_CREDITS."""
+    async with httpx.AsyncClient() as http:
+        w = await build(data_dir, http, seedance_personal_monthly_credits=6,
+                        seedance_guild_monthly_credits=3000)
+        try:
+            pool = (await w.services.videos.quota(AWAY)).window("guild")
+            assert pool is not None and pool.limit == 6
+            server = (await w.services.videos.quota(Requester("2", GUILD, "10"))).window("guild")
+            assert server is not None and server.limit == 3000
+            await make(w, AWAY)
+            [job] = await w.store.jobs()
+            assert job.credits_estimate > 6 // 2  # so a second video can't fit in the pool
+            with pytest.raises(QuotaExceeded):
+                await make(w, Requester("3", DM_GUILD, "98"))  # another person, same pool
+        finally:
+            await w.engine.stop()
+            await w.store.close()
+
+
 async def test_the_servers_rules_hold_for_a_personal_job_asked_there(world: World) -> None:
     await world.services.admin.add_rule(ADMIN, "word", "banana")
     with pytest.raises(BlockedWords):

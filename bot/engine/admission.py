@@ -19,7 +19,7 @@ from bot.skus import Sku
 from bot.store import Store
 from bot.store.records import Admission, AdmissionRefused
 
-from .quota import Applicable, resolve_limits
+from .quota import PERSONAL_SCOPE, Applicable, resolve_limits
 from .scheduler import EngineLimits
 
 
@@ -75,7 +75,8 @@ async def applicable_limits(
         role_ids=list(role_ids),
         event_id=event_id,
         default_user_daily=settings.seedance_user_daily_credits,
-        default_guild_monthly=settings.seedance_guild_monthly_credits,
+        default_guild_monthly=personal_pool(settings) if guild_id == PERSONAL_SCOPE
+        else settings.seedance_guild_monthly_credits,
     )
     if not any(s.kind != "consumable" for s in settings.skus.values()):
         return applicable
@@ -86,6 +87,13 @@ async def applicable_limits(
         applicable,
         user_limit=applicable.user_limit + user if applicable.user_limit >= 0 else -1,
         guild_limit=applicable.guild_limit + guild if applicable.guild_limit >= 0 else -1)
+
+
+def personal_pool(settings: Settings) -> int:
+    """The monthly credits all personal jobs share (SEEDANCE_PERSONAL_MONTHLY_CREDITS, else
+    what a server gets)."""
+    chosen = settings.seedance_personal_monthly_credits
+    return settings.seedance_guild_monthly_credits if chosen is None else chosen
 
 
 #: Days a month's credits are spread over for a daily window, and the other way round.
