@@ -27,6 +27,7 @@ import discord
 
 from bot.config import Settings
 from bot.engine import EventKind, JobEvent, JobResult
+from bot.guild import GuildSettings
 from bot.i18n import DEFAULT, t
 from bot.media.transcode import thumbnail
 from bot.store import TERMINAL_STATES, JobMessage, JobState, JobView, Store
@@ -81,7 +82,9 @@ class DiscordDelivery:
         self.settings = settings
         self.store = store
         self._last_edit: dict[str, float] = {}
-        self._latest: dict[str, tuple[JobView, str, bool, JobEvent | None]] = {}
+        #: The newest news of each job not yet shown: (job, event, jump URL, final). Rendered
+        #: when it is shown, so a throttled step costs nothing.
+        self._latest: dict[str, tuple[JobView, JobEvent, str | None, bool]] = {}
         self._timers: dict[str, asyncio.Task[None]] = {}
 
     # ---- status message -------------------------------------------------------------------
@@ -96,18 +99,17 @@ class DiscordDelivery:
                 ctx.locale, "replies.status.not_approved", job=job.id[:8], reason=event.reason))
             if told:
                 event = replace(event, reason=t(ctx.guild_locale, "replies.status.sent_privately"))
-        await self.edit_status(job, await self._status_text(job, event, jump),
-                               final=event.kind in TERMINAL, event=event)
+        await self.edit_status(job, event, jump, final=event.kind in TERMINAL)
         try:
             await on_job_event(self.client, self.store, self.settings.data_dir, job, event)
         except discord.HTTPException as exc:
             log.warning("moderation update for job %s failed: %s", job.id, exc)
 
-    async def edit_status(self, job: JobView, text: str, *, final: bool = False,
-                          event: JobEvent | None = None) -> None:
+    async def edit_status(self, job: JobView, event: JobEvent, jump: str | None, *,
+                          final: bool = False) -> None:
         if not DiscordJobContext.of(job).status_message_id:
             return
-        self._latest[job.id] = (job, text, final, event)
+        self._latest[job.id] = (job, event, jump, final)
         wait = self._last_edit.get(job.id, 0.0) + STATUS_EDIT_INTERVAL - time.monotonic()
         if wait > 0 and not final:
             if job.id not in self._timers:
@@ -127,13 +129,19 @@ class DiscordDelivery:
         item = self._latest.pop(job_id, None)
         if item is None:
             return
-        job, text, final, event = item
+        job, event, jump, final = item
         self._last_edit[job_id] = time.monotonic()
         if not final and await self._ended(job_id):
             return  # another process ended it and said so: news of a step is stale now
+        # One read of the server's settings: cards or embeds, prompts hidden or not.
+        guild = await self.store.guild_settings(job.guild_id)
+        text = status_text(job, event, jump_url=jump, spoiler=guild.spoiler_prompts,
+                           locale=DiscordJobContext.of(job).guild_locale)
+        if is_personal_job(job):
+            text = personal_status(job, event, text)
         said = True
         try:
-            if await self.cards_for(job):
+            if self.wants_cards(guild):
                 await self._edit_card(job, text, event, final)
             else:
                 await self._edit_message(job, text, None if final else status_view(
@@ -159,15 +167,8 @@ class DiscordDelivery:
             jump = jump_url(ended.guild_id, await result_channel(self.store, ended),
                             str(ended.delivery_ref))
         news = ending_event(ended, DiscordJobContext.of(ended).guild_locale)
-        self._latest[ended.id] = (ended, await self._status_text(ended, news, jump), True, news)
+        self._latest[ended.id] = (ended, news, jump, True)
         await self._flush(ended.id)
-
-    async def _status_text(self, job: JobView, event: JobEvent, jump: str | None) -> str:
-        """The status in the server's language, its prompt hidden if the server hides them."""
-        spoiler = (await self.store.guild_settings(job.guild_id)).spoiler_prompts
-        text = status_text(job, event, jump_url=jump, spoiler=spoiler,
-                           locale=DiscordJobContext.of(job).guild_locale)
-        return personal_status(job, event, text) if is_personal_job(job) else text
 
     async def catch_up(self) -> None:
         """At start: say the end on status messages whose job ended while the process that
@@ -183,10 +184,9 @@ class DiscordDelivery:
         current = await self.store.get_job(job_id)
         return current if current is not None and current.terminal else None
 
-    async def cards_for(self, job: JobView) -> bool:
+    def wants_cards(self, guild: GuildSettings) -> bool:
         """Cards or embeds: the server's choice, else the bot's (cogs/utils/layout.py)."""
-        chosen = (await self.store.guild_settings(job.guild_id)).cards
-        return self.settings.seedance_result_cards if chosen is None else chosen
+        return self.settings.seedance_result_cards if guild.cards is None else guild.cards
 
     async def _edit_card(self, job: JobView, text: str, event: JobEvent | None,
                          final: bool) -> None:
@@ -235,9 +235,10 @@ class DiscordDelivery:
     async def post_result(self, channel: Postable, job: JobView, result: JobResult,
                           limit: int) -> discord.Message:
         """The result as a card, or the embed where the card is refused or not wanted."""
-        if await self.cards_for(job):
+        guild = await self.store.guild_settings(job.guild_id)
+        if self.wants_cards(guild):
             try:
-                return await self._post_card(channel, job, result, limit)
+                return await self._post_card(channel, job, result, limit, guild)
             except discord.HTTPException as exc:
                 if not card_refused(exc):
                     raise
@@ -290,11 +291,10 @@ class DiscordDelivery:
             nonce=job_nonce(job.id),
         )
 
-    async def _post_card(self, channel: Postable, job: JobView,
-                         result: JobResult, limit: int) -> discord.Message:
+    async def _post_card(self, channel: Postable, job: JobView, result: JobResult, limit: int,
+                         guild: GuildSettings) -> discord.Message:
         """The result as one card (cogs/utils/layout.py): the files when they fit together
         with the input thumbnails, else the gateway's hosted links."""
-        guild = await self.store.guild_settings(job.guild_id)
         inputs = await input_thumbnails(self.settings.seedance_data_dir, job)
         count = len(result.video_paths)
         spent = sum(p.stat().st_size for p in inputs)
