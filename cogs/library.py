@@ -105,24 +105,25 @@ class Library(commands.GroupCog, group_name="library",
     @app_commands.describe(name="The item's name")
     async def approve(self, interaction: discord.Interaction[Any],
                       name: app_commands.Range[str, 1, 100]) -> None:
-        await defer(interaction, ephemeral=True, thinking=True)
-        who = requester_of(interaction)
-        item = await self.library.approve(who, name)
-        await interaction.followup.send(decided_text(item, True, who.user_id, interaction.locale),
-                                        ephemeral=True,
-                                        allowed_mentions=NO_PINGS)
+        await self._decide(interaction, name, approved=True)
 
     @app_commands.command(name="reject", description="Refuse and delete a waiting item "
                                                      "(moderators)")
     @app_commands.describe(name="The item's name")
     async def reject(self, interaction: discord.Interaction[Any],
                      name: app_commands.Range[str, 1, 100]) -> None:
+        await self._decide(interaction, name, approved=False)
+
+    async def _decide(self, interaction: discord.Interaction[Any], name: str, *,
+                      approved: bool) -> None:
+        """A moderator's approve or reject of a waiting item, answered privately."""
         await defer(interaction, ephemeral=True, thinking=True)
         who = requester_of(interaction)
-        item = await self.library.reject(who, name)
-        await interaction.followup.send(decided_text(item, False, who.user_id, interaction.locale),
-                                        ephemeral=True,
-                                        allowed_mentions=NO_PINGS)
+        decide = self.library.approve if approved else self.library.reject
+        item = await decide(who, name)
+        await interaction.followup.send(decided_text(item, approved, who.user_id,
+                                                     interaction.locale),
+                                        ephemeral=True, allowed_mentions=NO_PINGS)
 
     @remove.autocomplete("name")
     @approve.autocomplete("name")
