@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
 import pytest
 
 from bot.config import Settings
@@ -22,7 +21,7 @@ from bot.models import GenerationRequest
 from bot.service import DM_GUILD, Blocked, BlockedWords, Fetch, Requester, ReviewedServer
 from bot.store import JobState, NewJob, Store
 from cogs.utils.premium import premium_view
-from tests.test_service import ADMIN, GUILD, World, build, make
+from tests.test_service import ADMIN, GUILD, World, make, running_world
 
 
 @pytest.fixture
@@ -82,11 +81,8 @@ async def test_a_persons_jobs_newest_first_in_pages_and_by_id(store: Store) -> N
 # ---- the rules a personal job meets -----------------------------------------------------------
 @pytest.fixture
 async def world(data_dir: Path) -> AsyncIterator[World]:
-    async with httpx.AsyncClient() as http:
-        w = await build(data_dir, http)
+    async with running_world(data_dir) as w:
         yield w
-        await w.engine.stop()
-        await w.store.close()
 
 
 #: A user install used in the server GUILD, which has the bot.
@@ -112,22 +108,17 @@ async def test_the_personal_pool_has_its_own_size_when_the_operator_sets_one(
         data_dir: Path) -> None:
     """SEEDANCE_PERSONAL_MONTHLY_CREDITS sizes what user installs spend together; a server's
     pool keeps SEEDANCE_GUILD_MONTHLY_CREDITS."""
-    async with httpx.AsyncClient() as http:
-        w = await build(data_dir, http, seedance_personal_monthly_credits=6,
-                        seedance_guild_monthly_credits=3000)
-        try:
-            pool = (await w.services.videos.quota(AWAY)).window("guild")
-            assert pool is not None and pool.limit == 6
-            server = (await w.services.videos.quota(Requester("2", GUILD, "10"))).window("guild")
-            assert server is not None and server.limit == 3000
-            await make(w, AWAY)
-            [job] = await w.store.jobs()
-            assert job.credits_estimate > 6 // 2  # so a second video can't fit in the pool
-            with pytest.raises(QuotaExceeded):
-                await make(w, Requester("3", DM_GUILD, "98"))  # another person, same pool
-        finally:
-            await w.engine.stop()
-            await w.store.close()
+    async with running_world(data_dir, seedance_personal_monthly_credits=6,
+                             seedance_guild_monthly_credits=3000) as w:
+        pool = (await w.services.videos.quota(AWAY)).window("guild")
+        assert pool is not None and pool.limit == 6
+        server = (await w.services.videos.quota(Requester("2", GUILD, "10"))).window("guild")
+        assert server is not None and server.limit == 3000
+        await make(w, AWAY)
+        [job] = await w.store.jobs()
+        assert job.credits_estimate > 6 // 2  # so a second video can't fit in the pool
+        with pytest.raises(QuotaExceeded):
+            await make(w, Requester("3", DM_GUILD, "98"))  # another person, same pool
 
 
 async def test_the_servers_rules_hold_for_a_personal_job_asked_there(world: World) -> None:

@@ -29,7 +29,7 @@ from bot.webhooks import CallbackReceiver
 from tests.fakes.anyfast import REAL_PERSON_MARKER, FakeAnyfast
 from tests.fakes.common import Recorded
 from tests.media_factory import make_audio, make_image, make_video
-from tests.test_service import ADMIN, GUILD, MEMBER, World, build, text
+from tests.test_service import ADMIN, GUILD, MEMBER, World, build, running_world, text
 
 OTHER = Requester("3", GUILD, "10")
 MOD = Requester("4", GUILD, "10", moderator=True)
@@ -37,11 +37,8 @@ MOD = Requester("4", GUILD, "10", moderator=True)
 
 @pytest.fixture
 async def world(data_dir: Path) -> AsyncIterator[World]:
-    async with httpx.AsyncClient() as http:
-        w = await build(data_dir, http)
+    async with running_world(data_dir) as w:
         yield w
-        await w.engine.stop()
-        await w.store.close()
 
 
 def image(tmp: Path, name: str = "hero.png", color: tuple[int, int, int] = (200, 40, 40)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,13 +63,22 @@ async def build(data_dir: Path, http: httpx.AsyncClient, **settings: object) -> 
                  Services.build(config, store, engine, engine.provider, http))
 
 
+@asynccontextmanager
+async def running_world(data_dir: Path, **settings: object) -> AsyncIterator[World]:
+    """A World (`build`) for one test, its engine stopped and store closed after it."""
+    async with httpx.AsyncClient() as http:
+        w = await build(data_dir, http, **settings)
+        try:
+            yield w
+        finally:
+            await w.engine.stop()
+            await w.store.close()
+
+
 @pytest.fixture
 async def world(data_dir: Path) -> AsyncIterator[World]:
-    async with httpx.AsyncClient() as http:
-        w = await build(data_dir, http)
+    async with running_world(data_dir) as w:
         yield w
-        await w.engine.stop()
-        await w.store.close()
 
 
 def text(prompt: str = "a fox", **kw: object) -> RequestOptions:
