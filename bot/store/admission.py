@@ -1,15 +1,14 @@
 """Admitting a new job (`Store.create_job`, bot/store/db.py): its guards (the credit windows,
 then the queue caps and the per-minute rate), then its row, first transition, reservation and
-the day rows' share, all in the transaction that holds the server's admission lock.
+the day rows' share, all while the server's admission lock is held.
 
-- SQLite: each guard read, then each row written, one statement at a time (inline statements
-  cost microseconds: bot/store/sqlite.py).
-- PostgreSQL: one statement reads every guard and, only when all pass, writes every row (a
-  data-modifying WITH whose inserts run from a row that exists only if the guards hold), so
-  the admission lock is held over one round trip and the COMMIT instead of two. The lock is
-  taken by the statement before (BEGIN's trip), so the guards read a snapshot taken after it:
-  no admission committed meanwhile is missed. The values come back either way, and the
-  refusal is worked out from them as on SQLite.
+- SQLite: each guard read, then each row written, one statement at a time, in the transaction
+  that holds the file's write lock (inline statements cost microseconds: bot/store/sqlite.py).
+- PostgreSQL: one autocommitted call of `seedance_admit` (migration 0017), which takes the
+  lock, reads every guard and, only when all pass, writes every row and sends the news of a
+  queued job: the lock is held for the server's own work, never across a round trip (it was
+  held across two: bench/README.md). The guards' values come back either way, and the refusal
+  is worked out from them as on SQLite.
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from bot.store.database import Tx
-from bot.store.ledger import EVERYONE, add_usage, admission_guards, day_of, usage_query
+from bot.store.database import Database, Tx
+from bot.store.ledger import add_usage, admission_guards, by_day, usage_query
 from bot.store.premium import PAID_KEY
 from bot.store.records import (
     Admission,
@@ -34,10 +33,6 @@ Refusal = CheckResult | AdmissionRefused
 _JOB_COLUMNS = ("id, guild_id, channel_id, user_id, role_ids, request, provider, model, state,"
                 " seq, credits_estimate, context, event_id, hold_result, created_at, updated_at,"
                 " fleet")
-#: PostgreSQL types of the job's values, in `_values` order (a SELECT's parameters are not
-#: typed by the columns they go to, as VALUES' are). `seq` comes from the sequence.
-_JOB_TYPES = ("TEXT",) * 9 + ("INTEGER", "TEXT", "TEXT", "INTEGER", "DOUBLE PRECISION",
-                              "DOUBLE PRECISION", "TEXT")
 
 
 def _values(job: NewJob, now: float) -> tuple[Any, ...]:
@@ -72,8 +67,12 @@ def _refusal(job: NewJob, active: list[UsageCheck], caps: list[tuple[str, int]],
     return None
 
 
+#: What an admitted job tells other processes: (channel, payload), or None.
+News = tuple[str, str] | None
+
+
 async def admit_sqlite(tx: Tx, job: NewJob, checks: Sequence[UsageCheck],
-                       admission: Admission | None, now: float) -> Refusal | None:
+                       admission: Admission | None, now: float, notify: News) -> Refusal | None:
     active, caps, queries = _guards(job, checks, admission, now)
     values = [int(await tx.fetchval(sql, params) or 0) for sql, params in queries]
     refused = _refusal(job, active, caps, values)
@@ -94,57 +93,35 @@ async def admit_sqlite(tx: Tx, job: NewJob, checks: Sequence[UsageCheck],
     if PAID_KEY not in job.context:  # paid from purchased credits: no window counts it
         await add_usage(tx, guild_id=job.guild_id, user_id=job.user_id, event_id=job.event_id,
                         reserved_at=now, credits=job.credits_estimate)
+    if notify is not None:
+        await tx.notify(*notify)
     return None
 
 
-async def admit_postgres(tx: Tx, job: NewJob, checks: Sequence[UsageCheck],
-                         admission: Admission | None, now: float) -> Refusal | None:
-    active, caps, queries = _guards(job, checks, admission, now)
-    params: list[Any] = []
-    reads = []
-    for i, (sql, query_params) in enumerate(queries):
-        reads.append(f"({sql}) AS g{i}")
-        params.extend(query_params)
-    conditions = []
-    for i, check in enumerate(active):
-        conditions.append(f"COALESCE(g{i}, 0) + CAST(? AS BIGINT) <= CAST(? AS BIGINT)")
-        params.extend((job.credits_estimate, check.limit))
-    for i, (_cap, limit) in enumerate(caps, len(active)):
-        conditions.append(f"COALESCE(g{i}, 0) < CAST(? AS BIGINT)")
-        params.append(limit)
+#: The call of migration 0017's function: one statement, autocommitted.
+_ADMIT_CALL = ("SELECT guard_values, admitted FROM seedance_admit("
+               + ", ".join(["?"] * 29) + ")")
+
+
+async def admit_postgres(db: Database, job: NewJob, checks: Sequence[UsageCheck],
+                         admission: Admission | None, now: float,
+                         notify: News) -> Refusal | None:
+    active = [c for c in checks if c.limit >= 0]
+    caps = ([] if admission is None else
+            [(g[0], g[1]) for g in admission_guards(job, admission, now)])
+    limit_of = dict(caps)
     row = _values(job, now)
-    typed = [f"CAST(? AS {t})" for t in _JOB_TYPES]
-    selected = ", ".join([*typed[:9], "nextval('jobs_seq')", *typed[9:]])
-    params.extend(row)
-    text, double, integer = "CAST(? AS TEXT)", "CAST(? AS DOUBLE PRECISION)", "CAST(? AS INTEGER)"
-    params.extend((job.state.value, now, f"reserved {job.credits_estimate} credits"))
-    params.extend((job.user_id, job.guild_id, job.event_id, job.credits_estimate, now, now))
-    day = day_of(now)
-    paid = PAID_KEY in job.context  # paid from purchased credits: no window counts it
-    for who in () if paid else (job.user_id, EVERYONE):
-        params.extend((job.guild_id, who, job.event_id or "", day, job.credits_estimate))
-    day_row = f"({text}, {text}, {text}, {double}, {integer})"
-    usage = "" if paid else (
-        " u AS (INSERT INTO usage_days (guild_id, user_id, event_id, day, credits)"
-        f" SELECT v.* FROM j, (VALUES {day_row}, {day_row}) AS v (guild_id, user_id, event_id,"
-        " day, credits) ON CONFLICT (guild_id, user_id, event_id, day)"
-        " DO UPDATE SET credits = usage_days.credits + excluded.credits)")
-    sql = (
-        f"WITH g AS (SELECT {', '.join(reads) or '1 AS g0'}),"
-        f" ok AS (SELECT 1 FROM g WHERE {' AND '.join(conditions) or 'TRUE'}),"
-        f" j AS (INSERT INTO jobs ({_JOB_COLUMNS}) SELECT {selected} FROM ok RETURNING id),"
-        " t AS (INSERT INTO job_transitions (job_id, from_state, to_state, at, detail)"
-        f" SELECT id, NULL, {text}, {double}, {text} FROM j),"
-        " l AS (INSERT INTO ledger (job_id, user_id, guild_id, event_id, kind, credits, at,"
-        f" reserved_at) SELECT id, {text}, {text}, {text}, 'reserve', {integer}, {double},"
-        f" {double} FROM j){',' if usage else ''}{usage}"
-        " SELECT g.*, (SELECT COUNT(*) FROM j) AS written FROM g")
-    answer = await tx.fetchrow(sql, params)
-    assert answer is not None
-    if answer["written"]:
+    params = (
+        *row[:14], row[15], f"reserved {job.credits_estimate} credits", PAID_KEY in job.context,
+        [c.guild_id for c in active], [c.user_id for c in active], [c.since for c in active],
+        [c.event_id for c in active], [c.outside_events for c in active],
+        [by_day(c) for c in active], [c.limit for c in active],
+        limit_of.get("guild_queued", 0), limit_of.get("user_queued", 0),
+        limit_of.get("per_minute", 0), *(notify or (None, None)))
+    answer = (await db.write_returning(_ADMIT_CALL, params))[0]
+    if answer["admitted"]:
         return None
-    values = [int(answer[f"g{i}"] or 0) for i in range(len(queries))]
-    refused = _refusal(job, active, caps, values)
+    refused = _refusal(job, active, caps, [int(v) for v in answer["guard_values"]])
     assert refused is not None, "the guards held in Python but not in SQL"
     return refused
 

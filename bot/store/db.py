@@ -123,13 +123,13 @@ class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore,
         can never overspend a limit nor overfill a queue.
         """
 
-        admit = admit_postgres if self.db.dialect == "postgres" else admit_sqlite
+        # A queued job is news: every process may start it.
+        notify = (QUEUE_CHANNEL, self.origin) if job.state is JobState.QUEUED else None
+        if self.db.dialect == "postgres":  # the lock, guards and writes in one call
+            return await admit_postgres(self.db, job, checks, admission, now, notify)
 
         async def body(tx: Tx) -> CheckResult | AdmissionRefused | None:
-            refused = await admit(tx, job, checks, admission, now)
-            if refused is None and job.state is JobState.QUEUED:
-                await tx.notify(QUEUE_CHANNEL, self.origin)  # every process may start it
-            return refused
+            return await admit_sqlite(tx, job, checks, admission, now, notify)
 
         # One server's admissions take turns (its credits, caps and rate are one check).
         return await self._atomic(body, lock=f"seedance:admit:{job.guild_id}")

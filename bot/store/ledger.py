@@ -26,13 +26,19 @@ def day_of(moment: float) -> float:
     return math.floor(moment / DAY) * DAY
 
 
+def by_day(check: UsageCheck) -> bool:
+    """Is `check`'s window counted from the day rows? (It starts at a UTC midnight, as every
+    quota window does; else the ledger itself is summed.)"""
+    return check.since % DAY == 0
+
+
 def usage_query(check: UsageCheck) -> tuple[str, list[Any]]:
     """The SELECT of the credits in use in `check`'s window: reserved minus released, by
     reservation time.
 
     From `usage_days` (a few rows per day) when the window starts at a UTC midnight, as every
-    quota window does; summed from the ledger itself otherwise."""
-    if check.since % DAY:
+    quota window does (`by_day`); summed from the ledger itself otherwise."""
+    if not by_day(check):
         return _ledger_query(check)
     sql = "SELECT COALESCE(SUM(credits), 0) FROM usage_days WHERE guild_id = ? AND user_id = ?" \
           " AND day >= ?"

@@ -18,13 +18,15 @@ def split_statements(script: str, dialect: Dialect = "sqlite") -> list[str]:
     """Cut a migration into statements (a script run at once would commit the transaction early).
 
     SQLite says itself when a statement is complete; PostgreSQL migrations end each statement
-    with `;` at the end of a line (none inside literals), so they are cut there.
+    with `;` at the end of a line (none inside literals), so they are cut there, but not inside
+    a function's `$$`-quoted body.
     """
     statements, current = [], ""
     for line in script.splitlines(keepends=True):
         current += line
         done = (sqlite3.complete_statement(current) if dialect == "sqlite"
-                else line.rstrip().endswith(";") and not line.lstrip().startswith("--"))
+                else line.rstrip().endswith(";") and not line.lstrip().startswith("--")
+                and current.count("$$") % 2 == 0)
         if done:
             if current.strip():
                 statements.append(current.strip())

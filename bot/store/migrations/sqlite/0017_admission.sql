@@ -1,0 +1,6 @@
+-- Admitting a job in one call (bot/store/admission.py): the server's admission lock, every
+-- guard, and only when all hold the job, its first transition, its reservation, the day rows'
+-- share and the news of it, in one autocommitted statement, so the lock is held for the
+-- server's own work, never across a round trip.
+-- SQLite needs none of it: its statements run inline, each taking microseconds, under the
+-- file's write lock (bot/store/sqlite.py), so this migration is empty there.
