@@ -307,3 +307,32 @@ async def test_a_burst_is_shared_among_processes(cluster: Cluster) -> None:
                for d in cluster.deliveries]
     assert sum(started) == 40 and min(started) >= 4, started
     assert all(cluster.posts(i) == 1 for i in ids)
+
+
+async def test_a_long_queue_is_taken_a_share_per_pass(cluster: Cluster) -> None:
+    """A pass reads every waiting job, so with a long queue it starts a share of it
+    (1/claim_share, when more than claim_batch): draining stays ~linear in the queue, and
+    the other processes still get their turns."""
+    cluster.provider.script = lambda _r: Outcome(polls=50)
+    limits = dict(gateway_in_flight=500, guild_running=500, user_running=500,
+                  user_queued=500, claim_batch=4, claim_share=8)
+    engine = await cluster.boot(start=False, **limits)
+    for n in range(80):
+        await engine.enqueue(request(f"job {n}"), guild_id="g", channel_id="c",
+                             user_id=f"u{n % 8}")
+    store = cluster.stores[0]
+
+    async def started() -> int:
+        return 80 - len(await store.jobs([JobState.QUEUED]))
+
+    passes = []
+    for _ in range(3):
+        before = await started()
+        await engine._dispatch.run_once()
+        passes.append(await started() - before)
+    assert passes == [10, 8, 7]  # 80 // 8, 70 // 8, 62 // 8
+    while await started() < 80:
+        before = await started()
+        await engine._dispatch.run_once()
+        waiting = 80 - before
+        assert await started() - before == min(waiting, max(4, waiting // 8))

@@ -48,6 +48,7 @@ class Dispatcher:
         self._sleep = sleep
         self._scope = scope  # which jobs this engine may start (None: any)
         self._batch = max(1, caps.limits.claim_batch)
+        self._share = max(1, caps.limits.claim_share)
         self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -99,7 +100,8 @@ class Dispatcher:
             self._fair.adopt(served)
             mine = [j for j in waiting
                     if j.guild_id in guilds and (scope is None or scope(j.id))]
-            return self._fair.pick_counted(mine, counts, caps, now, limit=self._batch)
+            return self._fair.pick_counted(mine, counts, caps, now,
+                                           limit=max(self._batch, len(mine) // self._share))
 
         done = await self._store.schedule(choose, owner=self._machine.owner,
                                           ttl=self._machine.ttl, now=now)
