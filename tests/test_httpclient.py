@@ -30,6 +30,7 @@ class Server:
 
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.paths: list[str] = []
+        self.cookies: list[str | None] = []
         self.peers: set[object] = set()
         self.bodies: list[bytes] = []
         self.ssl_context = ssl_context
@@ -38,6 +39,7 @@ class Server:
         app.router.add_post("/hang-up", self.hang_up)
         app.router.add_get("/slow", self.slow)
         app.router.add_get("/file", self.file)
+        app.router.add_get("/sets-cookie", self.sets_cookie)
         self.runner = web.AppRunner(app)
         self.port = 0
 
@@ -74,6 +76,12 @@ class Server:
 
     async def file(self, request: web.Request) -> web.Response:
         return web.Response(body=b"v" * 5000, content_type="video/mp4")
+
+    async def sets_cookie(self, request: web.Request) -> web.Response:
+        self.cookies.append(request.headers.get("Cookie"))
+        response = web.json_response({"ok": True})
+        response.headers.add("Set-Cookie", "session=abc; Path=/")
+        return response
 
 
 @pytest.fixture
@@ -116,6 +124,19 @@ async def test_signed_urls_go_out_byte_for_byte(server: Server) -> None:
     async with new_client() as client:
         response = await client.get(server.url(raw))
     assert response.json() == {"ok": True} and server.paths == [raw]
+
+
+async def test_no_cookie_a_host_sets_is_kept_or_sent_back(server: Server) -> None:
+    """Gateways authenticate by header, results by signed URL: a cookie is never needed, and
+    one a host set must not follow later requests (there or anywhere)."""
+    async with new_client() as client:
+        for _ in range(2):
+            response = await client.get(server.url("/sets-cookie"))
+            assert response.cookies.get("session") == "abc"  # the response still shows it
+        assert not client.cookies
+        client.cookies = {"given": "1"}  # cookies the caller sets still go out
+        await client.get(server.url("/sets-cookie"))
+    assert server.cookies == [None, None, "given=1"]
 
 
 async def test_connections_are_reused_and_uploads_stream(server: Server) -> None:
