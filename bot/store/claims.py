@@ -225,13 +225,14 @@ class ClaimsStore:
             for start in range(0, len(items), 400):
                 chunk = items[start:start + 400]
                 values = ", ".join("(?, CAST(? AS INTEGER))" for _ in chunk)
+                # A join, so each job is found by its key (a correlated `SELECT pos FROM v`
+                # scanned the whole VALUES list per row on SQLite: 2,000 jobs took ~50 ms).
                 rows = await tx.fetch(
                     f"WITH v (id, pos) AS (VALUES {values})"
-                    " UPDATE jobs SET told_position = (SELECT pos FROM v WHERE v.id = jobs.id)"
-                    f" WHERE id IN (SELECT id FROM v) AND state IN ({marks})"
-                    " AND (told_position IS NULL"
-                    " OR told_position <> (SELECT pos FROM v WHERE v.id = jobs.id))"
-                    " RETURNING id",
+                    " UPDATE jobs SET told_position = v.pos FROM v"
+                    f" WHERE jobs.id = v.id AND jobs.state IN ({marks})"
+                    " AND (jobs.told_position IS NULL OR jobs.told_position <> v.pos)"
+                    " RETURNING jobs.id",
                     (*(x for pair in chunk for x in pair), *states))
                 news.update(str(r["id"]) for r in rows)
             return news
