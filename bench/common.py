@@ -12,6 +12,7 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -361,14 +362,22 @@ class CountingDelivery:
 
 def thread_cpu() -> dict[str, float]:
     """This process's CPU seconds on its main thread (the event loop) and on the others
-    (aiosqlite runs each SQLite call on its own thread, which the profilers here do not see)."""
+    (aiosqlite's thread, the default executor's: file writes and media probes, which the
+    profilers here do not see), those also by thread name ("asyncio_0" and so on counted as
+    "asyncio"); threads that have ended are not counted."""
+    names = {t.native_id: t.name.rstrip("0123456789_") or t.name for t in threading.enumerate()}
     main = other = 0.0
+    by_name: dict[str, float] = {}
     for t in psutil.Process().threads():
+        spent = t.user_time + t.system_time
         if t.id == os.getpid():
-            main += t.user_time + t.system_time
+            main += spent
         else:
-            other += t.user_time + t.system_time
-    return {"main": round(main, 2), "other_threads": round(other, 2)}
+            other += spent
+            name = names.get(t.id, "unnamed")
+            by_name[name] = by_name.get(name, 0.0) + spent
+    return {"main": round(main, 2), "other_threads": round(other, 2),
+            **{f"thread {k}": round(v, 2) for k, v in sorted(by_name.items())}}
 
 
 async def engine_worker(cfg: dict[str, Any]) -> None:
@@ -491,7 +500,8 @@ async def engine_worker(cfg: dict[str, Any]) -> None:
     await store.close()
     emit("done", finished=finished, delivered=len(delivery.delivered),
          failed=len(delivery.failed), failure_reasons=reasons, enqueue_s=enqueue_s,
-         thread_cpu={k: round(cpu_at_end[k] - cpu_at_start[k], 2) for k in cpu_at_end},
+         thread_cpu={k: round(cpu_at_end[k] - cpu_at_start.get(k, 0.0), 2)
+                     for k in cpu_at_end},
          **costs)
 
 
