@@ -111,6 +111,40 @@ async def test_a_reservation_settles_once(store: Store) -> None:
     assert (await store.get_job(job.id)).credits_charged == 8  # type: ignore[union-attr]
 
 
+async def test_a_charge_from_a_known_state_settles_once(store_url: str) -> None:
+    """The engine's charge names the state it read the job in (on PostgreSQL then one
+    statement: the move, its history and the ledger line): it still settles once, whoever
+    races for it, and never after a release."""
+    stores = [await Store.open(store_url) for _ in range(2)]
+    store = stores[0]
+    try:
+        job, gone = new_job(credits=8), new_job(credits=5)
+        for j in (job, gone):
+            await store.create_job(j, [], now=1.0)
+            await store.transition(j.id, JobState.READY, now=2.0)
+        # Two processes deliver the same job at once: one move, one charge.
+        moved = await asyncio.gather(*(
+            s.transition(job.id, JobState.DELIVERED, now=3.0, from_states={JobState.READY},
+                         ledger="commit", detail="posted") for s in stores))
+        assert sum(m is not None for m in moved) == 1
+        winner = next(m for m in moved if m is not None)
+        assert winner.credits_charged == 8 and winner.state is JobState.DELIVERED
+        assert [(ln.kind, ln.credits, ln.reserved_at, ln.at) for ln in
+                await store.ledger(job.id)] == [("reserve", 8, 1.0, 1.0), ("commit", 8, 1.0, 3.0)]
+        assert [t.to_state for t in await store.transitions(job.id)] == [
+            "queued", "ready", "delivered"]
+        # Released first (a cancel), then a late charge: no second settlement, no charge.
+        await store.transition(gone.id, JobState.READY, now=4.0, ledger="release")
+        late = await store.transition(gone.id, JobState.DELIVERED, now=5.0,
+                                      from_states={JobState.READY}, ledger="commit")
+        assert late is not None and late.credits_charged == 0
+        assert [ln.kind for ln in await store.ledger(gone.id)] == ["reserve", "release"]
+        assert await store.usage(UsageCheck("guild", "g1", -1, 0.0)) == 8
+    finally:
+        for s in stores:
+            await s.close()
+
+
 async def test_usage_counts_reservations_minus_releases_in_the_window(store: Store) -> None:
     old, kept, returned = new_job(credits=3), new_job(credits=4), new_job(credits=5)
     await store.create_job(old, [], now=50.0)

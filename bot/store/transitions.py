@@ -25,6 +25,10 @@ from bot.store.rows import encode
 QUEUE_CHANNEL = "seedance_queue"
 _ACTIVE = frozenset(s.value for s in ACTIVE_STATES)
 _HISTORY = ("INSERT INTO job_transitions (job_id, from_state, to_state, at, detail)")
+#: A job's reservation, when it has no settlement yet (one parameter: the job's id).
+_RESERVED = ("SELECT l.user_id, l.guild_id, l.event_id, l.credits, l.at FROM ledger l"
+             " WHERE l.job_id = ? AND l.kind = 'reserve' AND NOT EXISTS (SELECT 1 FROM ledger s"
+             " WHERE s.job_id = l.job_id AND s.kind IN ('commit', 'release'))")
 
 
 @dataclass(frozen=True)
@@ -50,9 +54,10 @@ class Move:
         froms = None if self.from_states is None else {s.value for s in self.from_states}
         return next(iter(froms)) if froms is not None and len(froms) == 1 else None
 
-    def _update(self, current: str) -> tuple[str, list[Any]]:
-        """The guarded `UPDATE … RETURNING *` from `current`, and its parameters."""
-        sets = ["state = ?", "updated_at = ?", "told_position = NULL"]
+    def _update(self, current: str, *extra: str) -> tuple[str, list[Any]]:
+        """The guarded `UPDATE … RETURNING *` from `current` (also setting the parameterless
+        `extra` assignments), and its parameters."""
+        sets = ["state = ?", "updated_at = ?", "told_position = NULL", *extra]
         params: list[Any] = [self.to_state.value, self.now]
         if self.to_state.value not in _ACTIVE:
             sets.append("owner = NULL, lease_until = NULL, cancel_requested = NULL")
@@ -79,18 +84,38 @@ class Move:
             current in _ACTIVE and self.to_state.value not in _ACTIVE)
 
     def one_statement(self) -> tuple[str, list[Any]] | None:
-        """PostgreSQL: the whole change as one statement (None when it settles credits or
-        must read the row first). It returns the row as written, or nothing."""
+        """PostgreSQL: the whole change as one statement (None when it must read the row
+        first, or settles other than by charging the whole reservation). It returns the row
+        as written, or nothing."""
         current = self.known_state
-        if current is None or self.ledger is not None:
+        whole_charge = (self.ledger == "commit" and self.charge is None
+                        and "credits_charged" not in self.fields)
+        if current is None or (self.ledger is not None and not whole_charge):
             return None
-        update, params = self._update(current)
-        sql = (f"WITH moved AS ({update}), history AS ({_HISTORY}"
+        sql = "WITH "
+        params: list[Any] = []
+        charged: tuple[str, ...] = ()
+        if whole_charge:
+            # The reservation, unless settled already (a job is settled once: `settle`,
+            # bot/store/ledger.py); its credits are what the row is charged.
+            sql += f"reserved AS ({_RESERVED}), "
+            params.append(self.job_id)
+            charged = ("credits_charged = COALESCE((SELECT credits FROM reserved),"
+                       " credits_charged)",)
+        update, update_params = self._update(current, *charged)
+        params.extend(update_params)
+        sql += (f"moved AS ({update}), history AS ({_HISTORY}"
                " SELECT id, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS DOUBLE PRECISION),"
                " CAST(? AS TEXT) FROM moved)")
         params.extend((current, self.to_state.value, self.now, self.detail))
         if self._leaves_active():
             sql += ", updates AS (DELETE FROM job_updates WHERE job_id IN (SELECT id FROM moved))"
+        if whole_charge:
+            sql += (", charge AS (INSERT INTO ledger (job_id, user_id, guild_id, event_id, kind,"
+                    " credits, at, reserved_at) SELECT moved.id, r.user_id, r.guild_id,"
+                    " r.event_id, 'commit', r.credits, CAST(? AS DOUBLE PRECISION), r.at"
+                    " FROM moved, reserved r)")
+            params.append(self.now)
         sql += " SELECT moved.*"
         if self._news(current):
             sql += ", pg_notify(?, ?) AS notified"
