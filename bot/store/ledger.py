@@ -140,6 +140,14 @@ async def admit(
     return None
 
 
+#: Whether reservation `r` has its settlement (a job is settled once).
+_SETTLED = ("EXISTS (SELECT 1 FROM ledger s WHERE s.job_id = r.job_id"
+            " AND s.kind IN ('commit', 'release'))")
+#: A job's reservation while it has no settlement (one parameter: the job's id).
+UNSETTLED = ("SELECT r.user_id, r.guild_id, r.event_id, r.credits, r.at FROM ledger r"
+             f" WHERE r.job_id = ? AND r.kind = 'reserve' AND NOT {_SETTLED}")
+
+
 async def settle(tx: Tx, job_id: str, kind: LedgerKind, now: float,
                  charge: int | None = None) -> int | None:
     """Commit or release a job's reservation once; a second settlement is ignored (the job has
@@ -152,8 +160,7 @@ async def settle(tx: Tx, job_id: str, kind: LedgerKind, now: float,
     committed, else None.
     """
     reserved = await tx.fetchrow(
-        "SELECT r.user_id, r.guild_id, r.event_id, r.credits, r.at, EXISTS (SELECT 1 FROM"
-        " ledger s WHERE s.job_id = r.job_id AND s.kind IN ('commit', 'release')) AS settled,"
+        f"SELECT r.user_id, r.guild_id, r.event_id, r.credits, r.at, {_SETTLED} AS settled,"
         " EXISTS (SELECT 1 FROM purchased_credits p WHERE p.ref = r.job_id AND p.kind = 'spend')"
         " AS paid"
         " FROM ledger r WHERE r.job_id = ? AND r.kind = 'reserve'", (job_id,))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.store.database import Tx
-from bot.store.ledger import LedgerKind, settle
+from bot.store.ledger import UNSETTLED, LedgerKind, settle
 from bot.store.records import ACTIVE_STATES, JobState
 from bot.store.rows import encode
 
@@ -25,10 +25,6 @@ from bot.store.rows import encode
 QUEUE_CHANNEL = "seedance_queue"
 _ACTIVE = frozenset(s.value for s in ACTIVE_STATES)
 _HISTORY = ("INSERT INTO job_transitions (job_id, from_state, to_state, at, detail)")
-#: A job's reservation, when it has no settlement yet (one parameter: the job's id).
-_RESERVED = ("SELECT l.user_id, l.guild_id, l.event_id, l.credits, l.at FROM ledger l"
-             " WHERE l.job_id = ? AND l.kind = 'reserve' AND NOT EXISTS (SELECT 1 FROM ledger s"
-             " WHERE s.job_id = l.job_id AND s.kind IN ('commit', 'release'))")
 
 
 @dataclass(frozen=True)
@@ -98,7 +94,7 @@ class Move:
         if whole_charge:
             # The reservation, unless settled already (a job is settled once: `settle`,
             # bot/store/ledger.py); its credits are what the row is charged.
-            sql += f"reserved AS ({_RESERVED}), "
+            sql += f"reserved AS ({UNSETTLED}), "
             params.append(self.job_id)
             charged = ("credits_charged = COALESCE((SELECT credits FROM reserved),"
                        " credits_charged)",)
