@@ -28,14 +28,17 @@ FAST = {"duration": 4, "resolution": "480p"}
 
 
 @asynccontextmanager
-async def running(tmp_path: Path, fake: FakeDiscord, **env: str) -> AsyncIterator[BotProcess]:
+async def running(tmp_path: Path, fake: FakeDiscord, *, synced_globally: bool = False,
+                  **env: str) -> AsyncIterator[BotProcess]:
+    """The bot, once its commands are synced (to the fake's guild, or globally)."""
     data = tmp_path / "data"
     data.mkdir(exist_ok=True)
     bot = BotProcess(fake, data, env)
     await bot.start()
     try:
         await fake.wait_until_ready(timeout=60)
-        await fake.wait_for(lambda: fake.commands(guild_id=fake.guild.id), timeout=60,
+        guild_id = None if synced_globally else fake.guild.id
+        await fake.wait_for(lambda: fake.commands(guild_id=guild_id), timeout=60,
                             what="command sync")
         yield bot
     except BaseException:

@@ -18,7 +18,7 @@ import pytest
 from bot.store import JobState, JobView, Store
 from tests.e2e.harness import BotProcess
 from tests.e2e.test_discord_admin_e2e import private_reply
-from tests.e2e.test_discord_e2e import FAST, store_of
+from tests.e2e.test_discord_e2e import FAST, running, store_of
 from tests.fakes.discord.components_v2 import FLAG_COMPONENTS_V2
 from tests.fakes.discord.server import FakeDiscord
 from tests.fakes.discord.state import MANAGE_GUILD, USE_EXTERNAL_APPS, Message
@@ -32,19 +32,9 @@ CHANNEL_POSTS = "/channels/{channel_id}/messages"
 @asynccontextmanager
 async def installed(tmp_path: Path, fake: FakeDiscord, **env: str) -> AsyncIterator[BotProcess]:
     """The bot, its commands synced globally (no dev guild)."""
-    data = tmp_path / "data"
-    data.mkdir(exist_ok=True)
-    bot = BotProcess(fake, data, {"SEEDANCE_DEV_GUILD_ID": "0", **env})
-    await bot.start()
-    try:
-        await fake.wait_until_ready(timeout=60)
-        await fake.wait_for(lambda: fake.commands(), timeout=60, what="command sync")
+    async with running(tmp_path, fake, synced_globally=True,
+                       **{"SEEDANCE_DEV_GUILD_ID": "0", **env}) as bot:
         yield bot
-    except BaseException:
-        print(bot.log())
-        raise
-    finally:
-        await bot.stop()
 
 
 def status_text(inter: Any) -> str:
