@@ -140,6 +140,29 @@ async def test_a_cancel_request_reaches_the_owner(store: Store) -> None:
     assert await store.cancel_requests("p2") == []
 
 
+async def test_a_job_leaving_the_active_states_keeps_no_owner_and_no_cancel_request(
+    store: Store,
+) -> None:
+    """The keeper's questions read only the owner index and the asked-to-cancel index (no
+    active-state filter in `owners`): that holds because a move out of the active states
+    clears both, whichever state it leaves from."""
+    jobs = {state: await add_job(store, state) for state in
+            (JobState.SUBMITTING, JobState.GENERATING, JobState.DOWNLOADING, JobState.READY)}
+    for job in jobs.values():
+        await store.claim(job, "p1", HOUR)
+        assert await store.request_cancel(job, "u1") is True
+    assert await store.owners() == {"p1": 4}
+    assert len(await store.cancel_requests("p1")) == 4
+    ends = (JobState.CANCELLED, JobState.FAILED, JobState.QUEUED, JobState.DELIVERED)
+    for (state, job), end in zip(jobs.items(), ends, strict=True):
+        assert await store.transition(job, end, now=3.0, from_states=[state],
+                                      owner="p1") is not None
+        left = await store.get_job(job)
+        assert left is not None and left.owner is None and left.cancel_requested is None
+    assert await store.owners() == {}
+    assert await store.cancel_requests("p1") == []
+
+
 async def test_the_fair_queue_remembers_who_was_served(store: Store) -> None:
     assert await store.db.atomic(store.served) == Served({}, {}, 0)
 

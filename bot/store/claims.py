@@ -103,11 +103,14 @@ class ClaimsStore:
         return {str(r["id"]) for r in rows}
 
     async def owners(self) -> dict[str, int]:
-        """Which processes drive how many active jobs (for sweeps and tests)."""
-        marks, states = _in(ACTIVE_STATES)
+        """Which processes drive how many active jobs (for sweeps and tests).
+
+        Only an active job has an owner (a move out of the active states clears it,
+        bot/store/transitions.py), so the owner index alone answers, without reading a row:
+        the keeper asks every second, and reading every active row each time made this its
+        costliest question (bench/README.md, sixth pass)."""
         rows = await self._read(
-            f"SELECT owner, COUNT(*) AS n FROM jobs WHERE state IN ({marks})"
-            " AND owner IS NOT NULL GROUP BY owner", states)
+            "SELECT owner, COUNT(*) AS n FROM jobs WHERE owner IS NOT NULL GROUP BY owner")
         return {r["owner"]: int(r["n"]) for r in rows}
 
     async def claim(self, job_id: str, owner: str, ttl: float, *,
@@ -260,9 +263,11 @@ class ClaimsStore:
 
     async def updates_for(self, owner: str) -> list[tuple[int, str, str]]:
         """(id, job id, TaskState JSON) of the news kept for the jobs `owner` drives, in order."""
+        # From the news (a few rows, usually none) to their jobs: a join from the jobs side
+        # read every job `owner` drives to find them.
         rows = await self._read(
-            "SELECT u.id, u.job_id, u.state FROM job_updates u JOIN jobs j ON j.id = u.job_id"
-            " WHERE j.owner = ? ORDER BY u.id", (owner,))
+            "SELECT u.id, u.job_id, u.state FROM job_updates u WHERE EXISTS (SELECT 1 FROM"
+            " jobs j WHERE j.id = u.job_id AND j.owner = ?) ORDER BY u.id", (owner,))
         return [(int(r["id"]), str(r["job_id"]), str(r["state"])) for r in rows]
 
     async def drop_update(self, update_id: int) -> None:
@@ -294,12 +299,14 @@ class ClaimsStore:
         await self._atomic(body)
 
     async def cancel_requests(self, owner: str) -> list[JobView]:
-        """Jobs this process drives that someone asked to cancel."""
-        marks, states = _in(ACTIVE_STATES)
-        rows = await self._read(
-            f"SELECT * FROM jobs WHERE owner = ? AND cancel_requested IS NOT NULL"
-            f" AND state IN ({marks})", (owner, *states))
-        return [self._job_from_row(r) for r in rows]
+        """Jobs this process drives that someone asked to cancel.
+
+        Read through the index of the asked-to-cancel jobs (migration 0018), the only one the
+        condition can use, then narrowed to `owner`'s active jobs: naming the owner in the
+        query let the planner pick the owner index and read every job the process drives."""
+        rows = await self._read("SELECT * FROM jobs WHERE cancel_requested IS NOT NULL")
+        return [job for job in map(self._job_from_row, rows)
+                if job.owner == owner and job.state in ACTIVE_STATES]
 
     # ---- the fair queue's memory ------------------------------------------------------------
     async def served(self, tx: Tx) -> Served:
