@@ -28,7 +28,7 @@ from bot.store import Store
 from tests.chaos.faults_helpers import GATEWAYS, LATE, LIMITS, POLLS, READ_TIMEOUT, Rig, rig
 from tests.fakes.common import sample_video
 from tests.fakes.magnific import FakeMagnific
-from tests.test_engine_fakes import FakeClock, FakeDelivery
+from tests.test_engine_fakes import FakeClock, FakeDelivery, until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -55,6 +55,7 @@ async def test_a_lost_create_answer_is_recovered_from_the_task_list(data_dir: Pa
         assert "recovered from magnific's task list" in await details(r, job.id)
         assert Path(job.result_path or "").read_bytes() == sample_video()
         assert await r.ledger(job.id) == ["reserve", "commit"]
+        assert LISTED_BEFORE not in job.result_meta  # the adopted task is known
 
 
 async def test_the_task_list_is_read_once_before_every_create(data_dir: Path) -> None:
@@ -65,6 +66,25 @@ async def test_the_task_list_is_read_once_before_every_create(data_dir: Path) ->
             second = await r.engine.wait(second.id)
         assert first.state is second.state is JobState.DELIVERED
         assert lists(r) == 2 and len(MAGNIFIC.creates(r.fake)) == 2
+
+
+async def test_the_snapshot_goes_once_the_create_answered(data_dir: Path) -> None:
+    """Kept while the create may be on its way (a restart then looks for the task in the
+    list), not once its answer named the task: the snapshot is a page of the gateway's ids,
+    the row's largest part, read back with every later move and lease renewal."""
+    async with rig(MAGNIFIC, data_dir) as r:
+        r.fake.polls_to_finish = 10**9  # the task stays in progress
+        job = await r.enqueue()
+        await r.engine.start()
+
+        async def generating() -> bool:
+            row = await r.store.get_job(job.id)
+            return row is not None and row.state is JobState.GENERATING
+
+        await until(generating, tries=60_000)  # ~a minute: a hang guard, not a timing
+        row = await r.store.get_job(job.id)
+        assert row is not None and row.task_id == next(iter(r.fake.tasks))
+        assert LISTED_BEFORE not in row.result_meta
 
 
 async def test_creates_started_together_share_one_list(data_dir: Path) -> None:

@@ -245,9 +245,16 @@ class Runners:
     async def _created(self, job: JobView, task_id: str, state: TaskState | None, *,
                        detail: str) -> None:
         fleet = self._fleet
+        fields = fleet.created(job) if fleet is not None else {}
+        if LISTED_BEFORE in job.result_meta:
+            # The task is known: the list snapshot that could have found it (recovery.py) has
+            # no use left, and it is the row's largest part (a listing gateway's page of ids),
+            # read back with every later move and lease renewal, and kept with the history.
+            fields["result_meta"] = {k: v for k, v in job.result_meta.items()
+                                     if k != LISTED_BEFORE}
         moved = await self._machine.move(
             job, JobState.GENERATING, Outcome.CREATED, detail=detail, task_id=task_id,
-            **(fleet.created(job) if fleet is not None else {}),
+            **fields,
         )
         if fleet is not None:
             fleet.succeeded(job.provider)
