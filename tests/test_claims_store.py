@@ -13,7 +13,8 @@ import pytest
 
 from bot.models import GenerationRequest
 from bot.store import JobState, NewJob, Store
-from bot.store.records import Served
+from bot.store.claims import _CHUNK
+from bot.store.records import QueuedRow, RunningCounts, Served
 
 HOUR = 3600.0
 EXPIRED = -60.0  # a lease that ran out a minute ago
@@ -207,3 +208,33 @@ async def test_a_queue_place_is_news_once_whoever_tells_it(store: Store) -> None
     assert await store.tell_positions({first: 1, second: 1}) == {second}  # the queue moved
     many = {await add_job(store, JobState.QUEUED): n for n in range(3, 903)}
     assert await store.tell_positions(many) == set(many)  # in chunks
+
+
+async def test_a_pass_starts_its_picks_in_their_order_with_one_history_line_each(
+    store: Store,
+) -> None:
+    """A pass writes its picks a chunk of rows per statement: more picks than one chunk, one
+    pick gone meanwhile (cancelled), all started in the picks' order (the fair order), each
+    once, claimed, with its attempt counted and one history line."""
+    ids = [await add_job(store, JobState.QUEUED) for _ in range(_CHUNK + 3)]
+    gone = ids[7]
+    assert await store.transition(gone, JobState.CANCELLED, now=3.0) is not None
+    order = ids[::-1]  # not the queue's order: the pass keeps the chooser's
+
+    def choose(waiting: list[QueuedRow], _c: RunningCounts, _s: Served) -> list[QueuedRow]:
+        by_id = {w.id: w for w in waiting}
+        # The cancelled job is picked too, as if read before it went: it is skipped.
+        return [by_id.get(i) or QueuedRow(i, "g1", "u1", "local", 0, 0.0, 0) for i in order]
+
+    done = await store.schedule(choose, owner="p1", ttl=HOUR, now=4.0)
+    expected = [i for i in order if i != gone]
+    assert [j.id for j in done.started] == expected
+    assert all(j.state is JobState.SUBMITTING and j.owner == "p1" and j.attempts == 1
+               for j in done.started)
+    assert await store.owners() == {"p1": len(expected)}
+    for job_id in (expected[0], expected[_CHUNK], expected[-1]):
+        lines = [(t.from_state, t.to_state, t.detail) for t in await store.transitions(job_id)]
+        assert lines[-1] == ("queued", "submitting", "attempt 1")
+        assert [t for t in lines if t[1] == "submitting"] == [lines[-1]]
+    left = await store.get_job(gone)
+    assert left is not None and left.state is JobState.CANCELLED and left.attempts == 0
