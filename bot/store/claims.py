@@ -109,9 +109,9 @@ class ClaimsStore:
         """Which processes drive how many active jobs (for sweeps and tests).
 
         Only an active job has an owner (a move out of the active states clears it,
-        bot/store/transitions.py), so the owner index alone answers, without reading a row:
-        the keeper asks every second, and reading every active row each time made this its
-        costliest question (bench/README.md, sixth pass)."""
+        bot/store/transitions.py), so the partial owner index answers without a state filter
+        (on SQLite without reading a row): the keeper asks every second, and reading every
+        active row each time made this its costliest question (bench/README.md, sixth pass)."""
         rows = await self._read(
             "SELECT owner, COUNT(*) AS n FROM jobs WHERE owner IS NOT NULL GROUP BY owner")
         return {r["owner"]: int(r["n"]) for r in rows}
