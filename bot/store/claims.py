@@ -10,8 +10,8 @@ processes scanning at once split them instead of colliding. A mixin of `Store`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from bot.store.database import Database, Tx
 from bot.store.records import (
@@ -33,9 +33,17 @@ Choose = Callable[[list[QueuedRow], RunningCounts, Served], list[QueuedRow]]
 
 #: The fair queue's counter: how many jobs were ever started, across processes.
 FAIR_TICK = "fair_tick"
-#: Rows written by one statement of a scheduling pass (well under both backends' parameter
-#: limits: SQLite 32,766, asyncpg 32,767).
+#: Rows one statement writes when a pass or an announcement changes many (well under both
+#: backends' parameter limits: SQLite 32,766, asyncpg 32,767).
 _CHUNK = 500
+
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """`items` in runs of `_CHUNK`, one statement each."""
+    for start in range(0, len(items), _CHUNK):
+        yield items[start:start + _CHUNK]
 
 
 def _in(states: Iterable[JobState]) -> tuple[str, list[str]]:
@@ -204,11 +212,10 @@ class ClaimsStore:
         """Move the pass's picks `ids` (still queued) to SUBMITTING, claimed by `owner`, with
         their history lines; the jobs as written, in the picks' order.
 
-        One UPDATE and one INSERT per `_CHUNK` picks instead of two statements per pick: on
+        One UPDATE and one INSERT per chunk of picks instead of two statements per pick: on
         PostgreSQL each statement is a round trip, and a pass over a burst starts hundreds."""
         written: dict[str, Any] = {}
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start:start + _CHUNK]
+        for chunk in _chunks(ids):
             moved = await tx.fetch(
                 "UPDATE jobs SET state = 'submitting', attempts = attempts + 1,"
                 " started_at = ?, updated_at = ?, owner = ?,"
@@ -233,15 +240,14 @@ class ClaimsStore:
         """Record each waiting job's announced place; the ids whose place is news (not told
         before, by any process), so each move of the queue is announced once.
 
-        One statement per few hundred jobs: a draining queue of a thousand moves them all at
+        One statement per chunk of jobs: a draining queue of a thousand moves them all at
         every announcement."""
         marks, states = _in(WAITING_STATES)
         items = list(positions.items())
 
         async def body(tx: Tx) -> set[str]:
             news: set[str] = set()
-            for start in range(0, len(items), 400):
-                chunk = items[start:start + 400]
+            for chunk in _chunks(items):
                 values = ", ".join("(?, CAST(? AS INTEGER))" for _ in chunk)
                 # A join, so each job is found by its key (a correlated `SELECT pos FROM v`
                 # scanned the whole VALUES list per row on SQLite: 2,000 jobs took ~50 ms).
@@ -334,12 +340,11 @@ class ClaimsStore:
         return Served(guilds, users, int(tick or 0))
 
     async def save_served(self, tx: Tx, served: Served, changed: Served) -> None:
-        # One statement per `_CHUNK` rows (each key once: PostgreSQL refuses to upsert a row
+        # One statement per chunk of rows (each key once: PostgreSQL refuses to upsert a row
         # twice in one statement, and the dicts' keys are distinct).
         rows = [("guild", guild, tick) for guild, tick in changed.guilds.items()] + [
             ("user", f"{guild}:{user}", tick) for (guild, user), tick in changed.users.items()]
-        for start in range(0, len(rows), _CHUNK):
-            chunk = rows[start:start + _CHUNK]
+        for chunk in _chunks(rows):
             await tx.execute(
                 "INSERT INTO fair_served (scope, key, tick) VALUES "
                 + ", ".join("(?, ?, ?)" for _ in chunk)
