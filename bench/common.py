@@ -401,6 +401,7 @@ async def engine_worker(cfg: dict[str, Any]) -> None:
 
     from bot.config import Settings
     from bot.engine import Engine, EngineLimits, PollPolicy
+    from bot.gctune import settle_gc
     from bot.httpclient import new_client
     from bot.providers import create_provider
     from bot.store import JobState, NewJob, Store
@@ -465,9 +466,11 @@ async def engine_worker(cfg: dict[str, Any]) -> None:
             ), [], now=time.time())
         emit("created")
         await engine.start()
+        settle_gc()  # as the bot's setup_hook does once started (cogs/app.py)
         emit("started")
     else:
         await engine.start()
+        settle_gc()  # as the bot's setup_hook does once started (cogs/app.py)
         emit("started")
         began = time.perf_counter()
         await asyncio.gather(*(

@@ -29,6 +29,7 @@ from bot.config import PROVIDER_NAMES, Settings
 from bot.engine import Engine, QuotaExceeded
 from bot.engine.engine import CallbackUrls
 from bot.errors import ConfigError, InvalidInput, Refusal, SeedanceError, scrub
+from bot.gctune import settle_gc
 from bot.health import HealthServer
 from bot.httpclient import new_client
 from bot.i18n import DEFAULT, say, t
@@ -199,6 +200,7 @@ class SeedanceBot(commands.AutoShardedBot):
                                              name="status-catch-up")
         if not self.worker:
             await self._sync_commands()
+        settle_gc()  # what startup built lives as long as the process (bot/gctune.py)
 
     def build_core(self) -> DiscordDelivery:
         """The engine (its deliveries post to Discord) and the services, on the prepared store.
