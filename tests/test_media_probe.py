@@ -261,3 +261,72 @@ def test_missing_file(tmp_path: Path) -> None:
 async def test_probe_file_async(tmp_path: Path) -> None:
     facts = await probe_file_async(make_video(tmp_path / "v.mp4", 320, 240, 1.0, audio=True))
     assert (facts.kind, facts.format, facts.has_audio) == (MediaKind.VIDEO, "mp4", True)
+
+
+def _remux(src: Path, dest: Path, movflags: str) -> Path:
+    """`src`'s packets in a new MP4 written with `movflags` (moov first, or fragments)."""
+    with av.open(str(src)) as inp, av.open(str(dest), "w", format="mp4",
+                                            options={"movflags": movflags}) as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        for packet in inp.demux():
+            if packet.dts is None:
+                continue
+            packet.stream = streams[packet.stream.index]
+            out.mux(packet)
+    return dest
+
+
+def _iso_bmff_files(tmp_path: Path) -> dict[str, Path]:
+    clip = make_video(tmp_path / "clip.mp4", 640, 360, 2.0, audio=True)
+    voice = tmp_path / "voice.m4a"
+    with av.open(str(voice), "w", format="mp4") as out:
+        _write_tone(out, out.add_stream("aac", rate=44100, layout="mono"), 1.5)
+    return {
+        "mp4 with audio, moov last": clip,
+        "mp4, moov first": _remux(clip, tmp_path / "fast.mp4", "+faststart"),
+        "fragmented mp4": _remux(clip, tmp_path / "frag.mp4", "frag_keyframe+empty_moov"),
+        "mov": make_video(tmp_path / "clip.mov", 320, 240, 1.0, fmt="mov"),
+        "3gp": make_video(tmp_path / "clip.3gp", 320, 240, 1.0, fmt="3gp"),
+        "portrait phone clip": make_video(tmp_path / "phone.mp4", 1280, 720, 1.0, rotation=90),
+        "m4a": voice,
+    }
+
+
+def test_an_iso_bmff_file_is_measured_as_the_full_stream_search_measures_it(
+        tmp_path: Path) -> None:
+    """The quick open of MP4-family files (`probe._QUICK_SEARCH`) answers for the common
+    files, and every answer equals the one FFmpeg's full stream search gives."""
+    quick_answers = 0
+    for name, path in _iso_bmff_files(tmp_path).items():
+        size, head = path.stat().st_size, path.read_bytes()[:probe._HEAD]
+        full = probe._open_and_measure(path, size, head, None)
+        assert probe_file(path) == full, name
+        try:
+            quick = probe._open_and_measure(path, size, head, probe._QUICK_SEARCH)
+        except probe._SearchNeeded:
+            continue  # the full search ran instead: the answer above is the full one
+        assert quick == full, name
+        quick_answers += 1
+    assert quick_answers >= 5
+
+
+def test_a_quick_open_that_misses_a_fact_falls_back_to_the_full_search(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Were FFmpeg's header read to leave the frame rate out, the file is opened again with the
+    full search, and its facts are the full search's."""
+    path = make_video(tmp_path / "clip.mp4", 320, 240, 1.0, audio=True)
+    opened: list[object] = []
+    real_open, real_fps = av.open, probe._fps
+
+    def counting_open(*args: object, **kwargs: object) -> object:
+        opened.append(kwargs.get("options"))
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    def fps_only_after_full_search(stream: object) -> float | None:
+        return real_fps(stream) if opened[-1] is None else None
+
+    monkeypatch.setattr(probe.av, "open", counting_open)
+    monkeypatch.setattr(probe, "_fps", fps_only_after_full_search)
+    facts = probe_file(path)
+    assert opened == [probe._QUICK_SEARCH, None]
+    assert facts.fps == 24.0 and facts.duration is not None
