@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import pytest
 
 from bot.config import Settings
 from bot.engine import Engine, JobState, JobView
+from bot.engine.results import VIDEO_FILES, job_result
 from bot.engine.sizing import pick_quality
 from bot.errors import InvalidInput
 from bot.intake import RequestOptions
@@ -114,6 +115,35 @@ async def test_a_four_video_set_is_delivered_together_and_charged_four_times(
         assert r.delivery.post_count[job.id] == 1  # one post for the whole set
         assert await r.ledger(job.id) == {"reserve": 16, "commit": 16}
         assert done.credits_charged == 16
+
+
+async def test_the_row_names_a_sets_files_so_finding_them_lists_no_folder(
+        data_dir: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """READY writes the files' names to the row: the runner and /my-videos find them without
+    listing the job's folder on the event loop. A row from before that lists it."""
+    async with rig(data_dir, store_url) as r:
+        job = await r.make(count=4)
+        done = await r.engine.wait(job.id)
+        assert done.state is JobState.DELIVERED, done.error_message
+        names = ["video.mp4", "video_2.mp4", "video_3.mp4", "video_4.mp4"]
+        assert done.result_meta[VIDEO_FILES] == names
+        posted = r.delivery.results[job.id].video_paths
+        assert [p.name for p in posted] == names
+        settings = r.engine.settings
+
+        def no_listing(self: Path, pattern: str) -> Any:
+            raise AssertionError(f"{self} was listed")
+
+        with monkeypatch.context() as m:
+            m.setattr(Path, "glob", no_listing)
+            assert job_result(settings, done).video_paths == posted
+            # Only names of a job's own videos count, whatever the row says.
+            forged = replace(done, result_meta={**done.result_meta,
+                                                VIDEO_FILES: ["../../bot.db", "video_2.mp4"]})
+            assert [p.name for p in job_result(settings, forged).video_paths] == ["video_2.mp4"]
+        older = replace(done, result_meta={k: v for k, v in done.result_meta.items()
+                                           if k != VIDEO_FILES})
+        assert job_result(settings, older).video_paths == posted
 
 
 async def test_a_partial_set_charges_what_came_and_releases_the_rest_once(

@@ -46,8 +46,12 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 Backoff = Callable[..., float]
+#: Streams a URL to `dest` and returns the bytes written; it makes `dest`'s folder itself, off
+#: the event loop (bot/media/fetch.py `download`).
 Downloader = Callable[..., Awaitable[int]]
 _VIDEO_NAME = re.compile(r"video(_[0-9]+)?\.mp4")
+#: `result_meta` key naming the job's video files in its folder, written with READY or HELD.
+VIDEO_FILES = "video_files"
 
 
 def job_dir(settings: Settings, job_id: str) -> Path:
@@ -56,14 +60,22 @@ def job_dir(settings: Settings, job_id: str) -> Path:
 
 
 def job_result(settings: Settings, job: JobView) -> JobResult:
-    """The files of a job whose results are on disk, and what they cost."""
+    """The files of a job whose results are on disk, and what they cost.
+
+    The row names them (`VIDEO_FILES`), so the folder is not listed on the event loop twice a
+    job; a row written before it did is answered by listing the folder.
+    """
     folder = job_dir(settings, job.id)
-    # video.mp4, video_2.mp4 …: not the copies transcoded to fit beside them (video.fit….mp4).
-    videos = sorted((p for p in folder.glob("video*.mp4") if _VIDEO_NAME.fullmatch(p.name)),
-                    key=lambda p: (len(p.name), p.name))
+    meta = job.result_meta
+    names = meta.get(VIDEO_FILES)
+    if isinstance(names, list) and names:
+        videos = [folder / n for n in names if isinstance(n, str) and _VIDEO_NAME.fullmatch(n)]
+    else:
+        # video.mp4, video_2.mp4 …: not the copies transcoded to fit beside them (video.fit….mp4).
+        videos = sorted((p for p in folder.glob("video*.mp4") if _VIDEO_NAME.fullmatch(p.name)),
+                        key=lambda p: (len(p.name), p.name))
     if not videos and job.result_path:
         videos = [Path(job.result_path)]
-    meta = job.result_meta
     return JobResult(
         video_paths=tuple(videos),
         last_frame_path=Path(job.last_frame_path) if job.last_frame_path else None,
@@ -114,8 +126,7 @@ class ResultFetcher:
                         "credits were returned.")
                     return
                 await self._store.update_job(job.id, now=self._clock(), result_meta=meta)
-        folder = job_dir(self.settings, job.id)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = job_dir(self.settings, job.id)  # the downloader makes it (`Downloader`)
         attempt = 0
         while True:
             attempt += 1
@@ -175,7 +186,7 @@ class ResultFetcher:
             job, JobState.HELD if held else JobState.READY,
             Outcome.HELD_FOR_REVIEW if held else Outcome.ON_DISK, detail="files on disk",
             result_path=str(videos[0]), last_frame_path=str(frame) if frame else None,
-            result_meta=meta,
+            result_meta={**meta, VIDEO_FILES: [p.name for p in videos]},
         )
         if moved is None:
             return
