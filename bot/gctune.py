@@ -6,8 +6,8 @@ futures, exceptions with their tracebacks, HTTP responses). With CPython's defau
 SQLite) spent 1.2–1.3 CPU-s of its 12–16 in the collector: ~800 young collections, ~75 middle
 ones, and 7 full ones, each walking the ~80,000 objects that importing discord.py, pydantic,
 PyAV and the rest had left. Freezing what startup built (it lives as long as the process) and
-collecting the young generation every 10,000 allocations took that to 0.27 CPU-s, with the same
-peak RSS (bench/README.md, seventh pass).
+collecting the young generation every 10,000 allocations took that to 0.33–0.36 CPU-s, with the
+same peak RSS (bench/README.md, seventh pass).
 """
 
 from __future__ import annotations

@@ -307,4 +307,4 @@ def _suffix(url: str, default: str) -> str:
     return suffix if suffix in (".png", ".jpg", ".jpeg", ".webp") else default
 
 
-__all__ = ["ResultFetcher", "job_dir", "job_result"]
+__all__ = ["VIDEO_FILES", "ResultFetcher", "job_dir", "job_result"]

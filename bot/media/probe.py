@@ -49,14 +49,14 @@ _TEXT_CODECS = {"ansi", "bintext", "xbin", "idf"}
 
 #: `ftyp` major brands that mean QuickTime or 3GPP rather than MP4.
 _MOV_BRANDS = {b"qt  "}
+_3GP_PREFIX = b"3g"
 #: `ftyp` brands of still pictures in the same box format (AVIF, HEIF): Pillow reads AVIF.
 _IMAGE_BRANDS = {b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1"}
+_WEBM_CODECS = {"vp8", "vp9", "av1", "vorbis", "opus"}
 #: Bytes read once for the signatures (`ftyp`, SVG markup).
 _HEAD = 4096
 #: FFmpeg's stream search cut to the least it allows (bytes read; `_probe_av`).
 _QUICK_SEARCH = {"probesize": "32"}
-_3GP_PREFIX = b"3g"
-_WEBM_CODECS = {"vp8", "vp9", "av1", "vorbis", "opus"}
 
 _NOT_MEDIA = "is not an image, video or audio file we can read"
 _SVG = "is not an image we can read (SVG is not supported; export PNG)"
@@ -151,9 +151,10 @@ def _probe_av(path: Path, size: int, head: bytes, *, quick: bool = False) -> Med
     `quick` (an ISO-BMFF file: MP4, MOV, 3GP, M4A) first opens it with FFmpeg's stream search
     cut to one read. That search decodes frames to fill in what a header left out; an MP4's
     `moov` box states every stream, size and duration, so the search only repeats the first
-    frame's decode that `_first_frame` makes anyway: 0.4–0.7 ms of a 1.4–2 ms probe. When the
-    header left anything out (`_search_needed`), or the quick open fails in any way, the full
-    search runs after all and has the last word: a quick answer is only ever the same answer.
+    frame's decode that `_first_frame` makes anyway: ~0.3 ms of a 1.4 ms probe of every result
+    (bench/README.md, seventh pass). When the header left anything out (`_search_needed`), or
+    the quick open fails in any way, the full search runs after all and has the last word: a
+    quick answer is only ever the same answer.
     """
     if _looks_like_svg(head):  # FFmpeg has no SVG decoder here; say what the file is
         raise _svg(path)
