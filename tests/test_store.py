@@ -88,6 +88,30 @@ async def test_job_round_trip_and_audit_trail(store: Store) -> None:
         await store.update_job(job.id, now=1.0, user_id="someone")
 
 
+async def test_every_column_of_a_job_reads_back_as_written(store: Store) -> None:
+    """bot/store/rows.py decodes a row by name from a dict copy and skips parsing empty JSON;
+    what it gives back is what was written, and each read's JSON values are its own."""
+    job = new_job()
+    await store.create_job(job, [], now=10.0)
+    fresh = await store.get_job(job.id)
+    assert fresh is not None
+    assert (fresh.result_meta, fresh.fleet, fresh.task_id, fresh.owner) == ({}, {}, None, None)
+    assert fresh.audio_retried is False and fresh.hold_result is False and fresh.forgotten is False
+    fresh.result_meta["mine"] = 1  # a caller's change to its copy reaches no other read
+    again = await store.get_job(job.id)
+    assert again is not None and again.result_meta == {}
+    meta = {"video_urls": ["https://cdn.example/v.mp4"], "cost": 0.5, "nested": {"a": [1, 2]}}
+    fleet = {"gateways": ["anyfast", "runware"], "why": ["timeout"]}
+    await store.update_job(job.id, now=12.0, result_meta=meta, fleet=fleet, task_id="t-1",
+                           hold_result=True, context={})
+    [listed] = await store.jobs([JobState.QUEUED])
+    got = await store.get_job(job.id)
+    assert got == listed
+    assert got is not None and (got.result_meta, got.fleet, got.context) == (meta, fleet, {})
+    assert (got.role_ids, got.task_id, got.hold_result, got.updated_at) == (
+        ("r1", "r2"), "t-1", True, 12.0)
+
+
 async def test_seq_orders_jobs_and_filters_work(store: Store) -> None:
     jobs = [new_job(user=u) for u in ("a", "b", "a")]
     for j in jobs:
