@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import zlib
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -318,9 +319,9 @@ def test_a_quick_open_that_misses_a_fact_falls_back_to_the_full_search(
     opened: list[object] = []
     real_open, real_fps = av.open, probe._fps
 
-    def counting_open(*args: object, **kwargs: object) -> object:
+    def counting_open(*args: Any, **kwargs: Any) -> Any:
         opened.append(kwargs.get("options"))
-        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+        return real_open(*args, **kwargs)
 
     def fps_only_after_full_search(stream: object) -> float | None:
         return real_fps(stream) if opened[-1] is None else None
