@@ -348,6 +348,50 @@ async def test_aimd_halves_on_429_and_grows_back_by_one_per_window(store_url: st
         await store.close()
 
 
+async def test_successes_booked_together_count_as_one_by_one(store_url: str) -> None:
+    """`count` successes at once leave the row as that many bookings one after the other."""
+    store = await Store.open(store_url)
+    try:
+        for name in ("one", "many"):
+            await store.gateway_throttled(name, "429", ceiling=8, spacing=0)  # 4 allowed
+        for count in (1, 3, 5, 2, 9, 4):  # windows of 4, 5, 6 and 7 successes: 8 after 22
+            for _ in range(count):
+                singly = await store.gateway_succeeded("one", ceiling=8)
+            together = await store.gateway_succeeded("many", ceiling=8, count=count)
+            assert together == singly
+            assert await store.gateway_limits() == ({} if singly is None else
+                                                    {"one": singly, "many": singly})
+        assert together is None  # back at the ceiling, as one by one
+    finally:
+        await store.close()
+
+
+async def test_a_burst_of_creates_books_its_successes_in_a_few_reads(
+        tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Creates that succeed while a booking of their gateway is under way are booked together
+    by the next one: every success counts, and a burst costs a few bookings, not one each."""
+    async with fleet_rig(tmp_path, ("runware",), store_url=store_url, start=False,
+                         concurrency="runware=64") as r:
+        await r.store.gateway_throttled("runware", "429", ceiling=64, spacing=0)  # 32
+        bookings: list[int] = []
+        book = r.store.gateway_succeeded
+
+        async def counted(provider: str, *, ceiling: int, count: int = 1) -> int | None:
+            bookings.append(count)
+            return await book(provider, ceiling=ceiling, count=count)
+
+        monkeypatch.setattr(r.store, "gateway_succeeded", counted)  # counts, then books
+        for _ in range(40):
+            r.engine.fleet.succeeded("runware")
+        await asyncio.sleep(0)
+        for _ in range(10):
+            r.engine.fleet.succeeded("runware")
+        await r.engine.fleet.drain()
+        assert bookings == [40, 10]  # the first burst in one booking, the rest in the next
+        # 32 successes grow 32 to 33, the next 18 are on the way to 34: as one by one.
+        assert await r.store.gateway_limits() == {"runware": 33}
+
+
 async def test_a_429_halves_what_the_scheduler_starts_and_successes_restore_it(
         tmp_path: Path, store_url: str) -> None:
     async with fleet_rig(tmp_path, ("hiapi",), store_url=store_url, concurrency="hiapi=4",

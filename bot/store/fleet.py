@@ -142,10 +142,11 @@ class FleetStore:
         answer: str = await self._change(provider, decide)
         return answer
 
-    async def gateway_succeeded(self, provider: str, *, ceiling: int) -> int | None:
-        """A create succeeded: the circuit closes, and a lowered concurrency grows by one per
-        window of successes as long as itself; the effective value after (None: ceiling).
-        Nothing to change on a healthy gateway: one read, no transaction."""
+    async def gateway_succeeded(self, provider: str, *, ceiling: int,
+                                count: int = 1) -> int | None:
+        """`count` creates succeeded: the circuit closes, and a lowered concurrency grows by
+        one per window of successes as long as itself; the effective value after (None:
+        ceiling). Nothing to change on a healthy gateway: one read, no transaction."""
         if await self._healthy(provider):
             return None
 
@@ -156,12 +157,14 @@ class FleetStore:
             effective = row["effective"]
             if effective is None:
                 return sets, None
-            effective, successes = int(effective), int(row["successes"]) + 1
-            if successes >= effective:
-                effective, successes = effective + 1, 0
-            if effective >= ceiling:
-                sets.update(effective=None, successes=0)
-                return sets, None
+            effective, successes = int(effective), int(row["successes"])
+            for _ in range(count):
+                successes += 1
+                if successes >= effective:
+                    effective, successes = effective + 1, 0
+                if effective >= ceiling:
+                    sets.update(effective=None, successes=0)
+                    return sets, None
             sets.update(effective=effective, successes=successes)
             return sets, effective
 
