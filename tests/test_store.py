@@ -13,7 +13,16 @@ import pytest
 
 from bot.guild import GuildSettings
 from bot.models import GenerationRequest
-from bot.store import CheckResult, JobState, NewJob, QuotaLimitRow, Store, UsageCheck, migrations
+from bot.store import (
+    CheckResult,
+    JobState,
+    NewJob,
+    QuotaLimitRow,
+    Store,
+    Timing,
+    UsageCheck,
+    migrations,
+)
 from bot.store.schema import split_statements
 
 
@@ -226,6 +235,28 @@ async def test_recent_durations_newest_first(store: Store) -> None:
         await store.record_duration("runware", "720p", 5, seconds, now=seconds)
     await store.record_duration("runware", "720p", 10, 99.0, now=1.0)
     assert await store.recent_durations("runware", "720p", 5, limit=2) == [30.0, 20.0]
+
+
+async def test_a_tasks_timing_is_written_with_its_move_or_not_at_all(store: Store) -> None:
+    """The time a task took goes in with the move that ends it: a move not made times
+    nothing."""
+    job = new_job()
+    await store.create_job(job, [], now=1.0)
+    timing = Timing("runware", "720p", 5, 42.0)
+    # The job is queued, not generating: the move is not made, and nothing is timed.
+    assert await store.transition(job.id, JobState.DOWNLOADING, now=2.0, timing=timing,
+                                  from_states=[JobState.GENERATING]) is None
+    assert await store.task_times(0.0) == []
+    # From any state (the move that reads the row first), then from the one state it is in
+    # (one statement on PostgreSQL): each made, and timed at the move's time.
+    assert await store.transition(job.id, JobState.DOWNLOADING, now=3.0, timing=timing)
+    moved = await store.transition(job.id, JobState.READY, now=4.0,
+                                   timing=Timing("runware", "720p", 5, 7.5),
+                                   from_states=[JobState.DOWNLOADING])
+    assert moved is not None and moved.state is JobState.READY
+    assert [(t.provider, t.seconds, t.at) for t in await store.task_times(0.0)] == [
+        ("runware", 42.0, 3.0), ("runware", 7.5, 4.0)]
+    assert await store.recent_durations("runware", "720p", 5) == [7.5, 42.0]
 
 
 async def test_a_cancelled_writer_leaves_a_whole_transaction(store: Store) -> None:

@@ -160,12 +160,14 @@ class TaskFollower:
             "cost": result.cost,
             "expires_at": result.expires_at,
         }
+        timing = (None if job.started_at is None
+                  else self._durations.timing(job, now - job.started_at))
         moved = await self._machine.move(
             job, JobState.DOWNLOADING, Outcome.RESULT_READY,
-            detail="result ready at the gateway", result_meta=meta,
+            detail="result ready at the gateway", result_meta=meta, timing=timing,
         )
-        if moved is not None and job.started_at is not None:
-            await self._durations.record(job, now - job.started_at, now=now)
+        if moved is not None and timing is not None:
+            self._durations.written(timing)
 
     async def _task_failed(self, job: JobView, error: GatewayError) -> None:
         if isinstance(error, AudioModerationError) and job.request.audio and not job.audio_retried:

@@ -27,6 +27,7 @@ from bot.store import (
     JobView,
     NewJob,
     Store,
+    Timing,
     UsageCheck,
 )
 from bot.store.ledger import LedgerKind
@@ -120,6 +121,7 @@ class JobMachine:
         error: GatewayError | None = None,
         detail: str = "",
         events: Sequence[JobEvent] = (),
+        timing: Timing | None = None,
         **fields: Any,
     ) -> JobView | None:
         """Move `job` from the state it was read in to `to_state`, settle, and announce.
@@ -128,6 +130,7 @@ class JobMachine:
         first; nothing was written or announced). `error` is the gateway error behind a gateway
         outcome (its explicit `refunded` may decide the settlement); `events` go to the delivery
         port, in order, after the change is committed. A terminal state stamps `finished_at`.
+        `timing` (how long the task took) is written with the change, or not at all.
         """
         settle = settlement(job.state, outcome, error)
         ledger = _LEDGER.get(settle)
@@ -138,7 +141,8 @@ class JobMachine:
             fields.setdefault("finished_at", now)
         self._moving[job.id] += 1
         try:
-            return await self._move(job, to_state, now, detail, ledger, charge, events, fields)
+            return await self._move(job, to_state, now, detail, ledger, charge, events, fields,
+                                    timing)
         finally:
             self._moving[job.id] -= 1
             if not self._moving[job.id]:
@@ -147,10 +151,11 @@ class JobMachine:
 
     async def _move(self, job: JobView, to_state: JobState, now: float, detail: str,
                     ledger: LedgerKind | None, charge: int | None, events: Sequence[JobEvent],
-                    fields: dict[str, Any]) -> JobView | None:
+                    fields: dict[str, Any], timing: Timing | None) -> JobView | None:
         moved = await self.store.transition(
             job.id, to_state, now=now, from_states=[job.state], detail=detail,
-            ledger=ledger, charge=charge, owner=self.owner, ttl=self.ttl, **fields,
+            ledger=ledger, charge=charge, owner=self.owner, ttl=self.ttl, timing=timing,
+            **fields,
         )
         if moved is None:
             return None

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bot.providers.base import Provider
-from bot.store import RUNNING_STATES, JobState, JobView, Store
+from bot.store import RUNNING_STATES, JobState, JobView, Store, Timing
 
 from .caps import CapsReader
 from .events import EventKind, JobEvent, QueueEntry
@@ -70,13 +70,18 @@ class Durations:
         except Exception:
             return 90.0
 
-    async def record(self, job: JobView, seconds: float, *, now: float) -> None:
-        key = duration_key(job)
-        seconds = max(0.0, seconds)
-        await self._store.record_duration(*key, seconds, now=now)
+    @staticmethod
+    def timing(job: JobView, seconds: float) -> Timing:
+        """A run of `job`'s kind that took `seconds`, for the move that ends its task to write
+        (`JobMachine.move`): one statement with the change instead of one after it."""
+        return Timing(*duration_key(job), max(0.0, seconds))
+
+    def written(self, timing: Timing) -> None:
+        """`timing` is in the database now: count it without reading the runs again."""
+        key = (timing.provider, timing.resolution, timing.duration)
         cached = self._recent.get(key)
         if cached is not None:
-            self._recent[key] = (cached[0], [seconds, *cached[1]][:RECENT_RUNS])
+            self._recent[key] = (cached[0], [timing.seconds, *cached[1]][:RECENT_RUNS])
 
 
 @dataclass

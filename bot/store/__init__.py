@@ -17,6 +17,7 @@ from bot.store.records import (
     LedgerLine,
     NewJob,
     QuotaLimitRow,
+    Timing,
     Transition,
     UsageCheck,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "NewJob",
     "QuotaLimitRow",
     "Store",
+    "Timing",
     "Transition",
     "UsageCheck",
     "migrations",

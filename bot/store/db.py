@@ -36,6 +36,7 @@ from bot.store.records import (
     JobView,
     LedgerLine,
     NewJob,
+    Timing,
     Transition,
     UsageCheck,
 )
@@ -172,9 +173,11 @@ class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore,
         charge: int | None = None,
         owner: str | None = None,
         ttl: float = 0.0,
+        timing: Timing | None = None,
         **fields: Any,
     ) -> JobView | None:
-        """Move a job to `to_state` (if it is in one of `from_states`), set `fields`, settle.
+        """Move a job to `to_state` (if it is in one of `from_states`), set `fields`, settle,
+        and keep `timing` (a finished task's duration, for ETAs) with the change.
 
         Returns the job as written, or None when the job was not in an expected state (someone
         else moved it first). `ledger` settles the reservation in the same transaction:
@@ -191,7 +194,7 @@ class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore,
             raise ValueError(f"not writable: {sorted(bad)}")
         move = Move(job_id, to_state, now, self.db.now_sql, self.origin, from_states,
                     detail=detail, ledger=ledger, charge=charge, owner=owner, ttl=ttl,
-                    fields=fields)
+                    fields=fields, timing=timing)
         single = move.one_statement() if self.db.dialect == "postgres" else None
         if single is not None:
             rows = await self.db.write_returning(*single)

@@ -92,6 +92,18 @@ class JobView:
 
 
 @dataclass(frozen=True)
+class Timing:
+    """How long a finished generation took, kept for ETAs (`gateway_durations`): written with
+    the state change that ends the task (`Store.transition`), so it is counted once, or not at
+    all when the change was not made."""
+
+    provider: str
+    resolution: str
+    duration: int
+    seconds: float
+
+
+@dataclass(frozen=True)
 class Transition:
     job_id: str
     from_state: str | None

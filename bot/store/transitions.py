@@ -1,5 +1,5 @@
 """A job's state change (`Store.transition`, bot/store/db.py): the row, its history line, the
-news for other processes and the settlement, all or nothing.
+news for other processes, the settlement and the task's timing, all or nothing.
 
 A change is guarded by the state the caller read the job in: when that is one state (every
 change the engine makes, bot/engine/machine.py), the guard is the `UPDATE`'s own `WHERE`, so
@@ -17,7 +17,7 @@ from typing import Any
 
 from bot.store.database import Tx
 from bot.store.ledger import UNSETTLED, LedgerKind, settle
-from bot.store.records import ACTIVE_STATES, JobState
+from bot.store.records import ACTIVE_STATES, JobState, Timing
 from bot.store.rows import encode
 
 #: PostgreSQL's notification channel for "the queue changed": a job to start or a slot freed,
@@ -25,6 +25,7 @@ from bot.store.rows import encode
 QUEUE_CHANNEL = "seedance_queue"
 _ACTIVE = frozenset(s.value for s in ACTIVE_STATES)
 _HISTORY = ("INSERT INTO job_transitions (job_id, from_state, to_state, at, detail)")
+_TIMED = "INSERT INTO gateway_durations (provider, resolution, duration, seconds, at)"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Move:
     owner: str | None = None
     ttl: float = 0.0
     fields: Mapping[str, Any] = field(default_factory=dict)
+    timing: Timing | None = None
 
     @property
     def known_state(self) -> str | None:
@@ -70,6 +72,11 @@ class Move:
             where += " AND (owner IS NULL OR owner = ?)"
             params.append(self.owner)
         return f"UPDATE jobs SET {', '.join(sets)} WHERE {where} RETURNING *", params
+
+    def _timed(self) -> tuple[str, str, int, float, float]:
+        t = self.timing
+        assert t is not None
+        return (t.provider, t.resolution, t.duration, t.seconds, self.now)
 
     def _leaves_active(self) -> bool:
         return self.to_state.value not in _ACTIVE
@@ -106,6 +113,11 @@ class Move:
         params.extend((current, self.to_state.value, self.now, self.detail))
         if self._leaves_active():
             sql += ", updates AS (DELETE FROM job_updates WHERE job_id IN (SELECT id FROM moved))"
+        if self.timing is not None:
+            sql += (f", timed AS ({_TIMED} SELECT CAST(? AS TEXT), CAST(? AS TEXT),"
+                    " CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION),"
+                    " CAST(? AS DOUBLE PRECISION) FROM moved)")
+            params.extend(self._timed())
         if whole_charge:
             sql += (", charge AS (INSERT INTO ledger (job_id, user_id, guild_id, event_id, kind,"
                     " credits, at, reserved_at) SELECT moved.id, r.user_id, r.guild_id,"
@@ -138,6 +150,8 @@ class Move:
                          (self.job_id, current, self.to_state.value, self.now, self.detail))
         if self._leaves_active():
             await tx.execute("DELETE FROM job_updates WHERE job_id = ?", (self.job_id,))
+        if self.timing is not None:
+            await tx.execute(f"{_TIMED} VALUES (?, ?, ?, ?, ?)", self._timed())
         if self._news(current):
             await tx.notify(QUEUE_CHANNEL, self.origin)
         if self.ledger is not None:
