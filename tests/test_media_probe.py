@@ -331,3 +331,23 @@ def test_a_quick_open_that_misses_a_fact_falls_back_to_the_full_search(
     facts = probe_file(path)
     assert opened == [probe._QUICK_SEARCH, None]
     assert facts.fps == 24.0 and facts.duration is not None
+
+
+def test_the_quick_open_reads_the_named_file_and_nothing_else(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quick open hands FFmpeg the file's own path: a name that looks like a pattern, a
+    query or another protocol is read as the plain file it is, in one open."""
+    plain = make_video(tmp_path / "clip.mp4", 320, 240, 1.0, audio=True)
+    odd = tmp_path / "concat:clip%03d?x=1#y.mp4"
+    odd.write_bytes(plain.read_bytes())
+    (tmp_path / "clip000.mp4").write_bytes(b"not this one")  # what a pattern would open
+    opened: list[object] = []
+    real_open = av.open
+
+    def counting_open(*args: Any, **kwargs: Any) -> Any:
+        opened.append(args[0])
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(probe.av, "open", counting_open)
+    assert probe_file(odd) == probe_file(plain)
+    assert opened[0] == f"file:{odd.resolve()}" and len(opened) == 2  # one open per probe

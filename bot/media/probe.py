@@ -8,6 +8,7 @@ bytes. Only headers and the first decodable frame are read; a video is never hel
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import warnings
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,10 @@ _WEBM_CODECS = {"vp8", "vp9", "av1", "vorbis", "opus"}
 _HEAD = 4096
 #: FFmpeg's stream search cut to the least it allows (bytes read; `_probe_av`).
 _QUICK_SEARCH = {"probesize": "32"}
+#: The quick open's demuxer, named rather than guessed from the bytes, and its address: FFmpeg's
+#: plain-file protocol, so neither the name nor a pattern in it is read as anything else.
+_ISO_BMFF_DEMUXER = "mov,mp4,m4a,3gp,3g2,mj2"
+_FILE = "file:"
 
 _NOT_MEDIA = "is not an image, video or audio file we can read"
 _SVG = "is not an image we can read (SVG is not supported; export PNG)"
@@ -152,9 +157,12 @@ def _probe_av(path: Path, size: int, head: bytes, *, quick: bool = False) -> Med
     cut to one read. That search decodes frames to fill in what a header left out; an MP4's
     `moov` box states every stream, size and duration, so the search only repeats the first
     frame's decode that `_first_frame` makes anyway: ~0.3 ms of a 1.4 ms probe of every result
-    (bench/README.md, seventh pass). When the header left anything out (`_search_needed`), or
-    the quick open fails in any way, the full search runs after all and has the last word: a
-    quick answer is only ever the same answer.
+    (bench/README.md, seventh pass). The quick open names its demuxer (the `ftyp` box already
+    said which) and lets FFmpeg read the file itself, by `file:` and its absolute path, instead
+    of calling back into Python, under the GIL, for each read: a probe's CPU on a busy engine
+    falls by a fifth or more (bench/README.md, eighth pass). When the header left anything out
+    (`_search_needed`), or the quick open fails in any way, the full search runs after all
+    from the file object and has the last word: a quick answer is only ever the same answer.
     """
     if _looks_like_svg(head):  # FFmpeg has no SVG decoder here; say what the file is
         raise _svg(path)
@@ -169,7 +177,14 @@ def _probe_av(path: Path, size: int, head: bytes, *, quick: bool = False) -> Med
 def _open_and_measure(path: Path, size: int, head: bytes,
                       options: dict[str, str] | None) -> MediaFacts:
     try:
-        with path.open("rb") as fh, av.open(fh, mode="r", options=options) as container:
+        with contextlib.ExitStack() as stack:
+            if options is None:
+                container = stack.enter_context(
+                    av.open(stack.enter_context(path.open("rb")), mode="r"))
+            else:
+                container = stack.enter_context(av.open(
+                    _FILE + str(path.resolve()), mode="r", format=_ISO_BMFF_DEMUXER,
+                    options=options))
             return _facts_from_container(container, path, size, head,
                                          complete=options is None)
     except (UnreadableMedia, _SearchNeeded):
