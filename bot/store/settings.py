@@ -11,6 +11,7 @@ from typing import Any
 from bot.guild import GuildSettings
 from bot.store.database import Tx
 from bot.store.records import QuotaLimitRow
+from bot.store.transitions import TIMED
 
 
 class SettingsStore:
@@ -100,9 +101,8 @@ class SettingsStore:
     async def record_duration(
         self, provider: str, resolution: str, duration: int, seconds: float, *, now: float
     ) -> None:
-        await self._write(
-            "INSERT INTO gateway_durations (provider, resolution, duration, seconds, at)"
-            " VALUES (?, ?, ?, ?, ?)", (provider, resolution, duration, seconds, now))
+        await self._write(f"{TIMED} VALUES (?, ?, ?, ?, ?)",
+                          (provider, resolution, duration, seconds, now))
 
     async def recent_durations(
         self, provider: str, resolution: str, duration: int, *, limit: int = 20

@@ -25,7 +25,8 @@ from bot.store.rows import encode
 QUEUE_CHANNEL = "seedance_queue"
 _ACTIVE = frozenset(s.value for s in ACTIVE_STATES)
 _HISTORY = ("INSERT INTO job_transitions (job_id, from_state, to_state, at, detail)")
-_TIMED = "INSERT INTO gateway_durations (provider, resolution, duration, seconds, at)"
+#: A task time for ETAs (`Timing`; `Store.record_duration` writes one on its own).
+TIMED = "INSERT INTO gateway_durations (provider, resolution, duration, seconds, at)"
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ class Move:
         if self._leaves_active():
             sql += ", updates AS (DELETE FROM job_updates WHERE job_id IN (SELECT id FROM moved))"
         if self.timing is not None:
-            sql += (f", timed AS ({_TIMED} SELECT CAST(? AS TEXT), CAST(? AS TEXT),"
+            sql += (f", timed AS ({TIMED} SELECT CAST(? AS TEXT), CAST(? AS TEXT),"
                     " CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION),"
                     " CAST(? AS DOUBLE PRECISION) FROM moved)")
             params.extend(self._timed())
@@ -151,7 +152,7 @@ class Move:
         if self._leaves_active():
             await tx.execute("DELETE FROM job_updates WHERE job_id = ?", (self.job_id,))
         if self.timing is not None:
-            await tx.execute(f"{_TIMED} VALUES (?, ?, ?, ?, ?)", self._timed())
+            await tx.execute(f"{TIMED} VALUES (?, ?, ?, ?, ?)", self._timed())
         if self._news(current):
             await tx.notify(QUEUE_CHANNEL, self.origin)
         if self.ledger is not None:
@@ -161,4 +162,4 @@ class Move:
         return updated
 
 
-__all__ = ["QUEUE_CHANNEL", "Move"]
+__all__ = ["QUEUE_CHANNEL", "TIMED", "Move"]
