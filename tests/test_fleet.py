@@ -390,6 +390,15 @@ async def test_a_burst_of_creates_books_its_successes_in_a_few_reads(
         assert bookings == [40, 10]  # the first burst in one booking, the rest in the next
         # 32 successes grow 32 to 33, the next 18 are on the way to 34: as one by one.
         assert await r.store.gateway_limits() == {"runware": 33}
+        # A booking cancelled before it ran (a stop) does not hold the next ones back.
+        r.engine.fleet.succeeded("runware")
+        next(iter(r.engine.fleet._booking.values())).cancel()
+        await asyncio.sleep(0)
+        for _ in range(15):
+            r.engine.fleet.succeeded("runware")
+        await r.engine.fleet.drain()
+        assert bookings == [40, 10, 16]
+        assert await r.store.gateway_limits() == {"runware": 34}
 
 
 async def test_a_429_halves_what_the_scheduler_starts_and_successes_restore_it(

@@ -142,24 +142,29 @@ class Fleet:
         instead of one each (bench/README.md, eighth pass), with the same effect on its
         circuit and concurrency as booking them one by one."""
         self._unbooked[provider] += 1
-        if provider not in self._booking:
-            self._booking[provider] = asyncio.create_task(self._book_successes(provider))
+        booking = self._booking.get(provider)
+        # A booking that ended (even cancelled before it ran) books nothing more: the next
+        # success starts one, with the successes it left.
+        if booking is None or booking.done():
+            task = asyncio.create_task(self._book_successes(provider))
+            self._booking[provider] = task
+            task.add_done_callback(lambda t: self._booked(provider, t))
 
     async def drain(self) -> None:
         """Let the bookings under way finish (a clean stop)."""
         await asyncio.gather(*self._booking.values(), return_exceptions=True)
 
-    async def _book_successes(self, provider: str) -> None:
-        try:
-            while count := self._unbooked.pop(provider, 0):
-                try:
-                    await self._store.gateway_succeeded(
-                        provider, ceiling=self._ceiling(provider), count=count)
-                except Exception as exc:
-                    log.warning("could not book %d success(es) of %s: %s", count, provider,
-                                exc)
-        finally:
+    def _booked(self, provider: str, task: asyncio.Task[None]) -> None:
+        if self._booking.get(provider) is task:
             del self._booking[provider]
+
+    async def _book_successes(self, provider: str) -> None:
+        while count := self._unbooked.pop(provider, 0):
+            try:
+                await self._store.gateway_succeeded(
+                    provider, ceiling=self._ceiling(provider), count=count)
+            except Exception as exc:
+                log.warning("could not book %d success(es) of %s: %s", count, provider, exc)
 
     async def record(self, provider: str, error: GatewayError) -> str | None:
         """Book one failed create on its gateway; the circuit after a counted failure."""
