@@ -26,7 +26,9 @@ stream both ways; content encodings are decoded once, by httpx.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import ssl
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -61,10 +63,13 @@ def _mapped(*, sent: bool) -> Iterator[None]:
 
 
 class _Body(httpx.AsyncByteStream):
-    """An aiohttp response's body, read as httpx reads a stream."""
+    """An aiohttp response's body, read as httpx reads a stream; closing it stamps the httpx
+    response's `elapsed`, as httpx's own client does."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, start: float) -> None:
         self._response = response
+        self._start = start
+        self.owner: httpx.Response | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         with _mapped(sent=True):
@@ -72,6 +77,8 @@ class _Body(httpx.AsyncByteStream):
                 yield chunk
 
     async def aclose(self) -> None:
+        if self.owner is not None:
+            self.owner.elapsed = datetime.timedelta(seconds=time.perf_counter() - self._start)
         # Back to the pool when the body was read to the end; closed otherwise.
         self._response.release()
 
@@ -97,6 +104,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        start = time.perf_counter()
         timeout = request.extensions.get("timeout", {})
         data: Any
         # From the raw pairs: httpx's `multi_items()` guesses an encoding at every call.
@@ -126,13 +134,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 ),
                 **kwargs,
             )
-        return httpx.Response(
+        body = _Body(response, start)
+        body.owner = httpx.Response(
             status_code=response.status,
             headers=list(response.raw_headers),
-            stream=_Body(response),
+            stream=body,
             extensions={"http_version": b"HTTP/1.1",
                         "reason_phrase": (response.reason or "").encode("ascii", "replace")},
         )
+        return body.owner
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -148,14 +158,56 @@ class _NoCookies(httpx.Cookies):
 
 
 class _Client(httpx.AsyncClient):
-    """httpx's client without its cookie jar. Gateways authenticate by header and result
-    hosts by signed URL: nothing here needs a cookie, a cookie one host set must never ride
-    along to it again, and keeping them cost every response a urllib request built to parse
-    its (absent) Set-Cookie (~2 % of the engine's CPU in bench/inflight.py)."""
+    """httpx's client without its cookie jar, sending straight to its aiohttp transport.
+
+    No cookies: gateways authenticate by header and result hosts by signed URL, nothing here
+    needs a cookie, a cookie one host set must never ride along to it again, and keeping them
+    cost every response a urllib request built to parse its (absent) Set-Cookie (~2 % of the
+    engine's CPU in bench/inflight.py).
+
+    Straight to the transport: httpx's `send` passes every request through its auth flow,
+    its redirect loop, its event hooks and the routing between mounted transports, which is
+    40–60 µs of CPU a request (bench/README.md) for steps this client never takes (no auth,
+    no hooks, no mounts, redirects not followed: bot/media/fetch.py checks each hop itself).
+    So when none of them is asked for, `send` hands the request to the transport itself and
+    does what httpx's would have done with the answer; when any is, httpx's own `send` runs.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._cookies = _NoCookies(self._cookies)  # httpx's __init__ set a plain jar
+        transport = kwargs.get("transport")
+        # Mounts: proxies from the environment (trust_env) or given; httpx routes those.
+        self._direct = transport if isinstance(transport, AiohttpTransport) \
+            and not self._mounts and "default_encoding" not in kwargs else None
+
+    async def send(self, request: httpx.Request, *, stream: bool = False,
+                   auth: Any = httpx.USE_CLIENT_DEFAULT,
+                   follow_redirects: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
+        direct = self._direct
+        if direct is None or self.is_closed or auth is not httpx.USE_CLIENT_DEFAULT \
+                or self.auth is not None or follow_redirects is True \
+                or (self.follow_redirects and follow_redirects is not False) \
+                or self.event_hooks["request"] or self.event_hooks["response"]:
+            return await super().send(request, stream=stream, auth=auth,
+                                      follow_redirects=follow_redirects)
+        if "timeout" not in request.extensions:
+            request.extensions = {**request.extensions, "timeout": self.timeout.as_dict()}
+        try:
+            response = await direct.handle_async_request(request)
+        except httpx.RequestError as exc:
+            exc.request = request
+            raise
+        response.request = request
+        try:
+            if response.has_redirect_location:  # not followed: say where it points
+                response.next_request = self._build_redirect_request(request, response)
+            if not stream:
+                await response.aread()
+        except BaseException:
+            await response.aclose()
+            raise
+        return response
 
     @property
     def cookies(self) -> httpx.Cookies:

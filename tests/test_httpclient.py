@@ -10,6 +10,7 @@ import ssl
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -40,6 +41,7 @@ class Server:
         app.router.add_get("/slow", self.slow)
         app.router.add_get("/file", self.file)
         app.router.add_get("/sets-cookie", self.sets_cookie)
+        app.router.add_get("/moved", self.moved)
         self.runner = web.AppRunner(app)
         self.port = 0
 
@@ -76,6 +78,10 @@ class Server:
 
     async def file(self, request: web.Request) -> web.Response:
         return web.Response(body=b"v" * 5000, content_type="video/mp4")
+
+    async def moved(self, request: web.Request) -> web.Response:
+        self.cookies.append(request.headers.get("Authorization"))
+        raise web.HTTPFound("/echo?from=moved")
 
     async def sets_cookie(self, request: web.Request) -> web.Response:
         self.cookies.append(request.headers.get("Cookie"))
@@ -151,6 +157,63 @@ async def test_connections_are_reused_and_uploads_stream(server: Server) -> None
     assert response.status_code == 200
     assert len(server.peers) == 1  # one connection for eleven requests
     assert server.bodies[-1] == b"".join(bytes([i % 256]) * 10_000 for i in range(50))
+
+
+class _HttpxSteps:
+    """Counts the requests that went through httpx's own auth/redirect/hook steps."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.seen = 0
+        original = httpx.AsyncClient._send_handling_auth
+
+        async def counted(client: httpx.AsyncClient, *args: Any, **kwargs: Any) -> Any:
+            self.seen += 1
+            return await original(client, *args, **kwargs)
+
+        monkeypatch.setattr(httpx.AsyncClient, "_send_handling_auth", counted)
+
+
+async def test_a_plain_request_skips_httpx_s_steps_and_answers_as_httpx_would(
+    server: Server, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No auth, no hooks, no mounts, no redirect to follow: the request goes straight to the
+    transport, and the response, its stream and its errors look as httpx's `send` makes them."""
+    steps = _HttpxSteps(monkeypatch)
+    async with new_client(timeout=httpx.Timeout(5.0, read=0.2)) as client:
+        response = await client.get(server.url("/echo"), headers={"X-Probe": "1"})
+        assert response.json() == {"ok": True} and response.request.url.path == "/echo"
+        assert response.request.extensions["timeout"]["read"] == 0.2  # the client's timeout
+        assert response.elapsed.total_seconds() > 0
+        moved = await client.get(server.url("/moved"))  # not followed; where it points
+        assert moved.status_code == 302 and moved.next_request is not None
+        assert moved.next_request.url == server.url("/echo?from=moved")
+        async with client.stream("GET", server.url("/file")) as streamed:
+            assert len(await streamed.aread()) == 5000
+        assert streamed.elapsed.total_seconds() > 0
+        with pytest.raises(httpx.ReadTimeout) as late:
+            await client.get(server.url("/slow"))
+        assert late.value.request.url == server.url("/slow")
+    assert steps.seen == 0
+
+
+async def test_auth_hooks_and_followed_redirects_take_httpx_s_own_steps(
+    server: Server, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    steps = _HttpxSteps(monkeypatch)
+    hooked: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        hooked.append(request.url.path)
+
+    async with new_client(event_hooks={"request": [hook]}) as client:
+        await client.get(server.url("/echo"))
+    async with new_client() as client:
+        followed = await client.get(server.url("/moved"), follow_redirects=True)
+        assert followed.json() == {"ok": True} and len(followed.history) == 1
+        await client.get(server.url("/moved"), auth=("bot", "pw"))
+    assert hooked == ["/echo"] and steps.seen == 3
+    assert server.cookies[-1] is not None and server.cookies[-1].startswith("Basic ")
+    assert server.paths == ["/echo", "/echo?from=moved"]
 
 
 def _certificate(folder: Path, host: str) -> tuple[Path, Path]:
