@@ -350,4 +350,10 @@ def test_the_quick_open_reads_the_named_file_and_nothing_else(
 
     monkeypatch.setattr(probe.av, "open", counting_open)
     assert probe_file(odd) == probe_file(plain)
-    assert opened[0] == f"file:{odd.resolve()}" and len(opened) == 2  # one open per probe
+    assert opened[0] == f"file:{odd}" and len(opened) == 2  # one open per probe
+    # A relative name is made absolute, not resolved: a link is opened as the kernel finds it.
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "to.mp4").symlink_to(plain)
+    monkeypatch.chdir(tmp_path)
+    assert probe_file(Path("linked/to.mp4")) == probe_file(plain)
+    assert opened[2] == f"file:{Path.cwd() / 'linked' / 'to.mp4'}" and len(opened) == 4

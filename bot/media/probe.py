@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,8 @@ def probe_file(path: Path) -> MediaFacts:
     """Facts about `path` from its bytes; raises `UnreadableMedia` when nothing can read it."""
     path = Path(path)
     try:
-        size = path.stat().st_size
         with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
             head = fh.read(_HEAD)
     except OSError as exc:
         raise UnreadableMedia(f"{path.name} cannot be opened ({exc.strerror or exc})") from exc
@@ -183,7 +184,7 @@ def _open_and_measure(path: Path, size: int, head: bytes,
                     av.open(stack.enter_context(path.open("rb")), mode="r"))
             else:
                 container = stack.enter_context(av.open(
-                    _FILE + str(path.resolve()), mode="r", format=_ISO_BMFF_DEMUXER,
+                    _FILE + _absolute(path), mode="r", format=_ISO_BMFF_DEMUXER,
                     options=options))
             return _facts_from_container(container, path, size, head,
                                          complete=options is None)
@@ -191,6 +192,13 @@ def _open_and_measure(path: Path, size: int, head: bytes,
         raise
     except (av.FFmpegError, OSError, ValueError, EOFError, IndexError) as exc:
         raise UnreadableMedia(f"{path.name} {_NOT_MEDIA}") from exc
+
+
+def _absolute(path: Path) -> str:
+    """`path` made absolute without resolving it: FFmpeg opens it as the kernel finds it, as
+    `open` would, and `Path.resolve` costs a system call per folder of the path."""
+    text = os.fspath(path)
+    return text if os.path.isabs(text) else os.path.join(os.getcwd(), text)
 
 
 class _SearchNeeded(Exception):
