@@ -121,6 +121,23 @@ async def test_every_column_of_a_job_reads_back_as_written(store: Store) -> None
         ("r1", "r2"), "t-1", True, 12.0)
 
 
+async def test_result_metas_written_together_land_on_their_own_rows(store: Store) -> None:
+    """`update_result_meta`: one statement per chunk of jobs (bot/engine/recovery.py's
+    snapshots), each row getting its own value, the others untouched; over a chunk too."""
+    jobs = [new_job(user=f"u{i}") for i in range(503)]
+    for job in jobs:
+        await store.create_job(job, [], now=1.0)
+    metas = {job.id: {"listed_before": [f"t-{i}", "t-x"], "n": i}
+             for i, job in enumerate(jobs[:-1])}
+    await store.update_result_meta(metas, now=9.0)
+    rows = {j.id: j for j in await store.jobs([JobState.QUEUED])}
+    assert {job_id: rows[job_id].result_meta for job_id in metas} == metas
+    assert {rows[job_id].updated_at for job_id in metas} == {9.0}
+    untouched = rows[jobs[-1].id]
+    assert (untouched.result_meta, untouched.updated_at) == ({}, 1.0)
+    await store.update_result_meta({}, now=10.0)  # nothing to write: no statement
+
+
 async def test_seq_orders_jobs_and_filters_work(store: Store) -> None:
     jobs = [new_job(user=u) for u in ("a", "b", "a")]
     for j in jobs:

@@ -13,18 +13,20 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from bot.config import Settings
 from bot.engine import Engine, JobState, JobView
-from bot.engine.recovery import LISTED_BEFORE
+from bot.engine.recovery import LISTED_BEFORE, TaskRecovery
 from bot.models import GenerationRequest
 from bot.providers import magnific
 from bot.providers.base import Provider
 from bot.providers.magnific import LIST_PATH
 from bot.store import Store
+from bot.store.database import DatabaseUnavailable
 from tests.chaos.faults_helpers import GATEWAYS, LATE, LIMITS, POLLS, READ_TIMEOUT, Rig, rig
 from tests.fakes.common import sample_video
 from tests.fakes.magnific import FakeMagnific
@@ -86,7 +88,36 @@ async def test_the_snapshot_goes_once_the_create_answered(data_dir: Path) -> Non
         assert LISTED_BEFORE not in row.result_meta
 
 
-async def test_creates_started_together_share_one_list(data_dir: Path) -> None:
+def count_snapshot_writes(store: Store, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the snapshot writes the store makes (around its real method)."""
+    sizes: list[int] = []
+    real = store.update_result_meta
+
+    async def counted(metas: Any, *, now: float) -> None:
+        sizes.append(len(metas))
+        await real(metas, now=now)
+
+    monkeypatch.setattr(store, "update_result_meta", counted)
+    return sizes
+
+
+def spy_snapshot_at_create(r: Rig, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The jobs whose row held a snapshot when their create was sent."""
+    seen: list[str] = []
+    real = r.provider.submit
+
+    async def submit(request: GenerationRequest, **kwargs: Any) -> Any:
+        row = await r.store.get_job(kwargs["idempotency_key"])
+        if row is not None and isinstance(row.result_meta.get(LISTED_BEFORE), list):
+            seen.append(row.id)
+        return await real(request, **kwargs)
+
+    monkeypatch.setattr(r.provider, "submit", submit)
+    return seen
+
+
+async def test_creates_started_together_share_one_list(
+        data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A list still being read is read before every create waiting for it is sent: a burst
     of creates costs one list, and each row keeps it as its snapshot."""
     limits = replace(LIMITS, user_running=3, guild_running=3)
@@ -95,17 +126,50 @@ async def test_creates_started_together_share_one_list(data_dir: Path) -> None:
         # while it is being read.
         r.fake.answer_late(READ_TIMEOUT / 2, method="GET", path_prefix=LIST_PATH)
         jobs = [await r.enqueue(prompt=f"a lighthouse, take {n}") for n in range(3)]
+        writes = count_snapshot_writes(r.store, monkeypatch)
+        snapshot_at_create = spy_snapshot_at_create(r, monkeypatch)
         await r.engine.start()
         async with asyncio.timeout(60):
             done = [await r.engine.wait(j.id) for j in jobs]
         assert all(j.state is JobState.DELIVERED for j in done)
         # Three creates, one list before them (a list of its own each would be three).
         assert lists(r) == 1 and len(MAGNIFIC.creates(r.fake)) == 3
+        # ... and their three snapshots in one write, in each row before its create went.
+        assert writes == [3] and sorted(snapshot_at_create) == sorted(j.id for j in jobs)
         # A create asking after that list was read gets a list of its own.
         later = await r.enqueue(prompt="a lighthouse at dawn")
         async with asyncio.timeout(60):
             assert (await r.engine.wait(later.id)).state is JobState.DELIVERED
         assert lists(r) == 2
+
+
+async def test_a_failed_snapshot_write_fails_each_create_waiting_for_it(
+        data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The snapshots written together fail together, each as its own write would have (no
+    create is sent without its snapshot), and the next ones are written again."""
+    async with rig(MAGNIFIC, data_dir) as r:
+        jobs = [await r.enqueue(prompt=f"a lighthouse, take {n}") for n in range(3)]
+        recovery = TaskRecovery(r.store, time.time)
+        writes = count_snapshot_writes(r.store, monkeypatch)
+        counted = r.store.update_result_meta
+        away = DatabaseUnavailable("PostgreSQL at postgresql://db is unreachable")
+
+        async def away_once(metas: Any, *, now: float) -> None:
+            monkeypatch.setattr(r.store, "update_result_meta", counted)
+            raise away
+
+        monkeypatch.setattr(r.store, "update_result_meta", away_once)
+        failed = await asyncio.gather(*(recovery.snapshot(j, r.provider) for j in jobs),
+                                      return_exceptions=True)
+        assert failed == [away, away, away] and writes == []
+        unwritten = [await r.store.get_job(j.id) for j in jobs]
+        assert all(row and LISTED_BEFORE not in row.result_meta for row in unwritten)
+        written = await asyncio.gather(*(recovery.snapshot(j, r.provider) for j in jobs))
+        assert writes == [3] and all(isinstance(j.result_meta[LISTED_BEFORE], list)
+                                     for j in written)
+        rows = [await r.store.get_job(j.id) for j in jobs]
+        assert [row.result_meta if row else None for row in rows] == \
+            [j.result_meta for j in written]
 
 
 async def test_a_second_new_task_in_the_list_means_no_adoption(data_dir: Path) -> None:

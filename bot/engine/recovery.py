@@ -7,8 +7,8 @@ returned while the gateway went on making (and billing) the video. Where the cap
 says `task_list`, the runner asks this module instead:
 
 1. `snapshot`, before the create is sent: the ids the gateway lists now (creates asking at
-   once share one list), written to the job's row (a restart between this and the create
-   finds them there).
+   once share one list, and one write), written to the job's row (a restart between this
+   and the create finds them there).
 2. `find`, after a create that may have made a task: the list again. The task is adopted only
    when exactly one listed task is new since the snapshot, no other job has it, and no other
    create to that gateway that could have made it is on its way (another job in SUBMITTING
@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import replace
-from typing import cast
+from typing import Any, cast
 
 from bot.errors import GatewayError, GatewayUnavailableError
 from bot.models import TaskState
@@ -57,6 +57,8 @@ class TaskRecovery:
         self._store = store
         self._clock = clock
         self._listing: dict[str, asyncio.Task[list[str]]] = {}
+        self._unwritten: dict[str, tuple[dict[str, Any], asyncio.Future[None]]] = {}
+        self._writer: asyncio.Task[None] | None = None
 
     async def snapshot(self, job: JobView, provider: Provider) -> JobView:
         """Write the ids the gateway lists now; the job as written. A list that cannot be read
@@ -70,8 +72,36 @@ class TaskRecovery:
             meta[LISTED_BEFORE] = None  # still marks "the create may be sent from here on"
         else:
             meta[LISTED_BEFORE] = listed
-        await self._store.update_job(job.id, now=self._clock(), result_meta=meta)
+        await self._written(job.id, meta)
         return replace(job, result_meta=meta)
+
+    async def _written(self, job_id: str, meta: dict[str, Any]) -> None:
+        """`meta` is in the job's row. The creates that shared one list wake together, so
+        their snapshots go in one statement (`Store.update_result_meta`), not one each."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._unwritten[job_id] = (meta, done)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.ensure_future(self._write_unwritten())
+        await asyncio.shield(done)  # a create given up on does not take the others' write
+
+    async def _write_unwritten(self) -> None:
+        while self._unwritten:
+            batch, self._unwritten = self._unwritten, {}
+            try:
+                await self._store.update_result_meta(
+                    {job_id: meta for job_id, (meta, _) in batch.items()}, now=self._clock())
+            except Exception as exc:  # each create waiting for it fails as its own write would
+                for _, done in batch.values():
+                    if not done.done():
+                        done.set_exception(exc)
+            except BaseException:
+                for _, done in batch.values():
+                    done.cancel()
+                raise
+            else:
+                for _, done in batch.values():
+                    if not done.done():
+                        done.set_result(None)
 
     async def _listed_now(self, name: str, lister: TaskLister) -> list[str]:
         """The ids `name` lists, shared by the creates that ask while one list is being read:

@@ -10,8 +10,8 @@ processes scanning at once split them instead of colliding. A mixin of `Store`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from bot.store.database import Database, Tx
 from bot.store.records import (
@@ -26,6 +26,7 @@ from bot.store.records import (
     SchedulePass,
     Served,
 )
+from bot.store.rows import chunks
 
 #: Picks the jobs to start from the waiting ones, the slots taken and the served memory (which
 #: it advances in place); bot/engine/scheduler.py's `FairQueue.pick_counted`.
@@ -33,19 +34,6 @@ Choose = Callable[[list[QueuedRow], RunningCounts, Served], list[QueuedRow]]
 
 #: The fair queue's counter: how many jobs were ever started, across processes.
 FAIR_TICK = "fair_tick"
-#: Rows one statement writes when a pass or an announcement changes many (well under both
-#: backends' parameter limits: SQLite 32,766, asyncpg 32,767).
-_CHUNK = 500
-
-T = TypeVar("T")
-
-
-def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
-    """`items` in runs of `_CHUNK`, one statement each."""
-    for start in range(0, len(items), _CHUNK):
-        yield items[start:start + _CHUNK]
-
-
 def _in(states: Iterable[JobState]) -> tuple[str, list[str]]:
     wanted = [s.value for s in states]
     return ",".join("?" * len(wanted)), wanted
@@ -215,7 +203,7 @@ class ClaimsStore:
         One UPDATE and one INSERT per chunk of picks instead of two statements per pick: on
         PostgreSQL each statement is a round trip, and a pass over a burst starts hundreds."""
         written: dict[str, Any] = {}
-        for chunk in _chunks(ids):
+        for chunk in chunks(ids):
             moved = await tx.fetch(
                 "UPDATE jobs SET state = 'submitting', attempts = attempts + 1,"
                 " started_at = ?, updated_at = ?, owner = ?,"
@@ -247,7 +235,7 @@ class ClaimsStore:
 
         async def body(tx: Tx) -> set[str]:
             news: set[str] = set()
-            for chunk in _chunks(items):
+            for chunk in chunks(items):
                 values = ", ".join("(?, CAST(? AS INTEGER))" for _ in chunk)
                 # A join, so each job is found by its key (a correlated `SELECT pos FROM v`
                 # scanned the whole VALUES list per row on SQLite: 2,000 jobs took ~50 ms).
@@ -344,7 +332,7 @@ class ClaimsStore:
         # twice in one statement, and the dicts' keys are distinct).
         rows = [("guild", guild, tick) for guild, tick in changed.guilds.items()] + [
             ("user", f"{guild}:{user}", tick) for (guild, user), tick in changed.users.items()]
-        for chunk in _chunks(rows):
+        for chunk in chunks(rows):
             await tx.execute(
                 "INSERT INTO fair_served (scope, key, tick) VALUES "
                 + ", ".join("(?, ?, ?)" for _ in chunk)

@@ -10,7 +10,7 @@ coroutines *and* other processes sharing the database. Writes are shielded from 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,7 +40,7 @@ from bot.store.records import (
     Transition,
     UsageCheck,
 )
-from bot.store.rows import WRITABLE, encode, job_from_row
+from bot.store.rows import WRITABLE, chunks, encode, job_from_row
 from bot.store.schema import migrate, schema_version
 from bot.store.settings import SettingsStore
 from bot.store.sqlite import SqliteDatabase
@@ -218,6 +218,19 @@ class Store(ClaimsStore, FleetStore, WatchStore, ModerationStore, SettingsStore,
         params = [encode(c, v) for c, v in fields.items()]
         await self._write(f"UPDATE jobs SET {', '.join(sets)}, updated_at = ? WHERE id = ?",
                           [*params, now, job_id])
+
+    async def update_result_meta(self, metas: Mapping[str, Mapping[str, Any]], *,
+                                 now: float) -> None:
+        """Write several jobs' `result_meta` at once, one statement per chunk: the task-list
+        snapshots of creates that share one list (bot/engine/recovery.py) are written
+        together before any of those creates is sent."""
+        items = [(job_id, encode("result_meta", meta)) for job_id, meta in metas.items()]
+        for chunk in chunks(items):
+            values = ", ".join("(?, ?)" for _ in chunk)
+            await self._write(
+                f"WITH v (id, meta) AS (VALUES {values})"
+                " UPDATE jobs SET result_meta = v.meta, updated_at = ? FROM v"
+                " WHERE jobs.id = v.id", (*(x for pair in chunk for x in pair), now))
 
     async def transitions(self, job_id: str) -> list[Transition]:
         rows = await self._read(

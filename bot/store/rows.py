@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
 from bot.models import GenerationRequest
 from bot.store.records import JobState, JobView
+
+#: Rows one statement writes when a pass or an announcement changes many (well under both
+#: backends' parameter limits: SQLite 32,766, asyncpg 32,767).
+CHUNK = 500
+
+T = TypeVar("T")
+
+
+def chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """`items` in runs of `CHUNK`, one statement each."""
+    for start in range(0, len(items), CHUNK):
+        yield items[start:start + CHUNK]
+
 
 #: Columns a transition or update may set, and how each is stored.
 JSON_COLUMNS = frozenset({"role_ids", "result_meta", "context", "fleet"})
