@@ -29,7 +29,7 @@ from bot.errors import (
 )
 from bot.models import ProviderResult, TaskState, TaskStatus
 from bot.providers.base import SubmitResult
-from bot.store import Store
+from bot.store import JobView, Store
 from bot.store.database import DatabaseUnavailable
 from tests.fakes.common import FakeGateway
 from tests.test_engine_fakes import (
@@ -115,6 +115,26 @@ async def test_happy_path_writes_each_state_and_delivers_once(rig: Rig) -> None:
     assert succeeded.seed == 42 and succeeded.cost == 0.25 and succeeded.credits == 5
     assert await rig.ledger_kinds(job_id) == [("reserve", 5), ("commit", 5)]
     assert job.credits_charged == 5
+
+
+async def test_a_job_runs_from_submit_to_delivery_on_the_rows_its_moves_wrote(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its runner reads the job's row at no step: the scheduling pass's claim hands it the
+    row as written, and each move after that returns it (bot/engine/runner.py)."""
+    read_by: list[str] = []
+    real_get = rig.store.get_job
+
+    async def get_job(job_id: str) -> JobView | None:
+        task = asyncio.current_task()
+        read_by.append(task.get_name() if task else "")
+        return await real_get(job_id)
+
+    monkeypatch.setattr(rig.store, "get_job", get_job)
+    engine = rig.engine()
+    job_id = await enqueue(engine)
+    await engine.start()
+    assert (await engine.wait(job_id)).state is JobState.DELIVERED
+    assert f"job-{job_id}" not in read_by
 
 
 async def test_last_frame_only_when_asked(rig: Rig) -> None:

@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from bot.store import Store
+from bot.store import JobView, Store
 from bot.store.records import QueuedRow, RunningCounts, Served
 
 from .caps import CapsReader
@@ -34,7 +34,7 @@ class Dispatcher:
 
     def __init__(
         self, store: Store, *, fair: FairQueue, caps: CapsReader, machine: JobMachine,
-        queue: QueueView, spawn: Callable[[str], None], wake: asyncio.Event, clock: Clock,
+        queue: QueueView, spawn: Callable[[JobView], None], wake: asyncio.Event, clock: Clock,
         sleep: Sleep, scope: Callable[[str], bool] | None = None,
     ) -> None:
         self._store = store
@@ -107,7 +107,7 @@ class Dispatcher:
                                           ttl=self._machine.ttl, now=now)
         self._fair.adopt(done.served)
         for job in done.started:
-            self._spawn(job.id)
+            self._spawn(job)  # as the claim wrote it: its runner starts without a read
         await self._machine.started(done.started)
         await self._queue.announce()
         if len(done.started) >= self._batch:

@@ -142,7 +142,7 @@ class Engine:
             clock=clock, sleep=sleep, backoff=_backoff, wake=wake, secrets=settings.secrets())
         self._dispatch = Dispatcher(
             store, fair=fair, caps=self._caps, machine=self._machine, queue=self._queue,
-            spawn=lambda job_id: self._runner.spawn(job_id, resumed=False), wake=wake,
+            spawn=lambda job: self._runner.spawn(job.id, resumed=False, claimed=job), wake=wake,
             clock=clock, sleep=sleep, scope=scope,
         )
         self._canceller = Canceller(

@@ -83,11 +83,13 @@ class Runners:
         self.stranded = 0
 
     # ---- tasks ----------------------------------------------------------------------------
-    def spawn(self, job_id: str, *, resumed: bool) -> None:
+    def spawn(self, job_id: str, *, resumed: bool, claimed: JobView | None = None) -> None:
+        """Drive the job; `claimed`: its row as this process's claim just wrote it, which
+        the first step takes as the later steps take their last move's (no read)."""
         if job_id in self.tasks and not self.tasks[job_id].done():
             return
-        self.tasks[job_id] = asyncio.create_task(self._run(job_id, resumed=resumed),
-                                                 name=f"job-{job_id}")
+        self.tasks[job_id] = asyncio.create_task(
+            self._run(job_id, resumed=resumed, claimed=claimed), name=f"job-{job_id}")
 
     async def stop(self, job_id: str) -> None:
         task = self.tasks.pop(job_id, None)
@@ -108,9 +110,9 @@ class Runners:
         """A gateway's news about the job's task (a callback): the runner reads it next."""
         self._inbox.setdefault(job_id, asyncio.Queue()).put_nowait(state)
 
-    async def _run(self, job_id: str, *, resumed: bool) -> None:
+    async def _run(self, job_id: str, *, resumed: bool, claimed: JobView | None) -> None:
         job: JobView | None = None
-        written: JobView | None = None
+        written: JobView | None = claimed
         try:
             while True:
                 # The row as this step's last move wrote it (moves come last in a step), else
