@@ -170,7 +170,8 @@ class _Client(httpx.AsyncClient):
     40–60 µs of CPU a request (bench/README.md) for steps this client never takes (no auth,
     no hooks, no mounts, redirects not followed: bot/media/fetch.py checks each hop itself).
     So when none of them is asked for, `send` hands the request to the transport itself and
-    does what httpx's would have done with the answer; when any is, httpx's own `send` runs.
+    does what httpx's would have done with the answer (all but its INFO line per request,
+    which bot/cli.py silences anyway); when any is, httpx's own `send` runs.
     """
 
     def __init__(self, **kwargs: Any) -> None:
