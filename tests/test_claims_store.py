@@ -13,8 +13,8 @@ import pytest
 
 from bot.models import GenerationRequest
 from bot.store import JobState, NewJob, Store
-from bot.store.claims import _CHUNK
 from bot.store.records import QueuedRow, RunningCounts, Served
+from bot.store.rows import CHUNK
 
 HOUR = 3600.0
 EXPIRED = -60.0  # a lease that ran out a minute ago
@@ -216,7 +216,7 @@ async def test_a_pass_starts_its_picks_in_their_order_with_one_history_line_each
     """A pass writes its picks a chunk of rows per statement: more picks than one chunk, one
     pick gone meanwhile (cancelled), all started in the picks' order (the fair order), each
     once, claimed, with its attempt counted and one history line."""
-    ids = [await add_job(store, JobState.QUEUED) for _ in range(_CHUNK + 3)]
+    ids = [await add_job(store, JobState.QUEUED) for _ in range(CHUNK + 3)]
     gone = ids[7]
     assert await store.transition(gone, JobState.CANCELLED, now=3.0) is not None
     order = ids[::-1]  # not the queue's order: the pass keeps the chooser's
@@ -232,7 +232,7 @@ async def test_a_pass_starts_its_picks_in_their_order_with_one_history_line_each
     assert all(j.state is JobState.SUBMITTING and j.owner == "p1" and j.attempts == 1
                for j in done.started)
     assert await store.owners() == {"p1": len(expected)}
-    for job_id in (expected[0], expected[_CHUNK], expected[-1]):
+    for job_id in (expected[0], expected[CHUNK], expected[-1]):
         lines = [(t.from_state, t.to_state, t.detail) for t in await store.transitions(job_id)]
         assert lines[-1] == ("queued", "submitting", "attempt 1")
         assert [t for t in lines if t[1] == "submitting"] == [lines[-1]]
