@@ -172,6 +172,36 @@ async def test_a_failed_snapshot_write_fails_each_create_waiting_for_it(
             [j.result_meta for j in written]
 
 
+async def test_a_stopped_snapshot_write_leaves_no_create_waiting(
+        data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The write stopped (the process shuts down): every create waiting for it, and any that
+    asked meanwhile, stop too instead of waiting for ever; none is sent."""
+    async with rig(MAGNIFIC, data_dir) as r:
+        jobs = [await r.enqueue(prompt=f"a lighthouse, take {n}") for n in range(4)]
+        recovery = TaskRecovery(r.store, time.time)
+        writing = asyncio.Event()
+
+        async def never_done(metas: Any, *, now: float) -> None:
+            writing.set()
+            await asyncio.Event().wait()
+
+        monkeypatch.setattr(r.store, "update_result_meta", never_done)
+        first = [asyncio.ensure_future(recovery.snapshot(j, r.provider)) for j in jobs[:3]]
+        await writing.wait()
+        late = asyncio.ensure_future(recovery.snapshot(jobs[3], r.provider))
+
+        async def late_waits() -> bool:  # listed, it waits for the next write
+            return bool(recovery._unwritten)
+
+        await until(late_waits)
+        assert recovery._writer is not None
+        recovery._writer.cancel()
+        async with asyncio.timeout(10):  # a hang guard, not a timing assertion
+            ended = await asyncio.gather(*first, late, return_exceptions=True)
+        assert all(isinstance(e, asyncio.CancelledError) for e in ended)
+        assert not MAGNIFIC.creates(r.fake)
+
+
 async def test_a_second_new_task_in_the_list_means_no_adoption(data_dir: Path) -> None:
     async with rig(MAGNIFIC, data_dir) as r:
         r.fake.foreign_on_create = 1  # someone else's task appears beside ours

@@ -94,9 +94,10 @@ class TaskRecovery:
                 for _, done in batch.values():
                     if not done.done():
                         done.set_exception(exc)
-            except BaseException:
-                for _, done in batch.values():
+            except BaseException:  # stopped: no write of these, nor of any asked meanwhile
+                for _, done in (*batch.values(), *self._unwritten.values()):
                     done.cancel()
+                self._unwritten = {}
                 raise
             else:
                 for _, done in batch.values():
