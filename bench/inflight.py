@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from bench.common import (
     code_version,
     limits_override,
     report,
+    run_folder,
     small_video,
     worker_main,
 )
@@ -56,7 +56,7 @@ LIMITS = {"gateway_in_flight": JOBS, "guild_running": JOBS, "user_running": JOBS
 
 async def run_mode(backend: Backend, callbacks: bool) -> dict[str, Any]:
     mode = "callbacks" if callbacks else "polling"
-    with tempfile.TemporaryDirectory() as tmp:
+    with run_folder() as tmp:
         database = backend.database(tmp)
         async with bench_magnific(TASK_SECONDS, callbacks=callbacks, video=small_video()) as gw:
             worker = WorkerProcess("bench.inflight", {

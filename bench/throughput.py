@@ -53,6 +53,7 @@ from bench.common import (
     limits_override,
     machine_busy,
     report,
+    run_folder,
     small_video,
     worker_main,
 )
@@ -87,7 +88,7 @@ async def write_rows(database: str) -> None:
 async def run(backend: Backend, processes: int, *, profile: Path | None) -> dict[str, Any]:
     from bot.store import Store
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with run_folder() as tmp:
         database = backend.database(tmp)
         if CREATE == "store":
             await write_rows(database)
