@@ -172,3 +172,26 @@ async def test_close_commits_the_writes_asked_before_it(tmp_path: Path) -> None:
     await db.close()
     assert all(w.done() and w.result() == 1 for w in writes)
     assert committed(db.path) == [0, 1, 2, 3]
+
+
+async def test_the_wal_is_folded_in_after_so_many_writes_however_batched(
+        db: SqliteDatabase, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Three commits of four writes each: twelve writes, past a checkpoint every eight, so
+    the pages reach the database file (three commits alone would not have asked for one)."""
+    monkeypatch.setattr("bot.store.sqlite.CHECKPOINT_EVERY", 8)
+    before = db.path.stat().st_size
+
+    def big(n: int) -> Any:
+        async def body(tx: Tx) -> int:
+            return await tx.execute("INSERT INTO t (n, note) VALUES (?, ?)", (n, "x" * 3000))
+        return body
+
+    seen = statements(await db.connection())
+    for turn in range(3):
+        await asyncio.gather(*(db.atomic(big(4 * turn + k)) for k in range(4)))
+    assert seen.count("COMMIT") == 3
+    for _ in range(250):
+        if db.path.stat().st_size > before:
+            break
+        await asyncio.sleep(0.02)
+    assert db.path.stat().st_size > before

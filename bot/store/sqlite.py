@@ -15,7 +15,7 @@ Two lanes to one file, because the two kinds of work cost very different things:
   rebuild a table), reads of many bytes (`fetch_bulky`: a library file), and the WAL
   checkpoints, which write the database pages and fsync. The
   inline connection never checkpoints (`wal_autocheckpoint = 0`); every `CHECKPOINT_EVERY`
-  commits one runs on the thread, and the last connection to close folds the WAL in.
+  writes one runs on the thread, and the last connection to close folds the WAL in.
 
 Because an inline statement never suspends, a transaction whose body only runs statements
 holds the write lock for microseconds and no other coroutine runs inside it.
@@ -51,7 +51,8 @@ _Write = tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]
 
 #: How long a write waits for the file's write lock (another process's transaction).
 LOCK_WAIT = 30.0
-#: Commits between two checkpoints of the WAL (SQLite's own default is every 1,000 pages).
+#: Writes between two checkpoints of the WAL (SQLite's own default is every 1,000 pages); a
+#: batch of writes counts each of them, so the WAL grows no more between checkpoints.
 CHECKPOINT_EVERY = 500
 #: Writes one transaction carries at most (`SqliteDatabase.atomic`): another process waiting
 #: for the write lock waits for all of them.
@@ -155,7 +156,7 @@ class SqliteDatabase(Database):
         self._slow: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
         self._opening = asyncio.Lock()
-        self._commits = 0
+        self._unfolded = 0  # writes committed since the last checkpoint began
         self._writes: list[_Write] = []
         self._writer: asyncio.Task[None] | None = None
         self._checkpoint: asyncio.Task[None] | None = None
@@ -295,15 +296,16 @@ class SqliteDatabase(Database):
         for done, err in failed:
             _fail(done, err)
         if committed:
-            self._committed()
+            self._committed(len(ran))
         for done, result in ran:
             if not done.done():
                 done.set_result(result)
 
-    def _committed(self) -> None:
-        self._commits += 1
-        if self._commits % CHECKPOINT_EVERY == 0 and (
+    def _committed(self, writes: int = 1) -> None:
+        self._unfolded += writes
+        if self._unfolded >= CHECKPOINT_EVERY and (
                 self._checkpoint is None or self._checkpoint.done()):
+            self._unfolded = 0
             self._checkpoint = asyncio.get_running_loop().create_task(self._fold_wal())
 
     async def _fold_wal(self) -> None:
