@@ -191,11 +191,12 @@ async def test_a_stopped_snapshot_write_leaves_no_create_waiting(
         late = asyncio.ensure_future(recovery.snapshot(jobs[3], r.provider))
 
         async def late_waits() -> bool:  # listed, it waits for the next write
-            return bool(recovery._unwritten)
+            return bool(recovery._snapshots._queue)
 
         await until(late_waits)
-        assert recovery._writer is not None
-        recovery._writer.cancel()
+        writer = recovery._snapshots._task
+        assert writer is not None
+        writer.cancel()
         async with asyncio.timeout(10):  # a hang guard, not a timing assertion
             ended = await asyncio.gather(*first, late, return_exceptions=True)
         assert all(isinstance(e, asyncio.CancelledError) for e in ended)

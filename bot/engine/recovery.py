@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, cast
 
+from bot.batches import Batches
 from bot.errors import GatewayError, GatewayUnavailableError
 from bot.models import TaskState
 from bot.providers.base import Provider, TaskLister
@@ -57,8 +58,8 @@ class TaskRecovery:
         self._store = store
         self._clock = clock
         self._listing: dict[str, asyncio.Task[list[str]]] = {}
-        self._unwritten: dict[str, tuple[dict[str, Any], asyncio.Future[None]]] = {}
-        self._writer: asyncio.Task[None] | None = None
+        self._snapshots: Batches[tuple[str, dict[str, Any]], None] = Batches(
+            self._write_snapshots)
 
     async def snapshot(self, job: JobView, provider: Provider) -> JobView:
         """Write the ids the gateway lists now; the job as written. A list that cannot be read
@@ -72,37 +73,14 @@ class TaskRecovery:
             meta[LISTED_BEFORE] = None  # still marks "the create may be sent from here on"
         else:
             meta[LISTED_BEFORE] = listed
-        await self._written(job.id, meta)
+        await self._snapshots.ask((job.id, meta))  # in the row before the create
         return replace(job, result_meta=meta)
 
-    async def _written(self, job_id: str, meta: dict[str, Any]) -> None:
-        """`meta` is in the job's row. The creates that shared one list wake together, so
-        their snapshots go in one statement (`Store.update_result_meta`), not one each."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._unwritten[job_id] = (meta, done)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.ensure_future(self._write_unwritten())
-        await asyncio.shield(done)  # a create given up on does not take the others' write
-
-    async def _write_unwritten(self) -> None:
-        while self._unwritten:
-            batch, self._unwritten = self._unwritten, {}
-            try:
-                await self._store.update_result_meta(
-                    {job_id: meta for job_id, (meta, _) in batch.items()}, now=self._clock())
-            except Exception as exc:  # each create waiting for it fails as its own write would
-                for _, done in batch.values():
-                    if not done.done():
-                        done.set_exception(exc)
-            except BaseException:  # stopped: no write of these, nor of any asked meanwhile
-                for _, done in (*batch.values(), *self._unwritten.values()):
-                    done.cancel()
-                self._unwritten = {}
-                raise
-            else:
-                for _, done in batch.values():
-                    if not done.done():
-                        done.set_result(None)
+    async def _write_snapshots(self, items: list[tuple[str, dict[str, Any]]]) -> list[None]:
+        """The creates that shared one list wake together, so their snapshots go in one
+        statement (`Store.update_result_meta`), not one each (bot/batches.py)."""
+        await self._store.update_result_meta(dict(items), now=self._clock())
+        return [None] * len(items)
 
     async def _listed_now(self, name: str, lister: TaskLister) -> list[str]:
         """The ids `name` lists, shared by the creates that ask while one list is being read:

@@ -44,10 +44,10 @@ from typing import Any
 
 import aiosqlite
 
+from bot.batches import Batches, Failed
 from bot.store.database import Database, Dialect, Params, T, Tx
 
 log = logging.getLogger(__name__)
-_Write = tuple[Callable[[Tx], Awaitable[Any]], asyncio.Future[Any]]
 
 #: How long a write waits for the file's write lock (another process's transaction).
 LOCK_WAIT = 30.0
@@ -157,8 +157,8 @@ class SqliteDatabase(Database):
         self._lock = asyncio.Lock()
         self._opening = asyncio.Lock()
         self._unfolded = 0  # writes committed since the last checkpoint began
-        self._writes: list[_Write] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writes: Batches[Callable[[Tx], Awaitable[Any]], Any] = Batches(
+            self._write_batch, most=BATCH_MAX)
         self._checkpoint: asyncio.Task[None] | None = None
         self.on_open: Callable[[Database], Awaitable[None]] | None = None
 
@@ -237,69 +237,43 @@ class SqliteDatabase(Database):
         the caller does not cancel the write. `lock` is not needed: `BEGIN IMMEDIATE` takes
         the file's one write lock."""
         await self.connection()
-        done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._writes.append((body, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._write_queued())
-        return await asyncio.shield(done)
+        result: T = await self._writes.ask(body)
+        return result
 
-    async def _write_queued(self) -> None:
-        """Run the queued writes, up to `BATCH_MAX` a transaction, until none is left."""
-        while self._writes:
-            batch, self._writes = self._writes[:BATCH_MAX], self._writes[BATCH_MAX:]
-            try:
-                await self._write_batch(batch)
-            except BaseException as exc:  # stopped (the loop is closing): stop the rest too
-                for _, done in self._writes:
-                    _fail(done, exc)
-                self._writes = []
-                raise
-
-    async def _write_batch(self, batch: list[_Write]) -> None:
-        """One transaction; each write in a savepoint of its own when there are several."""
+    async def _write_batch(self, bodies: list[Callable[[Tx], Awaitable[Any]]]) -> list[Any]:
+        """One transaction for `bodies`, each in a savepoint of its own when there are several;
+        their outcomes (bot/batches.py)."""
         conn = await self.connection()
         tx = _InlineTx(conn)
-        shared = len(batch) > 1
-        ran: list[tuple[asyncio.Future[Any], Any]] = []
-        failed: list[tuple[asyncio.Future[Any], BaseException]] = []
-        try:
-            async with self._lock:
-                await self._locked(lambda: conn.execute("BEGIN IMMEDIATE"))
-                for index, (body, done) in enumerate(batch):
+        shared = len(bodies) > 1
+        outcomes: list[Any] = []
+        async with self._lock:
+            try:
+                for body in bodies:
+                    if not conn.in_transaction:  # the first, or SQLite rolled all back
+                        await self._locked(lambda: conn.execute("BEGIN IMMEDIATE"))
                     if shared:
                         conn.execute("SAVEPOINT write")
                     try:
-                        ran.append((done, await body(tx)))
+                        outcomes.append(await body(tx))
                     except Exception as exc:
-                        failed.append((done, exc))
-                        if not conn.in_transaction:  # SQLite rolled all back (disk full, I/O)
-                            failed += [(d, exc) for d, _ in ran]
-                            ran = []
-                            self._writes[:0] = batch[index + 1:]  # not run yet: next batch
-                            break
+                        if not conn.in_transaction:  # disk full, I/O: the whole of it is gone
+                            outcomes = [o if isinstance(o, Failed) else Failed(exc)
+                                        for o in outcomes]
+                            outcomes.append(Failed(exc))
+                            continue
+                        outcomes.append(Failed(exc))
                         conn.execute("ROLLBACK TO write" if shared else "ROLLBACK")
                     if shared:
                         conn.execute("RELEASE write")
-                committed = conn.in_transaction
-                if committed:
+                if conn.in_transaction:
                     conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            for done, err in failed:
-                _fail(done, err)
-            for _, done in batch:
-                _fail(done, exc)
-            if not isinstance(exc, Exception):
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            return
-        for done, err in failed:
-            _fail(done, err)
-        if committed:
-            self._committed(len(ran))
-        for done, result in ran:
-            if not done.done():
-                done.set_result(result)
+        self._committed(sum(not isinstance(o, Failed) for o in outcomes))
+        return outcomes
 
     def _committed(self, writes: int = 1) -> None:
         self._unfolded += writes
@@ -318,8 +292,7 @@ class SqliteDatabase(Database):
             log.debug("WAL checkpoint skipped: %s", exc)
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await asyncio.wait((self._writer,))  # the writes asked before closing
+        await self._writes.idle()  # the writes asked before closing
         async with self._lock:
             if self._checkpoint is not None:
                 await self._checkpoint
@@ -330,15 +303,6 @@ class SqliteDatabase(Database):
             if self._slow is not None:
                 await self._slow.close()  # the last connection out folds the WAL in
                 self._slow = None
-
-
-def _fail(done: asyncio.Future[Any], exc: BaseException) -> None:
-    if done.done():
-        return
-    if isinstance(exc, asyncio.CancelledError):
-        done.cancel()
-    else:
-        done.set_exception(exc)
 
 
 async def _enable_wal(conn: aiosqlite.Connection, attempts: int = 100) -> None:
