@@ -193,6 +193,74 @@ async def test_a_callback_that_reaches_another_process_wakes_the_job_where_it_ru
     assert cluster.deliveries[cluster.engines.index(owner)].post_count[job.id] == 1
 
 
+async def test_a_callback_to_the_process_that_drives_the_job_needs_no_read_of_its_row(
+    cluster: Cluster,
+) -> None:
+    """While its leases are fresh, the process's runner's view stands in for the row: one
+    read per callback saved (bench/README.md, eleventh pass)."""
+    cluster.provider.webhooks = True
+    cluster.provider.script = lambda _r: Outcome(polls=10**6)
+    cluster.clock.block_from = 100.0
+    a = await cluster.boot(callbacks=_Urls())
+    job = await a.enqueue(request(), guild_id="g", channel_id="c", user_id="u")
+    store = cluster.stores[0]
+    running = await eventually(lambda: _in_state(store, job.id, JobState.GENERATING))
+    task = cluster.provider.tasks[running.task_id or ""]
+    reads: list[str] = []
+    read = store.get_job
+
+    async def counted(job_id: str) -> Any:
+        reads.append(job_id)
+        return await read(job_id)
+
+    store.get_job = counted  # type: ignore[method-assign]
+    try:
+        await a.on_callback(job.id, TaskState(task_id=task.task_id, status=TaskStatus.SUCCEEDED,
+                                              result=cluster.provider.result_for(task)))
+    finally:
+        del store.get_job
+    assert reads == []
+    done = await eventually(lambda: _in_state(store, job.id, JobState.DELIVERED), timeout=10)
+    assert task.polls == 0 and cluster.posts(done.id) == 1
+
+
+async def test_a_process_whose_leases_may_have_lapsed_asks_the_row_and_hands_the_news_on(
+    cluster: Cluster,
+) -> None:
+    """A process frozen past half a lease may have lost its jobs to another: a callback it
+    gets for a job its runner still holds goes by the row, to the process that took it."""
+    cluster.provider.webhooks = True
+    cluster.provider.script = lambda _r: Outcome(polls=10**6)
+    cluster.clock.block_from = 100.0
+    a = await cluster.boot(callbacks=_Urls())
+    b = await cluster.boot(callbacks=_Urls(), start=False)
+    job = await a.enqueue(request(), guild_id="g", channel_id="c", user_id="u")
+    store = cluster.stores[0]
+    running = await eventually(lambda: _in_state(store, job.id, JobState.GENERATING))
+    assert running.owner == a.process and a._keeper.holds(job.id)
+    # a stalls (its leases unrenewed for longer than they last); b takes the job over, as
+    # its keeper would, while a's runner, frozen with a, still holds its old view.
+    a._keeper._renewed -= 2 * FAST["lease_ttl"]
+    assert not a._keeper.holds(job.id)
+    taken = await cluster.stores[1].claim(job.id, b.process, FAST["lease_ttl"],
+                                          replacing=a.process)
+    assert taken is not None
+    await b.start()
+    b._runner.spawn(job.id, resumed=True)
+    task = cluster.provider.tasks[running.task_id or ""]
+    await a.on_callback(job.id, TaskState(task_id=task.task_id, status=TaskStatus.SUCCEEDED,
+                                          result=cluster.provider.result_for(task)))
+    done = await eventually(lambda: _in_state(store, job.id, JobState.DELIVERED), timeout=10)
+    assert cluster.posts(done.id) == 1
+    assert cluster.deliveries[1].post_count[job.id] == 1
+    assert not a._keeper.holds(job.id)  # a renewed since, but its runner ran through the gap
+
+
+class _Urls:
+    def url_for(self, provider: str, job_id: str) -> str:
+        return f"http://127.0.0.1:1/hooks/{provider}/{job_id}"
+
+
 async def test_a_failure_reported_to_another_process_keeps_its_kind(cluster: Cluster) -> None:
     from bot.errors import ContentRejectedError
 

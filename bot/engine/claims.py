@@ -56,6 +56,16 @@ def process_id(host: str | None = None, pid: int | None = None) -> str:
            f"{uuid.uuid4().hex[:8]}"
 
 
+def uptime() -> float:
+    """Seconds on a clock that runs on while the machine sleeps (CLOCK_BOOTTIME on Linux), as
+    the database's clock does, which leases are measured by: after a suspend, this process's
+    leases must look as old as they are."""
+    return time.clock_gettime(_BOOTTIME) if _BOOTTIME is not None else time.monotonic()
+
+
+_BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -138,7 +148,20 @@ class Keeper:
         self._poke = asyncio.Event()
         self._started = False
         self._renewed = float("-inf")
+        #: Jobs whose runners ran while this process's leases may have run out (`holds`).
+        self._suspects: set[str] = set()
         self.task: asyncio.Task[None] | None = None
+
+    def holds(self, job_id: str) -> bool:
+        """Whether this process certainly still holds the claim on a job its runner drives,
+        so the runner's view of the row can stand in for the row (`Engine.on_callback`).
+
+        Others take a job over only when its lease has run out or this keeper has stopped.
+        So: this keeper lives, renewed its leases less than half a lease ago, and the job's
+        runner did not run through a gap of half a lease or more between two renewals (then
+        it stays a suspect while it runs, and the row is read instead)."""
+        return (self.owner in _LIVE and job_id not in self._suspects
+                and uptime() - self._renewed < self._ttl / 2)
 
     async def start(self) -> None:
         """Claim what this engine may resume, then keep at it in the background."""
@@ -189,11 +212,14 @@ class Keeper:
 
     async def pass_once(self) -> None:
         store = self._store
-        now = time.monotonic()
+        now = uptime()
         renewing = now - self._renewed >= self._ttl / 3  # three chances before a lease lapses
         if renewing:
+            if now - self._renewed >= self._ttl / 2:  # first, or late: leases may have lapsed
+                self._suspects = set(self._running())
             await store.renew(self.owner, self._ttl)
             self._renewed = now
+        self._suspects.intersection_update(self._running())
         for owner in await store.owners():
             if known_dead(owner, self.owner, self._alive):
                 log.info("taking over the jobs of %s, which is gone", owner)

@@ -352,8 +352,9 @@ class Engine:
         return QuotaStatus(tuple(windows))
 
     async def on_callback(self, job_id: str, state: TaskState) -> None:
-        """The webhook receiver's sink: a gateway told us about a task (maybe twice)."""
-        job = await self.store.get_job(job_id)
+        """The receiver's sink (news maybe twice); a held job's runner view stands for its row."""
+        job = self._runner.view(job_id) if self._keeper.holds(job_id) else None
+        job = job or await self.store.get_job(job_id)
         # SUBMITTING too: a fast gateway may call back before the create's answer is written.
         if job is None or job.state not in (JobState.SUBMITTING, JobState.GENERATING) \
                 or foreign_callback(job, state):  # an earlier task, or a gateway it left

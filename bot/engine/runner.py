@@ -77,6 +77,7 @@ class Runners:
         self._fleet = fleet  # gateway health and failover (fleet.py)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._inbox: dict[str, asyncio.Queue[TaskState]] = {}
+        self._views: dict[str, JobView] = {}
         self._cancel_requested: dict[str, asyncio.Future[str | None]] = {}
         self._recovery = TaskRecovery(store, clock)
         #: Runners that ended on a database outage, their jobs still claimed (claims.py).
@@ -106,6 +107,10 @@ class Runners:
         if self._fleet is not None:
             await self._fleet.drain()
 
+    def view(self, job_id: str) -> JobView | None:
+        """The job's row as its runner here took it at its current step (None: no runner)."""
+        return self._views.get(job_id)
+
     def deliver_state(self, job_id: str, state: TaskState) -> None:
         """A gateway's news about the job's task (a callback): the runner reads it next."""
         self._inbox.setdefault(job_id, asyncio.Queue()).put_nowait(state)
@@ -122,6 +127,7 @@ class Runners:
                     return
                 if job.owner != self._machine.owner:
                     return  # another process took it over (this one was presumed dead)
+                self._views[job_id] = job
                 self._machine.begin_step(job_id)
                 try:
                     if job.state is JobState.SUBMITTING:
@@ -160,6 +166,7 @@ class Runners:
             if pending is not None and not pending.done():
                 pending.set_result(None)  # the canceller looks at the job again
             self._inbox.pop(job_id, None)
+            self._views.pop(job_id, None)
             self._wake.set()
 
     # ---- SUBMITTING -----------------------------------------------------------------------
