@@ -256,6 +256,40 @@ async def test_a_process_whose_leases_may_have_lapsed_asks_the_row_and_hands_the
     assert not a._keeper.holds(job.id)  # a renewed since, but its runner ran through the gap
 
 
+async def test_holding_ends_with_a_late_renewal_and_comes_back_for_runners_after_it(
+    cluster: Cluster,
+) -> None:
+    from bot.engine.claims import Keeper, process_id
+
+    await cluster.boot(start=False)  # opens the store (and migrates it)
+    running = {"before"}
+
+    async def cancel(_job_id: str, _by: str) -> None:
+        return None
+
+    keeper = Keeper(cluster.stores[0], owner=process_id(), ttl=10.0, interval=3600.0,
+                    resume=lambda _job_id: None, running=lambda: running,
+                    stranded=lambda: 0, deliver=lambda _job_id, _state: None, cancel=cancel,
+                    wake=asyncio.Event())
+    assert not keeper.holds("before")  # not started: holds nothing
+    await keeper.start()
+    try:
+        assert not keeper.holds("before")  # it ran before the first renewal
+        running.add("during")
+        assert keeper.holds("during")
+        keeper._renewed -= 6.0  # more than half a lease since the last renewal
+        assert not keeper.holds("during")
+        await keeper.pass_once()
+        assert not keeper.holds("during")  # renewed, but it ran through the gap
+        running.clear()
+        running.add("after")
+        await keeper.pass_once()
+        assert keeper.holds("after")
+    finally:
+        await keeper.stop(release=False)
+    assert not keeper.holds("after")  # a stopped keeper holds nothing
+
+
 class _Urls:
     def url_for(self, provider: str, job_id: str) -> str:
         return f"http://127.0.0.1:1/hooks/{provider}/{job_id}"

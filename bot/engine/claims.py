@@ -215,9 +215,10 @@ class Keeper:
         now = uptime()
         renewing = now - self._renewed >= self._ttl / 3  # three chances before a lease lapses
         if renewing:
-            if now - self._renewed >= self._ttl / 2:  # first, or late: leases may have lapsed
-                self._suspects = set(self._running())
             await store.renew(self.owner, self._ttl)
+            # First, or late (counting the renewal's own time): leases may have lapsed.
+            if uptime() - self._renewed >= self._ttl / 2:
+                self._suspects = set(self._running())
             self._renewed = now
         self._suspects.intersection_update(self._running())
         for owner in await store.owners():
