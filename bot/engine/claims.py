@@ -220,7 +220,8 @@ class Keeper:
             if uptime() - self._renewed >= self._ttl / 2:
                 self._suspects = set(self._running())
             self._renewed = now
-        self._suspects.intersection_update(self._running())
+        if self._suspects:  # (most passes: none, and no walk over every runner)
+            self._suspects.intersection_update(self._running())
         for owner in await store.owners():
             if known_dead(owner, self.owner, self._alive):
                 log.info("taking over the jobs of %s, which is gone", owner)
