@@ -172,18 +172,8 @@ async def test_a_process_on_another_host_keeps_its_job_until_its_lease_runs_out(
 async def test_a_callback_that_reaches_another_process_wakes_the_job_where_it_runs(
     cluster: Cluster,
 ) -> None:
-    class Urls:
-        def url_for(self, provider: str, job_id: str) -> str:
-            return f"http://127.0.0.1:1/hooks/{provider}/{job_id}"
-
-    cluster.provider.webhooks = True
-    cluster.provider.script = lambda _r: Outcome(polls=10**6)
-    cluster.clock.block_from = 100.0  # polling waits forever: only the callback can help
-    a = await cluster.boot(callbacks=Urls())
-    b = await cluster.boot(callbacks=Urls())
-    job = await a.enqueue(request(), guild_id="g", channel_id="c", user_id="u")
-    store = cluster.stores[0]
-    running = await eventually(lambda: _in_state(store, job.id, JobState.GENERATING))
+    a, b, running = await _generating_with_callbacks(cluster, start_b=True)
+    job, store = running, cluster.stores[0]
     owner, other = (a, b) if running.owner == a.process else (b, a)
     task = cluster.provider.tasks[running.task_id or ""]
     await other.on_callback(job.id, TaskState(task_id=task.task_id, status=TaskStatus.SUCCEEDED,
@@ -198,13 +188,9 @@ async def test_a_callback_to_the_process_that_drives_the_job_needs_no_read_of_it
 ) -> None:
     """While its leases are fresh, the process's runner's view stands in for the row: one
     read per callback saved (bench/README.md, eleventh pass)."""
-    cluster.provider.webhooks = True
-    cluster.provider.script = lambda _r: Outcome(polls=10**6)
-    cluster.clock.block_from = 100.0
-    a = await cluster.boot(callbacks=_Urls())
-    job = await a.enqueue(request(), guild_id="g", channel_id="c", user_id="u")
-    store = cluster.stores[0]
-    running = await eventually(lambda: _in_state(store, job.id, JobState.GENERATING))
+    a, _b, running = await _generating_with_callbacks(cluster)
+    job, store = running, cluster.stores[0]
+    assert running.owner == a.process
     task = cluster.provider.tasks[running.task_id or ""]
     reads: list[str] = []
     read = store.get_job
@@ -229,14 +215,8 @@ async def test_a_process_whose_leases_may_have_lapsed_asks_the_row_and_hands_the
 ) -> None:
     """A process frozen past half a lease may have lost its jobs to another: a callback it
     gets for a job its runner still holds goes by the row, to the process that took it."""
-    cluster.provider.webhooks = True
-    cluster.provider.script = lambda _r: Outcome(polls=10**6)
-    cluster.clock.block_from = 100.0
-    a = await cluster.boot(callbacks=_Urls())
-    b = await cluster.boot(callbacks=_Urls(), start=False)
-    job = await a.enqueue(request(), guild_id="g", channel_id="c", user_id="u")
-    store = cluster.stores[0]
-    running = await eventually(lambda: _in_state(store, job.id, JobState.GENERATING))
+    a, b, running = await _generating_with_callbacks(cluster)
+    job, store = running, cluster.stores[0]
     assert running.owner == a.process and a._keeper.holds(job.id)
     # a stalls (its leases unrenewed for longer than they last); b takes the job over, as
     # its keeper would, while a's runner, frozen with a, still holds its old view.
@@ -295,21 +275,24 @@ class _Urls:
         return f"http://127.0.0.1:1/hooks/{provider}/{job_id}"
 
 
-async def test_a_failure_reported_to_another_process_keeps_its_kind(cluster: Cluster) -> None:
-    from bot.errors import ContentRejectedError
-
-    class Urls:
-        def url_for(self, provider: str, job_id: str) -> str:
-            return f"http://127.0.0.1:1/hooks/{provider}/{job_id}"
-
+async def _generating_with_callbacks(cluster: Cluster, *, start_b: bool = False) -> Any:
+    """Processes a and b taking callbacks, and a job a started, generating: (a, b, its row).
+    Its task runs for ever unless a callback ends it (polling waits on a stopped clock)."""
     cluster.provider.webhooks = True
     cluster.provider.script = lambda _r: Outcome(polls=10**6)
     cluster.clock.block_from = 100.0
-    a = await cluster.boot(callbacks=Urls())
-    b = await cluster.boot(callbacks=Urls(), start=False)
+    a = await cluster.boot(callbacks=_Urls())
+    b = await cluster.boot(callbacks=_Urls(), start=start_b)
     job = await a.enqueue(request(), guild_id="g", channel_id="c", user_id="u")
-    store = cluster.stores[0]
-    running = await eventually(lambda: _in_state(store, job.id, JobState.GENERATING))
+    running = await eventually(lambda: _in_state(cluster.stores[0], job.id, JobState.GENERATING))
+    return a, b, running
+
+
+async def test_a_failure_reported_to_another_process_keeps_its_kind(cluster: Cluster) -> None:
+    from bot.errors import ContentRejectedError
+
+    _a, b, running = await _generating_with_callbacks(cluster)
+    job, store = running, cluster.stores[0]
     error = ContentRejectedError("the prompt was refused", provider="fake", code="sensitive")
     await b.on_callback(job.id, TaskState(task_id=running.task_id or "",
                                           status=TaskStatus.FAILED, error=error))
